@@ -1,0 +1,11 @@
+/* qa_mem.h — allocation helpers. Out-of-memory is fatal and says how much was requested. */
+#ifndef QA_MEM_H
+#define QA_MEM_H
+#include <stddef.h>
+void *qa_malloc(size_t n);            /* dies on OOM; n == 0 returns a valid 1-byte block */
+void *qa_calloc(size_t n, size_t sz); /* zeroed; dies on OOM or overflow */
+void *qa_realloc(void *p, size_t n);
+void *qa_aligned_alloc(size_t align, size_t n); /* free with free() */
+char *qa_strdup(const char *s);
+char *qa_strndup(const char *s, size_t n);
+#endif

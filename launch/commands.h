@@ -1,0 +1,12 @@
+/* commands.h — the qalign subcommands. Each lives in launch/cmd_<name>.c and returns the
+ * process exit code (0 ok, 1 runtime error, 2 usage error). */
+#ifndef QA_COMMANDS_H
+#define QA_COMMANDS_H
+typedef struct qa_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} qa_command;
+
+int cmd_version(int argc, char **argv);
+#endif

@@ -1,0 +1,40 @@
+/* main.c — the qalign command line: `qalign <subcommand> [options]`, `qalign <subcommand> --help`. */
+#include "launch/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef QALIGN_VERSION
+#define QALIGN_VERSION "dev"
+#endif
+
+static const qa_command COMMANDS[] = {
+    /* one line per subcommand; keep them in the order of the workflow */
+    {"version", "print the version", cmd_version},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "qalign %s — question-alignment LoRA training, multilingual evaluation and analysis\n\n"
+            "usage: qalign <command> [options]      (qalign <command> --help for its options)\n\ncommands:\n",
+            QALIGN_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("qalign %s\n", QALIGN_VERSION);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("qalign %s\n", QALIGN_VERSION); return 0; }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "qalign: error: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

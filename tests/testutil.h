@@ -1,0 +1,19 @@
+/* testutil.h — a tiny test harness. Each test binary ends with `return qt_finish();`, which
+ * prints "N passed, N failed" (read by CI) and returns non-zero if anything failed. */
+#ifndef QA_TESTUTIL_H
+#define QA_TESTUTIL_H
+#include <stddef.h>
+#include <stdio.h>
+
+extern int qt_passed, qt_failed;
+void qt_record(int ok, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int qt_finish(void);
+#define QT_CHECK(cond, ...) qt_record(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+/* relative error ||a-b|| / ||b|| (b the reference), in double */
+double qt_rel_err_f32(const float *a, const float *b, size_t n);
+double qt_rel_err_f32_f64(const float *a, const double *b, size_t n);
+/* directory of the fixtures: $QALIGN_FIXTURES or the compiled-in default */
+const char *qt_env_or(const char *name, const char *dflt);
+/* run a shell command, capture stdout+stderr into buf (NUL-terminated), return exit status */
+int qt_run(const char *cmd, char *buf, size_t buflen);
+#endif
