@@ -31,6 +31,7 @@ typedef struct qa_hf_config {
     /* per layer: 0 = full attention, W > 0 = sliding window of W keys (j > i - W) */
     int window[QA_MAX_LAYERS];
     int bos_token_id, eos_token_id; /* -1 when null/absent */
+    char dtype_hint[16];        /* torch_dtype / dtype ("bfloat16"); informational, "" if absent */
 } qa_hf_config;
 
 int qa_hf_config_load(qa_hf_config *c, const char *config_json_path, qa_err *e);
@@ -39,4 +40,26 @@ int qa_hf_config_parse(qa_hf_config *c, const char *json_text, const char *name_
 int qa_hf_config_write(const qa_hf_config *c, const char *path, qa_err *e);
 /* Parameter count of the base model (embeddings, lm_head unless tied, norms, biases). */
 int64_t qa_hf_config_param_count(const qa_hf_config *c);
+/* Fill c with defaults for arch (hidden 64, 2 layers, 4 heads, 2 KV heads, intermediate 172, ...);
+ * the caller then sets what it wants and calls qa_hf_config_finish to derive head_dim etc. */
+void qa_hf_config_defaults(qa_hf_config *c, qa_arch arch);
+const char *qa_arch_name(qa_arch a);                /* "llama" */
+const char *qa_arch_class(qa_arch a);               /* "LlamaForCausalLM" */
+int qa_arch_from_name(const char *model_type);      /* -1 if unknown */
+
+/* The tensors a checkpoint of config c must hold, in state-dict order (embed, layers, norm, lm_head). */
+typedef struct qa_hf_tensor_spec {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    int is_norm;                /* RMSNorm weight (initialized to 1) */
+    int is_bias;
+} qa_hf_tensor_spec;
+/* Returns the number of specs and a heap array in *out (caller frees). */
+size_t qa_hf_tensor_specs(const qa_hf_config *c, qa_hf_tensor_spec **out);
+
+struct qa_safetensors;
+/* Every tensor config c implies is present with the right shape and a float dtype (F32/BF16/F16),
+ * and there is no unexpected tensor. The error names the file and the tensor. */
+int qa_hf_check_tensors(const qa_hf_config *c, const struct qa_safetensors *st, qa_err *e);
 #endif
