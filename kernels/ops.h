@@ -1,0 +1,221 @@
+/* ops.h — the compute kernels of qalign behind one backend boundary.
+ *
+ * A backend is a table of function pointers (qa_ops). qa_ops_cpu() returns the CPU table
+ * (OpenBLAS sgemm + plain C loops); a CUDA backend provides the same table (qa_ops_cuda()).
+ * Every pointer passed to an op is a pointer into that backend's memory ("device pointer",
+ * allocated with ops->alloc); on the CPU it is ordinary host memory (ops->host_memory == 1).
+ * Every op takes a qa_stream: the execution context of the backend (CUDA: stream + cuBLAS
+ * handle + scratch). The CPU backend ignores it (NULL is fine there).
+ *
+ * Conventions
+ *   - Row-major, C order. N = number of tokens (B*T flattened), D = hidden size, F = MLP
+ *     intermediate size, V = vocabulary, H = query heads, Hk = KV heads, hd = head_dim.
+ *   - Activations cross the interface as fp32. Frozen weights are typed views (qa_weight):
+ *     BF16 or F32; a backend converts BF16 on the fly (CPU: panels of rows into a small
+ *     scratch buffer before sgemm) and never needs a second full-size copy.
+ *   - Backward ops *accumulate* into gradients of trainable parameters (dA, dB) and take a
+ *     `beta` (0 = overwrite, 1 = add) for activation gradients.
+ *   - Ops do not fail on valid input: shape/index validation is the caller's job (model/).
+ *     Kernels know no files and no ranks.
+ */
+#ifndef QA_OPS_H
+#define QA_OPS_H
+#include "common/qa_dtype.h"
+#include "common/qa_err.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qa_stream qa_stream; /* backend execution context; opaque; CPU: unused */
+
+/* A frozen tensor in backend memory: BF16 or F32. data == NULL means "absent" (no bias). */
+typedef struct qa_weight {
+    qa_dtype dtype;     /* QA_DT_F32 or QA_DT_BF16 */
+    const void *data;
+} qa_weight;
+
+/* Which keys a query may see. Query i (row index inside its sequence) sees key j iff
+ *   j <= i                               (causal)
+ *   && (window == 0 || j > i - window)   (sliding window: the `window` most recent, incl. i)
+ *   && key_mask[b,j] != 0                (padding keys are never attended)
+ *   && segment[b,i] == segment[b,j]      (packed examples do not see each other)
+ * A query that sees no key gets output 0 (and no gradient). */
+typedef struct qa_attn_desc {
+    int B, T;                   /* batch, sequence length */
+    int n_heads, n_kv_heads;    /* H, Hk; query head h reads KV head h / (H / Hk) */
+    int head_dim;               /* hd */
+    int window;                 /* 0 = full attention */
+    float scale;                /* score scale, 1/sqrt(hd) */
+    const int32_t *key_mask;    /* [B,T] 1 = real token; NULL = all real */
+    const int32_t *segment;     /* [B,T] packed-example id; NULL = one example per row */
+} qa_attn_desc;
+
+typedef struct qa_ops {
+    const char *name;           /* "cpu", "cuda" */
+    int host_memory;            /* 1: backend pointers are host pointers (CPU backend) */
+
+    /* ---- context and memory ------------------------------------------------------------ */
+    int (*stream_create)(qa_stream **s, qa_err *e);
+    void (*stream_destroy)(qa_stream *s);
+    int (*sync)(qa_stream *s, qa_err *e);                    /* wait for queued work */
+    void *(*alloc)(size_t bytes, qa_err *e);                 /* NULL + error when out of memory */
+    void (*free)(void *p);
+    void (*memcpy_h2d)(qa_stream *s, void *dst, const void *src, size_t bytes);
+    void (*memcpy_d2h)(qa_stream *s, void *dst, const void *src, size_t bytes); /* synchronous */
+    void (*memcpy_d2d)(qa_stream *s, void *dst, const void *src, size_t bytes);
+    void (*memset0)(qa_stream *s, void *dst, size_t bytes);
+
+    /* ---- generic f32 algebra ----------------------------------------------------------- */
+    /* C = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or Xᵀ (ta/tb = 1). */
+    void (*gemm)(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha,
+                 const float *A,   /* op(A) is [M,K]; lda = row stride of A as stored */
+                 int lda,
+                 const float *Bm,  /* op(B) is [K,Nc] */
+                 int ldb, float beta,
+                 float *C,         /* [M,Nc] */
+                 int ldc);
+    /* y += alpha * x */
+    void (*axpy)(qa_stream *s, size_t n, float alpha,
+                 const float *x,   /* [n] */
+                 float *y);        /* [n] */
+    /* dst[i,:] = src[idx[i],:] */
+    void (*gather_rows)(qa_stream *s, int M, int D,
+                        const float *src,    /* [*, D] */
+                        const int32_t *idx,  /* [M] row indices into src */
+                        float *dst);         /* [M, D] */
+    /* dst[idx[i],:] += src[i,:] (indices must be distinct) */
+    void (*scatter_add_rows)(qa_stream *s, int M, int D,
+                             const float *src,    /* [M, D] */
+                             const int32_t *idx,  /* [M] */
+                             float *dst);         /* [*, D] */
+
+    /* ---- embedding (frozen table; its backward is the caller's d(embeddings)) ----------- */
+    void (*embedding_fwd)(qa_stream *s, int N, int D,
+                          qa_weight table,        /* [V, D] */
+                          const int32_t *ids,     /* [N], each in [0, V) */
+                          float *out);            /* [N, D] */
+
+    /* ---- RMSNorm: y = x * rsqrt(mean(x²) + eps) * w  (HF: plain w, not 1 + w) ----------- */
+    void (*rmsnorm_fwd)(qa_stream *s, int N, int D, float eps,
+                        const float *x,           /* [N, D] */
+                        qa_weight w,              /* [D] */
+                        float *y,                 /* [N, D] (may alias x) */
+                        float *rstd);             /* [N] saved 1/rms, or NULL */
+    void (*rmsnorm_bwd)(qa_stream *s, int N, int D, float beta,
+                        const float *x,           /* [N, D] the forward input */
+                        qa_weight w,              /* [D] */
+                        const float *rstd,        /* [N] from rmsnorm_fwd */
+                        const float *dy,          /* [N, D] */
+                        float *dx);               /* [N, D] dx = beta*dx + d(loss)/dx */
+
+    /* ---- RoPE, HF rotate_half (dim i pairs with i + hd/2), in place --------------------- *
+     * inv_freq[i] = 1 / theta^(2i/hd) and angle = pos * inv_freq[i] in fp32, as HF.        */
+    void (*rope_fwd)(qa_stream *s, int N, int H, int hd, float theta,
+                     const int32_t *pos,          /* [N] position of each token */
+                     float *x);                   /* [N, H, hd] rotated in place */
+    void (*rope_bwd)(qa_stream *s, int N, int H, int hd, float theta,
+                     const int32_t *pos,          /* [N] */
+                     float *dx);                  /* [N, H, hd] gradient, rotated back in place */
+
+    /* ---- attention: softmax(q kᵀ * scale + mask) v, GQA, fp32 softmax ------------------- */
+    void (*attention_fwd)(qa_stream *s, const qa_attn_desc *d,
+                          const float *q,         /* [B, T, H, hd]  (after RoPE) */
+                          const float *k,         /* [B, T, Hk, hd] (after RoPE) */
+                          const float *v,         /* [B, T, Hk, hd] */
+                          float *o,               /* [B, T, H, hd] */
+                          float *lse);            /* [B, H, T] saved log-sum-exp (-inf: no key) */
+    void (*attention_bwd)(qa_stream *s, const qa_attn_desc *d,
+                          const float *q,         /* [B, T, H, hd] */
+                          const float *k,         /* [B, T, Hk, hd] */
+                          const float *v,         /* [B, T, Hk, hd] */
+                          const float *o,         /* [B, T, H, hd] forward output */
+                          const float *lse,       /* [B, H, T] */
+                          const float *dout,      /* [B, T, H, hd] */
+                          float *dq,              /* [B, T, H, hd]  overwritten */
+                          float *dk,              /* [B, T, Hk, hd] overwritten */
+                          float *dv);             /* [B, T, Hk, hd] overwritten */
+
+    /* ---- SwiGLU: out = silu(g) * u ------------------------------------------------------- */
+    void (*swiglu_fwd)(qa_stream *s, size_t n,
+                       const float *g,            /* [n] gate_proj output */
+                       const float *u,            /* [n] up_proj output */
+                       float *out);               /* [n] */
+    void (*swiglu_bwd)(qa_stream *s, size_t n,
+                       const float *g,            /* [n] */
+                       const float *u,            /* [n] */
+                       const float *dout,         /* [n] */
+                       float *dg,                 /* [n] overwritten (may alias dout) */
+                       float *du);                /* [n] overwritten */
+
+    /* ---- frozen linear: y = x Wᵀ + b ----------------------------------------------------- */
+    void (*linear_fwd)(qa_stream *s, int N, int K, int M, float beta,
+                       const float *x,            /* [N, K] */
+                       qa_weight W,               /* [M, K] BF16 or F32 */
+                       qa_weight bias,            /* [M] or data NULL */
+                       float *y);                 /* [N, M], y = beta*y + x Wᵀ + b */
+    /* dx = beta*dx + dy W (W frozen: no dW) */
+    void (*linear_bwd)(qa_stream *s, int N, int K, int M, float beta,
+                       const float *dy,           /* [N, M] */
+                       qa_weight W,               /* [M, K] */
+                       float *dx);                /* [N, K] */
+
+    /* ---- LoRA: y += scale * (drop(x) Aᵀ) Bᵀ ---------------------------------------------- *
+     * Dropout (p > 0) keeps x[n,k] with probability 1-p and scales it by 1/(1-p); the mask *
+     * is a pure function of (key, n, k) (counter-based), so backward recomputes it.        */
+    void (*lora_fwd)(qa_stream *s, int N, int K, int M, int r, float scale, float p, uint64_t key,
+                     const float *x,              /* [N, K] module input */
+                     const float *A,              /* [r, K] lora_A */
+                     const float *Bm,             /* [M, r] lora_B */
+                     float *xa,                   /* [N, r] saved drop(x) Aᵀ */
+                     float *y);                   /* [N, M] accumulated into */
+    void (*lora_bwd)(qa_stream *s, int N, int K, int M, int r, float scale, float p, uint64_t key,
+                     const float *x,              /* [N, K] module input */
+                     const float *A,              /* [r, K] */
+                     const float *Bm,             /* [M, r] */
+                     const float *xa,             /* [N, r] from lora_fwd */
+                     const float *dy,             /* [N, M] */
+                     float *dA,                   /* [r, K] accumulated into */
+                     float *dB,                   /* [M, r] accumulated into */
+                     float *dx);                  /* [N, K] accumulated into, or NULL */
+
+    /* ---- cross-entropy over the rows given (the caller gathers labelled positions) ------ */
+    void (*cross_entropy_fwd)(qa_stream *s, int M, int V,
+                              const float *logits,   /* [M, V] */
+                              const int32_t *target, /* [M] in [0, V) */
+                              float *loss,           /* [M] -log softmax(logits)[target] */
+                              float *lse);           /* [M] saved log-sum-exp */
+    /* dlogits = scale * (softmax(logits) - onehot(target)); dlogits may alias logits */
+    void (*cross_entropy_bwd)(qa_stream *s, int M, int V, float scale,
+                              const float *logits,   /* [M, V] */
+                              const int32_t *target, /* [M] */
+                              const float *lse,      /* [M] */
+                              float *dlogits);       /* [M, V] */
+
+    /* ---- AdamW, torch semantics (decoupled weight decay, bias correction) --------------- *
+     * p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;                             *
+     * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)                                  */
+    void (*adamw_step)(qa_stream *s, size_t n, float lr, float beta1, float beta2, float eps,
+                       float wd, int64_t step,    /* step t >= 1 (after increment) */
+                       float *p,                  /* [n] parameters */
+                       const float *g,            /* [n] gradients */
+                       float *m,                  /* [n] first moment */
+                       float *v);                 /* [n] second moment */
+} qa_ops;
+
+/* The CPU backend (always available). */
+const qa_ops *qa_ops_cpu(void);
+/* A backend by name: "cpu" or "cuda" (NULL + error when not compiled in / no device). */
+const qa_ops *qa_ops_get(const char *name, qa_err *e);
+
+/* Counter-based dropout mask shared by all backends: 1 if element (n,k) of call `key` is
+ * kept at drop probability p. Pure function; identical on every backend. */
+static inline uint64_t qa_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static inline int qa_dropout_keep(uint64_t key, uint64_t n, uint64_t k, float p) {
+    uint64_t h = qa_mix64(key ^ qa_mix64((n << 32) ^ k));
+    return (float)((h >> 40) * (1.0 / 16777216.0)) >= p;
+}
+#endif

@@ -1,0 +1,194 @@
+/* model.h — the decoder-only transformer (llama / mistral / qwen2) with LoRA, as HF computes it.
+ *
+ * Ownership (docs/architecture.md):
+ *   qa_model   config + frozen weights as typed views {dtype, data}. On the CPU backend BF16/F32
+ *              tensors point straight into the safetensors mmap (no second copy); F16/F64 (or
+ *              misaligned) tensors are converted once into one owned F32 block. On a device
+ *              backend the weights are uploaded once, keeping their dtype.
+ *   qa_lora    LoRA adapter: parameters, gradients, AdamW m and v in four matching contiguous
+ *              fp32 blocks of n_params floats (flat: all-reduce / checkpoint one buffer), with
+ *              per-(layer, module) views A [r, in] and B [out, r] into each block.
+ *   qa_acts    activations workspace for a (B, T): one contiguous block with typed views;
+ *              holds hidden states, logits, saved tensors for backward and gradients.
+ * All float pointers inside qa_lora / qa_acts are backend memory (host memory on the CPU
+ * backend); use qa_model_to_host to read them portably.
+ *
+ * Semantics (formats.md §3): positions default to 0..T-1 per row regardless of padding;
+ * hidden[0] = embeddings, hidden[i] = output of layer i, hidden[L] = after the final norm;
+ * loss = mean cross-entropy over positions t whose labels[t+1] != -100 (HF shift).
+ */
+#ifndef QA_MODEL_H
+#define QA_MODEL_H
+#include "common/qa_err.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "kernels/ops.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- model ---------------------------------------------------------------------------- */
+typedef struct qa_layer_weights {
+    qa_weight attn_norm;                      /* [D]  input_layernorm */
+    qa_weight wq, wk, wv, wo;                 /* [H*hd, D], [Hk*hd, D], [Hk*hd, D], [D, H*hd] */
+    qa_weight bq, bk, bv, bo;                 /* biases or data NULL */
+    qa_weight mlp_norm;                       /* [D]  post_attention_layernorm */
+    qa_weight wgate, wup, wdown;              /* [F, D], [F, D], [D, F] */
+    qa_weight bgate, bup, bdown;              /* llama mlp_bias, else data NULL */
+} qa_layer_weights;
+
+typedef struct qa_model {
+    qa_hf_config cfg;
+    const qa_ops *ops;                        /* backend */
+    qa_stream *stream;                        /* backend context (NULL on the CPU) */
+    qa_safetensors st;                        /* the mmap'd checkpoint */
+    qa_weight embed;                          /* [V, D] */
+    qa_weight final_norm;                     /* [D] */
+    qa_weight lm_head;                        /* [V, D] (== embed when tied) */
+    qa_layer_weights *layers;                 /* [n_layers] */
+    void *owned;                              /* F32 conversions (host) / uploaded weights (device) */
+    size_t owned_bytes;
+} qa_model;
+
+/* Load config.json + model.safetensors[.index.json] from dir. ops NULL = CPU. */
+int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
+void qa_model_free(qa_model *m);
+/* Copy n floats of backend memory to host (plain memcpy on the CPU). */
+void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, size_t n);
+
+/* ---- LoRA ------------------------------------------------------------------------------ */
+enum { QA_LORA_Q, QA_LORA_K, QA_LORA_V, QA_LORA_O, QA_LORA_GATE, QA_LORA_UP, QA_LORA_DOWN, QA_LORA_NMOD };
+#define QA_LORA_BIT(mod) (1u << (mod))
+#define QA_LORA_QV (QA_LORA_BIT(QA_LORA_Q) | QA_LORA_BIT(QA_LORA_V))
+#define QA_LORA_ALL ((1u << QA_LORA_NMOD) - 1u)
+/* "q_proj", ..., "down_proj" */
+const char *qa_lora_module_name(int mod);
+/* PEFT on-disk name: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
+ * (mlp.{gate,up,down}_proj for the MLP). Returns 0, -1 if buf too small. */
+int qa_lora_peft_name(char *buf, size_t n, int layer, int mod, int is_B);
+
+typedef struct qa_lora_mat {
+    int present;                              /* module targeted */
+    int in, out;                              /* A [r, in], B [out, r] */
+    size_t off_A, off_B;                      /* float offsets into each block */
+    float *A, *B;                             /* views into params */
+    float *dA, *dB;                           /* views into grads */
+} qa_lora_mat;
+
+typedef struct qa_lora {
+    unsigned modules;                         /* bitmask of QA_LORA_BIT(mod) */
+    int r;                                    /* rank */
+    float alpha;                              /* lora_alpha; scale = alpha / r */
+    float scale;
+    float dropout;                            /* on the module input, training only */
+    int n_layers;
+    size_t n_params;                          /* floats per block */
+    float *params, *grads, *m, *v;            /* [n_params] each, backend memory, one allocation */
+    qa_lora_mat *mats;                        /* [n_layers * QA_LORA_NMOD] */
+    int64_t step;                             /* AdamW steps taken */
+    const qa_ops *ops;
+} qa_lora;
+
+/* Lay out an adapter for model m (layer-major, modules in enum order, A then B), all four
+ * blocks zeroed. */
+int qa_lora_init(qa_lora *l, const qa_model *m, unsigned modules, int r, float alpha, float dropout,
+                 qa_err *e);
+void qa_lora_free(qa_lora *l);
+static inline qa_lora_mat *qa_lora_at(const qa_lora *l, int layer, int mod) {
+    return &l->mats[(size_t)layer * QA_LORA_NMOD + mod];
+}
+/* PEFT init: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; seeded. */
+void qa_lora_init_params(qa_lora *l, uint64_t seed);
+/* Load a PEFT adapter directory (adapter_config.json + adapter_model.safetensors): config
+ * (r, lora_alpha, lora_dropout, target_modules) and every A/B of every targeted module. */
+int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
+/* Copy host tensors in: set A or B of (layer, mod) from f32 host data. */
+void qa_lora_set(qa_lora *l, int layer, int mod, int is_B, const float *host);
+void qa_lora_zero_grad(qa_lora *l);
+
+typedef struct qa_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+} qa_adamw;
+/* One torch-AdamW step on the whole params block with grads (l->step is incremented first
+ * and used for bias correction). Grads are not cleared. */
+void qa_lora_adamw(qa_lora *l, const qa_adamw *opt);
+
+/* ---- batches and workspace ------------------------------------------------------------- */
+typedef struct qa_batch {
+    int B, T;
+    const int32_t *input_ids;                 /* [B,T] host */
+    const int32_t *attention_mask;            /* [B,T] host, 1 = token, 0 = padding; NULL = all 1 */
+    const int32_t *positions;                 /* [B,T] host or NULL (0..T-1 in every row) */
+    const int32_t *segment_ids;               /* [B,T] host or NULL (one example per row) */
+    const int32_t *labels;                    /* [B,T] host, -100 = ignore (forward_backward) */
+} qa_batch;
+/* Number of positions t with labels[t+1] != -100 (the loss denominator). */
+int64_t qa_batch_count_labels(const qa_batch *b);
+
+enum { QA_ACTS_INFER = 0, QA_ACTS_TRAIN = 1 };
+
+typedef struct qa_acts {
+    int B, T, N;                              /* capacity; N = B*T */
+    int mode;                                 /* QA_ACTS_INFER / QA_ACTS_TRAIN */
+    int max_logit_rows;                       /* rows of the logits buffer */
+    void *block;                              /* the one allocation (backend memory) */
+    size_t bytes;
+    /* --- results -------------------------------------------------------------------------- */
+    float **hidden;                           /* [L+1] views, each [B,T,D] (see top) */
+    float *logits;                            /* [max_logit_rows, V] */
+    int n_logit_rows;                         /* rows of logits filled by the last call */
+    int32_t *logit_rows_host;                 /* [max_logit_rows] host: flat b*T+t of each row */
+    float *d_embeds;                          /* [B,T,D] d loss / d input embeddings (train) */
+    /* --- internals (views into block) ------------------------------------------------------ */
+    struct qa_acts_int *in;
+} qa_acts;
+
+/* Size a workspace for batches up to [B,T] on model m with adapter l (NULL: none).
+ * max_logit_rows: rows of the logits buffer (0 = B*T); training chunks the loss over it. */
+int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T, int mode,
+                  int max_logit_rows, qa_err *e);
+void qa_acts_free(qa_acts *a);
+
+/* ---- forward ---------------------------------------------------------------------------- */
+typedef enum qa_logits_mode {
+    QA_LOGITS_NONE = 0,
+    QA_LOGITS_ALL,                            /* every position: row b*T+t */
+    QA_LOGITS_LAST,                           /* per row, the last position with mask 1 */
+    QA_LOGITS_ROWS                            /* the flat rows in opts.rows */
+} qa_logits_mode;
+
+typedef struct qa_fwd_opts {
+    qa_logits_mode logits;
+    const int32_t *rows;                      /* [n_rows] host, flat b*T+t (QA_LOGITS_ROWS) */
+    int n_rows;
+} qa_fwd_opts;
+
+/* Forward (no dropout). Fills a->hidden[0..L] and, per opts, a->logits [n_logit_rows, V] with
+ * a->logit_rows_host naming each row. lora NULL = base model. */
+int qa_model_forward(qa_model *m, const qa_lora *lora, qa_acts *a, const qa_batch *b,
+                     const qa_fwd_opts *opts, qa_err *e);
+
+/* Logit lens: lm_head(final_norm(h)) where h = residual stream after `layer` layers
+ * (0 = embeddings, L = last layer output before the final norm, so lens(L) == logits),
+ * at the flat rows given (NULL = all B*T). Uses the hidden states of the last forward;
+ * fills a->logits / a->n_logit_rows / a->logit_rows_host. */
+int qa_model_logit_lens(qa_model *m, qa_acts *a, int layer, const int32_t *rows, int n_rows, qa_err *e);
+
+/* ---- forward + backward ----------------------------------------------------------------- */
+typedef struct qa_train_opts {
+    float grad_scale;                         /* grads += grad_scale * d(mean loss)/dθ (0 -> 1) */
+    uint64_t dropout_key;                     /* LoRA dropout stream for this call (vary per step) */
+    int want_embed_grad;                      /* fill a->d_embeds */
+} qa_train_opts;
+
+typedef struct qa_loss {
+    double loss;                              /* mean CE over labelled positions (0 if none) */
+    double loss_sum;                          /* sum of CE */
+    int64_t n_tokens;                         /* labelled positions (HF shift) */
+} qa_loss;
+
+/* Needs a workspace allocated with QA_ACTS_TRAIN. Accumulates LoRA grads into lora->grads
+ * (lora may be NULL: then only the loss and, if asked, d_embeds). Hidden states of this
+ * forward are left in a->hidden (with dropout applied if any). */
+int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b,
+                              const qa_train_opts *opts, qa_loss *out, qa_err *e);
+#endif
