@@ -21,6 +21,7 @@
 #define QA_MODEL_H
 #include "common/qa_err.h"
 #include "io/hf_config.h"
+#include "io/peft.h"
 #include "io/safetensors.h"
 #include "kernels/ops.h"
 #include <stddef.h>
@@ -56,12 +57,8 @@ void qa_model_free(qa_model *m);
 void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, size_t n);
 
 /* ---- LoRA ------------------------------------------------------------------------------ */
-enum { QA_LORA_Q, QA_LORA_K, QA_LORA_V, QA_LORA_O, QA_LORA_GATE, QA_LORA_UP, QA_LORA_DOWN, QA_LORA_NMOD };
-#define QA_LORA_BIT(mod) (1u << (mod))
-#define QA_LORA_QV (QA_LORA_BIT(QA_LORA_Q) | QA_LORA_BIT(QA_LORA_V))
-#define QA_LORA_ALL ((1u << QA_LORA_NMOD) - 1u)
-/* "q_proj", ..., "down_proj" */
-const char *qa_lora_module_name(int mod);
+/* Modules QA_LORA_Q .. QA_LORA_DOWN, QA_LORA_N_MODULES, QA_LORA_BIT, QA_LORA_MASK_QV/ALL and
+ * qa_lora_module_name / qa_lora_module_dims come from io/peft.h (the on-disk format). */
 /* PEFT on-disk name: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
  * (mlp.{gate,up,down}_proj for the MLP). Returns 0, -1 if buf too small. */
 int qa_lora_peft_name(char *buf, size_t n, int layer, int mod, int is_B);
@@ -83,7 +80,7 @@ typedef struct qa_lora {
     int n_layers;
     size_t n_params;                          /* floats per block */
     float *params, *grads, *m, *v;            /* [n_params] each, backend memory, one allocation */
-    qa_lora_mat *mats;                        /* [n_layers * QA_LORA_NMOD] */
+    qa_lora_mat *mats;                        /* [n_layers * QA_LORA_N_MODULES] */
     int64_t step;                             /* AdamW steps taken */
     const qa_ops *ops;
 } qa_lora;
@@ -94,13 +91,15 @@ int qa_lora_init(qa_lora *l, const qa_model *m, unsigned modules, int r, float a
                  qa_err *e);
 void qa_lora_free(qa_lora *l);
 static inline qa_lora_mat *qa_lora_at(const qa_lora *l, int layer, int mod) {
-    return &l->mats[(size_t)layer * QA_LORA_NMOD + mod];
+    return &l->mats[(size_t)layer * QA_LORA_N_MODULES + mod];
 }
 /* PEFT init: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; seeded. */
 void qa_lora_init_params(qa_lora *l, uint64_t seed);
-/* Load a PEFT adapter directory (adapter_config.json + adapter_model.safetensors): config
- * (r, lora_alpha, lora_dropout, target_modules) and every A/B of every targeted module. */
+/* Initialize l from a PEFT adapter directory (adapter_config.json + adapter_model.safetensors):
+ * r, lora_alpha, lora_dropout, target_modules and every A/B (validated by io/peft.c). */
 int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
+/* Write a PEFT adapter directory (F32, loadable by PEFT) via io/peft.h. */
+int qa_lora_save_peft(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
 /* Copy host tensors in: set A or B of (layer, mod) from f32 host data. */
 void qa_lora_set(qa_lora *l, int layer, int mod, int is_B, const float *host);
 void qa_lora_zero_grad(qa_lora *l);
