@@ -43,6 +43,7 @@ int64_t qa_hf_config_param_count(const qa_hf_config *c);
 /* Fill c with defaults for arch (hidden 64, 2 layers, 4 heads, 2 KV heads, intermediate 172, ...);
  * the caller then sets what it wants and calls qa_hf_config_finish to derive head_dim etc. */
 void qa_hf_config_defaults(qa_hf_config *c, qa_arch arch);
+void qa_hf_config_finish(qa_hf_config *c);         /* head_dim, kv heads, biases from the arch */
 const char *qa_arch_name(qa_arch a);                /* "llama" */
 const char *qa_arch_class(qa_arch a);               /* "LlamaForCausalLM" */
 int qa_arch_from_name(const char *model_type);      /* -1 if unknown */

@@ -35,6 +35,7 @@ typedef struct qa_safetensors {
     qa_st_tensor *tensors;      /* [n_tensors], sorted by name */
     size_t n_tensors;
     char *metadata_json;        /* "__metadata__" of the first file as JSON text, or NULL */
+    char *source;               /* the file or directory that was opened (for messages) */
 } qa_safetensors;
 
 /* One .safetensors file. */
@@ -50,6 +51,10 @@ int qa_st_get(const qa_safetensors *st, const char *name, int ndim, const int64_
               const qa_st_tensor **out, qa_err *e);
 /* Copy a tensor into f32 (F32/BF16/F16/F64 sources). */
 int qa_st_read_f32(const qa_safetensors *st, const qa_st_tensor *t, float *dst, qa_err *e);
+/* The file holding t (t == NULL: the opened file or directory). */
+const char *qa_st_file_of(const qa_safetensors *st, const qa_st_tensor *t);
+/* Element size in bits of a safetensors dtype name ("F4" -> 4, "BF16" -> 16); 0 if unknown. */
+int qa_st_dtype_bits(const char *dtype_name);
 
 /* Writing: entries are written sorted as the reference writer does (by dtype alignment
  * descending, then name), header padded with spaces to a multiple of 8, committed atomically
@@ -59,8 +64,16 @@ typedef struct qa_st_entry {
     qa_dtype dtype;
     int ndim;
     int64_t shape[QA_ST_MAX_DIMS];
-    const void *data;           /* numel * elem_size bytes, little-endian */
+    const void *data;           /* numel * elem_size bytes, little-endian; NULL: produced by fill */
+    const char *dtype_name;     /* optional: overrides dtype ("F8_E4M3", "C64", ... for QA_DT_OTHER) */
 } qa_st_entry;
 int qa_st_write(const char *path, const qa_st_entry *entries, size_t n, const char *const *metadata_kv,
                 qa_err *e);
+/* Streaming writer for files larger than memory: entries with data == NULL are produced by
+ * fill(ctx, entry, index_in_entries, first_element, n_elements, dst) in chunks of at most 32 MiB,
+ * in file order; memory use is one chunk. Same ordering, padding and atomic commit as qa_st_write. */
+typedef int (*qa_st_fill_fn)(void *ctx, const qa_st_entry *ent, size_t index, uint64_t first, uint64_t count,
+                             void *dst, qa_err *e);
+int qa_st_write_stream(const char *path, const qa_st_entry *entries, size_t n, const char *const *metadata_kv,
+                       qa_st_fill_fn fill, void *ctx, qa_err *e);
 #endif
