@@ -82,7 +82,8 @@ typedef struct qa_lora {
     float *params, *grads, *m, *v;            /* [n_params] each, backend memory, one allocation */
     qa_lora_mat *mats;                        /* [n_layers * QA_LORA_N_MODULES] */
     int64_t step;                             /* AdamW steps taken */
-    const qa_ops *ops;
+    const qa_ops *ops;                        /* backend of the model it was made for */
+    qa_stream *stream;
 } qa_lora;
 
 /* Lay out an adapter for model m (layer-major, modules in enum order, A then B), all four

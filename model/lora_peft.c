@@ -1,0 +1,47 @@
+/* lora_peft.c — qa_lora <-> PEFT adapter directories, through io/peft.h. */
+#include "model/model.h"
+#include "common/qa_mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e) {
+    qa_peft_adapter ad;
+    memset(&ad, 0, sizeof ad);
+    QA_TRY(qa_peft_load(&ad, dir, &m->cfg, e));
+    if (qa_lora_init(l, m, ad.cfg.module_mask, ad.cfg.r, (float)ad.cfg.alpha, (float)ad.cfg.dropout, e)) {
+        qa_peft_free(&ad);
+        return qa_err_prefix(e, "adapter %s", dir);
+    }
+    for (int i = 0; i < l->n_layers; i++)
+        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+            if (!qa_lora_at(l, i, mod)->present) continue;
+            qa_lora_set(l, i, mod, 0, qa_peft_A(&ad, i, mod));
+            qa_lora_set(l, i, mod, 1, qa_peft_B(&ad, i, mod));
+        }
+    qa_peft_free(&ad);
+    return 0;
+}
+
+int qa_lora_save_peft(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e) {
+    qa_peft_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.r = l->r;
+    cfg.alpha = l->alpha;
+    cfg.dropout = l->dropout;
+    cfg.module_mask = l->modules;
+    strcpy(cfg.task_type, "CAUSAL_LM");
+    qa_peft_adapter ad;
+    memset(&ad, 0, sizeof ad);
+    QA_TRY(qa_peft_alloc(&ad, &m->cfg, &cfg, e));
+    for (int i = 0; i < l->n_layers; i++)
+        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+            const qa_lora_mat *t = qa_lora_at(l, i, mod);
+            if (!t->present) continue;
+            qa_model_to_host(m, qa_peft_A(&ad, i, mod), t->A, (size_t)l->r * t->in);
+            qa_model_to_host(m, qa_peft_B(&ad, i, mod), t->B, (size_t)t->out * l->r);
+        }
+    int rc = qa_peft_save(&ad, dir, e);
+    qa_peft_free(&ad);
+    return rc;
+}
