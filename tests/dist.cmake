@@ -1,0 +1,37 @@
+# dist/: real multi-process runs under mpirun (label mpi). As root in containers Open MPI needs
+# --allow-run-as-root, and more ranks than cores need --oversubscribe (docs/hpc.md §2).
+qa_test_exe(test_dist SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist.c LIBS qa_dist qa_common)
+qa_test_exe(test_dist_fail SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_fail.c LIBS qa_common)
+
+set(QA_MPIEXEC "${MPIEXEC_EXECUTABLE}")
+if(NOT QA_MPIEXEC)
+  find_program(QA_MPIEXEC NAMES mpiexec mpirun)
+endif()
+set(QA_MPI_PREFLAGS --allow-run-as-root --oversubscribe)
+set(QA_MPI_NPFLAG "${MPIEXEC_NUMPROC_FLAG}")
+if(NOT QA_MPI_NPFLAG)
+  set(QA_MPI_NPFLAG -n)
+endif()
+# no CMA in containers without SYS_PTRACE; no stray output from the openib probe
+set(QA_MPI_ENV OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader,tcp
+    OMPI_MCA_rmaps_base_oversubscribe=1)
+
+if(QA_MPIEXEC)
+  foreach(np 1 2 4)
+    add_test(NAME dist_check_np${np}
+             COMMAND ${QA_MPIEXEC} ${QA_MPI_PREFLAGS} ${QA_MPI_NPFLAG} ${np} $<TARGET_FILE:test_dist> check)
+    set_tests_properties(dist_check_np${np} PROPERTIES LABELS "mpi" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
+  endforeach()
+  # no launcher at all: MPI singleton, one rank
+  add_test(NAME dist_check_singleton COMMAND $<TARGET_FILE:test_dist> check)
+  set_tests_properties(dist_check_singleton PROPERTIES LABELS "mpi" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
+
+  string(REPLACE ";" " " _launch "${QA_MPIEXEC};${QA_MPI_PREFLAGS};${QA_MPI_NPFLAG}")
+  foreach(c abort kill exit stall stop)
+    add_test(NAME dist_fail_${c} COMMAND $<TARGET_FILE:test_dist_fail> ${c} 4)
+    set_tests_properties(dist_fail_${c} PROPERTIES LABELS "mpi" TIMEOUT 90
+      ENVIRONMENT "${QA_MPI_ENV};QA_MPIRUN=${_launch};QA_DIST_WORKER=$<TARGET_FILE:test_dist>")
+  endforeach()
+else()
+  message(STATUS "qalign: no mpiexec found: the mpi tests are not registered")
+endif()
