@@ -11,6 +11,7 @@
 static const qa_command COMMANDS[] = {
     /* one line per subcommand; keep them in the order of the workflow */
     {"version", "print the version", cmd_version},
+    {"forward", "run the model on token ids: last-position logits, hidden states, logit lens", cmd_forward},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
