@@ -9,5 +9,6 @@ typedef struct qa_command {
 } qa_command;
 
 int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 #endif

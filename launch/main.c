@@ -11,6 +11,7 @@
 static const qa_command COMMANDS[] = {
     /* one line per subcommand; keep them in the order of the workflow */
     {"version", "print the version", cmd_version},
+    {"tokenize", "text <-> token ids with a Hugging Face tokenizer.json (JSON lines on stdin)", cmd_tokenize},
     {"forward", "run the model on token ids: last-position logits, hidden states, logit lens", cmd_forward},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -1,0 +1,583 @@
+/* tok_encode.c — text -> ids, step for step as Hugging Face `tokenizers` does it:
+ *   (1) split the raw text on added tokens with normalized:false (leftmost-longest),
+ *   (2) normalize every other piece (NFC / Prepend / Replace), split it on normalized added tokens,
+ *   (3) pre-tokenize (Split regex, ByteLevel, Metaspace), (4) BPE each piece, (5) post-process.
+ * All scratch is per call; the tokenizer is only read.
+ */
+#include "io/tok_internal.h"
+#include "common/qa_mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+/* ---- per-call context ---- */
+typedef struct span {
+    const char *p;
+    size_t n;
+    int orig0;             /* the piece starts at offset 0 of the original text (Metaspace "first") */
+} span;
+typedef struct spanvec { span *v; size_t n, cap; } spanvec;
+
+typedef struct sym { int32_t id, prev, next, alive; } sym;
+typedef struct hent { int32_t rank, pos, new_id; } hent;
+
+typedef struct enc {
+    const qa_tokenizer *t;
+    int32_t *ids; size_t n_ids, cap_ids;
+    pcre2_match_data *md;
+    pcre2_jit_stack *jit_stack;
+    pcre2_match_context *mctx;
+    spanvec sv[2];
+    char **bufs; size_t n_bufs, cap_bufs; /* text made by pre-tokenizers, freed per segment */
+    sym *syms; size_t cap_syms;
+    hent *heap; size_t cap_heap;
+    char *tmp; size_t cap_tmp;
+    qa_err *e;
+} enc;
+
+static void push_id(enc *c, int32_t id) {
+    if (c->n_ids == c->cap_ids) {
+        c->cap_ids = c->cap_ids ? c->cap_ids * 2 : 256;
+        c->ids = qa_realloc(c->ids, c->cap_ids * sizeof *c->ids);
+    }
+    c->ids[c->n_ids++] = id;
+}
+static void push_span(spanvec *v, const char *p, size_t n, int orig0) {
+    if (!n) return; /* HF drops empty splits */
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 64;
+        v->v = qa_realloc(v->v, v->cap * sizeof *v->v);
+    }
+    v->v[v->n++] = (span){p, n, orig0};
+}
+static char *new_buf(enc *c, size_t n) {
+    if (c->n_bufs == c->cap_bufs) {
+        c->cap_bufs = c->cap_bufs ? c->cap_bufs * 2 : 8;
+        c->bufs = qa_realloc(c->bufs, c->cap_bufs * sizeof *c->bufs);
+    }
+    return c->bufs[c->n_bufs++] = qa_malloc(n + 1);
+}
+static void free_bufs(enc *c) {
+    for (size_t i = 0; i < c->n_bufs; i++) free(c->bufs[i]);
+    c->n_bufs = 0;
+}
+
+/* Rust char::is_whitespace (the White_Space property) */
+static int is_ws(uint32_t cp) {
+    return (cp >= 9 && cp <= 13) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+/* start of the whitespace run that ends at s[end] */
+static size_t ws_back(const char *s, size_t end) {
+    while (end > 0) {
+        size_t b = end - 1;
+        while (b > 0 && ((uint8_t)s[b] & 0xC0) == 0x80) b--;
+        uint32_t cp;
+        tok_utf8_next((const uint8_t *)s + b, &cp);
+        if (!is_ws(cp)) break;
+        end = b;
+    }
+    return end;
+}
+static size_t ws_fwd(const char *s, size_t n, size_t pos) {
+    while (pos < n) {
+        uint32_t cp;
+        int k = tok_utf8_next((const uint8_t *)s + pos, &cp);
+        if (!is_ws(cp)) break;
+        pos += (size_t)k;
+    }
+    return pos;
+}
+
+/* ---- normalizers ---- */
+static int nfc(const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
+    /* Code points below U+0300 are NFC-stable and never combine with what precedes them: text made
+     * only of them is already NFC. */
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0;
+    while (i < n && (p[i] < 0xCC)) i++; /* lead bytes < 0xCC encode code points < U+0300 */
+    if (i == n) {
+        *out = qa_malloc(n + 1);
+        memcpy(*out, s, n);
+        (*out)[n] = 0;
+        *out_len = n;
+        return 0;
+    }
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (r < 0) return QA_ERR(e, "NFC normalization failed: %s", utf8proc_errmsg(r));
+    *out = (char *)dst;
+    *out_len = (size_t)r;
+    return 0;
+}
+
+int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
+    char *cur = qa_malloc(n + 1);
+    memcpy(cur, s, n);
+    cur[n] = 0;
+    size_t cn = n;
+    for (int k = 0; k < t->n_norms; k++) {
+        const tok_norm *nm = &t->norms[k];
+        char *nx = NULL;
+        size_t nn = 0;
+        if (nm->kind == NORM_NFC) {
+            if (nfc(cur, cn, &nx, &nn, e)) { free(cur); return -1; }
+        } else if (nm->kind == NORM_PREPEND) {
+            if (!cn) continue;
+            nn = nm->alen + cn;
+            nx = qa_malloc(nn + 1);
+            memcpy(nx, nm->a, nm->alen);
+            memcpy(nx + nm->alen, cur, cn);
+            nx[nn] = 0;
+        } else { /* REPLACE: all non-overlapping occurrences, left to right */
+            size_t cnt = 0;
+            for (size_t i = 0; i + nm->alen <= cn;) {
+                if (!memcmp(cur + i, nm->a, nm->alen)) { cnt++; i += nm->alen; } else i++;
+            }
+            if (!cnt) continue;
+            nn = cn - cnt * nm->alen + cnt * nm->blen;
+            nx = qa_malloc(nn + 1);
+            size_t o = 0;
+            for (size_t i = 0; i < cn;) {
+                if (i + nm->alen <= cn && !memcmp(cur + i, nm->a, nm->alen)) {
+                    memcpy(nx + o, nm->b, nm->blen); o += nm->blen; i += nm->alen;
+                } else nx[o++] = cur[i++];
+            }
+            nx[nn] = 0;
+        }
+        free(cur);
+        cur = nx;
+        cn = nn;
+    }
+    *out = cur;
+    *out_len = cn;
+    return 0;
+}
+
+/* ---- regex matches with Oniguruma's find_iter semantics ---- */
+typedef struct mt { size_t s, e; int is_match; } mt;
+typedef struct mtvec { mt *v; size_t n, cap; } mtvec;
+static void push_mt(mtvec *m, size_t s, size_t e, int is_match) {
+    if (m->n == m->cap) { m->cap = m->cap ? m->cap * 2 : 64; m->v = qa_realloc(m->v, m->cap * sizeof *m->v); }
+    m->v[m->n++] = (mt){s, e, is_match};
+}
+
+static int re_match(enc *c, const pcre2_code *re, const char *s, size_t n, size_t from, size_t *ms, size_t *me) {
+    for (;;) {
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH) return 0;
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !c->jit_stack) {
+            /* a long run needs more than the default 32 KiB JIT stack: retry with up to 64 MiB */
+            c->jit_stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
+            if (c->jit_stack) { pcre2_jit_stack_assign(c->mctx, NULL, c->jit_stack); continue; }
+        }
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            QA_ERR(c->e, "%s: pre-tokenizer regex failed on a %zu-byte piece: %s", c->t->name, n, (const char *)msg);
+            return -1;
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+        *ms = ov[0];
+        *me = ov[1];
+        return 1;
+    }
+}
+
+/* HF Pattern::find_matches for a regex, then SplitDelimiterBehavior; pushes pieces to out */
+static int split_span(enc *c, const tok_pre *p, const span *in, spanvec *out, mtvec *m) {
+    const char *s = in->p;
+    size_t n = in->n;
+    m->n = 0;
+    size_t prev = 0, last_end = 0;
+    int have_last = 0;
+    size_t pos = 0;
+    while (pos <= n) {
+        size_t ms, me;
+        int r = re_match(c, p->re, s, n, pos, &ms, &me);
+        if (r < 0) return -1;
+        if (!r) break;
+        if (ms == me && have_last && ms == last_end) { /* no empty match right after a match */
+            if (ms >= n) break;
+            uint32_t cp;
+            pos = ms + (size_t)tok_utf8_next((const uint8_t *)s + ms, &cp);
+            continue;
+        }
+        if (prev != ms) push_mt(m, prev, ms, 0);
+        push_mt(m, ms, me, 1);
+        prev = me;
+        last_end = me;
+        have_last = 1;
+        if (me > pos) pos = me;
+        else { /* empty match: move on by one character */
+            if (pos >= n) break;
+            uint32_t cp;
+            pos += (size_t)tok_utf8_next((const uint8_t *)s + pos, &cp);
+        }
+    }
+    if (prev != n) push_mt(m, prev, n, 0);
+    if (p->invert) for (size_t i = 0; i < m->n; i++) m->v[i].is_match = !m->v[i].is_match;
+
+    /* behaviours (HF NormalizedString::split) */
+    size_t k = 0; /* compacted pieces written into m->v[0..k) with is_match = "remove" */
+    switch (p->behavior) {
+    case SPLIT_ISOLATED:
+        for (size_t i = 0; i < m->n; i++) m->v[i].is_match = 0;
+        k = m->n;
+        break;
+    case SPLIT_REMOVED:
+        k = m->n;
+        break;
+    case SPLIT_CONTIGUOUS: {
+        int prev_match = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            mt x = m->v[i];
+            if (x.is_match == prev_match && k) m->v[k - 1].e = x.e;
+            else m->v[k++] = (mt){x.s, x.e, 0};
+            prev_match = x.is_match;
+        }
+        break;
+    }
+    case SPLIT_MERGED_PREV: {
+        int prev_match = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            mt x = m->v[i];
+            if (x.is_match && !prev_match && k) m->v[k - 1].e = x.e;
+            else m->v[k++] = (mt){x.s, x.e, 0};
+            prev_match = x.is_match;
+        }
+        break;
+    }
+    case SPLIT_MERGED_NEXT: { /* fold from the right */
+        int prev_match = 0;
+        size_t w = m->n; /* write from the end */
+        for (size_t i = m->n; i-- > 0;) {
+            mt x = m->v[i];
+            if (x.is_match && !prev_match && w < m->n) m->v[w].s = x.s;
+            else m->v[--w] = (mt){x.s, x.e, 0};
+            prev_match = x.is_match;
+        }
+        for (size_t i = w; i < m->n; i++) m->v[k++] = m->v[i];
+        break;
+    }
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!m->v[i].is_match) push_span(out, s + m->v[i].s, m->v[i].e - m->v[i].s, in->orig0 && m->v[i].s == 0);
+    return 0;
+}
+
+/* ---- BPE (HF models/bpe/model.rs merge_word + word.rs merge_all) ---- */
+static int heap_less(const hent *a, const hent *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+static void heap_push(enc *c, size_t *hn, hent x) {
+    if (*hn == c->cap_heap) {
+        c->cap_heap = c->cap_heap ? c->cap_heap * 2 : 256;
+        c->heap = qa_realloc(c->heap, c->cap_heap * sizeof *c->heap);
+    }
+    hent *h = c->heap;
+    size_t i = (*hn)++;
+    while (i > 0) {
+        size_t par = (i - 1) / 2;
+        if (!heap_less(&x, &h[par])) break;
+        h[i] = h[par];
+        i = par;
+    }
+    h[i] = x;
+}
+static hent heap_pop(enc *c, size_t *hn) {
+    hent *h = c->heap, top = h[0], x = h[--(*hn)];
+    size_t n = *hn, i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const hent *best = &x;
+        if (l < n && heap_less(&h[l], best)) { m = l; best = &h[l]; }
+        if (r < n && heap_less(&h[r], best)) { m = r; best = &h[r]; }
+        if (m == i) break;
+        h[i] = h[m];
+        i = m;
+    }
+    if (n) h[i] = x;
+    return top;
+}
+
+static void add_sym(enc *c, size_t *ns, int32_t id) {
+    if (*ns == c->cap_syms) {
+        c->cap_syms = c->cap_syms ? c->cap_syms * 2 : 256;
+        c->syms = qa_realloc(c->syms, c->cap_syms * sizeof *c->syms);
+    }
+    sym *x = &c->syms[*ns];
+    x->id = id;
+    x->prev = (int32_t)*ns - 1;
+    x->next = (int32_t)*ns + 1;
+    x->alive = 1;
+    (*ns)++;
+}
+
+static void bpe(enc *c, const char *s, size_t n) {
+    const qa_tokenizer *t = c->t;
+    if (!n) return;
+    int bl = t->byte_level;
+    if (t->ignore_merges) {
+        const char *w = s;
+        size_t wn = n;
+        if (bl) {
+            if (c->cap_tmp < 2 * n + 1) { c->cap_tmp = 2 * n + 1; c->tmp = qa_realloc(c->tmp, c->cap_tmp); }
+            wn = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint8_t b = (uint8_t)s[i];
+                memcpy(c->tmp + wn, t->byte_char[b], t->byte_char_len[b]);
+                wn += t->byte_char_len[b];
+            }
+            w = c->tmp;
+        }
+        int32_t id = tok_strmap_get(&t->vocab, w, wn);
+        if (id >= 0) { push_id(c, id); return; }
+    }
+    /* initial symbols */
+    size_t ns = 0;
+    int32_t unk_pending = 0; /* 1 if an unk symbol waits to be added */
+    for (size_t i = 0; i < n;) {
+        const char *ch;
+        size_t chn;
+        int32_t id;
+        if (bl) {
+            uint8_t b = (uint8_t)s[i];
+            id = t->byte_char_id[b];
+            ch = t->byte_char[b];
+            chn = t->byte_char_len[b];
+            i++;
+        } else {
+            uint32_t cp;
+            int k = tok_utf8_next((const uint8_t *)s + i, &cp);
+            ch = s + i;
+            chn = (size_t)k;
+            id = tok_strmap_get(&t->vocab, ch, chn);
+            i += (size_t)k;
+        }
+        if (id >= 0) {
+            if (unk_pending) { add_sym(c, &ns, t->unk_id); unk_pending = 0; }
+            add_sym(c, &ns, id);
+            continue;
+        }
+        if (t->byte_fallback) {
+            int ok = 1;
+            for (size_t k = 0; k < chn; k++) if (t->byte_fb_id[(uint8_t)ch[k]] < 0) ok = 0;
+            if (ok) {
+                for (size_t k = 0; k < chn; k++) add_sym(c, &ns, t->byte_fb_id[(uint8_t)ch[k]]);
+                continue;
+            }
+        }
+        if (t->unk_id >= 0) {
+            if (unk_pending && !t->fuse_unk) add_sym(c, &ns, t->unk_id);
+            unk_pending = 1;
+        }
+    }
+    if (unk_pending) add_sym(c, &ns, t->unk_id);
+    if (!ns) return;
+    sym *y = c->syms;
+    y[ns - 1].next = -1;
+    if (ns > 1) {
+        size_t hn = 0;
+        for (size_t i = 0; i + 1 < ns; i++) {
+            int32_t rank, nid;
+            if (tok_merge_get(&t->merges, y[i].id, y[i + 1].id, &rank, &nid))
+                heap_push(c, &hn, (hent){rank, (int32_t)i, nid});
+        }
+        while (hn) {
+            hent top = heap_pop(c, &hn);
+            y = c->syms;
+            sym *cur = &y[top.pos];
+            if (!cur->alive || cur->next < 0) continue;
+            int32_t next_pos = cur->next;
+            sym right = y[next_pos];
+            int32_t rank, nid;
+            if (!tok_merge_get(&t->merges, cur->id, right.id, &rank, &nid) || nid != top.new_id) continue;
+            cur->id = top.new_id;
+            cur->next = right.next;
+            y[next_pos].alive = 0;
+            if (right.next >= 0) y[right.next].prev = top.pos;
+            if (cur->prev >= 0) {
+                if (tok_merge_get(&t->merges, y[cur->prev].id, cur->id, &rank, &nid))
+                    heap_push(c, &hn, (hent){rank, cur->prev, nid});
+            }
+            if (cur->next >= 0) {
+                if (tok_merge_get(&t->merges, cur->id, y[cur->next].id, &rank, &nid))
+                    heap_push(c, &hn, (hent){rank, top.pos, nid});
+            }
+            y = c->syms;
+        }
+    }
+    for (size_t i = 0; i < ns; i++)
+        if (c->syms[i].alive) push_id(c, c->syms[i].id);
+}
+
+/* ---- pre-tokenizers, then the model ---- */
+static int pretok_and_model(enc *c, const char *s, size_t n, int orig0) {
+    const qa_tokenizer *t = c->t;
+    if (!n) return 0;
+    spanvec *in = &c->sv[0], *out = &c->sv[1];
+    in->n = 0;
+    push_span(in, s, n, orig0);
+    mtvec m = {0};
+    int rc = 0;
+    for (int k = 0; k < t->n_pres && !rc; k++) {
+        const tok_pre *p = &t->pres[k];
+        out->n = 0;
+        if (p->kind == PRE_SPLIT) {
+            for (size_t i = 0; i < in->n && !rc; i++) rc = split_span(c, p, &in->v[i], out, &m);
+        } else if (p->kind == PRE_BYTELEVEL) {
+            if (!p->add_prefix_space && !p->re) continue; /* the byte mapping happens in bpe() */
+            spanvec *src = in;
+            spanvec tmp = {0};
+            if (p->add_prefix_space) {
+                size_t tot = 0;
+                for (size_t i = 0; i < in->n; i++) tot += in->v[i].n + 1;
+                char *b = new_buf(c, tot), *w = b;
+                for (size_t i = 0; i < in->n; i++) {
+                    const span *x = &in->v[i];
+                    char *st = w;
+                    if (x->p[0] != ' ') *w++ = ' ';
+                    memcpy(w, x->p, x->n);
+                    w += x->n;
+                    push_span(&tmp, st, (size_t)(w - st), x->orig0);
+                }
+                src = &tmp;
+            }
+            if (p->re) {
+                tok_pre iso = *p;
+                iso.behavior = SPLIT_ISOLATED;
+                iso.invert = 0;
+                for (size_t i = 0; i < src->n && !rc; i++) rc = split_span(c, &iso, &src->v[i], out, &m);
+            } else {
+                for (size_t i = 0; i < src->n; i++) push_span(out, src->v[i].p, src->v[i].n, src->v[i].orig0);
+            }
+            free(tmp.v);
+        } else { /* METASPACE */
+            size_t tot = 0;
+            for (size_t i = 0; i < in->n; i++) tot += in->v[i].n * p->repl_len + p->repl_len;
+            char *b = new_buf(c, tot), *w = b;
+            spanvec tmp = {0};
+            for (size_t i = 0; i < in->n; i++) {
+                const span *x = &in->v[i];
+                char *st = w;
+                int starts = x->n >= p->repl_len && !memcmp(x->p, p->repl, p->repl_len);
+                /* spaces first: a piece that starts with ' ' starts with the replacement afterwards */
+                if (x->p[0] == ' ') starts = 1;
+                if ((p->prepend_scheme == PREPEND_ALWAYS && !starts) ||
+                    (p->prepend_scheme == PREPEND_FIRST && !starts && x->orig0)) {
+                    memcpy(w, p->repl, p->repl_len);
+                    w += p->repl_len;
+                }
+                for (size_t j = 0; j < x->n; j++) {
+                    if (x->p[j] == ' ') { memcpy(w, p->repl, p->repl_len); w += p->repl_len; }
+                    else *w++ = x->p[j];
+                }
+                push_span(&tmp, st, (size_t)(w - st), x->orig0);
+            }
+            if (p->split) {
+                tok_pre sp = *p;
+                sp.kind = PRE_SPLIT;
+                sp.behavior = SPLIT_MERGED_NEXT;
+                sp.invert = 0;
+                for (size_t i = 0; i < tmp.n && !rc; i++) rc = split_span(c, &sp, &tmp.v[i], out, &m);
+            } else {
+                for (size_t i = 0; i < tmp.n; i++) push_span(out, tmp.v[i].p, tmp.v[i].n, tmp.v[i].orig0);
+            }
+            free(tmp.v);
+        }
+        spanvec *sw = in; in = out; out = sw;
+    }
+    free(m.v);
+    if (!rc)
+        for (size_t i = 0; i < in->n; i++) bpe(c, in->v[i].p, in->v[i].n);
+    free_bufs(c);
+    return rc;
+}
+
+/* split s on the added tokens of matcher m (HF AddedVocabulary::find_matches); pieces that are not
+ * tokens go to the next stage */
+static int split_added(enc *c, const tok_matcher *m, const char *s, size_t n, size_t orig_off, int normalize);
+
+static int segment(enc *c, const char *s, size_t n, size_t orig_off) {
+    const qa_tokenizer *t = c->t;
+    if (!n) return 0;
+    if (!t->n_norms) {
+        if (t->m_norm.n_patterns) return split_added(c, &t->m_norm, s, n, orig_off, 0);
+        return pretok_and_model(c, s, n, orig_off == 0);
+    }
+    char *ns;
+    size_t nn;
+    if (tok_normalize(t, s, n, &ns, &nn, c->e)) return -1;
+    int rc;
+    if (t->m_norm.n_patterns) rc = split_added(c, &t->m_norm, ns, nn, orig_off, 0);
+    else rc = pretok_and_model(c, ns, nn, orig_off == 0);
+    free(ns);
+    return rc;
+}
+
+static int split_added(enc *c, const tok_matcher *m, const char *s, size_t n, size_t orig_off, int normalize) {
+    const qa_tokenizer *t = c->t;
+    size_t start_offset = 0, search = 0, ms, me;
+    int32_t ti;
+    while (tok_matcher_find(m, s, n, search, &ms, &me, &ti)) {
+        const tok_added *a = &t->added[ti];
+        size_t st = ms, sp = me;
+        if (a->lstrip) { st = ws_back(s, ms); if (st < start_offset) st = start_offset; }
+        if (a->rstrip) sp = ws_fwd(s, n, me);
+        if (start_offset < st) {
+            int rc = normalize ? segment(c, s + start_offset, st - start_offset, orig_off + start_offset)
+                               : pretok_and_model(c, s + start_offset, st - start_offset, orig_off + start_offset == 0);
+            if (rc) return -1;
+        }
+        push_id(c, a->id);
+        start_offset = sp;
+        search = me > sp ? me : sp;
+    }
+    if (start_offset < n) {
+        int rc = normalize ? segment(c, s + start_offset, n - start_offset, orig_off + start_offset)
+                           : pretok_and_model(c, s + start_offset, n - start_offset, orig_off + start_offset == 0);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int qa_tok_encode(const qa_tokenizer *t, const char *text, size_t len, int add_special_tokens, int32_t **ids,
+                  size_t *n_ids, qa_err *e) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!text && len) return QA_ERR(e, "qa_tok_encode: NULL text with length %zu", len);
+    enc c = {0};
+    c.t = t;
+    c.e = e;
+    char *fixed = NULL;
+    const char *s = text ? text : "";
+    size_t n = len;
+    if (tok_utf8_valid_prefix((const uint8_t *)s, n) != n) { fixed = tok_utf8_lossy(s, n, &n); s = fixed; }
+    c.md = pcre2_match_data_create(1, NULL);
+    c.mctx = pcre2_match_context_create(NULL);
+    if (!c.md || !c.mctx) QA_DIE("out of memory creating PCRE2 match data");
+    if (add_special_tokens)
+        for (int i = 0; i < t->n_post_prefix; i++) push_id(&c, t->post_prefix[i]);
+    int rc = split_added(&c, &t->m_raw, s, n, 0, 1);
+    if (add_special_tokens)
+        for (int i = 0; i < t->n_post_suffix; i++) push_id(&c, t->post_suffix[i]);
+    free(fixed);
+    pcre2_match_data_free(c.md);
+    pcre2_match_context_free(c.mctx);
+    if (c.jit_stack) pcre2_jit_stack_free(c.jit_stack);
+    free(c.sv[0].v);
+    free(c.sv[1].v);
+    free(c.bufs);
+    free(c.syms);
+    free(c.heap);
+    free(c.tmp);
+    if (rc) { free(c.ids); return -1; }
+    if (!c.ids) c.ids = qa_malloc(sizeof *c.ids);
+    *ids = c.ids;
+    *n_ids = c.n_ids;
+    return 0;
+}
