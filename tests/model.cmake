@@ -8,3 +8,8 @@ qa_test_exe(test_golden SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_golden.c LIBS q
 add_test(NAME model_golden COMMAND test_golden)
 set_tests_properties(model_golden PROPERTIES LABELS "golden;model"
   ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf")
+
+qa_test_exe(test_model SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model.c LIBS qa_model qa_io m)
+add_test(NAME model_props COMMAND test_model)
+set_tests_properties(model_props PROPERTIES LABELS "model;badinput"
+  ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf")
