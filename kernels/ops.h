@@ -208,14 +208,14 @@ const qa_ops *qa_ops_get(const char *name, qa_err *e);
 
 /* Counter-based dropout mask shared by all backends: 1 if element (n,k) of call `key` is
  * kept at drop probability p. Pure function; identical on every backend. */
-static inline uint64_t qa_mix64(uint64_t z) {
+static inline uint64_t qa_ops_hash64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 static inline int qa_dropout_keep(uint64_t key, uint64_t n, uint64_t k, float p) {
-    uint64_t h = qa_mix64(key ^ qa_mix64((n << 32) ^ k));
+    uint64_t h = qa_ops_hash64(key ^ qa_ops_hash64((n << 32) ^ k));
     return (float)((h >> 40) * (1.0 / 16777216.0)) >= p;
 }
 #endif

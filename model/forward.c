@@ -18,7 +18,7 @@ int64_t qa_batch_count_labels(const qa_batch *b) {
 
 /* dropout key of (call, layer, module) */
 static uint64_t drop_key(uint64_t call, int layer, int mod) {
-    return qa_mix64(call ^ qa_mix64(((uint64_t)layer << 8) | (uint64_t)(mod + 1)));
+    return qa_ops_hash64(call ^ qa_ops_hash64(((uint64_t)layer << 8) | (uint64_t)(mod + 1)));
 }
 
 /* Validate the batch and copy ids / positions / mask / segments to the backend. */

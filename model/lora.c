@@ -84,7 +84,7 @@ void qa_lora_free(qa_lora *l) {
 }
 
 /* uniform in [0,1) from a counter */
-static double u01(uint64_t seed, uint64_t i) { return (double)(qa_mix64(seed ^ qa_mix64(i)) >> 11) * (1.0 / 9007199254740992.0); }
+static double u01(uint64_t seed, uint64_t i) { return (double)(qa_ops_hash64(seed ^ qa_ops_hash64(i)) >> 11) * (1.0 / 9007199254740992.0); }
 
 void qa_lora_init_params(qa_lora *l, uint64_t seed) {
     float *host = qa_calloc(l->n_params ? l->n_params : 1, sizeof(float));
