@@ -160,8 +160,8 @@ static void test_qwen_by_hand(void) {
     qa_data_opts o = {files, 1, 0, 0.0, 42, 2048, 0, 2048, 1};
     qa_dataset d;
     QT_CHECK(qa_data_build_records(&d, &o, &t, tok, &rp, &nr, &e) == 0, "build one record (%s)", e.msg);
-    qa_batch b;
-    qa_batch_alloc(&b, 1, d.max_len);
+    qa_microbatch b;
+    qa_microbatch_alloc(&b, 1, d.max_len);
     int64_t row = 0;
     qa_data_fill_batch(&d, QA_SPLIT_TRAIN, &row, 1, &b);
     int ok = b.T == (int)(ns + ng);
@@ -172,7 +172,7 @@ static void test_qwen_by_hand(void) {
     QT_CHECK(ok, "labels are -100 on the %zu prompt tokens and the ids on the %zu answer+end tokens", ns, ng);
     QT_CHECK(b.n_targets == (int64_t)ng && b.targets[ns - 1] == g[0] && b.targets[b.T - 1] == QA_IGNORE_INDEX,
              "targets: the last prompt position predicts the first answer token; %lld loss tokens", (long long)b.n_targets);
-    qa_batch_free(&b);
+    qa_microbatch_free(&b);
     qa_data_free(&d);
     free(r.input);
     free(r.answer);
@@ -248,9 +248,9 @@ static void check_rows(const qa_dataset *d, int s, const char *what) {
     QT_CHECK(!len_bad, "%s: row lengths add up and fit %d tokens", what, d->row_len);
 
     /* fill every row through batches and compare with the examples */
-    qa_batch b;
+    qa_microbatch b;
     int mb = 3;
-    qa_batch_alloc(&b, mb, d->packing ? d->row_len : d->max_len);
+    qa_microbatch_alloc(&b, mb, d->packing ? d->row_len : d->max_len);
     int tok_bad = 0, pos_bad = 0, seg_bad = 0, lab_bad = 0, tgt_bad = 0, pad_bad = 0, shape_bad = 0;
     int64_t ntok = 0, nlab = 0, ntgt = 0;
     for (int64_t r0 = 0; r0 < R->n_rows; r0 += mb) {
@@ -295,7 +295,7 @@ static void check_rows(const qa_dataset *d, int s, const char *what) {
     QT_CHECK(!lab_bad && nlab == R->n_label_tokens, "%s: labels preserved (%lld labelled)", what, (long long)nlab);
     QT_CHECK(!tgt_bad && ntgt <= nlab, "%s: targets = next label within the example, never across", what);
     QT_CHECK(!pad_bad, "%s: padding has mask 0, segment 0, labels -100", what);
-    qa_batch_free(&b);
+    qa_microbatch_free(&b);
     free(seen);
     free(member);
 }
@@ -367,9 +367,9 @@ static void test_real_data(void) {
 
     /* loader: resume from (epoch, cursor) reproduces the batches; ranks partition the rows */
     qa_loader L, R2;
-    qa_batch x, y;
-    qa_batch_alloc(&x, 4, a.row_len);
-    qa_batch_alloc(&y, 4, a.row_len);
+    qa_microbatch x, y;
+    qa_microbatch_alloc(&x, 4, a.row_len);
+    qa_microbatch_alloc(&y, 4, a.row_len);
     qa_loader_init(&L, &a, QA_SPLIT_TRAIN, 4, 0, 1);
     qa_loader_seek(&L, 1, 0);
     int calls = 0, resume_ok = 1;
@@ -417,8 +417,8 @@ static void test_real_data(void) {
     QT_CHECK(got == n && !dup2 && rounds[0] == rounds[1] && rounds[0] == (n + 5) / 6,
              "2 ranks x micro-batch 3: the rows once each, %d rounds on both ranks", rounds[0]);
     free(hit);
-    qa_batch_free(&x);
-    qa_batch_free(&y);
+    qa_microbatch_free(&x);
+    qa_microbatch_free(&y);
     free(o0);
     free(o0b);
     free(o1);
@@ -451,19 +451,19 @@ static void test_plan_and_lr(void) {
 
 static void test_rng(void) {
     int64_t p1[50], p2[50];
-    qa_permutation(p1, 50, 7, 3);
-    qa_permutation(p2, 50, 7, 3);
+    qa_data_permutation(p1, 50, 7, 3);
+    qa_data_permutation(p2, 50, 7, 3);
     QT_CHECK(!memcmp(p1, p2, sizeof p1), "permutation is a function of (seed, stream)");
-    qa_permutation(p2, 50, 7, 4);
+    qa_data_permutation(p2, 50, 7, 4);
     QT_CHECK(memcmp(p1, p2, sizeof p1), "streams differ");
     /* pinned values: the algorithm is part of the resume contract */
-    qa_rng r = qa_rng_stream(0, 0);
-    uint64_t v = qa_rng_next(&r);
-    QT_CHECK(qa_mix64(0x9E3779B97F4A7C15ull) == 0xE220A8397B1DCDAFull, "splitmix64 reference value");
-    QT_CHECK(v == qa_mix64(qa_mix64(0) + 0x9E3779B97F4A7C15ull), "stream state = mix64(seed ^ mix64(stream))");
+    qa_data_rng r = qa_data_rng_stream(0, 0);
+    uint64_t v = qa_data_rng_next(&r);
+    QT_CHECK(qa_data_mix64(0x9E3779B97F4A7C15ull) == 0xE220A8397B1DCDAFull, "splitmix64 reference value");
+    QT_CHECK(v == qa_data_mix64(qa_data_mix64(0) + 0x9E3779B97F4A7C15ull), "stream state = mix64(seed ^ mix64(stream))");
     int counts[3] = {0, 0, 0};
-    qa_rng q = qa_rng_stream(1, 1);
-    for (int i = 0; i < 30000; i++) counts[qa_rng_below(&q, 3)]++;
+    qa_data_rng q = qa_data_rng_stream(1, 1);
+    for (int i = 0; i < 30000; i++) counts[qa_data_rng_below(&q, 3)]++;
     QT_CHECK(counts[0] > 9500 && counts[1] > 9500 && counts[2] > 9500, "uniform below(3): %d %d %d", counts[0], counts[1],
              counts[2]);
 }

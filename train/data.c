@@ -3,6 +3,7 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "model/model.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -15,35 +16,35 @@
 
 #define QA_GAMMA 0x9E3779B97F4A7C15ull
 
-uint64_t qa_mix64(uint64_t z) {
+uint64_t qa_data_mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-qa_rng qa_rng_stream(uint64_t seed, uint64_t stream) {
-    qa_rng r = {qa_mix64(seed ^ qa_mix64(stream))};
+qa_data_rng qa_data_rng_stream(uint64_t seed, uint64_t stream) {
+    qa_data_rng r = {qa_data_mix64(seed ^ qa_data_mix64(stream))};
     return r;
 }
 
-uint64_t qa_rng_next(qa_rng *r) {
+uint64_t qa_data_rng_next(qa_data_rng *r) {
     r->state += QA_GAMMA;
-    return qa_mix64(r->state);
+    return qa_data_mix64(r->state);
 }
 
-uint64_t qa_rng_below(qa_rng *r, uint64_t m) {
+uint64_t qa_data_rng_below(qa_data_rng *r, uint64_t m) {
     uint64_t threshold = (0 - m) % m; /* 2^64 mod m */
     for (;;) {
-        uint64_t x = qa_rng_next(r);
+        uint64_t x = qa_data_rng_next(r);
         if (x >= threshold) return x % m;
     }
 }
 
-void qa_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream) {
+void qa_data_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream) {
     for (int64_t i = 0; i < n; i++) perm[i] = i;
-    qa_rng r = qa_rng_stream(seed, stream);
+    qa_data_rng r = qa_data_rng_stream(seed, stream);
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)qa_rng_below(&r, (uint64_t)i + 1);
+        int64_t j = (int64_t)qa_data_rng_below(&r, (uint64_t)i + 1);
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -234,7 +235,7 @@ static void build_rows(qa_dataset *d, int s) {
     }
     /* visit order: a seeded permutation of the split (different streams per split) */
     int64_t *visit = qa_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    qa_permutation(visit, n, d->seed, QA_STREAM_PACK + (uint64_t)s * 0x100000000ull);
+    qa_data_permutation(visit, n, d->seed, QA_STREAM_PACK + (uint64_t)s * 0x100000000ull);
     int64_t *row_of = qa_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     ff_tree f;
     ff_init(&f, n ? n : 1, d->row_len);
@@ -378,7 +379,7 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
         return rc;
     }
     int64_t *perm = qa_malloc(sizeof(int64_t) * (size_t)n);
-    qa_permutation(perm, n, o->seed, QA_STREAM_SPLIT);
+    qa_data_permutation(perm, n, o->seed, QA_STREAM_SPLIT);
     d->n_split[QA_SPLIT_VAL] = n_val;
     d->n_split[QA_SPLIT_TRAIN] = n - n_val;
     d->split[QA_SPLIT_VAL] = qa_malloc(sizeof(int64_t) * (size_t)(n_val ? n_val : 1));
@@ -463,7 +464,7 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f) {
 
 /* ---- batches ---------------------------------------------------------------------------------- */
 
-void qa_batch_alloc(qa_batch *b, int cap_B, int cap_T) {
+void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T) {
     memset(b, 0, sizeof *b);
     b->cap_B = cap_B;
     b->cap_T = cap_T;
@@ -477,7 +478,7 @@ void qa_batch_alloc(qa_batch *b, int cap_B, int cap_T) {
     b->segments = qa_malloc(n * sizeof(int32_t));
 }
 
-void qa_batch_free(qa_batch *b) {
+void qa_microbatch_free(qa_microbatch *b) {
     if (!b) return;
     free(b->input_ids);
     free(b->labels);
@@ -488,7 +489,18 @@ void qa_batch_free(qa_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_batch *b) {
+void qa_microbatch_view(const qa_microbatch *b, qa_batch *v) {
+    memset(v, 0, sizeof *v);
+    v->B = b->B;
+    v->T = b->T;
+    v->input_ids = b->input_ids;
+    v->attention_mask = b->attn_mask;
+    v->positions = b->positions;
+    v->segment_ids = b->segments;
+    v->labels = b->labels;
+}
+
+void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_microbatch *b) {
     const qa_rows *R = &d->rows[s];
     QA_ASSERT(count <= b->cap_B, "micro-batch of %d rows exceeds the batch capacity %d", count, b->cap_B);
     int T = 0;
@@ -542,7 +554,7 @@ void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int 
 }
 
 void qa_data_epoch_order(const qa_dataset *d, int epoch, int64_t *order) {
-    qa_permutation(order, d->rows[QA_SPLIT_TRAIN].n_rows, d->seed, QA_STREAM_EPOCH + (uint64_t)epoch);
+    qa_data_permutation(order, d->rows[QA_SPLIT_TRAIN].n_rows, d->seed, QA_STREAM_EPOCH + (uint64_t)epoch);
 }
 
 void qa_loader_init(qa_loader *L, const qa_dataset *d, int split, int micro_batch, int rank, int world) {
@@ -569,7 +581,7 @@ void qa_loader_seek(qa_loader *L, int epoch, int64_t cursor) {
     L->cursor = cursor;
 }
 
-int qa_loader_next(qa_loader *L, qa_batch *b) {
+int qa_loader_next(qa_loader *L, qa_microbatch *b) {
     int64_t n = L->d->rows[L->split].n_rows;
     if (L->cursor >= n) return 0;
     int64_t lo = L->cursor + (int64_t)L->rank * L->micro_batch, hi = lo + L->micro_batch;

@@ -48,13 +48,13 @@ enum { QA_STREAM_SPLIT = 1, QA_STREAM_PACK = 2, QA_STREAM_EPOCH = 16 };
 enum { QA_SPLIT_TRAIN = 0, QA_SPLIT_VAL = 1 };
 
 /* ---- random numbers --------------------------------------------------------------------------- */
-uint64_t qa_mix64(uint64_t z);                                      /* the splitmix64 finalizer */
-typedef struct qa_rng { uint64_t state; } qa_rng;                   /* counter-based splitmix64 */
-qa_rng qa_rng_stream(uint64_t seed, uint64_t stream);
-uint64_t qa_rng_next(qa_rng *r);
-uint64_t qa_rng_below(qa_rng *r, uint64_t m);                       /* uniform in [0, m), m >= 1 */
+uint64_t qa_data_mix64(uint64_t z);                                      /* the splitmix64 finalizer */
+typedef struct qa_data_rng { uint64_t state; } qa_data_rng;                   /* counter-based splitmix64 */
+qa_data_rng qa_data_rng_stream(uint64_t seed, uint64_t stream);
+uint64_t qa_data_rng_next(qa_data_rng *r);
+uint64_t qa_data_rng_below(qa_data_rng *r, uint64_t m);                       /* uniform in [0, m), m >= 1 */
 /* perm[0..n) = a uniformly random permutation of 0..n-1 (Fisher-Yates, i from n-1 down to 1). */
-void qa_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream);
+void qa_data_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream);
 
 /* ---- records ---------------------------------------------------------------------------------- */
 typedef struct qa_record {
@@ -129,7 +129,7 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f);
 static inline const int32_t *qa_example_ids(const qa_dataset *d, int64_t i) { return d->tokens + d->ex[i].off; }
 
 /* ---- micro-batches ---------------------------------------------------------------------------- */
-typedef struct qa_batch {
+typedef struct qa_microbatch {
     int B, T;                /* this batch: B rows of T columns */
     int cap_B, cap_T;        /* allocated capacity */
     int32_t *input_ids;      /* [B, T] */
@@ -141,12 +141,15 @@ typedef struct qa_batch {
     int n_examples;          /* examples in the batch */
     int64_t n_tokens;        /* non-padding tokens */
     int64_t n_targets;       /* entries of targets != -100 (tokens that carry loss) */
-} qa_batch;
+} qa_microbatch;
 /* Buffers for up to cap_B rows of cap_T tokens (use micro_batch and d->row_len / d->max_len). */
-void qa_batch_alloc(qa_batch *b, int cap_B, int cap_T);
-void qa_batch_free(qa_batch *b);
+void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T);
+void qa_microbatch_free(qa_microbatch *b);
+/* The model's view of a micro-batch (model/model.h qa_batch: pointers into b, valid while b lives). */
+struct qa_batch;
+void qa_microbatch_view(const qa_microbatch *b, struct qa_batch *view);
 /* Fill b with rows row_ids[0..count) of split s (count <= cap_B; count 0 gives B = 0). */
-void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_batch *b);
+void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_microbatch *b);
 
 /* The order of training rows in an epoch (order[0..rows)); the validation split is never shuffled. */
 void qa_data_epoch_order(const qa_dataset *d, int epoch, int64_t *order);
@@ -165,7 +168,7 @@ typedef struct qa_loader {
 } qa_loader;
 void qa_loader_init(qa_loader *L, const qa_dataset *d, int split, int micro_batch, int rank, int world);
 void qa_loader_seek(qa_loader *L, int epoch, int64_t cursor);
-int qa_loader_next(qa_loader *L, qa_batch *b);
+int qa_loader_next(qa_loader *L, qa_microbatch *b);
 void qa_loader_free(qa_loader *L);
 
 /* ---- step counts and the learning-rate schedule ----------------------------------------------- */
