@@ -11,4 +11,5 @@ typedef struct qa_command {
 int cmd_version(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_ckpt_info(int argc, char **argv);
 #endif
