@@ -12,4 +12,5 @@ int cmd_version(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_ckpt_info(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 #endif

@@ -14,6 +14,7 @@ static const qa_command COMMANDS[] = {
     {"tokenize", "text <-> token ids with a Hugging Face tokenizer.json (JSON lines on stdin)", cmd_tokenize},
     {"forward", "run the model on token ids: last-position logits, hidden states, logit lens", cmd_forward},
     {"ckpt-info", "verify training checkpoints and show what a resume restores", cmd_ckpt_info},
+    {"train", "LoRA-tune a model on question-alignment data (YAML config, --set, --dry-run)", cmd_train},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
