@@ -1,6 +1,7 @@
 /* hf_config.c — config.json of llama / mistral / qwen2 checkpoints (see docs: formats §2). */
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "io/hf_json.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
@@ -349,15 +350,8 @@ int qa_hf_config_write(const qa_hf_config *c, const char *path, qa_err *e) {
         break;
     }
     }
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    int rc = qa_json_write_py(path, o, e);
     json_decref(o);
-    size_t n = strlen(s);
-    char *buf = qa_malloc(n + 2);
-    memcpy(buf, s, n);
-    buf[n] = '\n';
-    free(s);
-    int rc = qa_write_file_atomic(path, buf, n + 1, e);
-    free(buf);
     return rc;
 }
 

@@ -2,6 +2,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "io/peft.h"
 #include "io/safetensors.h"
+#include "io/hf_json.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
@@ -357,7 +358,7 @@ static char *config_json(const qa_peft_adapter *a) {
     json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
     json_object_set_new(o, "use_dora", json_false());
     json_object_set_new(o, "use_rslora", json_false());
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    char *s = qa_json_dumps_py(o);
     json_decref(o);
     return s;
 }
@@ -399,10 +400,7 @@ int qa_peft_save(const qa_peft_adapter *a, const char *dir, qa_err *e) {
     if (!rc) rc = qa_st_write(p1, ents, n, meta, e);
     if (!rc) {
         char *js = config_json(a);
-        size_t len = strlen(js);
-        js = qa_realloc(js, len + 2);
-        js[len] = '\n';
-        rc = qa_write_file_atomic(p2, js, len + 1, e);
+        rc = qa_write_file_atomic(p2, js, strlen(js), e);
         free(js);
     }
     if (!rc && qa_is_dir(d)) {

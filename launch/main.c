@@ -15,6 +15,8 @@ static const qa_command COMMANDS[] = {
     {"forward", "run the model on token ids: last-position logits, hidden states, logit lens", cmd_forward},
     {"ckpt-info", "verify training checkpoints and show what a resume restores", cmd_ckpt_info},
     {"train", "LoRA-tune a model on question-alignment data (YAML config, --set, --dry-run)", cmd_train},
+    {"info", "describe a model directory: architecture, parameters, storage, memory estimates", cmd_info},
+    {"init-model", "write a randomly initialized model directory in the Hugging Face layout", cmd_init_model},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

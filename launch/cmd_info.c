@@ -1,0 +1,219 @@
+/* cmd_info.c — `qalign info MODEL_DIR`: what a checkpoint is, what it holds, and what it will cost. */
+#include "launch/commands.h"
+#include "io/hf_config.h"
+#include "io/peft.h"
+#include "io/safetensors.h"
+#include "common/qa_file.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void info_usage(FILE *f) {
+    fprintf(f,
+            "usage: qalign info MODEL_DIR [options]\n\n"
+            "Reads MODEL_DIR/config.json and the safetensors weights (model.safetensors or a sharded\n"
+            "model.safetensors.index.json), checks every tensor the config implies (names, shapes, dtypes),\n"
+            "and prints the architecture, parameter count, storage and memory estimates.\n\n"
+            "options:\n"
+            "  --json                 machine-readable output\n"
+            "  --eval-batch B         evaluation estimate: batch size (default 8)\n"
+            "  --eval-seq T           evaluation estimate: sequence length (default 2048)\n"
+            "  --train-batch B        LoRA training estimate: micro-batch (default 4)\n"
+            "  --train-seq T          LoRA training estimate: sequence length (default 512)\n"
+            "  --lora-r R             LoRA rank for the estimate (default 8)\n"
+            "  --lora-modules LIST    LoRA targets for the estimate (default q_proj,v_proj; or all)\n"
+            "  -h, --help             this help\n");
+}
+
+typedef struct mem_est {
+    double weights, kv, act, logits, total;                      /* evaluation */
+    double t_weights, t_adapter, t_act, t_attn, t_logits, t_total; /* LoRA training */
+    int64_t adapter_params;
+} mem_est;
+
+static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
+
+static int parse_pos(const char *s, const char *opt, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v <= 0 || v > (1L << 30)) { fprintf(stderr, "qalign info: %s needs a positive integer, got '%s'\n", opt, s); return -1; }
+    *out = (int)v;
+    return 0;
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *dir = NULL;
+    int json = 0, eb = 8, et = 2048, tb = 4, tt = 512, r = 8;
+    const char *mods = "q_proj,v_proj";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { info_usage(stdout); return 0; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (i + 1 < argc && !strcmp(a, "--eval-batch")) { if (parse_pos(argv[++i], a, &eb)) return 2; }
+        else if (i + 1 < argc && !strcmp(a, "--eval-seq")) { if (parse_pos(argv[++i], a, &et)) return 2; }
+        else if (i + 1 < argc && !strcmp(a, "--train-batch")) { if (parse_pos(argv[++i], a, &tb)) return 2; }
+        else if (i + 1 < argc && !strcmp(a, "--train-seq")) { if (parse_pos(argv[++i], a, &tt)) return 2; }
+        else if (i + 1 < argc && !strcmp(a, "--lora-r")) { if (parse_pos(argv[++i], a, &r)) return 2; }
+        else if (i + 1 < argc && !strcmp(a, "--lora-modules")) mods = argv[++i];
+        else if (a[0] == '-') { fprintf(stderr, "qalign info: unknown option '%s'\n\n", a); info_usage(stderr); return 2; }
+        else if (!dir) dir = a;
+        else { fprintf(stderr, "qalign info: more than one MODEL_DIR given\n"); return 2; }
+    }
+    if (!dir) { info_usage(stderr); return 2; }
+    qa_err e = {0};
+    unsigned mask;
+    if (qa_lora_parse_modules(mods, &mask, &e)) { qa_err_print(&e); return 2; }
+
+    qa_hf_config c;
+    char *cfg_path = qa_path_join(dir, "config.json");
+    int rc = qa_hf_config_load(&c, cfg_path, &e);
+    free(cfg_path);
+    if (rc) { qa_err_print(&e); return 1; }
+    qa_safetensors st;
+    if (qa_st_open_dir(&st, dir, &e)) { qa_err_print(&e); return 1; }
+    if (qa_hf_check_tensors(&c, &st, &e)) { qa_err_print(&e); qa_st_close(&st); return 1; }
+
+    int64_t p_cfg = qa_hf_config_param_count(&c), p_st = 0;
+    uint64_t bytes = 0;
+    /* storage per dtype */
+    struct { char name[16]; uint64_t bytes; int64_t n; } dts[8];
+    int ndt = 0;
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        const qa_st_tensor *t = &st.tensors[i];
+        p_st += t->numel;
+        bytes += t->nbytes;
+        int k = 0;
+        while (k < ndt && strcmp(dts[k].name, t->dtype_name)) k++;
+        if (k == ndt && ndt < 8) { snprintf(dts[ndt].name, sizeof dts[ndt].name, "%s", t->dtype_name); dts[ndt].bytes = 0; dts[ndt].n = 0; ndt++; }
+        if (k < 8) { dts[k].bytes += t->nbytes; dts[k].n++; }
+    }
+
+    /* memory estimates (bytes) */
+    mem_est m = {0};
+    double H = c.hidden, I = c.intermediate, V = c.vocab, L = c.n_layers, q = (double)c.n_heads * c.head_dim,
+           kv = (double)c.n_kv_heads * c.head_dim, nh = c.n_heads;
+    m.weights = (double)bytes;
+    m.kv = 2.0 * L * kv * eb * et * 2.0;                                   /* K and V, bf16 */
+    m.act = (double)eb * et * (4 * H + q + 2 * kv + 3 * I) * 4.0          /* one layer's working set, f32 */
+            + (double)eb * nh * et * et * 4.0;                              /* scores of one layer, f32 */
+    m.logits = (double)eb * et * V * 4.0;
+    m.total = m.weights + m.kv + m.act + m.logits;
+    int64_t ap = 0;
+    for (int mo = 0; mo < QA_LORA_N_MODULES; mo++) {
+        if (!(mask & QA_LORA_BIT(mo))) continue;
+        int in, out;
+        qa_lora_module_dims(&c, mo, &in, &out);
+        ap += (int64_t)r * (in + out);
+    }
+    m.adapter_params = ap * c.n_layers;
+    m.t_weights = (double)bytes;
+    m.t_adapter = (double)m.adapter_params * 16.0;                          /* f32 param, grad, Adam m, v */
+    double saved = 4 * H + 2 * q + 2 * kv + 3 * I;                           /* per token per layer, f32 */
+    for (int mo = 0; mo < QA_LORA_N_MODULES; mo++) if (mask & QA_LORA_BIT(mo)) saved += r;
+    m.t_act = (double)tb * tt * L * saved * 4.0;
+    m.t_attn = (double)tb * nh * tt * tt * L * 4.0;                         /* softmax probabilities kept per layer */
+    m.t_logits = (double)tb * tt * V * 4.0 * 2.0;                           /* logits and their gradient */
+    m.t_total = m.t_weights + m.t_adapter + m.t_act + m.t_attn + m.t_logits;
+
+    int win_first = -1, win = 0, win_n = 0;
+    for (int l = 0; l < c.n_layers; l++)
+        if (c.window[l]) { if (win_first < 0) win_first = l; win = c.window[l]; win_n++; }
+
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "model_dir", json_string(dir));
+        json_object_set_new(o, "model_type", json_string(c.model_type));
+        json_object_set_new(o, "architecture", json_string(qa_arch_class(c.arch)));
+        json_object_set_new(o, "layers", json_integer(c.n_layers));
+        json_object_set_new(o, "hidden", json_integer(c.hidden));
+        json_object_set_new(o, "heads", json_integer(c.n_heads));
+        json_object_set_new(o, "kv_heads", json_integer(c.n_kv_heads));
+        json_object_set_new(o, "head_dim", json_integer(c.head_dim));
+        json_object_set_new(o, "intermediate", json_integer(c.intermediate));
+        json_object_set_new(o, "vocab", json_integer(c.vocab));
+        json_object_set_new(o, "rms_norm_eps", json_real(c.rms_eps));
+        json_object_set_new(o, "rope_theta", json_real(c.rope_theta));
+        json_t *w = json_array();
+        for (int l = 0; l < c.n_layers; l++) json_array_append_new(w, json_integer(c.window[l]));
+        json_object_set_new(o, "sliding_window", w);
+        json_object_set_new(o, "tie_word_embeddings", json_boolean(c.tie_embeddings));
+        json_object_set_new(o, "qkv_bias", json_boolean(c.qkv_bias));
+        json_object_set_new(o, "params_config", json_integer(p_cfg));
+        json_object_set_new(o, "params_tensors", json_integer(p_st));
+        json_object_set_new(o, "n_tensors", json_integer((json_int_t)st.n_tensors));
+        json_object_set_new(o, "n_files", json_integer(st.n_files));
+        json_object_set_new(o, "weight_bytes", json_integer((json_int_t)bytes));
+        json_t *sd = json_object();
+        for (int k = 0; k < ndt; k++) json_object_set_new(sd, dts[k].name, json_integer((json_int_t)dts[k].bytes));
+        json_object_set_new(o, "storage_bytes_by_dtype", sd);
+        json_t *ev = json_object();
+        json_object_set_new(ev, "batch", json_integer(eb));
+        json_object_set_new(ev, "seq", json_integer(et));
+        json_object_set_new(ev, "weights_bytes", json_real(m.weights));
+        json_object_set_new(ev, "kv_cache_bytes", json_real(m.kv));
+        json_object_set_new(ev, "activation_bytes", json_real(m.act));
+        json_object_set_new(ev, "logits_bytes", json_real(m.logits));
+        json_object_set_new(ev, "total_bytes", json_real(m.total));
+        json_object_set_new(o, "memory_eval", ev);
+        json_t *tr = json_object();
+        json_object_set_new(tr, "micro_batch", json_integer(tb));
+        json_object_set_new(tr, "seq", json_integer(tt));
+        json_object_set_new(tr, "lora_r", json_integer(r));
+        json_object_set_new(tr, "lora_module_mask", json_integer(mask));
+        json_object_set_new(tr, "adapter_params", json_integer(m.adapter_params));
+        json_object_set_new(tr, "weights_bytes", json_real(m.t_weights));
+        json_object_set_new(tr, "adapter_state_bytes", json_real(m.t_adapter));
+        json_object_set_new(tr, "activation_bytes", json_real(m.t_act));
+        json_object_set_new(tr, "attention_prob_bytes", json_real(m.t_attn));
+        json_object_set_new(tr, "logits_bytes", json_real(m.t_logits));
+        json_object_set_new(tr, "total_bytes", json_real(m.t_total));
+        json_object_set_new(o, "memory_lora_train", tr);
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("model            %s\n", dir);
+        printf("architecture     %s (model_type %s)\n", qa_arch_class(c.arch), c.model_type);
+        printf("layers           %d\n", c.n_layers);
+        printf("hidden           %d\n", c.hidden);
+        printf("heads            %d query, %d key/value (head_dim %d, %d query heads per KV head)\n", c.n_heads,
+               c.n_kv_heads, c.head_dim, c.n_heads / c.n_kv_heads);
+        printf("intermediate     %d\n", c.intermediate);
+        printf("vocab            %d\n", c.vocab);
+        printf("rms_norm_eps     %g\n", c.rms_eps);
+        printf("rope theta       %.1f\n", c.rope_theta);
+        if (!win_n) printf("sliding window   none\n");
+        else if (win_n == c.n_layers) printf("sliding window   %d on every layer\n", win);
+        else printf("sliding window   %d on %d layers (from layer %d)\n", win, win_n, win_first);
+        printf("tied embeddings  %s\n", c.tie_embeddings ? "yes (no lm_head.weight)" : "no");
+        printf("biases           %s\n", c.qkv_bias ? (c.o_bias ? "q, k, v, o" : "q, k, v") : "none");
+        printf("parameters       %" PRId64 " from config.json, %" PRId64 " in the tensors%s\n", p_cfg, p_st,
+               p_cfg == p_st ? " (agree)" : " (the difference is tensors HF ignores on load)");
+        printf("storage          %zu tensors in %d file%s, %" PRIu64 " bytes (%.2f GiB):", st.n_tensors, st.n_files,
+               st.n_files > 1 ? "s" : "", bytes, gib((double)bytes));
+        for (int k = 0; k < ndt; k++) printf(" %s %" PRId64 " tensors %.2f GiB%s", dts[k].name, dts[k].n, gib((double)dts[k].bytes), k + 1 < ndt ? ";" : "");
+        printf("\n\nmemory estimate, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib(m.total));
+        printf("  weights as stored                         %9.3f GiB\n", gib(m.weights));
+        printf("  KV cache (bf16, all layers)               %9.3f GiB\n", gib(m.kv));
+        printf("  activations (one layer at a time, f32)    %9.3f GiB  incl. materialized attention scores\n", gib(m.act));
+        printf("  logits (f32, every position)              %9.3f GiB\n", gib(m.logits));
+        printf("memory estimate, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
+               gib(m.t_total));
+        printf("  frozen weights as stored                  %9.3f GiB\n", gib(m.t_weights));
+        printf("  adapter: %" PRId64 " params x 16 B          %9.3f GiB  (f32 weights, grads, Adam m and v)\n",
+               m.adapter_params, gib(m.t_adapter));
+        printf("  activations kept for backward (f32)       %9.3f GiB  (%.0f floats per token per layer)\n",
+               gib(m.t_act), saved);
+        printf("  attention probabilities kept (f32)        %9.3f GiB  (none with a fused attention kernel)\n",
+               gib(m.t_attn));
+        printf("  logits and their gradient (f32)           %9.3f GiB\n", gib(m.t_logits));
+        printf("assumptions: weights stay in their storage dtype; activations, logits and optimizer state are f32;\n"
+               "  no activation checkpointing; one process; framework overhead and fragmentation not included.\n");
+    }
+    qa_st_close(&st);
+    return 0;
+}
