@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- random numbers --------------------------------------------------------------------------- */
@@ -462,6 +463,51 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f) {
     }
 }
 
+/* ---- everything from a config ---------------------------------------------------------------- */
+
+int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err *e) {
+    memset(in, 0, sizeof *in);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char *cfgp = qa_path_join(tc->model.path, "config.json");
+    int rc = qa_hf_config_load(&in->hf, cfgp, e);
+    if (rc) qa_err_prefix(e, "model.path %s (%s)", tc->model.path, qa_cfg_origin(&tc->cfg, "model.path"));
+    free(cfgp);
+    if (!rc && (rc = qa_tok_load(&in->tok, tc->tokenizer.path, e)))
+        qa_err_prefix(e, "tokenizer.path (%s)", qa_cfg_origin(&tc->cfg, "tokenizer.path"));
+    if (!rc && (rc = qa_template_find(tc->data.template_name, tc->config_path, &in->template_path, e)))
+        qa_err_prefix(e, "data.template (%s)", qa_cfg_origin(&tc->cfg, "data.template"));
+    if (!rc)
+        rc = qa_template_load(&in->tpl, in->template_path, in->tok, in->hf.bos_token_id, in->hf.eos_token_id, e);
+    if (!rc && in->tpl.end_id >= in->hf.vocab)
+        rc = QA_ERR(e, "template %s: end token id %d is outside the model's vocab_size %d (%s)", in->template_path,
+                    (int)in->tpl.end_id, in->hf.vocab, tc->model.path);
+    if (!rc) {
+        qa_data_opts o;
+        qa_data_opts_from_config(&o, tc);
+        rc = qa_data_build(&in->data, &o, &in->tpl, in->tok, e);
+    }
+    if (!rc && qa_tok_vocab_size(in->tok) > in->hf.vocab)
+        for (int64_t i = 0; i < in->data.n_tokens && !rc; i++)
+            if (in->data.tokens[i] >= in->hf.vocab)
+                rc = QA_ERR(e, "token id %d of the data is outside the model's vocab_size %d: tokenizer %s does not "
+                               "match model %s", (int)in->data.tokens[i], in->hf.vocab, tc->tokenizer.path,
+                            tc->model.path);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    in->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (rc) qa_train_inputs_free(in);
+    return rc;
+}
+
+void qa_train_inputs_free(qa_train_inputs *in) {
+    if (!in) return;
+    qa_data_free(&in->data);
+    qa_template_free(&in->tpl);
+    if (in->tok) qa_tok_free(in->tok);
+    free(in->template_path);
+    memset(in, 0, sizeof *in);
+}
+
 /* ---- batches ---------------------------------------------------------------------------------- */
 
 void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T) {
@@ -555,46 +601,6 @@ void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int 
 
 void qa_data_epoch_order(const qa_dataset *d, int epoch, int64_t *order) {
     qa_data_permutation(order, d->rows[QA_SPLIT_TRAIN].n_rows, d->seed, QA_STREAM_EPOCH + (uint64_t)epoch);
-}
-
-void qa_loader_init(qa_loader *L, const qa_dataset *d, int split, int micro_batch, int rank, int world) {
-    memset(L, 0, sizeof *L);
-    QA_ASSERT(micro_batch >= 1 && world >= 1 && rank >= 0 && rank < world, "bad loader geometry");
-    L->d = d;
-    L->split = split;
-    L->micro_batch = micro_batch;
-    L->rank = rank;
-    L->world = world;
-    int64_t n = d->rows[split].n_rows;
-    L->order = qa_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    qa_loader_seek(L, 0, 0);
-}
-
-void qa_loader_seek(qa_loader *L, int epoch, int64_t cursor) {
-    int64_t n = L->d->rows[L->split].n_rows;
-    if (L->split == QA_SPLIT_TRAIN) {
-        qa_data_epoch_order(L->d, epoch, L->order);
-    } else {
-        for (int64_t i = 0; i < n; i++) L->order[i] = i;
-    }
-    L->epoch = epoch;
-    L->cursor = cursor;
-}
-
-int qa_loader_next(qa_loader *L, qa_microbatch *b) {
-    int64_t n = L->d->rows[L->split].n_rows;
-    if (L->cursor >= n) return 0;
-    int64_t lo = L->cursor + (int64_t)L->rank * L->micro_batch, hi = lo + L->micro_batch;
-    if (lo > n) lo = n;
-    if (hi > n) hi = n;
-    qa_data_fill_batch(L->d, L->split, L->order + lo, (int)(hi - lo), b);
-    L->cursor += (int64_t)L->world * L->micro_batch;
-    return 1;
-}
-
-void qa_loader_free(qa_loader *L) {
-    free(L->order);
-    L->order = NULL;
 }
 
 /* ---- plan and schedule ------------------------------------------------------------------------ */

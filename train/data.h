@@ -38,6 +38,7 @@
 #ifndef QA_DATA_H
 #define QA_DATA_H
 #include "common/qa_err.h"
+#include "io/hf_config.h"
 #include "io/tokenizer.h"
 #include "train/template.h"
 #include "train/train_config.h"
@@ -128,6 +129,20 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f);
 /* Ids and length of example i (source first: ids[0..n_src) then ids[n_src..n_src+n_tgt)). */
 static inline const int32_t *qa_example_ids(const qa_dataset *d, int64_t i) { return d->tokens + d->ex[i].off; }
 
+/* Everything the data side of a run needs, from a finished config: model.path/config.json (for
+ * "$bos"/"$eos" and the memory estimate), the tokenizer, the template (qa_template_find with the
+ * config file's directory) and the built dataset. */
+typedef struct qa_train_inputs {
+    qa_hf_config hf;
+    qa_tokenizer *tok;
+    char *template_path;
+    qa_template tpl;
+    qa_dataset data;
+    double seconds;          /* wall time of loading + tokenizing */
+} qa_train_inputs;
+int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err *e);
+void qa_train_inputs_free(qa_train_inputs *in);
+
 /* ---- micro-batches ---------------------------------------------------------------------------- */
 typedef struct qa_microbatch {
     int B, T;                /* this batch: B rows of T columns */
@@ -154,33 +169,19 @@ void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int 
 /* The order of training rows in an epoch (order[0..rows)); the validation split is never shuffled. */
 void qa_data_epoch_order(const qa_dataset *d, int epoch, int64_t *order);
 
-/* A per-rank reader of one split. Each call to qa_loader_next hands rank r the rows
- * [cursor + r*micro_batch, cursor + (r+1)*micro_batch) of the epoch order (clipped to the rows;
- * possibly B = 0 in the last round) and advances the global cursor by world*micro_batch, so all
- * ranks call it the same number of times per epoch. It returns 0 at the end of the epoch (then
- * qa_loader_seek to the next one). Resume: qa_loader_seek(L, epoch, cursor). */
-typedef struct qa_loader {
-    const qa_dataset *d;
-    int split, micro_batch, rank, world;
-    int epoch;
-    int64_t cursor;          /* rows consumed by all ranks in this epoch */
-    int64_t *order;          /* [rows] */
-} qa_loader;
-void qa_loader_init(qa_loader *L, const qa_dataset *d, int split, int micro_batch, int rank, int world);
-void qa_loader_seek(qa_loader *L, int epoch, int64_t cursor);
-int qa_loader_next(qa_loader *L, qa_microbatch *b);
-void qa_loader_free(qa_loader *L);
-
 /* ---- step counts and the learning-rate schedule ----------------------------------------------- */
 typedef struct qa_train_plan {
     int64_t rows_per_epoch;      /* training rows */
-    int64_t rounds_per_epoch;    /* qa_loader_next calls per rank: ceil(rows / (micro_batch * world)) */
-    int64_t steps_per_epoch;     /* optimizer steps: ceil(rounds / grad_accum) */
+    int64_t rounds_per_epoch;    /* micro-batch rounds: ceil(rows / (micro_batch * world)) */
+    int64_t steps_per_epoch;     /* optimizer steps: ceil(rounds / grad_accum); the last one may be partial */
     int64_t total_steps;         /* max_steps, or epochs * steps_per_epoch */
     int64_t warmup_steps;        /* ceil(warmup_ratio * total_steps) (HF get_warmup_steps) */
     int epochs;                  /* epochs started: ceil(total_steps / steps_per_epoch) */
     int64_t rows_per_step;       /* micro_batch * grad_accum * world */
 } qa_train_plan;
+/* grad_accum micro-batches of micro_batch rows per optimizer step on each of world ranks. qalign
+ * train counts train.grad_accum over all ranks (the global batch does not depend on the rank
+ * count), so it passes world = 1. */
 void qa_train_plan_compute(qa_train_plan *p, int64_t rows, int micro_batch, int grad_accum, int world, int epochs,
                            int64_t max_steps, double warmup_ratio);
 /* HF transformers 4.38 schedules: t = completed optimizer steps (the first update uses t = 0).

@@ -40,8 +40,9 @@ typedef struct qa_train_config {
     struct {
         int epochs;
         int max_steps;         /* optimizer steps; 0 = derive from epochs */
-        int micro_batch;       /* rows per forward/backward per rank */
-        int grad_accum;        /* micro-batches per optimizer step per rank */
+        int micro_batch;       /* rows per forward/backward */
+        int grad_accum;        /* micro-batches per optimizer step over all ranks (global batch =
+                                  micro_batch * grad_accum rows, whatever the rank count) */
         double lr;
         double weight_decay;
         double warmup_ratio;   /* warmup steps = ceil(ratio * total steps) */

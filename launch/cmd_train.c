@@ -1,0 +1,256 @@
+/* cmd_train.c — `qalign train`: LoRA training from a YAML config with --set overrides.
+ *
+ * Configuration: schema defaults (the paper's recipe, train/train_config.c) < --config files in order
+ * < --set key=value in order. --dry-run resolves everything a run needs (config, model config.json,
+ * tokenizer, template, the tokenized/split/packed data), prints it with step counts and a memory
+ * estimate, and exits (train_dry_run). The training loop itself is qa_train_run (train/train.h),
+ * called from run_training when compiled with -DQA_HAVE_TRAIN_LOOP.
+ *
+ * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
+ */
+#include "launch/commands.h"
+
+#include "common/qa_err.h"
+#include "io/hf_config.h"
+#include "io/peft.h"
+#include "train/data.h"
+#include "train/train_config.h"
+#ifdef QA_HAVE_TRAIN_LOOP
+#include "dist/dist.h"
+#include "train/train.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: qalign train --config FILE [--config FILE2 ...] [--set key=value ...] [--dry-run]\n"
+            "       qalign train --help-config\n\n"
+            "LoRA-tune a Hugging Face model on question-alignment data (JSON arrays of {\"input\", \"answer\"}).\n"
+            "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
+            "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
+            "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
+            "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
+            "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
+            "  --print-config      print the resolved config as YAML (--json: as JSON) and exit\n"
+            "  --help-config       list every key with its type, default and meaning\n"
+            "  -h, --help          this help\n"
+            "Defaults are the paper's recipe: LoRA q_proj,v_proj r=8 alpha=16 dropout 0, AdamW lr 5e-5, 3 epochs,\n"
+            "micro-batch 4 x grad-accum 4, 10%% warmup + cosine, clip 1.0, seed 42, 5%% validation, cutoff 2048.\n");
+}
+
+static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
+
+static int world_from_env(const char **src) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) {
+            *src = vars[i];
+            return atoi(v);
+        }
+    }
+    *src = "default";
+    return 1;
+}
+
+/* Per-rank memory estimate for training tc on model config c, rows of T tokens. */
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int T) {
+    double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers;
+    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
+    double B = tc->train.micro_batch, r = tc->lora.r;
+    int64_t params = qa_hf_config_param_count(c);
+    double weights = (double)params * 2.0;
+    int64_t lora = 0;
+    unsigned mask = 0;
+    for (int i = 0; i < tc->lora.targets.n; i++) {
+        int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
+        if (m < 0 || (mask & QA_LORA_BIT(m))) continue;
+        mask |= QA_LORA_BIT(m);
+        int in, out;
+        qa_lora_module_dims(c, m, &in, &out);
+        lora += (int64_t)tc->lora.r * (in + out);
+    }
+    lora *= c->n_layers;
+    double adapter = (double)lora * 16.0;
+    double saved = 4 * H + 2 * q + 2 * kv + 3 * I + r * tc->lora.targets.n;
+    double act = B * T * L * saved * 4.0;
+    double attn = B * nh * (double)T * T * L * 4.0;
+    double logits = B * T * V * 4.0 * 2.0;
+    double total = weights + adapter + act + attn + logits;
+    printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", tc->train.micro_batch, T, gib(total));
+    printf("  base weights       %8.3f GiB  %lld params x 2 bytes (BF16/F16 as stored; frozen)\n", gib(weights),
+           (long long)params);
+    printf("  LoRA               %8.3f GiB  %lld params x 16 bytes (f32 param, grad, AdamW m and v)\n", gib(adapter),
+           (long long)lora);
+    printf("  activations        %8.3f GiB  tokens x layers x (4H + 2q + 2kv + 3I + r*targets) f32 kept for backward\n",
+           gib(act));
+    printf("  attention probs    %8.3f GiB  micro-batch x heads x T^2 x layers f32 (upper bound; less if recomputed)\n",
+           gib(attn));
+    printf("  logits + grad      %8.3f GiB  tokens x vocab %d x f32 x 2\n", gib(logits), c->vocab);
+    printf("  (not counted: the optimizer's temporaries, the allocator's slack, the MPI/NCCL buffers of %lld LoRA "
+           "floats)\n", (long long)lora);
+}
+
+/* The dry run: everything a run resolves, printed; no model weights are read. */
+static int train_dry_run(const qa_train_config *tc, int world, const char *world_src) {
+    char *y = qa_train_config_dump(tc, QA_CFG_YAML, 1);
+    printf("# resolved configuration (comments: where a value came from)\n%s\n", y);
+    free(y);
+
+    qa_train_inputs in;
+    qa_err e = {0};
+    if (tc->train.grad_accum % world) {
+        fprintf(stderr, "qalign: error: train.grad_accum = %d (%s) micro-batches per step over all ranks is not "
+                        "divisible by the %d ranks; use a multiple of %d\n", tc->train.grad_accum,
+                qa_cfg_origin(&tc->cfg, "train.grad_accum"), world, world);
+        return 2;
+    }
+    if (qa_train_inputs_load(&in, tc, &e)) {
+        qa_err_print(&e);
+        return 1;
+    }
+    printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
+           in.hf.hidden, in.hf.vocab);
+    printf("tokenizer: %s (%d ids)\n", tc->tokenizer.path, (int)qa_tok_vocab_size(in.tok));
+    printf("template: %s (%s); end token %d '%s'%s\n", in.tpl.name, in.template_path, (int)in.tpl.end_id,
+           qa_tok_id_to_token(in.tok, in.tpl.end_id) ? qa_tok_id_to_token(in.tok, in.tpl.end_id) : "?",
+           in.tpl.bos_id >= 0 ? ", BOS first" : "");
+    printf("\ndata (read and tokenized in %.2f s):\n", in.seconds);
+    qa_data_print_stats(&in.data, stdout);
+
+    /* train.grad_accum counts micro-batches over all ranks: the plan does not depend on world */
+    qa_train_plan p;
+    qa_train_plan_compute(&p, in.data.rows[QA_SPLIT_TRAIN].n_rows, tc->train.micro_batch, tc->train.grad_accum, 1,
+                          tc->train.epochs, tc->train.max_steps, tc->train.warmup_ratio);
+    printf("\nsteps (world size %d, %s):\n", world, world_src);
+    printf("  rows per optimizer step   %lld (micro-batch %d x grad-accum %d, over all ranks; %d micro-batches per "
+           "rank)\n", (long long)p.rows_per_step, tc->train.micro_batch, tc->train.grad_accum,
+           tc->train.grad_accum / world);
+    printf("  steps per epoch           %lld (%lld training rows%s)\n", (long long)p.steps_per_epoch,
+           (long long)p.rows_per_epoch, tc->data.packing ? ", packed" : ", one example each");
+    printf("  total steps               %lld (%s)\n", (long long)p.total_steps,
+           tc->train.max_steps ? "train.max_steps" : "train.epochs x steps per epoch");
+    printf("  epochs                    %d\n", p.epochs);
+    printf("  warmup steps              %lld (ceil(%g x total)), then %s to 0\n", (long long)p.warmup_steps,
+           tc->train.warmup_ratio, tc->train.schedule);
+    if (tc->train.eval_every)
+        printf("  validation passes         %lld (every %d steps, %lld rows each)\n",
+               (long long)(p.total_steps / tc->train.eval_every), tc->train.eval_every,
+               (long long)in.data.rows[QA_SPLIT_VAL].n_rows);
+    if (tc->checkpoint.every)
+        printf("  checkpoints               %lld (every %d steps) + the end, in %s\n",
+               (long long)(p.total_steps / tc->checkpoint.every), tc->checkpoint.every, tc->checkpoint.dir);
+    else
+        printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
+
+    int T = tc->data.packing ? in.data.row_len : in.data.max_len;
+    print_memory(tc, &in.hf, T);
+    qa_train_inputs_free(&in);
+    return 0;
+}
+
+#ifdef QA_HAVE_TRAIN_LOOP
+/* The real run: ranks from the MPI launcher (one rank without it), then the loop of train/train.h. */
+static int run_training(const qa_train_config *tc, int *argc, char ***argv) {
+    qa_err e = {0};
+    qa_dist *d = NULL;
+    qa_dist_opts o;
+    qa_dist_opts_default(&o);
+    if (qa_dist_init(&d, argc, argv, &o, &e)) { qa_err_print(&e); return 1; }
+    qa_train_result res;
+    int rc = 0;
+    if (qa_train_run(tc, d, &res, &e)) { qa_err_print(&e); rc = 1; }
+    qa_dist_finalize(d);
+    return rc;
+}
+#endif
+
+int cmd_train(int argc, char **argv) {
+    qa_train_config tc;
+    qa_train_config_init(&tc);
+    qa_err e = {0};
+    int dry = 0, print_cfg = 0, json = 0, world = 0, rc = 0;
+    const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    int n_sets = 0, n_configs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+#define OPT(name) (!strcmp(a, name) ? (i + 1 < argc ? (val = argv[++i], 1) : -1) \
+                   : !strncmp(a, name "=", strlen(name) + 1) ? (val = a + strlen(name) + 1, 1) : 0)
+        int m;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            train_usage(stdout);
+            goto done;
+        } else if (!strcmp(a, "--help-config")) {
+            printf("qalign train configuration keys (YAML: nested mappings or dotted names; --set key=value):\n");
+            qa_cfg_print_help(&tc.cfg, stdout);
+            goto done;
+        } else if (!strcmp(a, "--dry-run")) {
+            dry = 1;
+        } else if (!strcmp(a, "--print-config")) {
+            print_cfg = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if ((m = OPT("--config"))) {
+            if (m < 0) goto missing;
+            if (qa_train_config_load(&tc, val, &e)) { qa_err_print(&e); rc = 2; goto done; }
+            n_configs++;
+        } else if ((m = OPT("--set"))) {
+            if (m < 0) goto missing;
+            sets[n_sets++] = val;
+        } else if ((m = OPT("--world-size"))) {
+            if (m < 0) goto missing;
+            world = atoi(val);
+            if (world < 1) {
+                fprintf(stderr, "qalign train: error: --world-size must be a positive integer, got '%s'\n", val);
+                rc = 2;
+                goto done;
+            }
+        } else {
+            fprintf(stderr, "qalign train: error: unknown option '%s' (qalign train --help)\n", a);
+            rc = 2;
+            goto done;
+        }
+        continue;
+    missing:
+        fprintf(stderr, "qalign train: error: %s needs a value\n", a);
+        rc = 2;
+        goto done;
+#undef OPT
+    }
+    for (int i = 0; i < n_sets; i++)
+        if (qa_train_config_set(&tc, sets[i], &e)) { qa_err_print(&e); rc = 2; goto done; }
+    if (n_configs == 0 && n_sets == 0) {
+        fprintf(stderr, "qalign train: error: give a --config FILE (and/or --set key=value)\n\n");
+        train_usage(stderr);
+        rc = 2;
+        goto done;
+    }
+    if (qa_train_config_finish(&tc, &e)) { qa_err_print(&e); rc = 2; goto done; }
+    if (print_cfg) {
+        char *s = qa_train_config_dump(&tc, json ? QA_CFG_JSON : QA_CFG_YAML, !json);
+        fputs(s, stdout);
+        free(s);
+        goto done;
+    }
+    if (dry) {
+        const char *src = "--world-size";
+        if (!world) world = world_from_env(&src);
+        rc = train_dry_run(&tc, world, src);
+        goto done;
+    }
+#ifdef QA_HAVE_TRAIN_LOOP
+    rc = run_training(&tc, &argc, &argv);
+#else
+    fprintf(stderr, "qalign train: error: this build has no training loop (built without QA_HAVE_TRAIN_LOOP); "
+                    "--dry-run and --print-config work\n");
+    rc = 2;
+#endif
+done:
+    free(sets);
+    qa_train_config_free(&tc);
+    return rc;
+}
