@@ -105,10 +105,11 @@ int main(int argc, char **argv) {
 #endif
     }
     if (qa_dist_is_coordinator(d))
-        printf("# np=%d, %s; times: median of %d, slowest rank; sent/rank = 2(P-1)/P * bytes\n"
+        printf("# np=%d, %s; times: median of %d, slowest rank; sent/rank = 2(P-1)/P * bytes%s\n"
                "%-12s %3s %-5s %-4s %11s %11s %11s %11s %11s %7s %9s\n",
-               p, comm ? "nccl, device buffers" : "mpi, host buffers", iters, "model", "r", "tgt", "type", "params",
-               "bytes", "sent/rank", "det_us", "fast_us", "det/fast", "det_GB/s");
+               p, comm ? "nccl, device buffers" : "mpi, host buffers", iters,
+               p == 1 ? " (np=1: nothing is sent, the call returns at once)" : "", "model", "r", "tgt", "type", "params",
+               "bytes", "sent/rank", "det_us", "fast_us", "det/fast", "sent_GB/s");
     for (int c = 0; c < ncfg; c++) {
         long np_ = lora_params(cfg[c].m, cfg[c].r, cfg[c].all7);
         size_t n = (size_t)np_;
@@ -134,7 +135,7 @@ int main(int argc, char **argv) {
             if (qa_dist_is_coordinator(d))
                 printf("%-12s %3ld %-5s %-4s %11ld %11.0f %11.0f %11.1f %11.1f %7.2f %9.2f\n", cfg[c].m->name,
                        cfg[c].r, cfg[c].all7 ? "all7" : "q,v", ti ? "bf16" : "f32", np_, bytes, sent, td * 1e6,
-                       tf * 1e6, tf > 0 ? td / tf : 0, td > 0 ? bytes / td * 1e-9 : 0);
+                       tf * 1e6, tf > 0 ? td / tf : 0, td > 0 && sent > 0 ? sent / td * 1e-9 : 0);
         }
         free(buf);
     }

@@ -15,6 +15,10 @@ endif()
 # no CMA in containers without SYS_PTRACE; no stray output from the openib probe
 set(QA_MPI_ENV OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader,tcp
     OMPI_MCA_rmaps_base_oversubscribe=1)
+if(QALIGN_ASAN)
+  # Open MPI keeps allocations until exit inside dlclose()d components (unsymbolizable "leaks")
+  list(APPEND QA_MPI_ENV ASAN_OPTIONS=detect_leaks=0)
+endif()
 
 if(QA_MPIEXEC)
   foreach(np 1 2 4)
@@ -42,4 +46,15 @@ if(QALIGN_HAVE_CUDA AND QA_NCCL_LIB AND QA_NCCL_INCLUDE AND QA_MPIEXEC)
   add_test(NAME dist_nccl_np1 COMMAND ${QA_MPIEXEC} ${QA_MPI_PREFLAGS} ${QA_MPI_NPFLAG} 1 $<TARGET_FILE:test_dist_nccl>)
   set_tests_properties(dist_nccl_np1 PROPERTIES LABELS "gpu" TIMEOUT 120
     ENVIRONMENT "${QA_MPI_ENV};QALIGN_NCCL_FORCE_COLLECTIVES=1")
+endif()
+
+# slurm/ templates: syntax, and the SIGUSR1 -> agreed stop -> requeue <array>_<task> path (fake scontrol)
+add_test(NAME slurm_templates_syntax COMMAND bash -c
+  "bash -n ${CMAKE_SOURCE_DIR}/slurm/train.sbatch && bash -n ${CMAKE_SOURCE_DIR}/slurm/sweep.sbatch")
+set_tests_properties(slurm_templates_syntax PROPERTIES LABELS "mpi;slurm" TIMEOUT 30)
+if(QA_MPIEXEC)
+  string(REPLACE ";" " " _pre "${QA_MPI_PREFLAGS}")
+  add_test(NAME slurm_requeue COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/slurm_requeue.sh
+           ${CMAKE_SOURCE_DIR}/slurm/train.sbatch $<TARGET_FILE:test_dist> "${_pre}")
+  set_tests_properties(slurm_requeue PROPERTIES LABELS "mpi;slurm" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
 endif()
