@@ -52,13 +52,15 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 #define GOLDEN 0x9e3779b97f4a7c15ull
-static inline double unit_open(uint64_t h) { return ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-/* element j of the stream `key`: Box-Muller over the pair j/2 (splitmix64 at counters 2p+1, 2p+2) */
-static inline float normal_at(uint64_t key, uint64_t j) {
-    uint64_t p = j >> 1;
-    double u1 = unit_open(mix64(key + (2 * p + 1) * GOLDEN)), u2 = unit_open(mix64(key + (2 * p + 2) * GOLDEN));
-    double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
-    return (float)(r * ((j & 1) ? sin(a) : cos(a)));
+static inline float unit_open(uint64_t h) { return ((float)(h >> 40) + 0.5f) * (1.0f / 16777216.0f); }
+/* pair p of the stream `key`: Box-Muller over splitmix64 at counters 2p+1, 2p+2; element 2p gets the
+ * cosine branch, 2p+1 the sine branch. float math: the values are rounded to bf16 anyway. */
+static inline void normal_pair(uint64_t key, uint64_t p, float *z0, float *z1) {
+    float u1 = unit_open(mix64(key + (2 * p + 1) * GOLDEN)), u2 = unit_open(mix64(key + (2 * p + 2) * GOLDEN));
+    float r = sqrtf(-2.0f * logf(u1)), s, c;
+    sincosf(6.2831853071795865f * u2, &s, &c);
+    *z0 = r * c;
+    *z1 = r * s;
 }
 
 typedef struct gen_ctx {
@@ -75,8 +77,16 @@ typedef struct gen_job {
 
 static void *gen_run(void *arg) {
     gen_job *g = arg;
-    for (uint64_t i = 0; i < g->count; i++)
-        g->dst[i] = qa_f32_to_bf16((float)(g->std * normal_at(g->key, g->first + i)));
+    float sd = (float)g->std, z0, z1;
+    uint64_t j = g->first, end = g->first + g->count;
+    uint16_t *o = g->dst;
+    if (j < end && (j & 1)) { normal_pair(g->key, j >> 1, &z0, &z1); *o++ = qa_f32_to_bf16(sd * z1); j++; }
+    for (; j + 1 < end; j += 2) {
+        normal_pair(g->key, j >> 1, &z0, &z1);
+        *o++ = qa_f32_to_bf16(sd * z0);
+        *o++ = qa_f32_to_bf16(sd * z1);
+    }
+    if (j < end) { normal_pair(g->key, j >> 1, &z0, &z1); *o++ = qa_f32_to_bf16(sd * z0); }
     return NULL;
 }
 
