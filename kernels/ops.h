@@ -49,6 +49,22 @@ typedef struct qa_attn_desc {
     const int32_t *segment;     /* [B,T] packed-example id; NULL = one example per row */
 } qa_attn_desc;
 
+/* Inference attention over a cached prefix (evaluation): row b continues a prefix whose keys and
+ * values (after RoPE) are cached once for all rows; it sees the first ctx[b] cached positions. Its
+ * query i sits at absolute position ctx[b] + i and sees
+ *   cached key j   iff j < ctx[b]  && (window == 0 || j > ctx[b] + i - window)
+ *   own key t      iff t <= i      && (window == 0 || t > i - window)
+ * Rows are right-padded: a real query never sees a later (padding) key, so no key mask is needed. */
+typedef struct qa_attn_prefix_desc {
+    int B, T;                   /* rows, padded suffix length */
+    int n_heads, n_kv_heads;    /* H, Hk */
+    int head_dim;               /* hd */
+    int window;                 /* 0 = full attention; on absolute positions */
+    float scale;                /* 1/sqrt(hd) */
+    int cache_len;              /* Tc: positions held by the cache (>= every ctx[b]) */
+    const int32_t *ctx;         /* [B] backend memory: cached positions row b continues from */
+} qa_attn_prefix_desc;
+
 typedef struct qa_ops {
     const char *name;           /* "cpu", "cuda" */
     int host_memory;            /* 1: backend pointers are host pointers (CPU backend) */
@@ -199,6 +215,17 @@ typedef struct qa_ops {
                        const float *g,            /* [n] gradients */
                        float *m,                  /* [n] first moment */
                        float *v);                 /* [n] second moment */
+
+    /* ---- inference only (appended; a backend may leave these NULL) ----------------------- */
+    /* Attention of suffix rows over a shared cached prefix + their own keys (see
+     * qa_attn_prefix_desc). NULL: callers run without a prefix cache (attention_fwd, ctx = 0). */
+    void (*attention_prefix_fwd)(qa_stream *s, const qa_attn_prefix_desc *d,
+                                 const float *q,   /* [B, T, H, hd]  (after RoPE) */
+                                 const float *kc,  /* [Tc, Hk, hd] cached keys (after RoPE), shared */
+                                 const float *vc,  /* [Tc, Hk, hd] cached values */
+                                 const float *k,   /* [B, T, Hk, hd] the rows' own keys (after RoPE) */
+                                 const float *v,   /* [B, T, Hk, hd] */
+                                 float *o);        /* [B, T, H, hd] */
 } qa_ops;
 
 /* The CPU backend (always available). */

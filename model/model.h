@@ -173,6 +173,67 @@ int qa_model_forward(qa_model *m, const qa_lora *lora, qa_acts *a, const qa_batc
  * fills a->logits / a->n_logit_rows / a->logit_rows_host. */
 int qa_model_logit_lens(qa_model *m, qa_acts *a, int layer, const int32_t *rows, int n_rows, qa_err *e);
 
+/* ---- inference with a cached prefix (evaluation; model/infer.c) ------------------------- *
+ * Few-shot evaluation runs one shared prefix per (task, language) and many short suffixes. The
+ * prefix runs once and leaves its keys (after RoPE) and values of every layer in a qa_kv_cache;
+ * each batch row then continues from the first ctx[b] cached positions (positions ctx[b], ctx[b]+1,
+ * ...), attending to [cache[0..ctx[b]) ; its own tokens] causally. Attention to a truncated cache
+ * is exact (causal), so a row whose tokenization diverges from the prefix tokens at position c
+ * uses ctx = c and feeds the rest as its suffix. Only the last real position of each row goes
+ * through the final norm and the head, and the head may be a subset of lm_head rows
+ * (qa_head_rows: the label tokens), so logits cost B x n_ids x D instead of B x T x V x D. */
+typedef struct qa_kv_cache {
+    int n_layers;
+    int cap;                                  /* positions it can hold */
+    int len;                                  /* positions filled */
+    int kv_dim;                               /* Hk * hd */
+    float *k, *v;                             /* [L, cap, Hk*hd] each, backend memory; k after RoPE */
+    const qa_ops *ops;
+} qa_kv_cache;
+int qa_kv_cache_alloc(qa_kv_cache *c, const qa_model *m, int cap, qa_err *e);
+void qa_kv_cache_free(qa_kv_cache *c);
+
+/* Rows `ids` of lm_head as an F32 [n, D] block in backend memory: logits for those ids only. */
+typedef struct qa_head_rows {
+    int n, D;
+    int32_t *ids;                             /* [n] host */
+    float *w;                                 /* [n, D] backend memory */
+    const qa_ops *ops;
+} qa_head_rows;
+int qa_head_rows_init(qa_head_rows *h, const qa_model *m, const int32_t *ids, int n, qa_err *e);
+void qa_head_rows_free(qa_head_rows *h);
+
+/* Inference workspace: batches of up to max_rows rows and max_tokens tokens (B*T), LoRA up to the
+ * rank of l (NULL: none), heads up to max_out outputs per row (V when full-vocab logits are wanted). */
+typedef struct qa_infer_ws {
+    int max_rows, max_tokens, max_out, lora_r;
+    void *block;                              /* one backend allocation */
+    size_t bytes;
+    float *x, *h, *xn, *q, *k, *v, *att, *lse, *g, *u, *act, *xa, *rowbuf, *out;
+    int32_t *ids, *pos, *ctx, *rows;          /* backend copies */
+    int32_t *pos_host, *rows_host;            /* [max_tokens], [max_rows] */
+    const qa_ops *ops;
+} qa_infer_ws;
+int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int max_rows, int max_tokens,
+                      int max_out, qa_err *e);
+void qa_infer_ws_free(qa_infer_ws *w);
+
+typedef struct qa_infer_batch {
+    int B, T;                                 /* rows, padded length */
+    const int32_t *ids;                       /* [B, T] host, right-padded (pad with any valid id) */
+    const int32_t *len;                       /* [B] host, real tokens per row, 1..T */
+    const int32_t *ctx;                       /* [B] host, cached positions each row continues from
+                                                 (<= cache->len); NULL = 0 for every row */
+} qa_infer_batch;
+
+/* One forward of b (no dropout). cache: the prefix (NULL when every ctx is 0). store: when not
+ * NULL, b must be one row with ctx 0, and its keys/values of every layer are written into store
+ * (store->len = len[0]): the prefill. head: logits for its ids only (NULL: the full vocabulary).
+ * out [B, head ? head->n : V] host: the logits at each row's last real position. */
+int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv_cache *cache,
+                   const qa_infer_batch *b, qa_kv_cache *store, const qa_head_rows *head, float *out,
+                   qa_err *e);
+
 /* ---- forward + backward ----------------------------------------------------------------- */
 typedef struct qa_train_opts {
     float grad_scale;                         /* grads += grad_scale * d(mean loss)/dθ (0 -> 1) */

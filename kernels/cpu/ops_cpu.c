@@ -441,6 +441,10 @@ static void cpu_adamw_step(qa_stream *s, size_t n, float lr, float beta1, float 
     }
 }
 
+/* kernels/cpu/attn_prefix.c */
+void qa_cpu_attention_prefix_fwd(qa_stream *s, const qa_attn_prefix_desc *d, const float *q, const float *kc,
+                                 const float *vc, const float *k, const float *v, float *o);
+
 static const qa_ops CPU_OPS = {
     .name = "cpu",
     .host_memory = 1,
@@ -473,6 +477,7 @@ static const qa_ops CPU_OPS = {
     .cross_entropy_fwd = cpu_cross_entropy_fwd,
     .cross_entropy_bwd = cpu_cross_entropy_bwd,
     .adamw_step = cpu_adamw_step,
+    .attention_prefix_fwd = qa_cpu_attention_prefix_fwd,
 };
 
 const qa_ops *qa_ops_cpu(void) { return &CPU_OPS; }

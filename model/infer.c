@@ -1,0 +1,290 @@
+/* infer.c — inference with a cached prefix (model.h "inference with a cached prefix"): the prefix
+ * KV cache, lm_head row subsets and a forward that continues cached rows and returns only the
+ * logits of each row's last real token. Same math as forward.c (HF semantics); no dropout, nothing
+ * kept for a backward. */
+#include "model/model.h"
+#include "common/qa_mem.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- KV cache ----------------------------------------------------------------------------- */
+int qa_kv_cache_alloc(qa_kv_cache *c, const qa_model *m, int cap, qa_err *e) {
+    memset(c, 0, sizeof *c);
+    if (cap <= 0) return QA_ERR(e, "kv cache: capacity %d must be positive", cap);
+    c->n_layers = m->cfg.n_layers;
+    c->cap = cap;
+    c->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+    c->ops = m->ops;
+    size_t n = (size_t)c->n_layers * cap * c->kv_dim;
+    c->k = m->ops->alloc(sizeof(float) * n * 2, e);
+    if (!c->k) return qa_err_prefix(e, "kv cache for %d positions", cap);
+    c->v = c->k + n;
+    return 0;
+}
+
+void qa_kv_cache_free(qa_kv_cache *c) {
+    if (!c) return;
+    if (c->k && c->ops) c->ops->free(c->k);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- lm_head rows ------------------------------------------------------------------------- */
+int qa_head_rows_init(qa_head_rows *h, const qa_model *m, const int32_t *ids, int n, qa_err *e) {
+    memset(h, 0, sizeof *h);
+    const int D = m->cfg.hidden, V = m->cfg.vocab;
+    if (n <= 0) return QA_ERR(e, "head rows: no token ids given");
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return QA_ERR(e, "head rows: token id %d is outside the model's vocabulary [0, %d)", ids[i], V);
+    const qa_weight W = m->lm_head;
+    const size_t es = W.dtype == QA_DT_BF16 ? 2 : 4;
+    float *host = qa_malloc(sizeof(float) * (size_t)n * D);
+    uint8_t *raw = qa_malloc(es * (size_t)D);
+    for (int i = 0; i < n; i++) {
+        /* one row of backend memory to the host (a plain copy on the CPU) */
+        m->ops->memcpy_d2h(m->stream, raw, (const uint8_t *)W.data + (size_t)ids[i] * D * es, es * (size_t)D);
+        float *dst = host + (size_t)i * D;
+        if (W.dtype == QA_DT_BF16)
+            for (int j = 0; j < D; j++) dst[j] = qa_bf16_to_f32(((const uint16_t *)raw)[j]);
+        else
+            memcpy(dst, raw, sizeof(float) * D);
+    }
+    free(raw);
+    h->w = m->ops->alloc(sizeof(float) * (size_t)n * D, e);
+    if (!h->w) { free(host); return qa_err_prefix(e, "head rows (%d x %d)", n, D); }
+    m->ops->memcpy_h2d(m->stream, h->w, host, sizeof(float) * (size_t)n * D);
+    m->ops->sync(m->stream, NULL);
+    free(host);
+    h->n = n;
+    h->D = D;
+    h->ids = qa_malloc(sizeof(int32_t) * n);
+    memcpy(h->ids, ids, sizeof(int32_t) * n);
+    h->ops = m->ops;
+    return 0;
+}
+
+void qa_head_rows_free(qa_head_rows *h) {
+    if (!h) return;
+    if (h->w && h->ops) h->ops->free(h->w);
+    free(h->ids);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- workspace ---------------------------------------------------------------------------- */
+typedef struct carve {
+    size_t off;
+    uint8_t *base; /* NULL: dry run */
+} carve;
+static void *take(carve *c, size_t bytes) {
+    c->off = (c->off + 63) / 64 * 64;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += bytes;
+    return p;
+}
+#define TAKEF(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
+#define TAKEI(c, n) ((int32_t *)take(c, (size_t)(n) * sizeof(int32_t)))
+
+static void ws_layout(qa_infer_ws *w, const qa_model *m, carve *cv) {
+    const qa_hf_config *c = &m->cfg;
+    const size_t N = (size_t)w->max_tokens, R = (size_t)w->max_rows, D = c->hidden, F = c->intermediate;
+    const size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    w->x = TAKEF(cv, N * D);
+    w->h = TAKEF(cv, N * D);
+    w->xn = TAKEF(cv, N * D);
+    w->q = TAKEF(cv, N * Q);
+    w->att = TAKEF(cv, N * Q);
+    w->k = TAKEF(cv, N * KV);
+    w->v = TAKEF(cv, N * KV);
+    w->lse = TAKEF(cv, N * c->n_heads);
+    w->g = TAKEF(cv, N * F);
+    w->u = TAKEF(cv, N * F);
+    w->act = TAKEF(cv, N * F);
+    w->xa = w->lora_r > 0 ? TAKEF(cv, N * w->lora_r) : NULL;
+    w->rowbuf = TAKEF(cv, R * D);
+    w->out = TAKEF(cv, R * w->max_out);
+    w->ids = TAKEI(cv, N);
+    w->pos = TAKEI(cv, N);
+    w->ctx = TAKEI(cv, R);
+    w->rows = TAKEI(cv, R);
+}
+
+int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int max_rows, int max_tokens,
+                      int max_out, qa_err *e) {
+    memset(w, 0, sizeof *w);
+    if (max_rows <= 0 || max_tokens < max_rows || max_out <= 0)
+        return QA_ERR(e, "inference workspace: rows %d, tokens %d, outputs %d (need rows >= 1, tokens >= rows, "
+                         "outputs >= 1)", max_rows, max_tokens, max_out);
+    w->max_rows = max_rows;
+    w->max_tokens = max_tokens;
+    w->max_out = max_out;
+    w->lora_r = l ? l->r : 0;
+    w->ops = m->ops;
+    carve cv = {0, NULL};
+    ws_layout(w, m, &cv);
+    w->bytes = cv.off;
+    w->block = m->ops->alloc(w->bytes, e);
+    if (!w->block) {
+        qa_err_prefix(e, "inference workspace for %d rows / %d tokens (%.1f MiB)", max_rows, max_tokens,
+                      w->bytes / 1048576.0);
+        memset(w, 0, sizeof *w);
+        return -1;
+    }
+    cv = (carve){0, w->block};
+    ws_layout(w, m, &cv);
+    w->pos_host = qa_malloc(sizeof(int32_t) * (size_t)max_tokens);
+    w->rows_host = qa_malloc(sizeof(int32_t) * (size_t)max_rows);
+    return 0;
+}
+
+void qa_infer_ws_free(qa_infer_ws *w) {
+    if (!w) return;
+    if (w->block && w->ops) w->ops->free(w->block);
+    free(w->pos_host);
+    free(w->rows_host);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+static const qa_lora_mat *lmat(const qa_lora *l, int layer, int mod) {
+    if (!l) return NULL;
+    const qa_lora_mat *t = qa_lora_at(l, layer, mod);
+    return t->present ? t : NULL;
+}
+
+/* y = beta*y + x Wᵀ + b (+ LoRA) */
+static void proj(const qa_model *m, const qa_lora *l, qa_infer_ws *w, int layer, int mod, int N, int K, int M,
+                 float beta, const float *x, qa_weight W, qa_weight bias, float *y) {
+    m->ops->linear_fwd(m->stream, N, K, M, beta, x, W, bias, y);
+    const qa_lora_mat *t = lmat(l, layer, mod);
+    if (t) m->ops->lora_fwd(m->stream, N, K, M, l->r, l->scale, 0.0f, 0, x, t->A, t->B, w->xa, y);
+}
+
+static int check_batch(const qa_model *m, const qa_lora *l, const qa_infer_ws *w, const qa_kv_cache *cache,
+                       const qa_infer_batch *b, const qa_kv_cache *store, const qa_head_rows *head, int *any_ctx,
+                       qa_err *e) {
+    const int V = m->cfg.vocab;
+    if (!b->ids || !b->len) return QA_ERR(e, "infer: batch needs ids and len");
+    if (b->B <= 0 || b->T <= 0 || b->B > w->max_rows || (int64_t)b->B * b->T > w->max_tokens)
+        return QA_ERR(e, "infer: batch [%d, %d] does not fit the workspace (%d rows, %d tokens)", b->B, b->T,
+                      w->max_rows, w->max_tokens);
+    if (l && (l->r > w->lora_r || l->ops != m->ops || l->n_layers != m->cfg.n_layers))
+        return QA_ERR(e, "infer: the workspace was sized for LoRA r=%d of this model; pass the adapter to "
+                         "qa_infer_ws_alloc", w->lora_r);
+    int nout = head ? head->n : V;
+    if (nout > w->max_out)
+        return QA_ERR(e, "infer: %d outputs per row exceed the workspace's %d (size it with max_out = %d)", nout,
+                      w->max_out, nout);
+    if (head && (head->D != m->cfg.hidden || head->ops != m->ops))
+        return QA_ERR(e, "infer: head rows were made for another model or backend");
+    *any_ctx = 0;
+    for (int i = 0; i < b->B; i++) {
+        if (b->len[i] < 1 || b->len[i] > b->T)
+            return QA_ERR(e, "infer: row %d has %d real tokens, outside [1, %d]", i, b->len[i], b->T);
+        int c = b->ctx ? b->ctx[i] : 0;
+        if (c < 0 || (c > 0 && (!cache || c > cache->len)))
+            return QA_ERR(e, "infer: row %d continues from %d cached positions but the cache holds %d", i, c,
+                          cache ? cache->len : 0);
+        if (c > 0) *any_ctx = 1;
+        for (int t = 0; t < b->T; t++) {
+            int32_t id = b->ids[(size_t)i * b->T + t];
+            if (id < 0 || id >= V)
+                return QA_ERR(e, "infer: ids[%d][%d] = %d is outside the vocabulary [0, %d)", i, t, id, V);
+        }
+    }
+    if (*any_ctx) {
+        if (!m->ops->attention_prefix_fwd)
+            return QA_ERR(e, "infer: backend '%s' has no attention_prefix_fwd; run without a prefix cache",
+                          m->ops->name);
+        if (cache->n_layers != m->cfg.n_layers || cache->ops != m->ops ||
+            cache->kv_dim != m->cfg.n_kv_heads * m->cfg.head_dim)
+            return QA_ERR(e, "infer: the kv cache was made for another model or backend");
+    }
+    if (store) {
+        if (b->B != 1 || (b->ctx && b->ctx[0] != 0))
+            return QA_ERR(e, "infer: a prefill (store) takes one row without cached context");
+        if (b->len[0] > store->cap)
+            return QA_ERR(e, "infer: prefill of %d tokens exceeds the cache capacity %d", b->len[0], store->cap);
+        if (store->n_layers != m->cfg.n_layers || store->ops != m->ops ||
+            store->kv_dim != m->cfg.n_kv_heads * m->cfg.head_dim)
+            return QA_ERR(e, "infer: the kv cache to fill was made for another model or backend");
+    }
+    return 0;
+}
+
+int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv_cache *cache,
+                   const qa_infer_batch *b, qa_kv_cache *store, const qa_head_rows *head, float *out, qa_err *e) {
+    const qa_ops *ops = m->ops;
+    qa_stream *st = m->stream;
+    const qa_hf_config *c = &m->cfg;
+    const int B = b->B, T = b->T, N = B * T, D = c->hidden, F = c->intermediate, L = c->n_layers;
+    const int H = c->n_heads, Hk = c->n_kv_heads, hd = c->head_dim, Q = H * hd, KV = Hk * hd;
+    const float eps = (float)c->rms_eps, theta = (float)c->rope_theta;
+    int any_ctx = 0;
+    QA_TRY(check_batch(m, lora, w, cache, b, store, head, &any_ctx, e));
+
+    /* ids, positions (ctx[b] + t), ctx */
+    for (int i = 0; i < B; i++) {
+        int c0 = b->ctx ? b->ctx[i] : 0;
+        for (int t = 0; t < T; t++) w->pos_host[(size_t)i * T + t] = c0 + t;
+        w->rows_host[i] = i * T + b->len[i] - 1;
+    }
+    ops->memcpy_h2d(st, w->ids, b->ids, sizeof(int32_t) * (size_t)N);
+    ops->memcpy_h2d(st, w->pos, w->pos_host, sizeof(int32_t) * (size_t)N);
+    ops->memcpy_h2d(st, w->rows, w->rows_host, sizeof(int32_t) * (size_t)B);
+    if (any_ctx) ops->memcpy_h2d(st, w->ctx, b->ctx, sizeof(int32_t) * (size_t)B);
+    ops->sync(st, NULL); /* the host staging buffers are reused by the next call */
+
+    ops->embedding_fwd(st, N, D, m->embed, w->ids, w->x);
+    for (int li = 0; li < L; li++) {
+        const qa_layer_weights *lw = &m->layers[li];
+        ops->rmsnorm_fwd(st, N, D, eps, w->x, lw->attn_norm, w->xn, NULL);
+        proj(m, lora, w, li, QA_LORA_Q, N, D, Q, 0, w->xn, lw->wq, lw->bq, w->q);
+        proj(m, lora, w, li, QA_LORA_K, N, D, KV, 0, w->xn, lw->wk, lw->bk, w->k);
+        proj(m, lora, w, li, QA_LORA_V, N, D, KV, 0, w->xn, lw->wv, lw->bv, w->v);
+        ops->rope_fwd(st, N, H, hd, theta, w->pos, w->q);
+        ops->rope_fwd(st, N, Hk, hd, theta, w->pos, w->k);
+        if (store) {
+            size_t off = (size_t)li * store->cap * KV, n = sizeof(float) * (size_t)b->len[0] * KV;
+            ops->memcpy_d2d(st, store->k + off, w->k, n);
+            ops->memcpy_d2d(st, store->v + off, w->v, n);
+        }
+        if (any_ctx) {
+            qa_attn_prefix_desc d = {
+                .B = B, .T = T, .n_heads = H, .n_kv_heads = Hk, .head_dim = hd, .window = c->window[li],
+                .scale = (float)(1.0 / sqrt((double)hd)), .cache_len = cache->len, .ctx = w->ctx,
+            };
+            size_t off = (size_t)li * cache->cap * KV;
+            ops->attention_prefix_fwd(st, &d, w->q, cache->k + off, cache->v + off, w->k, w->v, w->att);
+        } else {
+            qa_attn_desc d = {
+                .B = B, .T = T, .n_heads = H, .n_kv_heads = Hk, .head_dim = hd, .window = c->window[li],
+                .scale = (float)(1.0 / sqrt((double)hd)), .key_mask = NULL, .segment = NULL,
+            };
+            ops->attention_fwd(st, &d, w->q, w->k, w->v, w->att, w->lse);
+        }
+        ops->memcpy_d2d(st, w->h, w->x, sizeof(float) * (size_t)N * D);
+        proj(m, lora, w, li, QA_LORA_O, N, Q, D, 1, w->att, lw->wo, lw->bo, w->h);
+        ops->rmsnorm_fwd(st, N, D, eps, w->h, lw->mlp_norm, w->xn, NULL);
+        proj(m, lora, w, li, QA_LORA_GATE, N, D, F, 0, w->xn, lw->wgate, lw->bgate, w->g);
+        proj(m, lora, w, li, QA_LORA_UP, N, D, F, 0, w->xn, lw->wup, lw->bup, w->u);
+        ops->swiglu_fwd(st, (size_t)N * F, w->g, w->u, w->act);
+        ops->memcpy_d2d(st, w->x, w->h, sizeof(float) * (size_t)N * D);
+        proj(m, lora, w, li, QA_LORA_DOWN, N, F, D, 1, w->act, lw->wdown, lw->bdown, w->x);
+    }
+    if (store) store->len = b->len[0];
+    /* last real position of each row -> final norm -> head */
+    ops->gather_rows(st, B, D, w->x, w->rows, w->rowbuf);
+    ops->rmsnorm_fwd(st, B, D, eps, w->rowbuf, m->final_norm, w->rowbuf, NULL);
+    int nout;
+    if (head) {
+        nout = head->n;
+        ops->linear_fwd(st, B, D, nout, 0, w->rowbuf, (qa_weight){QA_DT_F32, head->w}, (qa_weight){0}, w->out);
+    } else {
+        nout = c->vocab;
+        ops->linear_fwd(st, B, D, nout, 0, w->rowbuf, m->lm_head, (qa_weight){0}, w->out);
+    }
+    ops->memcpy_d2h(st, out, w->out, sizeof(float) * (size_t)B * nout);
+    return ops->sync(st, e);
+}
