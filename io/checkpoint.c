@@ -19,10 +19,33 @@
 #error "checkpoint checksums are defined over little-endian bytes: add a byte swap for this host"
 #endif
 
-#define CHECKSUM_SCHEME                                                                                   \
-    "CRC32C (Castagnoli) chained over every dataset in byte-wise order of its path without the leading " \
-    "'/': path bytes, one NUL byte, the dataset's little-endian bytes in C order; initial value 0. "     \
-    "Each dataset's own attr crc32c is CRC32C of its bytes alone."
+#define CHECKSUM_SCHEME                                                                                  \
+    "Each dataset's attr crc32c is CRC32C (Castagnoli, as in iSCSI/ext4) of its little-endian bytes in C " \
+    "order. The root attr checksum is CRC32C over, for every dataset in byte-wise order of its path "     \
+    "without the leading '/': the path bytes, one NUL byte, its crc32c as 4 little-endian bytes."
+
+/* CRC32C: the SSE4.2 instruction when the CPU has it (≈10x the table), else qa_crc32c (same values). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len) {
+    const uint8_t *p = buf;
+    uint64_t c = ~crc & 0xffffffffu;
+    while (len && ((uintptr_t)p & 7)) { c = __builtin_ia32_crc32qi((uint32_t)c, *p++); len--; }
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        len -= 8;
+    }
+    while (len--) c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+static uint32_t crc32c(uint32_t crc, const void *buf, size_t len) {
+    return __builtin_cpu_supports("sse4.2") ? crc32c_hw(crc, buf, len) : qa_crc32c(crc, buf, len);
+}
+#else
+static uint32_t crc32c(uint32_t crc, const void *buf, size_t len) { return qa_crc32c(crc, buf, len); }
+#endif
 
 size_t qa_ckpt_dtype_size(qa_ckpt_dtype dt) {
     return dt >= QA_CKPT_F32 && dt <= QA_CKPT_U64 ? qa_h5_dt_size((qa_h5_dt)dt) : 0;
@@ -31,11 +54,15 @@ const char *qa_ckpt_dtype_name(qa_ckpt_dtype dt) {
     return dt >= QA_CKPT_F32 && dt <= QA_CKPT_U64 ? qa_h5_dt_name((qa_h5_dt)dt) : "?";
 }
 
-uint32_t qa_ckpt_crc_chain(uint32_t crc, const char *path, const void *data, size_t nbytes) {
+uint32_t qa_ckpt_crc32c(const void *data, size_t nbytes) { return crc32c(0, data, nbytes); }
+
+uint32_t qa_ckpt_crc_chain(uint32_t total, const char *path, uint32_t dataset_crc) {
     static const char nul = 0;
-    crc = qa_crc32c(crc, path, strlen(path));
-    crc = qa_crc32c(crc, &nul, 1);
-    return qa_crc32c(crc, data, nbytes);
+    uint8_t le[4] = {(uint8_t)dataset_crc, (uint8_t)(dataset_crc >> 8), (uint8_t)(dataset_crc >> 16),
+                     (uint8_t)(dataset_crc >> 24)};
+    total = qa_crc32c(total, path, strlen(path));
+    total = qa_crc32c(total, &nul, 1);
+    return qa_crc32c(total, le, 4);
 }
 
 char *qa_ckpt_dir(const char *run_dir) { return qa_path_join(run_dir, QA_CKPT_SUBDIR); }
@@ -236,7 +263,8 @@ static int build_image(const char *path, const qa_ckpt_meta *m, const item *v, s
     size_t data_bytes = 0;
     for (size_t i = 0; i < n; i++) data_bytes += (size_t)numel_of(v[i].ndim, v[i].shape) * qa_ckpt_dtype_size(v[i].dtype);
     /* grow the image in steps of ~1/8 of the data (≥ 1 MiB) */
-    f = qa_h5_create_mem_file(path, data_bytes / 8 > ((size_t)1 << 20) ? data_bytes / 8 : (size_t)1 << 20, e);
+    qa_h5_mem mem;
+    f = qa_h5_create_mem_file(path, data_bytes / 8 > ((size_t)1 << 20) ? data_bytes / 8 : (size_t)1 << 20, &mem, e);
     if (f < 0) return -1;
     if (qa_h5_attr_str(f, "format", QA_CKPT_FORMAT, e) || qa_h5_attr_i64(f, "format_version", QA_CKPT_FORMAT_VERSION, e) ||
         qa_h5_attr_i64(f, "step", m->step, e) || qa_h5_attr_i64(f, "epoch", m->epoch, e) ||
@@ -265,19 +293,21 @@ static int build_image(const char *path, const qa_ckpt_meta *m, const item *v, s
         const item *it = &v[i];
         size_t nbytes = (size_t)numel_of(it->ndim, it->shape) * qa_ckpt_dtype_size(it->dtype);
         if (qa_h5_write(f, it->path, (qa_h5_dt)it->dtype, it->ndim, it->shape, it->data, &o, &d, e)) goto fail;
-        uint32_t crc = qa_crc32c(0, it->data, nbytes);
-        total = qa_ckpt_crc_chain(total, it->path, it->data, nbytes);
+        uint32_t crc = crc32c(0, it->data, nbytes);
+        total = qa_ckpt_crc_chain(total, it->path, crc);
         if (qa_h5_attr_u32(d, "crc32c", crc, e)) goto fail;
         if (it->layout && qa_h5_attr_str(d, "layout", it->layout, e)) goto fail;
         qa_h5_close(&d);
     }
     if (qa_h5_attr_u32(f, "checksum", total, e)) goto fail;
-    if (qa_h5_mem_image(f, path, img, img_len, e)) goto fail;
+    qa_h5_close(&d);
+    if (qa_h5_mem_close(&f, &mem, path, img, img_len, e)) goto fail;
     rc = 0;
 fail:
     qa_h5_close(&d);
     qa_h5_close(&g);
     qa_h5_close(&f); /* in memory: nothing to flush to disk, cannot fail on a full disk */
+    free(mem.kept);  /* set only when a close above handed the buffer over */
     return rc;
 }
 
@@ -597,13 +627,13 @@ static int verify_data(qa_ckpt *c, qa_err *e) {
         if (qa_h5_read_all(d, what, dt, buf, e)) goto fail;
         uint32_t want;
         if (qa_h5_get_attr_u32(d, "crc32c", what, &want, e)) goto fail;
-        uint32_t got = qa_crc32c(0, buf, nbytes);
+        uint32_t got = crc32c(0, buf, nbytes);
         if (got != want) {
             QA_ERR(e, "%s: crc32c mismatch (stored %08x, data %08x): the data was modified or damaged", what, want, got);
             goto fail;
         }
         t->crc32c = got;
-        total = qa_ckpt_crc_chain(total, t->path, buf, nbytes);
+        total = qa_ckpt_crc_chain(total, t->path, got);
         qa_h5_close(&d);
     }
     if (total != c->meta.checksum) {
@@ -699,7 +729,7 @@ int qa_ckpt_read(qa_ckpt *c, const char *path, qa_ckpt_dtype dtype, int ndim, co
     snprintf(what, sizeof what, "%s: dataset /%s", c->path, path);
     QA_H5(e, d = H5Dopen2(c->file, path, H5P_DEFAULT), "%s: cannot open it", what);
     if (qa_h5_read_all(d, what, (qa_h5_dt)dtype, out, e)) goto fail;
-    uint32_t got = qa_crc32c(0, out, (size_t)t->numel * qa_ckpt_dtype_size(dtype));
+    uint32_t got = crc32c(0, out, (size_t)t->numel * qa_ckpt_dtype_size(dtype));
     if (got != t->crc32c) {
         QA_ERR(e, "%s: crc32c changed since the checkpoint was opened (the file was modified)", what);
         goto fail;

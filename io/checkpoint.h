@@ -20,9 +20,10 @@
  *   /metrics/<name>           e.g. "step" (int64), "loss" (float64) of logged steps
  * Every dataset: little-endian type, chunked (~1 MiB), fletcher32 per chunk (+ shuffle/deflate when
  * asked), attr crc32c (uint32, CRC32C of its little-endian bytes in C order), optional attr layout.
- * checksum = CRC32C chained over every dataset of the file in byte-wise order of its path (no leading
- * '/'): path bytes, one NUL byte, the data bytes. HDF5 metadata (attributes included) is protected
- * by the checksums of the v2 object headers (library-version bounds [1.8, latest]).
+ * checksum = CRC32C over every dataset of the file in byte-wise order of its path (no leading '/'):
+ * path bytes, one NUL byte, the dataset's crc32c as 4 little-endian bytes. HDF5 metadata (attributes
+ * included) is protected by the checksums of the v2 object headers (library-version bounds
+ * [1.8, latest]); the file is built in memory and written with plain write() calls.
  *
  * Commit: write step_N.h5.tmp.<pid>, close, fsync, re-open and verify, rename to step_N.h5, fsync
  * the directory, replace `latest` (tmp + fsync + rename), then retention. A failure at any point
@@ -175,6 +176,8 @@ int qa_ckpt_list(const char *ckpt_dir, qa_ckpt_entry **out, size_t *n, qa_err *e
 void qa_ckpt_list_free(qa_ckpt_entry *v, size_t n);
 /* run_dir/checkpoints as a heap string. */
 char *qa_ckpt_dir(const char *run_dir);
-/* CRC32C as written in the file of (path, data) pairs, for tools that build the checksum. */
-uint32_t qa_ckpt_crc_chain(uint32_t crc, const char *path, const void *data, size_t nbytes);
+/* The checksums as the file defines them: a dataset's crc32c, and one step of the file checksum
+ * (start at 0, feed every dataset in path order). */
+uint32_t qa_ckpt_crc32c(const void *data, size_t nbytes);
+uint32_t qa_ckpt_crc_chain(uint32_t total, const char *path, uint32_t dataset_crc);
 #endif

@@ -162,108 +162,77 @@ fail:
 
 hid_t qa_h5_fapl(qa_err *e) { return make_fapl(0, e); }
 
-/* Bob Jenkins' lookup3 hashlittle (public domain), the checksum of HDF5 metadata. */
-#define LK_ROT(x, k) (((x) << (k)) ^ ((x) >> (32 - (k))))
-uint32_t qa_h5_lookup3(const void *key, size_t length, uint32_t initval) {
-    const uint8_t *k = key;
-    uint32_t a, b, c;
-    a = b = c = 0xdeadbeefu + (uint32_t)length + initval;
-    while (length > 12) {
-        a += k[0] + ((uint32_t)k[1] << 8) + ((uint32_t)k[2] << 16) + ((uint32_t)k[3] << 24);
-        b += k[4] + ((uint32_t)k[5] << 8) + ((uint32_t)k[6] << 16) + ((uint32_t)k[7] << 24);
-        c += k[8] + ((uint32_t)k[9] << 8) + ((uint32_t)k[10] << 16) + ((uint32_t)k[11] << 24);
-        a -= c; a ^= LK_ROT(c, 4);  c += b;
-        b -= a; b ^= LK_ROT(a, 6);  a += c;
-        c -= b; c ^= LK_ROT(b, 8);  b += a;
-        a -= c; a ^= LK_ROT(c, 16); c += b;
-        b -= a; b ^= LK_ROT(a, 19); a += c;
-        c -= b; c ^= LK_ROT(b, 4);  b += a;
-        length -= 12;
-        k += 12;
-    }
-    switch (length) {
-    case 12: c += (uint32_t)k[11] << 24; /* fall through */
-    case 11: c += (uint32_t)k[10] << 16; /* fall through */
-    case 10: c += (uint32_t)k[9] << 8;   /* fall through */
-    case 9: c += k[8];                   /* fall through */
-    case 8: b += (uint32_t)k[7] << 24;   /* fall through */
-    case 7: b += (uint32_t)k[6] << 16;   /* fall through */
-    case 6: b += (uint32_t)k[5] << 8;    /* fall through */
-    case 5: b += k[4];                   /* fall through */
-    case 4: a += (uint32_t)k[3] << 24;   /* fall through */
-    case 3: a += (uint32_t)k[2] << 16;   /* fall through */
-    case 2: a += (uint32_t)k[1] << 8;    /* fall through */
-    case 1: a += k[0]; break;
-    case 0: return c;
-    }
-    c ^= b; c -= LK_ROT(b, 14);
-    a ^= c; a -= LK_ROT(c, 11);
-    b ^= a; b -= LK_ROT(a, 25);
-    c ^= b; c -= LK_ROT(b, 16);
-    a ^= c; a -= LK_ROT(c, 4);
-    b ^= a; b -= LK_ROT(a, 14);
-    c ^= b; c -= LK_ROT(b, 24);
-    return c;
+/* The core driver allocates the in-memory file through these callbacks; at close we keep the buffer
+ * instead of freeing it (HDF5 has then flushed everything and rewritten the superblock as closed). */
+static void *mem_malloc(size_t size, H5FD_file_image_op_t op, void *u) {
+    (void)op;
+    qa_h5_mem *m = u;
+    void *p = malloc(size ? size : 1);
+    if (p) m->cap = size;
+    return p;
 }
-
-/* HDF5 1.10.8's H5Fget_file_image clears the "open for writing" flags of a version 2/3 superblock
- * in the copy but keeps the checksum computed with them set, so the image fails to open
- * ("incorrect metadata checksum"). Recompute it; a superblock whose stored checksum does not
- * match any flag value HDF5 could have used is left alone (verification will reject it). */
-static int fix_superblock_checksum(uint8_t *img, size_t len) {
-    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    if (len < 12 || memcmp(img, sig, 8) || (img[8] != 2 && img[8] != 3)) return 0;
-    size_t so = img[9];
-    size_t n = 12 + 4 * so; /* signature..root object header address */
-    if (len < n + 4) return 0;
-    uint32_t stored = (uint32_t)img[n] | (uint32_t)img[n + 1] << 8 | (uint32_t)img[n + 2] << 16 | (uint32_t)img[n + 3] << 24;
-    if (qa_h5_lookup3(img, n, 0) == stored) return 0;
-    uint8_t flags = img[11];
-    int matched = 0;
-    for (unsigned f = 0; f < 8 && !matched; f++) {
-        img[11] = (uint8_t)f;
-        if (qa_h5_lookup3(img, n, 0) == stored) matched = 1;
+static void *mem_memcpy(void *d, const void *s, size_t n, H5FD_file_image_op_t op, void *u) {
+    (void)op; (void)u;
+    return memcpy(d, s, n);
+}
+static void *mem_realloc(void *p, size_t size, H5FD_file_image_op_t op, void *u) {
+    (void)op;
+    qa_h5_mem *m = u;
+    void *q = realloc(p, size ? size : 1);
+    if (q) m->cap = size;
+    return q;
+}
+static herr_t mem_free(void *p, H5FD_file_image_op_t op, void *u) {
+    qa_h5_mem *m = u;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !m->kept) {
+        m->kept = p;
+        return 0;
     }
-    img[11] = flags;
-    if (!matched) return -1;
-    uint32_t c = qa_h5_lookup3(img, n, 0);
-    for (int i = 0; i < 4; i++) img[n + (size_t)i] = (uint8_t)(c >> (8 * i));
+    free(p);
     return 0;
 }
+static void *mem_udata_copy(void *u) { return u; } /* shared: the tracker outlives the file */
+static herr_t mem_udata_free(void *u) { (void)u; return 0; }
 
-hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_err *e) {
+hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_h5_mem *m, qa_err *e) {
+    memset(m, 0, sizeof *m);
     hid_t fapl = make_fapl(increment ? increment : (size_t)16 << 20, e), f = -1;
     if (fapl < 0) return -1;
+    H5FD_file_image_callbacks_t cb = {mem_malloc, mem_memcpy, mem_realloc, mem_free, mem_udata_copy, mem_udata_free, m};
+    QA_H5(e, H5Pset_file_image_callbacks(fapl, &cb), "cannot install the in-memory file callbacks");
     QA_H5(e, f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create the in-memory HDF5 file %s", name);
 fail:
     qa_h5_close(&fapl);
     return f;
 }
 
-int qa_h5_mem_image(hid_t file, const char *what, void **buf, size_t *len, qa_err *e) {
+int qa_h5_mem_close(hid_t *file, qa_h5_mem *m, const char *what, void **buf, size_t *len, qa_err *e) {
     *buf = NULL;
     *len = 0;
-    ssize_t n = -1;
-    void *b = NULL;
-    QA_H5(e, H5Fflush(file, H5F_SCOPE_GLOBAL), "%s: flushing the in-memory file failed", what);
-    QA_H5(e, n = H5Fget_file_image(file, NULL, 0), "%s: cannot size the file image", what);
-    b = qa_malloc((size_t)n);
-    ssize_t got = -1;
-    QA_H5(e, got = H5Fget_file_image(file, b, (size_t)n), "%s: cannot copy the file image", what);
-    if (got != n) {
-        QA_ERR(e, "%s: the file image changed size while being copied (%zd, then %zd bytes)", what, n, got);
-        goto fail;
+    hid_t f = *file;
+    *file = -1;
+    if (H5Fclose(f) < 0) return qa_h5_fail(e, __FILE__, __LINE__, "%s: closing the in-memory file failed", what);
+    uint8_t *p = m->kept;
+    m->kept = NULL;
+    if (!p) return QA_ERR(e, "%s: HDF5 released the in-memory file without handing it over", what);
+    /* the length is the end-of-file address of the superblock (version 2/3: signature, version,
+     * sizes of offsets and lengths, flags, base address, extension address, EOF, root, checksum) */
+    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    size_t so = m->cap >= 12 ? p[9] : 0;
+    int ver = m->cap >= 9 ? p[8] : -1;
+    if (m->cap < 12 + 4 * 8 + 4 || memcmp(p, sig, 8) || (ver != 2 && ver != 3) || so != 8) {
+        free(p);
+        return QA_ERR(e, "%s: unexpected superblock in the in-memory file (version %d)", what, ver);
     }
-    if (fix_superblock_checksum(b, (size_t)n)) {
-        QA_ERR(e, "%s: the in-memory HDF5 image has a superblock checksum qalign cannot explain", what);
-        goto fail;
+    uint64_t eof = 0;
+    for (int i = 7; i >= 0; i--) eof = eof << 8 | p[12 + 2 * 8 + (size_t)i];
+    if (eof < 48 || eof > m->cap) {
+        free(p);
+        return QA_ERR(e, "%s: the in-memory file claims %llu bytes but holds %zu", what, (unsigned long long)eof, m->cap);
     }
-    *buf = b;
-    *len = (size_t)n;
+    *buf = p;
+    *len = (size_t)eof;
     return 0;
-fail:
-    free(b);
-    return -1;
 }
 
 hid_t qa_h5_create_file(const char *path, qa_err *e) {

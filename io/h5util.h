@@ -63,15 +63,18 @@ hid_t qa_h5_fapl(qa_err *e);
 /* Create (truncate) / open read-only a file with qa_h5_fapl. Return the file id or -1. */
 hid_t qa_h5_create_file(const char *path, qa_err *e);
 hid_t qa_h5_open_file_ro(const char *path, qa_err *e);
-/* An in-memory file (core driver, no backing store; `name` only labels it): build it, take its bytes
- * with qa_h5_mem_image, close it, then write the bytes with plain write() calls. HDF5 never touches
- * the disk, so a full disk cannot leave a half-closed HDF5 file behind (HDF5 1.10 does not recover
- * from a failed H5Fclose: the id stays and library shutdown crashes on it). */
-hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_err *e);
-/* Flush the file and copy its complete image into a heap buffer (*buf, free()). */
-int qa_h5_mem_image(hid_t file, const char *what, void **buf, size_t *len, qa_err *e);
-/* lookup3 hashlittle, HDF5's metadata checksum (exposed for tests). */
-uint32_t qa_h5_lookup3(const void *key, size_t length, uint32_t initval);
+/* An in-memory file (core driver, no backing store; `name` only labels it): build it, then
+ * qa_h5_mem_close hands over its complete bytes, to be written with plain write() calls. HDF5 never
+ * touches the disk, so a full disk cannot leave a half-closed HDF5 file behind (HDF5 1.10 does not
+ * recover from a failed H5Fclose: the id stays and library shutdown crashes on it). The tracker m
+ * must live until qa_h5_mem_close. */
+typedef struct qa_h5_mem {
+    size_t cap;  /* bytes allocated by the core driver */
+    void *kept;  /* the buffer, once HDF5 closed the file */
+} qa_h5_mem;
+hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_h5_mem *m, qa_err *e);
+/* Close the in-memory file (*file = -1) and take its bytes: *buf (free()) of *len bytes. */
+int qa_h5_mem_close(hid_t *file, qa_h5_mem *m, const char *what, void **buf, size_t *len, qa_err *e);
 
 /* Create a group (intermediate groups created as needed) and return its id, or -1. */
 hid_t qa_h5_create_group(hid_t loc, const char *path, qa_err *e);
