@@ -113,7 +113,7 @@ with h5py.File(path, "r") as f:
         if crc32c(b) != int(f[n].attrs["crc32c"]):
             per_ok = False
             print(f"  crc32c mismatch {n}")
-        total = crc32c(n.encode() + b"\0" + b, total)
+        total = crc32c(n.encode() + b"\0" + int(f[n].attrs["crc32c"]).to_bytes(4, "little"), total)
     check(per_ok, "every dataset's crc32c attr")
     check(total == int(a["checksum"]), f"file checksum {total:08x} vs {int(a['checksum']):08x}")
 

@@ -207,6 +207,7 @@ static int64_t load_step(const char *run, logbuf *lb, qa_err *e, int salt_expect
     int r = qa_ckpt_load_latest(run, &b.st, &c, lb ? log_capture : NULL, lb, e);
     int64_t step = r == 1 ? qa_ckpt_meta_of(c)->step : r == 0 ? -1 : -2;
     if (r == 1) {
+        state_free(&ref);
         state_init(&ref, salt_expect, step);
         QT_CHECK(state_equal(&ref, &b), "state of step %lld loaded bit-exact", (long long)step);
         qa_ckpt_close(c);
@@ -287,7 +288,21 @@ static void truncate_half(const char *file) {
 }
 
 /* ---- test groups ------------------------------------------------------------------------------- */
+static void t_crc(void) {
+    /* the file's CRC32C (hardware path when available) equals the portable qa_crc32c */
+    uint8_t buf[4096 + 16];
+    uint64_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; buf[i] = (uint8_t)(x >> 56); }
+    int ok = 1;
+    for (size_t off = 0; off < 9; off++)
+        for (size_t len = 0; len < 300; len += 7) ok &= qa_ckpt_crc32c(buf + off, len) == qa_crc32c(0, buf + off, len);
+    ok &= qa_ckpt_crc32c(buf, 4096) == qa_crc32c(0, buf, 4096);
+    QT_CHECK(ok, "qa_ckpt_crc32c == qa_crc32c on all offsets / lengths");
+    QT_CHECK(qa_ckpt_crc32c("123456789", 9) == 0xe3069283u, "CRC32C check value of \"123456789\"");
+}
+
 static void t_roundtrip(void) {
+    t_crc();
     char *run = make_tmpdir("rt");
     qa_err e = {0};
     state s;
@@ -300,7 +315,9 @@ static void t_roundtrip(void) {
     char *latest = read_text(lp);
     QT_CHECK(!strcmp(latest, "step_00000010.h5\n"), "latest = '%s'", latest);
     free(latest);
-    QT_CHECK(count_files(qa_ckpt_dir(run), ".tmp.") == 0, "no temporary left");
+    char *cd = qa_ckpt_dir(run);
+    QT_CHECK(count_files(cd, ".tmp.") == 0, "no temporary left");
+    free(cd);
 
     state b;
     state_blank(&b, &s);
