@@ -63,6 +63,10 @@ static int resolve_token(const tctx *C, const char *tokname, const yaml_node_t *
     if (v < 0)
         return QA_ERR(e, "template %s (line %lu): token '%s' is not in the tokenizer; this template does not fit "
                          "this model (pick another data.template)", C->name, line_of(at), tokname);
+    if (!qa_tok_is_special(C->tok, v))
+        return QA_ERR(e, "template %s (line %lu): token '%s' is not in the tokenizer as a special token (only as the "
+                         "ordinary vocabulary entry %d); this template does not fit this model (pick another "
+                         "data.template)", C->name, line_of(at), tokname, (int)v);
     *id = v;
     return 0;
 }
@@ -308,6 +312,7 @@ typedef struct ivec {
 } ivec;
 
 static void iv_push(ivec *a, const int32_t *x, size_t n) {
+    if (!n) return;
     if (a->n + n > a->cap) {
         a->cap = (a->n + n) * 2 + 16;
         a->v = qa_realloc(a->v, a->cap * sizeof(int32_t));

@@ -12,7 +12,8 @@
  *       - text: "{answer}"
  *     end: "<|im_end|>"                 # appended after the response, labelled
  *
- * Token names are vocabulary strings ("<s>", "<|im_end|>") or "$eos" / "$bos", the ids of the
+ * Token names are special tokens of the tokenizer ("<s>", "<|im_end|>"; an ordinary vocabulary
+ * entry with the same spelling, like "<s>" in Qwen's vocab, is refused) or "$eos" / "$bos", the ids of the
  * model's config.json (eos_token_id / bos_token_id). Every text segment is encoded by a separate
  * tokenizer call, exactly as LLaMA-Factory encodes each template element (with the legacy
  * Llama/Mistral tokenizer each call gets its own leading "▁", formats.md §5.2), and template text
