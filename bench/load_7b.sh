@@ -40,7 +40,7 @@ rm -rf "$model"
   "$qalign" init-model --arch mistral --tokenizer "$tok" --hidden 4096 --layers 32 --heads 32 --kv-heads 8 \
   --intermediate 14336 --sliding-window 4096 --seed 1 --out "$model"
 ls -la "$model"
-"$qalign" info "$model" | sed -n '1,16p'
+"$qalign" info "$model"
 
 echo "== load (warm page cache: the files were just written)"
 "$bench" "$model"

@@ -204,8 +204,9 @@ int cmd_info(int argc, char **argv) {
         printf("memory estimate, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
                gib(m.t_total));
         printf("  frozen weights as stored                  %9.3f GiB\n", gib(m.t_weights));
-        printf("  adapter: %" PRId64 " params x 16 B          %9.3f GiB  (f32 weights, grads, Adam m and v)\n",
-               m.adapter_params, gib(m.t_adapter));
+        char lab[64];
+        snprintf(lab, sizeof lab, "adapter: %" PRId64 " params x 16 B", m.adapter_params);
+        printf("  %-41s %9.3f GiB  (f32 weights, grads, Adam m and v)\n", lab, gib(m.t_adapter));
         printf("  activations kept for backward (f32)       %9.3f GiB  (%.0f floats per token per layer)\n",
                gib(m.t_act), saved);
         printf("  attention probabilities kept (f32)        %9.3f GiB  (none with a fused attention kernel)\n",
