@@ -122,5 +122,18 @@ int main(int argc, char **argv) {
            total / 1048576.0);
     unlink(raw);
     free(raw);
+    /* leave DIR as found: remove the checkpoints written here */
+    char *cd = qa_ckpt_dir(dir);
+    qa_ckpt_entry *ents;
+    size_t ne;
+    if (qa_ckpt_list(cd, &ents, &ne, &e) == 0) {
+        for (size_t i = 0; i < ne; i++) unlink(ents[i].path);
+        qa_ckpt_list_free(ents, ne);
+    }
+    char *lp = qa_path_join(cd, "latest");
+    unlink(lp);
+    rmdir(cd);
+    free(lp);
+    free(cd);
     return 0;
 }
