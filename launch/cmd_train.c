@@ -3,8 +3,8 @@
  * Configuration: schema defaults (the paper's recipe, train/train_config.c) < --config files in order
  * < --set key=value in order. --dry-run resolves everything a run needs (config, model config.json,
  * tokenizer, template, the tokenized/split/packed data), prints it with step counts and a memory
- * estimate, and exits (train_dry_run). The training loop itself is qa_train_run (train/train.h),
- * called from run_training when compiled with -DQA_HAVE_TRAIN_LOOP.
+ * estimate, and exits (train_dry_run). Otherwise run_training starts the ranks (dist/) and runs the
+ * loop of train/train.h.
  *
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
  */
@@ -15,10 +15,8 @@
 #include "io/peft.h"
 #include "train/data.h"
 #include "train/train_config.h"
-#ifdef QA_HAVE_TRAIN_LOOP
 #include "dist/dist.h"
 #include "train/train.h"
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +150,6 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     return 0;
 }
 
-#ifdef QA_HAVE_TRAIN_LOOP
 /* The real run: ranks from the MPI launcher (one rank without it), then the loop of train/train.h. */
 static int run_training(const qa_train_config *tc, int *argc, char ***argv) {
     qa_err e = {0};
@@ -162,11 +159,16 @@ static int run_training(const qa_train_config *tc, int *argc, char ***argv) {
     if (qa_dist_init(&d, argc, argv, &o, &e)) { qa_err_print(&e); return 1; }
     qa_train_result res;
     int rc = 0;
-    if (qa_train_run(tc, d, &res, &e)) { qa_err_print(&e); rc = 1; }
+    if (qa_train_run(tc, d, &res, &e)) {
+        qa_err_print(&e);
+        /* every rank leaves qa_train_run together on setup errors; anything else must not leave a
+         * peer waiting in a collective: end the whole job now, non-zero */
+        if (qa_dist_size(d) > 1) qa_dist_abort(d, 1, "training failed: %s", e.msg);
+        rc = 1;
+    }
     qa_dist_finalize(d);
     return rc;
 }
-#endif
 
 int cmd_train(int argc, char **argv) {
     qa_train_config tc;
@@ -242,13 +244,7 @@ int cmd_train(int argc, char **argv) {
         rc = train_dry_run(&tc, world, src);
         goto done;
     }
-#ifdef QA_HAVE_TRAIN_LOOP
     rc = run_training(&tc, &argc, &argv);
-#else
-    fprintf(stderr, "qalign train: error: this build has no training loop (built without QA_HAVE_TRAIN_LOOP); "
-                    "--dry-run and --print-config work\n");
-    rc = 2;
-#endif
 done:
     free(sets);
     qa_train_config_free(&tc);

@@ -1,0 +1,656 @@
+/* trainer.c — qa_train_run: data → LoRA steps over ranks → checkpoints → PEFT adapter.
+ * The contract (global batch, determinism, run directory) is in train/train.h. */
+#include "train/train.h"
+
+#include "common/qa_file.h"
+#include "common/qa_mem.h"
+#include "common/qa_version.h"
+#include "io/checkpoint.h"
+#include "io/tokenizer.h"
+#include "kernels/cpu_threads.h"
+#include "model/model.h"
+#include "train/data.h"
+#include "train/template.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONSECUTIVE_SKIPS 5
+
+typedef struct trainer {
+    const qa_train_config *tc;
+    qa_dist *d;
+    int rank, world, coord;
+    qa_tokenizer *tok;
+    qa_model m;
+    int model_loaded;
+    qa_template tpl;
+    int tpl_loaded;
+    qa_dataset ds;
+    int ds_built;
+    qa_lora l;
+    int lora_ready;
+    qa_acts acts;
+    int acts_ready;
+    qa_microbatch mb;
+    qa_dist_tree tree;
+    qa_train_plan plan;
+    int K;                 /* micro-batches per optimizer step, all ranks */
+    int k_lo, k_hi;        /* this rank's micro-batches [k_lo, k_hi) */
+    int64_t *order;        /* epoch order of training rows */
+    int order_epoch;
+    /* position */
+    int64_t step;          /* optimizer steps completed */
+    int epoch;
+    int64_t cursor;        /* training rows of this epoch consumed (all ranks) */
+    int64_t tokens_seen;
+    int64_t skipped;
+    uint64_t shuffle_seed;
+    /* history of per-step losses (for checkpoints and resume checks) */
+    double *loss_hist;
+    int64_t n_hist, cap_hist;
+    /* logging */
+    FILE *metrics;
+    double t_start;
+    int64_t steps_this_run;
+    int64_t tokens_this_run;
+    char *config_yaml;
+    /* checkpoint tensor tables */
+    qa_ckpt_tensor *ck_lora;
+    float **ck_m, **ck_v;
+    char **ck_names;
+    size_t n_ck;
+} trainer;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void logmsg(const trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logmsg(const trainer *t, const char *fmt, ...) {
+    if (!t->coord) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qalign: ", stdout);
+    vfprintf(stdout, fmt, ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+    va_end(ap);
+}
+
+static void ckpt_log(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "qalign: warning: %s\n", msg);
+    fflush(stderr);
+}
+
+static void fmt_hms(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8) { snprintf(buf, n, "--:--:--"); return; }
+    long x = (long)(s + 0.5);
+    snprintf(buf, n, "%02ld:%02ld:%02ld", x / 3600, (x / 60) % 60, x % 60);
+}
+
+/* ---- setup ------------------------------------------------------------------------------------ */
+
+static int lora_modules_from_config(const qa_train_config *tc, unsigned *mask, qa_err *e) {
+    *mask = 0;
+    for (size_t i = 0; i < tc->lora.targets.n; i++) {
+        int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
+        if (m < 0)
+            return QA_ERR(e, "lora.targets: unknown module '%s' (known: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)",
+                          tc->lora.targets.v[i]);
+        *mask |= QA_LORA_BIT(m);
+    }
+    if (!*mask) return QA_ERR(e, "lora.targets is empty: name at least one projection, e.g. q_proj,v_proj");
+    return 0;
+}
+
+static int build_ckpt_tables(trainer *t) {
+    qa_lora *l = &t->l;
+    size_t cap = (size_t)l->n_layers * QA_LORA_N_MODULES * 2;
+    t->ck_lora = qa_calloc(cap, sizeof *t->ck_lora);
+    t->ck_m = qa_calloc(cap, sizeof *t->ck_m);
+    t->ck_v = qa_calloc(cap, sizeof *t->ck_v);
+    t->ck_names = qa_calloc(cap, sizeof *t->ck_names);
+    size_t n = 0;
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+            qa_lora_mat *mt = qa_lora_at(l, layer, mod);
+            if (!mt->present) continue;
+            for (int isB = 0; isB < 2; isB++) {
+                char name[256];
+                qa_lora_peft_name(name, sizeof name, layer, mod, isB);
+                size_t off = isB ? mt->off_B : mt->off_A;
+                qa_ckpt_tensor *ct = &t->ck_lora[n];
+                t->ck_names[n] = qa_strdup(name);
+                ct->name = t->ck_names[n];
+                ct->dtype = QA_CKPT_F32;
+                ct->ndim = 2;
+                ct->shape[0] = isB ? mt->out : l->r;
+                ct->shape[1] = isB ? l->r : mt->in;
+                ct->data = l->params + off;
+                ct->layout = isB ? "[out_features, r]" : "[r, in_features]";
+                t->ck_m[n] = l->m + off;
+                t->ck_v[n] = l->v + off;
+                n++;
+            }
+        }
+    t->n_ck = n;
+    return 0;
+}
+
+static void hist_push(trainer *t, double loss) {
+    if (t->n_hist == t->cap_hist) {
+        t->cap_hist = t->cap_hist ? 2 * t->cap_hist : 256;
+        t->loss_hist = qa_realloc(t->loss_hist, (size_t)t->cap_hist * sizeof *t->loss_hist);
+    }
+    t->loss_hist[t->n_hist++] = loss;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+static int save_checkpoint(trainer *t, qa_err *e) {
+    const qa_train_config *tc = t->tc;
+    int ok = 1;
+    char path[4096] = "";
+    qa_err le = {0};
+    if (t->coord) {
+        const char *targets[QA_LORA_N_MODULES];
+        size_t nt = 0;
+        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++)
+            if (t->l.modules & QA_LORA_BIT(mod)) targets[nt++] = qa_lora_module_name(mod);
+        uint64_t seeds[2] = {(uint64_t)(int64_t)tc->train.seed, t->shuffle_seed};
+        qa_ckpt_tensor rng = {.name = "seeds", .dtype = QA_CKPT_U64, .ndim = 1, .shape = {2}, .data = seeds,
+                              .layout = "[train.seed, data.shuffle_seed]; every random stream derives from them"};
+        int64_t nh = t->n_hist;
+        qa_ckpt_tensor met = {.name = "loss", .dtype = QA_CKPT_F64, .ndim = 1, .shape = {nh}, .data = t->loss_hist,
+                              .layout = "[step]: training loss of optimizer step i+1"};
+        qa_ckpt_state st = {.lora = t->ck_lora, .n_lora = t->n_ck, .adam_m = t->ck_m, .adam_v = t->ck_v,
+                            .rng = &rng, .n_rng = 1, .metrics = nh ? &met : NULL, .n_metrics = nh ? 1 : 0};
+        qa_ckpt_meta meta = {.step = t->step, .optim_step = t->l.step, .epoch = t->epoch, .cursor = t->cursor,
+                             .tokens_seen = t->tokens_seen, .skipped_steps = t->skipped,
+                             .shuffle_seed = t->shuffle_seed, .world_size = t->world, .lora_r = t->l.r,
+                             .lora_alpha = t->l.alpha, .target_modules = targets, .n_target_modules = nt,
+                             .base_model = tc->model.path, .base_model_id = tc->model.path,
+                             .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
+        qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
+        double t0 = now_s();
+        if (qa_ckpt_save(tc->checkpoint.dir, &meta, &st, &so, path, sizeof path, &le)) ok = 0;
+        else logmsg(t, "checkpoint step %lld committed: %s (%.2f s)", (long long)t->step, path, now_s() - t0);
+    }
+    qa_dist_bcast(t->d, &ok, sizeof ok, 0, "checkpoint commit status");
+    if (!ok) {
+        if (t->coord) { *e = le; return qa_err_prefix(e, "rank 0: checkpoint of step %lld failed", (long long)t->step); }
+        return QA_ERR(e, "rank %d: rank 0 failed to commit the checkpoint of step %lld (see its message)", t->rank,
+                      (long long)t->step);
+    }
+    return 0;
+}
+
+/* Resume from the newest valid checkpoint: rank 0 reads and verifies, everyone receives. */
+static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
+    *resumed_from = -1;
+    int found = 0;
+    qa_err le = {0};
+    int64_t hdr[8] = {0};
+    qa_ckpt *ck = NULL;
+    if (t->coord) {
+        qa_ckpt_state st = {.lora = t->ck_lora, .n_lora = t->n_ck, .adam_m = t->ck_m, .adam_v = t->ck_v};
+        int rc = qa_ckpt_load_latest(t->tc->checkpoint.dir, &st, &ck, ckpt_log, NULL, &le);
+        if (rc < 0) found = -1;
+        else if (rc == 1) {
+            const qa_ckpt_meta *mt = qa_ckpt_meta_of(ck);
+            found = 1;
+            if (mt->shuffle_seed != t->shuffle_seed) {
+                QA_ERR(&le, "%s was written with data.shuffle_seed %llu but this run uses %llu: the data order would "
+                       "change; use the same seed or a new checkpoint.dir", qa_ckpt_path(ck),
+                       (unsigned long long)mt->shuffle_seed, (unsigned long long)t->shuffle_seed);
+                found = -1;
+            } else {
+                hdr[0] = mt->step; hdr[1] = mt->optim_step; hdr[2] = mt->epoch; hdr[3] = mt->cursor;
+                hdr[4] = mt->tokens_seen; hdr[5] = mt->skipped_steps;
+                const qa_ckpt_info *mi = qa_ckpt_find(ck, "metrics/loss");
+                hdr[6] = mi ? mi->numel : 0;
+                if (hdr[6] != hdr[0]) {
+                    QA_ERR(&le, "%s: metrics/loss holds %lld entries for step %lld; the checkpoint is inconsistent",
+                           qa_ckpt_path(ck), (long long)hdr[6], (long long)hdr[0]);
+                    found = -1;
+                }
+            }
+        }
+    }
+    qa_dist_bcast(t->d, &found, sizeof found, 0, "resume: checkpoint found");
+    if (found < 0) {
+        if (ck) qa_ckpt_close(ck);
+        if (t->coord) { *e = le; return -1; }
+        return QA_ERR(e, "rank %d: rank 0 could not load a checkpoint (see its message)", t->rank);
+    }
+    if (!found) return 0;
+    qa_dist_bcast(t->d, hdr, sizeof hdr, 0, "resume: state");
+    t->step = hdr[0];
+    t->l.step = hdr[1];
+    t->epoch = (int)hdr[2];
+    t->cursor = hdr[3];
+    t->tokens_seen = hdr[4];
+    t->skipped = hdr[5];
+    t->n_hist = 0;
+    int64_t nh = hdr[6];
+    double *hist = qa_calloc((size_t)(nh ? nh : 1), sizeof *hist);
+    if (t->coord && nh) {
+        int64_t shape[1] = {nh};
+        if (qa_ckpt_read(ck, "metrics/loss", QA_CKPT_F64, 1, shape, hist, &le)) {
+            QA_DIE("reading the loss history of a verified checkpoint failed: %s", le.msg);
+        }
+    }
+    qa_dist_bcast(t->d, hist, (size_t)nh * sizeof *hist, 0, "resume: loss history");
+    for (int64_t i = 0; i < nh; i++) hist_push(t, hist[i]);
+    free(hist);
+    size_t nb = t->l.n_params * sizeof(float);
+    qa_dist_bcast(t->d, t->l.params, nb, 0, "resume: LoRA parameters");
+    qa_dist_bcast(t->d, t->l.m, nb, 0, "resume: AdamW m");
+    qa_dist_bcast(t->d, t->l.v, nb, 0, "resume: AdamW v");
+    if (t->coord) {
+        uint32_t crc = qa_crc32c(0, t->l.params, nb);
+        logmsg(t, "resumed from %s: step %lld, epoch %d, row %lld, AdamW step %lld, last loss %.6f, %zu LoRA tensors "
+               "(%zu parameters, crc32c %08x)", qa_ckpt_path(ck), (long long)t->step, t->epoch, (long long)t->cursor,
+               (long long)t->l.step, nh ? t->loss_hist[nh - 1] : NAN, t->n_ck, t->l.n_params, crc);
+        qa_ckpt_close(ck);
+    }
+    *resumed_from = t->step;
+    return 0;
+}
+
+/* metrics.jsonl: keep the lines of steps <= the resumed step (a killed run may have logged more). */
+static int open_metrics(trainer *t, qa_err *e) {
+    if (!t->coord) return 0;
+    char *path = qa_path_join(t->tc->checkpoint.dir, "metrics.jsonl");
+    if (qa_path_exists(path)) {
+        char *buf; size_t len;
+        if (qa_read_file(path, 0, &buf, &len, e)) { free(path); return -1; }
+        char *out = qa_malloc(len + 1);
+        size_t o = 0;
+        for (char *line = buf; *line;) {
+            char *nl = strchr(line, '\n');
+            size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
+            const char *sp = strstr(line, "\"step\":");
+            long long s = sp ? atoll(sp + 7) : 0;
+            if (nl && (!sp || s <= t->step)) { memcpy(out + o, line, ll); o += ll; }
+            line += ll;
+        }
+        int rc = qa_write_file_atomic(path, out, o, e);
+        free(out); free(buf);
+        if (rc) { free(path); return -1; }
+    }
+    t->metrics = fopen(path, "a");
+    if (!t->metrics) { int en = errno; QA_ERR(e, "cannot open %s for appending: %s", path, strerror(en)); free(path); return -1; }
+    free(path);
+    return 0;
+}
+
+/* ---- one step --------------------------------------------------------------------------------- */
+
+static const int64_t *epoch_order(trainer *t) {
+    if (t->order_epoch != t->epoch) {
+        qa_data_epoch_order(&t->ds, t->epoch, t->order);
+        t->order_epoch = t->epoch;
+    }
+    return t->order;
+}
+
+static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gnorm_out, int *skipped, qa_err *e) {
+    const qa_train_config *tc = t->tc;
+    int64_t rows = t->plan.rows_per_epoch;
+    if (t->cursor >= rows) { t->epoch++; t->cursor = 0; }
+    const int64_t *order = epoch_order(t);
+    int mbsz = tc->train.micro_batch, K = t->K;
+    double *losses = qa_calloc((size_t)K, sizeof *losses);
+    int64_t *toks = qa_calloc((size_t)K * 2, sizeof *toks);
+    qa_lora *l = &t->l;
+    for (int k = t->k_lo; k < t->k_hi; k++) {
+        int64_t a = t->cursor + (int64_t)k * mbsz, b = a + mbsz;
+        if (b > rows) b = rows;
+        qa_lora_zero_grad(l);
+        if (a < b) {
+            qa_data_fill_batch(&t->ds, QA_SPLIT_TRAIN, order + a, (int)(b - a), &t->mb);
+            qa_batch view;
+            qa_microbatch_view(&t->mb, &view);
+            qa_train_opts to = {.grad_scale = 1.0f / (float)K,
+                                .dropout_key = qa_data_mix64(((uint64_t)tc->train.seed << 40) ^ ((uint64_t)t->step << 16) ^ (uint64_t)k),
+                                .want_embed_grad = 0};
+            qa_loss lo;
+            qa_dist_note(t->d, "forward/backward");
+            if (qa_model_forward_backward(&t->m, l, &t->acts, &view, &to, &lo, e)) {
+                free(losses); free(toks);
+                return qa_err_prefix(e, "rank %d, step %lld, micro-batch %d", t->rank, (long long)t->step + 1, k);
+            }
+            losses[k] = lo.loss;
+            toks[2 * k] = t->mb.n_tokens;
+            toks[2 * k + 1] = lo.n_tokens;
+        }
+        qa_dist_tree_push(&t->tree, l->grads);
+    }
+    qa_dist_tree_result(&t->tree, l->grads);
+    qa_dist_note(t->d, "gradient all-reduce");
+    qa_dist_allreduce_sum_f32(t->d, l->grads, l->n_params, "LoRA gradient all-reduce");
+    qa_dist_allreduce_f64(t->d, losses, (size_t)K, QA_DIST_SUM, "micro-batch losses");
+    qa_dist_allreduce_i64(t->d, toks, (size_t)K * 2, QA_DIST_SUM, "micro-batch token counts");
+    double loss = 0;
+    int64_t ntok = 0;
+    for (int k = 0; k < K; k++) { loss += losses[k] / K; ntok += toks[2 * k]; }
+    free(losses); free(toks);
+    /* every rank holds the same gradient bits: the same decisions everywhere, no collective */
+    double ss = 0;
+    int finite = isfinite(loss);
+    for (size_t i = 0; i < l->n_params; i++) ss += (double)l->grads[i] * l->grads[i];
+    if (!isfinite(ss)) finite = 0;
+    double gnorm = sqrt(ss);
+    *gnorm_out = gnorm;
+    *loss_out = loss;
+    *tok_out = ntok;
+    *skipped = 0;
+    t->cursor += (int64_t)K * mbsz;
+    if (t->cursor > rows) t->cursor = rows;
+    t->tokens_seen += ntok;
+    if (!finite) {
+        *skipped = 1;
+        t->skipped++;
+        return 0;
+    }
+    if (tc->train.max_grad_norm > 0) {
+        double coef = tc->train.max_grad_norm / (gnorm + 1e-6);
+        if (coef < 1.0)
+            for (size_t i = 0; i < l->n_params; i++) l->grads[i] = (float)(l->grads[i] * coef);
+    }
+    double lr = qa_lr_at(tc->train.schedule, tc->train.lr, t->step, t->plan.warmup_steps, t->plan.total_steps);
+    qa_adamw opt = {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = (float)tc->train.weight_decay};
+    qa_lora_adamw(l, &opt);
+    return 0;
+}
+
+/* Validation: mean token cross-entropy over the whole validation split (global token mean). */
+static int validate(trainer *t, double *val_loss, qa_err *e) {
+    const qa_rows *R = &t->ds.rows[QA_SPLIT_VAL];
+    int mbsz = t->tc->train.micro_batch;
+    double acc[2] = {0, 0};
+    int64_t nb = (R->n_rows + mbsz - 1) / mbsz;
+    int64_t *ids = qa_malloc((size_t)mbsz * sizeof *ids);
+    qa_dist_note(t->d, "validation");
+    for (int64_t j = t->rank; j < nb; j += t->world) {
+        int cnt = 0;
+        for (int64_t r = j * mbsz; r < R->n_rows && cnt < mbsz; r++) ids[cnt++] = r;
+        qa_data_fill_batch(&t->ds, QA_SPLIT_VAL, ids, cnt, &t->mb);
+        qa_batch view;
+        qa_microbatch_view(&t->mb, &view);
+        qa_lora_zero_grad(&t->l); /* forward_backward accumulates; validation grads are discarded */
+        qa_train_opts to = {.grad_scale = 0.0f, .dropout_key = 0, .want_embed_grad = 0};
+        qa_loss lo;
+        if (qa_model_forward_backward(&t->m, NULL, &t->acts, &view, &to, &lo, e) == 0) {
+            acc[0] += lo.loss_sum;
+            acc[1] += (double)lo.n_tokens;
+        } else {
+            free(ids);
+            return qa_err_prefix(e, "rank %d: validation", t->rank);
+        }
+    }
+    free(ids);
+    qa_dist_allreduce_f64(t->d, acc, 2, QA_DIST_SUM, "validation loss");
+    *val_loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+    return 0;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+
+static void trainer_free(trainer *t) {
+    if (t->metrics) fclose(t->metrics);
+    if (t->acts_ready) qa_acts_free(&t->acts);
+    qa_microbatch_free(&t->mb);
+    qa_dist_tree_free(&t->tree);
+    if (t->lora_ready) qa_lora_free(&t->l);
+    if (t->ds_built) qa_data_free(&t->ds);
+    if (t->tpl_loaded) qa_template_free(&t->tpl);
+    if (t->model_loaded) qa_model_free(&t->m);
+    if (t->tok) qa_tok_free(t->tok);
+    for (size_t i = 0; i < t->n_ck; i++) free(t->ck_names[i]);
+    free(t->ck_names); free(t->ck_lora); free(t->ck_m); free(t->ck_v);
+    free(t->order); free(t->loss_hist); free(t->config_yaml);
+}
+
+/* The setup that may fail on one rank only (a missing file): agree before the first collective
+ * that depends on it, so a bad input ends every rank with the message instead of a hang. */
+static int agree(trainer *t, int rc, const char *what, qa_err *e) {
+    int ok = qa_dist_all_true(t->d, rc == 0, what);
+    if (ok) return 0;
+    if (rc != 0) return -1; /* e holds this rank's message */
+    return QA_ERR(e, "rank %d: another rank failed during %s (see its message)", t->rank, what);
+}
+
+int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa_err *e) {
+    trainer T;
+    memset(&T, 0, sizeof T);
+    trainer *t = &T;
+    memset(res, 0, sizeof *res);
+    res->resumed_from = -1;
+    res->last_val_loss = NAN;
+    t->tc = tc;
+    t->d = d;
+    t->rank = qa_dist_rank(d);
+    t->world = qa_dist_size(d);
+    t->coord = qa_dist_is_coordinator(d);
+    t->order_epoch = -1;
+    t->t_start = now_s();
+    int rc = 0;
+
+    int threads = tc->train.threads;
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int local = qa_dist_local_size(d);
+        threads = (int)(cores / (local > 0 ? local : 1));
+        if (threads < 1) threads = 1;
+    }
+    qa_cpu_set_threads(threads);
+
+    t->K = tc->train.grad_accum;
+    if (t->K % t->world != 0) {
+        rc = QA_ERR(e, "train.grad_accum = %d micro-batches per step (over all ranks) is not divisible by the %d ranks; "
+                    "use a multiple of %d", t->K, t->world, t->world);
+        goto out;
+    }
+    t->k_lo = t->rank * (t->K / t->world);
+    t->k_hi = t->k_lo + t->K / t->world;
+    t->shuffle_seed = (uint64_t)(int64_t)tc->data.shuffle_seed;
+
+    /* tokenizer, model, template, data */
+    double t0 = now_s();
+    rc = qa_tok_load(&t->tok, tc->tokenizer.path, e);
+    if (!rc) {
+        rc = qa_model_load(&t->m, tc->model.path, NULL, e);
+        if (!rc) t->model_loaded = 1;
+    }
+    if (!rc) {
+        char *tp = NULL;
+        rc = qa_template_find(tc->data.template_name, tc->config_path, &tp, e);
+        if (!rc) {
+            rc = qa_template_load(&t->tpl, tp, t->tok, t->m.cfg.bos_token_id, t->m.cfg.eos_token_id, e);
+            if (!rc) t->tpl_loaded = 1;
+        }
+        free(tp);
+    }
+    if (!rc && qa_tok_vocab_size(t->tok) > t->m.cfg.vocab) {
+        rc = QA_ERR(e, "tokenizer %s has %d ids but model %s has vocab_size %d: they do not belong together",
+                    tc->tokenizer.path, qa_tok_vocab_size(t->tok), tc->model.path, t->m.cfg.vocab);
+    }
+    if (!rc) {
+        qa_data_opts o;
+        qa_data_opts_from_config(&o, tc);
+        rc = qa_data_build(&t->ds, &o, &t->tpl, t->tok, e);
+        if (!rc) t->ds_built = 1;
+    }
+    if ((rc = agree(t, rc, "setup (tokenizer, model, template, data)", e))) goto out;
+    if (t->coord) {
+        logmsg(t, "model %s: %s, %d layers, hidden %d, vocab %d (loaded in %.1f s)", tc->model.path, t->m.cfg.model_type,
+               t->m.cfg.n_layers, t->m.cfg.hidden, t->m.cfg.vocab, now_s() - t0);
+        qa_data_print_stats(&t->ds, stdout);
+    }
+    if (t->ds.rows[QA_SPLIT_TRAIN].n_rows == 0) {
+        rc = QA_ERR(e, "no training rows: data.files give %lld examples, all held out for validation", (long long)t->ds.n);
+        goto out;
+    }
+
+    qa_train_plan_compute(&t->plan, t->ds.rows[QA_SPLIT_TRAIN].n_rows, tc->train.micro_batch, t->K, 1,
+                          tc->train.epochs, tc->train.max_steps, tc->train.warmup_ratio);
+    t->order = qa_malloc((size_t)t->plan.rows_per_epoch * sizeof *t->order);
+
+    /* LoRA */
+    unsigned mask;
+    if ((rc = lora_modules_from_config(tc, &mask, e))) goto out;
+    if (tc->lora.init_adapter && tc->lora.init_adapter[0]) {
+        rc = qa_lora_load_peft(&t->l, &t->m, tc->lora.init_adapter, e);
+        if (!rc) {
+            t->lora_ready = 1;
+            if (t->l.modules != mask || t->l.r != tc->lora.r || fabs(t->l.alpha - tc->lora.alpha) > 1e-6 * fabs(tc->lora.alpha))
+                rc = QA_ERR(e, "lora.init_adapter %s has r=%d alpha=%g and other target modules than the config "
+                            "(lora.r=%d lora.alpha=%g lora.targets): make them agree", tc->lora.init_adapter, t->l.r,
+                            (double)t->l.alpha, tc->lora.r, tc->lora.alpha);
+            t->l.dropout = (float)tc->lora.dropout;
+        }
+    } else {
+        rc = qa_lora_init(&t->l, &t->m, mask, tc->lora.r, (float)tc->lora.alpha, (float)tc->lora.dropout, e);
+        if (!rc) {
+            t->lora_ready = 1;
+            qa_lora_init_params(&t->l, (uint64_t)(int64_t)tc->train.seed);
+        }
+    }
+    if ((rc = agree(t, rc, "LoRA setup", e))) goto out;
+    build_ckpt_tables(t);
+    qa_dist_tree_init(&t->tree, t->l.n_params);
+
+    int cap_T = t->ds.packing ? t->ds.row_len : t->ds.max_len;
+    if (cap_T < 1) cap_T = 1;
+    qa_microbatch_alloc(&t->mb, tc->train.micro_batch, cap_T);
+    int logit_rows = tc->train.micro_batch * cap_T;
+    if (logit_rows > 2048) logit_rows = 2048;
+    rc = qa_acts_alloc(&t->acts, &t->m, &t->l, tc->train.micro_batch, cap_T, QA_ACTS_TRAIN, logit_rows, e);
+    if (!rc) t->acts_ready = 1;
+    if ((rc = agree(t, rc, "activation workspace", e))) goto out;
+
+    /* run directory */
+    if (t->coord) {
+        rc = qa_mkdir_p(tc->checkpoint.dir, e);
+        if (!rc) {
+            t->config_yaml = qa_train_config_dump(tc, QA_CFG_YAML, 0);
+            char *p = qa_path_join(tc->checkpoint.dir, "config.yaml");
+            rc = qa_write_file_atomic(p, t->config_yaml, strlen(t->config_yaml), e);
+            free(p);
+        }
+    }
+    if ((rc = agree(t, rc, "run directory", e))) goto out;
+
+    int64_t resumed;
+    if ((rc = try_resume(t, &resumed, e))) goto out;
+    res->resumed_from = resumed;
+    if ((rc = agree(t, open_metrics(t, e), "metrics.jsonl", e))) goto out;
+
+    const int64_t total = t->plan.total_steps;
+    logmsg(t, "training: %lld steps (%lld per epoch, %d epoch(s)), warmup %lld, %d ranks x %d micro-batches of %d rows "
+           "per step, %zu LoRA parameters (r=%d, alpha=%g), %d thread(s) per rank%s",
+           (long long)total, (long long)t->plan.steps_per_epoch, t->plan.epochs, (long long)t->plan.warmup_steps,
+           t->world, t->K / t->world, tc->train.micro_batch, t->l.n_params, t->l.r, (double)t->l.alpha, threads,
+           resumed >= 0 ? " (resumed)" : "");
+
+    double t_loop = now_s();
+    int consecutive_skips = 0;
+    int64_t start_step = t->step;
+    while (t->step < total) {
+        if (qa_dist_agree_stop(d)) {
+            logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
+            if ((rc = save_checkpoint(t, e))) goto out;
+            res->stopped = 1;
+            break;
+        }
+        double ts = now_s();
+        double loss, gnorm;
+        int64_t ntok;
+        int skipped;
+        if ((rc = agree(t, train_step(t, &loss, &ntok, &gnorm, &skipped, e), "training step", e))) goto out;
+        t->step++;
+        hist_push(t, loss);
+        double lr_used = qa_lr_at(tc->train.schedule, tc->train.lr, t->step - 1, t->plan.warmup_steps, total);
+        if (skipped) {
+            consecutive_skips++;
+            logmsg(t, "step %lld: non-finite loss or gradient (loss %g, grad norm %g): step skipped (%lld so far)",
+                   (long long)t->step, loss, gnorm, (long long)t->skipped);
+            if (consecutive_skips >= MAX_CONSECUTIVE_SKIPS) {
+                rc = QA_ERR(e, "%d consecutive optimizer steps had non-finite gradients (last at step %lld): lower "
+                            "train.lr or check the data", consecutive_skips, (long long)t->step);
+                goto out;
+            }
+        } else {
+            consecutive_skips = 0;
+        }
+        t->steps_this_run++;
+        t->tokens_this_run += ntok;
+        if (t->steps_this_run == 1) res->first_loss = loss;
+        res->last_loss = loss;
+        double el = now_s() - t_loop, step_s = now_s() - ts;
+        double tps = el > 0 ? t->tokens_this_run / el : 0;
+        double eta = t->steps_this_run ? el / t->steps_this_run * (double)(total - t->step) : 0;
+        if (t->coord) {
+            fprintf(t->metrics,
+                    "{\"step\":%lld,\"epoch\":%d,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
+                    "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"wall_time\":%.3f,\"world_size\":%d,\"skipped\":%d}\n",
+                    (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, now_s() - t->t_start,
+                    t->world, skipped);
+            fflush(t->metrics);
+            if (tc->train.log_every > 0 && (t->step % tc->train.log_every == 0 || t->step == total || t->step == start_step + 1)) {
+                char eb[32], tb[32];
+                fmt_hms(eb, sizeof eb, eta);
+                fmt_hms(tb, sizeof tb, el);
+                printf("step %lld/%lld | epoch %d | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | elapsed %s | ETA %s\n",
+                       (long long)t->step, (long long)total, t->epoch + 1, loss, lr_used, gnorm, tps, tb, eb);
+                fflush(stdout);
+            }
+        }
+        if (tc->train.eval_every > 0 && t->ds.rows[QA_SPLIT_VAL].n_rows > 0 &&
+            (t->step % tc->train.eval_every == 0 || t->step == total)) {
+            double vl;
+            if ((rc = agree(t, validate(t, &vl, e), "validation", e))) goto out;
+            res->last_val_loss = vl;
+            if (t->coord) {
+                fprintf(t->metrics, "{\"step\":%lld,\"val_loss\":%.17g,\"val_tokens\":%lld}\n", (long long)t->step, vl,
+                        (long long)t->ds.rows[QA_SPLIT_VAL].n_label_tokens);
+                fflush(t->metrics);
+                printf("step %lld/%lld | validation loss %.4f\n", (long long)t->step, (long long)total, vl);
+                fflush(stdout);
+            }
+        }
+        if (tc->checkpoint.every > 0 && t->step % tc->checkpoint.every == 0 && t->step < total) {
+            if ((rc = save_checkpoint(t, e))) goto out;
+        }
+    }
+    res->steps_done = t->step;
+    res->skipped_steps = t->skipped;
+    if (res->stopped) goto out;
+
+    /* the end: a final checkpoint (resumable, e.g. to extend max_steps) and the PEFT adapter */
+    if ((rc = save_checkpoint(t, e))) goto out;
+    if (t->coord) {
+        char *ad = qa_path_join(tc->checkpoint.dir, "adapter");
+        rc = qa_lora_save_peft(&t->l, &t->m, ad, e);
+        if (!rc) logmsg(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign --adapter)", ad);
+        free(ad);
+    }
+    rc = agree(t, rc, "adapter export", e);
+    if (!rc && t->steps_this_run)
+        logmsg(t, "done: %lld steps, loss %.4f -> %.4f, %.0f tokens/s over %.1f s", (long long)t->step, res->first_loss,
+               res->last_loss, (now_s() - t_loop) > 0 ? t->tokens_this_run / (now_s() - t_loop) : 0.0, now_s() - t_loop);
+out:
+    trainer_free(t);
+    return rc ? -1 : 0;
+}
