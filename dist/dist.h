@@ -23,6 +23,9 @@
  *    "qalign: rank R: cause" and MPI_Abort()s the job; mpirun/srun exit non-zero.
  *  - A rank that dies (SIGKILL, exit without finalize): mpirun (Open MPI 4.1) and
  *    srun --kill-on-bad-exit=1 tear down the other ranks (tests/dist: about 1-2 s).
+ *  - A collective that waits longer than probe_s (10 s) makes the watchdog check that every peer is
+ *    alive; one that does not answer aborts the job at once, naming it (srun without -K, SIGSTOP, a
+ *    rank whose SIGTERM handler delays its death).
  *  - A collective that does not complete within the deadline (default 600 s; $QALIGN_DIST_DEADLINE_S)
  *    makes the watchdog thread of a waiting rank ask every peer what it is doing, print
  *    "rank R: collective '<phase>' exceeded N s (a peer may have died or be stuck); rank P: ..."
@@ -57,18 +60,22 @@ typedef enum qa_dist_op { QA_DIST_SUM = 0, QA_DIST_MAX = 1, QA_DIST_MIN = 2 } qa
 
 typedef struct qa_dist_opts {
     double deadline_s;  /* per-collective deadline in seconds; <= 0 disables the watchdog */
+    double probe_s;     /* while a collective waits longer than this, ask the peers every probe_s seconds
+                         * whether they are alive; one that does not answer within 3 s is dead: abort
+                         * at once instead of at the deadline (default 10; every 2 s after SIGTERM/SIGUSR1) */
     qa_dist_mode mode;  /* reduction mode of f32/f64 sums */
     int handle_signals; /* 1: SIGUSR1 and SIGTERM set the stop flag (qa_dist_stop_requested) instead of
                          * killing the process. The handler reaches the flag (a sig_atomic_t inside
                          * qa_dist) through one file-static pointer: the only static in this layer,
                          * written by init/finalize and read only by the handler. */
-    int env_bootstrap;  /* 1: if srun started N>1 tasks but MPI sees a world of 1 (Slurm without PMIx),
-                         * take rank/size/local rank from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID; only an
-                         * NCCL communicator (qa_dist_nccl_comm) can then carry collectives. 0: fail. */
+    int env_bootstrap;  /* srun without a PMI plugin (--mpi=none; Slurm without PMIx), where MPI cannot form the
+                         * job: 1 = run without MPI, rank/size/local rank from SLURM_PROCID/SLURM_NTASKS/
+                         * SLURM_LOCALID; only an NCCL communicator (qa_dist_nccl_comm, id exchanged through
+                         * a file) can then carry collectives. 0 = qa_dist_init fails with what to do. */
     int quiet;          /* 1: no informational line from rank 0 at init */
 } qa_dist_opts;
 
-/* Defaults, then the environment: QALIGN_DIST_DEADLINE_S (seconds, 0 = off),
+/* Defaults, then the environment: QALIGN_DIST_DEADLINE_S (seconds, 0 = off), QALIGN_DIST_PROBE_S,
  * QALIGN_DIST_MODE (deterministic|fast), QALIGN_DIST_ENV_BOOTSTRAP (0|1). handle_signals = 1. */
 void qa_dist_opts_default(qa_dist_opts *o);
 
@@ -87,7 +94,7 @@ int qa_dist_local_rank(const qa_dist *d); /* rank among the ranks on this node: 
 int qa_dist_local_size(const qa_dist *d);
 int qa_dist_is_coordinator(const qa_dist *d); /* rank 0: the only rank that logs and writes files */
 /* How rank/size/local rank were found: "mpi" (+ "/shared-comm" or "/env:VAR" for the local rank),
- * "slurm-env" (env_bootstrap), "singleton". */
+ * "slurm-env (no MPI)" (env_bootstrap), "singleton". */
 const char *qa_dist_identity_source(const qa_dist *d);
 qa_dist_mode qa_dist_get_mode(const qa_dist *d);
 void qa_dist_set_mode(qa_dist *d, qa_dist_mode m);

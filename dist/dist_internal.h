@@ -44,6 +44,7 @@ typedef struct qa_ctl_ops {
 struct qa_dist {
     int rank, size, local_rank, local_size;
     char ident[96];
+    int mpi_up;            /* MPI_Init_thread was called (0 under srun without PMI in env_bootstrap mode) */
     int mpi_world;         /* 1: MPI carries collectives over all ranks (0 in env_bootstrap mode) */
     int thread_level;      /* what MPI_Init_thread provided */
     MPI_Comm comm;         /* collectives (a dup of MPI_COMM_WORLD) */
@@ -63,6 +64,7 @@ struct qa_dist {
     pthread_t wd_thread;
     int wd_running, wd_quit, wd_fired;
     double deadline_s;
+    double probe_s;        /* liveness probe period while a collective waits */
     int in_coll;
     double coll_start, note_start;
     uint64_t seq;          /* collectives started so far */
@@ -71,6 +73,8 @@ struct qa_dist {
     MPI_Request q_req;     /* pending receive of a status query (watchdog thread only) */
     int q_buf[2];
     int q_posted;
+    int q_send[2];         /* the query this rank sends when it probes (rank, probe number) */
+    int probe_no;
 
     /* what to do before MPI_Abort (ncclCommAbort of every live NCCL communicator) */
     void (*abort_hook)(void *ctx);

@@ -109,6 +109,13 @@ void qa_dist_opts_default(qa_dist_opts *o) {
         double s = strtod(v, &end);
         if (!*end) o->deadline_s = s;
     }
+    o->probe_s = 10.0;
+    v = getenv("QALIGN_DIST_PROBE_S");
+    if (v && *v) {
+        char *end;
+        double s = strtod(v, &end);
+        if (!*end && s > 0) o->probe_s = s;
+    }
     v = getenv("QALIGN_DIST_MODE");
     if (v && !strcmp(v, "fast")) o->mode = QA_DIST_FAST;
     o->env_bootstrap = env_int("QALIGN_DIST_ENV_BOOTSTRAP", 0);
@@ -156,9 +163,10 @@ void qa_dist__coll_end(qa_dist *d) {
     pthread_mutex_unlock(&d->mu);
 }
 
-/* What a rank tells a peer whose collective timed out. */
+/* What a rank tells a peer that probes it. */
 typedef struct wd_status {
     int32_t rank, in_coll;
+    int32_t probe, pad;  /* the prober's probe number, echoed */
     uint64_t seq;
     double secs;  /* in the current collective, or since the last one ended / the note was set */
     char phase[QA_DIST_PHASE];
@@ -178,8 +186,12 @@ static void wd_snapshot(qa_dist *d, wd_status *s) {
     pthread_mutex_unlock(&d->mu);
 }
 
-/* Answer pending status queries (watchdog thread only). Best effort: errors are ignored, since a
- * query only comes from a rank that is about to abort the job. */
+static int wd_can_probe(const qa_dist *d) {
+    return d->mpi_world && d->size > 1 && d->thread_level == MPI_THREAD_MULTIPLE;
+}
+
+/* Answer pending status queries (watchdog thread only). Best effort: MPI errors are ignored here, since
+ * queries only come from a rank that suspects a failure. */
 static void wd_service(qa_dist *d) {
     for (int guard = 0; guard < 64; guard++) {
         if (!d->q_posted) {
@@ -192,52 +204,72 @@ static void wd_service(qa_dist *d) {
         d->q_posted = 0;
         wd_status s;
         wd_snapshot(d, &s);
+        s.probe = d->q_buf[1];
         MPI_Send(&s, (int)sizeof s, MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, d->ctl);
     }
 }
 
-/* The deadline passed: ask every peer what it is doing (for up to 3 s), print one report naming the
- * ranks that did not arrive, and abort the job. */
-static void wd_fire(qa_dist *d, const wd_status *me, double deadline) {
+/* Ask every peer what it is doing; wait up to `window` s. got[i] = 1 for peers that answered, rep[i]
+ * their status. Returns the number of peers that did not answer. */
+static int wd_probe(qa_dist *d, wd_status *rep, int *got, double window) {
+    int p = d->size;
+    MPI_Request *rr = qa_calloc((size_t)p, sizeof *rr);
+    d->probe_no++;
+    d->q_send[0] = d->rank;
+    d->q_send[1] = d->probe_no;
+    for (int i = 0; i < p; i++) {
+        rr[i] = MPI_REQUEST_NULL;
+        got[i] = i == d->rank;
+        if (i == d->rank) continue;
+        MPI_Request sr;
+        MPI_Irecv(&rep[i], (int)sizeof rep[i], MPI_BYTE, i, TAG_REPLY, d->ctl, &rr[i]);
+        if (MPI_Isend(d->q_send, 2, MPI_INT, i, TAG_QUERY, d->ctl, &sr) == MPI_SUCCESS) MPI_Request_free(&sr);
+    }
+    double t0 = qa_dist__now();
+    int pending = p - 1;
+    while (pending > 0 && qa_dist__now() - t0 < window) {
+        for (int i = 0; i < p; i++) {
+            if (got[i]) continue;
+            int done = 0;
+            if (MPI_Test(&rr[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || !done) continue;
+            if (rep[i].probe != d->probe_no) { /* a late answer to an earlier probe: wait for this one */
+                MPI_Irecv(&rep[i], (int)sizeof rep[i], MPI_BYTE, i, TAG_REPLY, d->ctl, &rr[i]);
+                continue;
+            }
+            got[i] = 1;
+            pending--;
+        }
+        wd_service(d); /* peers that probe too ask us */
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < p; i++)
+        if (!got[i] && rr[i] != MPI_REQUEST_NULL) {
+            MPI_Cancel(&rr[i]);
+            MPI_Wait(&rr[i], MPI_STATUS_IGNORE);
+        }
+    free(rr);
+    return pending;
+}
+
+/* One line: headline, then the peers that are not waiting in the same collective. Aborts the job. */
+_Noreturn static void wd_report_abort(qa_dist *d, const wd_status *me, const char *headline, const wd_status *rep,
+                                      const int *got, double window) {
     char msg[QA_ERR_MSG];
     size_t off = 0;
 #define APPEND(...) do { if (off < sizeof msg) { int _n = snprintf(msg + off, sizeof msg - off, __VA_ARGS__); \
     if (_n > 0) off += (size_t)_n; } } while (0)
-    APPEND("collective '%s' (#%llu) exceeded %.0f s (a peer may have died or be stuck)", me->phase,
-           (unsigned long long)me->seq, deadline);
-    if (d->mpi_world && d->size > 1 && d->thread_level == MPI_THREAD_MULTIPLE) {
-        int p = d->size;
-        wd_status *rep = qa_calloc((size_t)p, sizeof *rep);
-        MPI_Request *rr = qa_calloc((size_t)p, sizeof *rr), *sr = qa_calloc((size_t)p, sizeof *sr);
-        int *got = qa_calloc((size_t)p, sizeof *got);
-        int q[2] = {d->rank, (int)me->seq};
-        for (int i = 0; i < p; i++) {
-            rr[i] = sr[i] = MPI_REQUEST_NULL;
-            if (i == d->rank) continue;
-            MPI_Irecv(&rep[i], (int)sizeof rep[i], MPI_BYTE, i, TAG_REPLY, d->ctl, &rr[i]);
-            MPI_Isend(q, 2, MPI_INT, i, TAG_QUERY, d->ctl, &sr[i]);
-        }
-        double t0 = qa_dist__now();
-        int pending = p - 1;
-        while (pending > 0 && qa_dist__now() - t0 < 3.0) {
-            for (int i = 0; i < p; i++) {
-                if (i == d->rank || got[i]) continue;
-                int done = 0;
-                if (MPI_Test(&rr[i], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) { got[i] = 1; pending--; }
-            }
-            wd_service(d); /* peers that timed out too ask us */
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+    APPEND("%s", headline);
+    if (rep) {
         int waiting = 0, listed = 0;
         APPEND(";");
-        for (int i = 0; i < p; i++) {
+        for (int i = 0; i < d->size; i++) {
             if (i == d->rank) continue;
             const wd_status *s = &rep[i];
             if (got[i] && s->in_coll && s->seq == me->seq && !strcmp(s->phase, me->phase)) { waiting++; continue; }
             if (listed++ >= 16) continue;
             if (!got[i])
-                APPEND(" rank %d: no answer within 3 s (dead, or stuck without its watchdog);", i);
+                APPEND(" rank %d: no answer within %.0f s (dead, or its process is stopped);", i, window);
             else if (s->in_coll && s->seq == me->seq)
                 APPEND(" rank %d: in a different collective '%s' (mismatched calls);", i, s->phase);
             else if (s->in_coll)
@@ -251,22 +283,54 @@ static void wd_fire(qa_dist *d, const wd_status *me, double deadline) {
         }
         if (listed > 16) APPEND(" ... %d more;", listed - 16);
         APPEND(" %d other rank(s) waiting in the same collective.", waiting);
-        APPEND(" Raise the deadline with QALIGN_DIST_DEADLINE_S if a rank legitimately works alone that long.");
-        free(rep); free(rr); free(sr); free(got);
-    } else {
-        APPEND(" Raise the deadline with QALIGN_DIST_DEADLINE_S if this is expected.");
     }
+    APPEND(" (QALIGN_DIST_DEADLINE_S sets the deadline; docs/distributed.md \"Failures\")");
 #undef APPEND
     qa_dist__abort_msg(d, QA_DIST_EXIT_TIMEOUT, msg);
 }
 
+/* The deadline passed: probe the peers, report, abort. */
+_Noreturn static void wd_fire(qa_dist *d, const wd_status *me, double deadline) {
+    char head[512];
+    snprintf(head, sizeof head, "collective '%s' (#%llu) exceeded %.0f s (a peer may have died or be stuck)",
+             me->phase, (unsigned long long)me->seq, deadline);
+    if (!wd_can_probe(d)) wd_report_abort(d, me, head, NULL, NULL, 0);
+    int p = d->size;
+    wd_status *rep = qa_calloc((size_t)p, sizeof *rep);
+    int *got = qa_calloc((size_t)p, sizeof *got);
+    wd_probe(d, rep, got, 3.0);
+    wd_report_abort(d, me, head, rep, got, 3.0);
+}
+
+/* A collective is taking long (or SIGTERM arrived while waiting): are all peers alive? A peer that does
+ * not answer while this rank still waits in the same collective has died: abort now, not at the deadline. */
+static void wd_check_peers(qa_dist *d, const wd_status *me) {
+    int p = d->size;
+    wd_status *rep = qa_calloc((size_t)p, sizeof *rep);
+    int *got = qa_calloc((size_t)p, sizeof *got);
+    int missing = wd_probe(d, rep, got, 3.0);
+    pthread_mutex_lock(&d->mu);
+    int same = d->in_coll && d->seq == me->seq;
+    pthread_mutex_unlock(&d->mu);
+    if (missing > 0 && same) {
+        char head[512];
+        snprintf(head, sizeof head, "collective '%s' (#%llu) waiting for %.0f s and %d peer(s) do not answer%s",
+                 me->phase, (unsigned long long)me->seq, me->secs + 3.0, missing,
+                 d->stop_sig ? " (after a stop signal)" : "");
+        wd_report_abort(d, me, head, rep, got, 3.0);
+    }
+    free(rep);
+    free(got);
+}
+
 static void *wd_main(void *arg) {
     qa_dist *d = arg;
-    int serve = d->mpi_world && d->size > 1 && d->thread_level == MPI_THREAD_MULTIPLE;
+    int serve = wd_can_probe(d);
+    double last_probe = 0;
     pthread_mutex_lock(&d->mu);
     while (!d->wd_quit) {
         double dl = d->deadline_s;
-        double period = dl > 0 ? dl / 20 : 0.5;
+        double period = dl > 0 ? dl / 20 : 0.25;
         if (period < 0.05) period = 0.05;
         if (period > 0.25) period = 0.25;
         struct timespec ts;
@@ -276,8 +340,8 @@ static void *wd_main(void *arg) {
         ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
         if (d->wd_quit) break;
-        int fire = d->in_coll && d->deadline_s > 0 && qa_dist__now() - d->coll_start > d->deadline_s && !d->wd_fired;
-        if (fire) {
+        double now = qa_dist__now(), waited = d->in_coll ? now - d->coll_start : 0;
+        if (d->in_coll && d->deadline_s > 0 && waited > d->deadline_s && !d->wd_fired) {
             d->wd_fired = 1;
             double dl2 = d->deadline_s;
             pthread_mutex_unlock(&d->mu);
@@ -285,7 +349,16 @@ static void *wd_main(void *arg) {
             wd_snapshot(d, &me);
             wd_fire(d, &me, dl2); /* does not return */
         }
+        /* liveness: every probe_s of waiting in one collective, every 2 s after a stop signal */
+        double every = d->stop_sig && d->probe_s > 2.0 ? 2.0 : d->probe_s;
+        int probe = serve && d->in_coll && waited >= every && now - last_probe >= every;
         pthread_mutex_unlock(&d->mu);
+        if (probe) {
+            wd_status me;
+            wd_snapshot(d, &me);
+            wd_check_peers(d, &me);
+            last_probe = qa_dist__now();
+        }
         if (serve) wd_service(d);
         pthread_mutex_lock(&d->mu);
     }
@@ -320,43 +393,65 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
     pthread_condattr_destroy(&ca);
     d->mode = opts->mode;
     d->deadline_s = opts->deadline_s;
+    d->probe_s = opts->probe_s > 0 ? opts->probe_s : 10.0;
     d->note_start = qa_dist__now();
     snprintf(d->note, sizeof d->note, "startup");
 
-    QA_MPI_CHECK(d, "init", MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &d->thread_level));
-    QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-    int wr = 0, ws = 1;
-    QA_MPI_CHECK(d, "init", MPI_Comm_rank(MPI_COMM_WORLD, &wr));
-    QA_MPI_CHECK(d, "init", MPI_Comm_size(MPI_COMM_WORLD, &ws));
-    d->rank = wr;
-    d->size = ws;
-    d->mpi_world = 1;
-
-    /* srun without PMIx starts N singletons: every task sees a world of one. */
+    /* srun without a PMI plugin (--mpi=none, or Slurm without PMIx): Open MPI cannot start (it refuses a
+     * direct launch without PMI), and other MPIs start N singletons. Decide before MPI_Init. */
     int step_tasks = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", 1));
     int in_step = getenv("SLURM_STEP_ID") != NULL && getenv("SLURM_PROCID") != NULL;
-    if (ws == 1 && in_step && step_tasks > 1) {
+    int has_pmi = getenv("PMIX_RANK") || getenv("PMI_FD") || getenv("PMI_RANK") || getenv("OMPI_COMM_WORLD_SIZE");
+    int env_mode = 0;
+    if (in_step && !has_pmi) {
         if (!opts->env_bootstrap) {
-            MPI_Finalize();
             pthread_cond_destroy(&d->cv);
             pthread_mutex_destroy(&d->mu);
             free(d);
-            return QA_ERR(e, "srun started %d tasks but MPI sees a world of 1 (Slurm without PMIx?): launch with "
-                          "`srun --mpi=pmix` (see `srun --mpi=list`) or mpirun, or set QALIGN_DIST_ENV_BOOTSTRAP=1 "
-                          "to bootstrap NCCL from SLURM_PROCID/SLURM_NTASKS", step_tasks);
+            return QA_ERR(e, "srun started %d task(s) without a PMI plugin (srun --mpi=none, or Slurm without PMIx): MPI "
+                          "cannot form the job; launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun, or "
+                          "set QALIGN_DIST_ENV_BOOTSTRAP=1 to run without MPI (collectives over NCCL only)", step_tasks);
         }
+        env_mode = 1;
+    } else {
+        QA_MPI_CHECK(d, "init", MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &d->thread_level));
+        d->mpi_up = 1;
+        QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+        int wr = 0, ws = 1;
+        QA_MPI_CHECK(d, "init", MPI_Comm_rank(MPI_COMM_WORLD, &wr));
+        QA_MPI_CHECK(d, "init", MPI_Comm_size(MPI_COMM_WORLD, &ws));
+        d->rank = wr;
+        d->size = ws;
+        d->mpi_world = 1;
+        if (ws == 1 && in_step && step_tasks > 1) { /* an MPI that started N singletons */
+            if (!opts->env_bootstrap) {
+                MPI_Finalize();
+                pthread_cond_destroy(&d->cv);
+                pthread_mutex_destroy(&d->mu);
+                free(d);
+                return QA_ERR(e, "srun started %d tasks but MPI sees a world of 1 (Slurm without PMIx?): launch with "
+                              "`srun --mpi=pmix` (see `srun --mpi=list`) or mpirun, or set QALIGN_DIST_ENV_BOOTSTRAP=1 "
+                              "to bootstrap NCCL from SLURM_PROCID/SLURM_NTASKS", step_tasks);
+            }
+            env_mode = 1;
+        }
+    }
+    if (env_mode) {
         d->mpi_world = 0;
         d->rank = env_int("SLURM_PROCID", 0);
         d->size = step_tasks;
         d->local_rank = env_int("SLURM_LOCALID", 0);
         d->local_size = env_int("SLURM_STEP_TASKS_PER_NODE", env_int("SLURM_NTASKS_PER_NODE", 1));
-        snprintf(d->ident, sizeof d->ident, "slurm-env");
+        if (d->local_size < d->local_rank + 1) d->local_size = d->local_rank + 1;
+        snprintf(d->ident, sizeof d->ident, "slurm-env%s", d->mpi_up ? "" : " (no MPI)");
     }
 
-    QA_MPI_CHECK(d, "init", MPI_Comm_dup(MPI_COMM_WORLD, &d->comm));
-    QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN));
-    QA_MPI_CHECK(d, "init", MPI_Comm_dup(MPI_COMM_WORLD, &d->ctl));
-    QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(d->ctl, MPI_ERRORS_RETURN));
+    if (d->mpi_up) {
+        QA_MPI_CHECK(d, "init", MPI_Comm_dup(MPI_COMM_WORLD, &d->comm));
+        QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN));
+        QA_MPI_CHECK(d, "init", MPI_Comm_dup(MPI_COMM_WORLD, &d->ctl));
+        QA_MPI_CHECK(d, "init", MPI_Comm_set_errhandler(d->ctl, MPI_ERRORS_RETURN));
+    }
 
     if (d->mpi_world) {
         /* node-local rank: ranks sharing memory; fall back to launcher variables */
@@ -366,7 +461,7 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
             local != MPI_COMM_NULL && mpi_ok_or(d, MPI_Comm_rank(local, &lr)) && mpi_ok_or(d, MPI_Comm_size(local, &ls))) {
             d->local_rank = lr;
             d->local_size = ls;
-            snprintf(d->ident, sizeof d->ident, "%s", ws == 1 && !getenv("OMPI_COMM_WORLD_SIZE") ? "singleton" : "mpi/shared-comm");
+            snprintf(d->ident, sizeof d->ident, "%s", d->size == 1 && !getenv("OMPI_COMM_WORLD_SIZE") ? "singleton" : "mpi/shared-comm");
         } else {
             const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", NULL};
             const char *sizes[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_TASKS_PER_NODE", NULL};
@@ -432,7 +527,7 @@ void qa_dist_finalize(qa_dist *d) {
     }
     if (d->comm != MPI_COMM_NULL) QA_MPI_CHECK(d, "finalize", MPI_Comm_free(&d->comm));
     if (d->ctl != MPI_COMM_NULL) QA_MPI_CHECK(d, "finalize", MPI_Comm_free(&d->ctl));
-    QA_MPI_CHECK(d, "finalize", MPI_Finalize());
+    if (d->mpi_up) QA_MPI_CHECK(d, "finalize", MPI_Finalize());
     free(d->scratch);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
@@ -529,8 +624,9 @@ void qa_dist_tree_free(qa_dist_tree *t) {
 
 static void need_world(qa_dist *d, const char *phase) {
     if (d->mpi_world || d->ctl_ops.allreduce) return;
-    qa_dist_abort(d, 1, "collective '%s' needs a communicator: MPI sees one rank of %d (srun without PMIx) and no "
-                  "NCCL communicator exists yet; create it first (qa_dist_nccl_comm) or launch with srun --mpi=pmix",
+    qa_dist_abort(d, 1, "collective '%s' needs a communicator: MPI does not span the %d ranks (srun without PMI, "
+                  "QALIGN_DIST_ENV_BOOTSTRAP=1) and no NCCL communicator exists yet; create it first "
+                  "(qa_dist_nccl_comm) or launch with srun --mpi=pmix",
                   phase, d->size);
 }
 

@@ -31,10 +31,10 @@ if(QA_MPIEXEC)
   set_tests_properties(dist_check_singleton PROPERTIES LABELS "mpi" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
 
   string(REPLACE ";" " " _launch "${QA_MPIEXEC};${QA_MPI_PREFLAGS};${QA_MPI_NPFLAG}")
-  foreach(c abort kill exit stall stop)
+  foreach(c abort kill exit stall freeze stop)
     add_test(NAME dist_fail_${c} COMMAND $<TARGET_FILE:test_dist_fail> ${c} 4)
     set_tests_properties(dist_fail_${c} PROPERTIES LABELS "mpi" TIMEOUT 90
-      ENVIRONMENT "${QA_MPI_ENV};QA_MPIRUN=${_launch};QA_DIST_WORKER=$<TARGET_FILE:test_dist>")
+      ENVIRONMENT "${QA_MPI_ENV};QA_MPIRUN=${_launch};QA_DIST_WORKER=$<TARGET_FILE:test_dist>;QALIGN_DIST_PROBE_S=2")
   endforeach()
 else()
   message(STATUS "qalign: no mpiexec found: the mpi tests are not registered")

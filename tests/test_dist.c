@@ -5,7 +5,11 @@
  *   test_dist fail-kill RANK       RANK SIGKILLs itself while the others wait in an all-reduce
  *   test_dist fail-exit RANK       RANK exits 5 without finalize while the others wait
  *   test_dist fail-stall RANK      RANK sleeps 60 s (note 'sleeping') before collective 'stall-test'
+ *   test_dist fail-freeze RANK     RANK SIGSTOPs itself (watchdog included) while the others wait
  *   test_dist stop-loop READYFILE  step loop until an agreed stop (SIGUSR1 via mpirun); exit 0
+ *   test_dist env-probe            print rank/size/local rank and their source, then try a barrier
+ *                                  (under srun --mpi=none with QALIGN_DIST_ENV_BOOTSTRAP=1 it must abort
+ *                                  with "needs a communicator")
  *
  * Values are generated from (rank, index) so every rank can compute the serial reference itself.
  */
@@ -284,6 +288,13 @@ int main(int argc, char **argv) {
         qa_dist_finalize(d);
         return 0;
     }
+    if (!strcmp(mode, "fail-freeze")) {
+        qa_dist_barrier(d, "before");
+        if (r == who) raise(SIGSTOP);
+        wait_peers(d, "grads");
+        qa_dist_finalize(d);
+        return 0;
+    }
     if (!strcmp(mode, "stop-loop")) {
         qa_dist_barrier(d, "ready");
         if (r == 0 && argc > 2) { FILE *f = fopen(argv[2], "w"); if (f) fclose(f); }
@@ -299,6 +310,14 @@ int main(int argc, char **argv) {
         if (r == 0) printf("no stop within 60 s\n");
         qa_dist_finalize(d);
         return 1;
+    }
+    if (!strcmp(mode, "env-probe")) {
+        printf("rank %d of %d, local %d of %d [%s]\n", r, qa_dist_size(d), qa_dist_local_rank(d),
+               qa_dist_local_size(d), qa_dist_identity_source(d));
+        qa_dist_barrier(d, "probe");
+        printf("rank %d: barrier passed\n", r);
+        qa_dist_finalize(d);
+        return 0;
     }
     qa_dist_abort(d, 2, "unknown mode '%s'", mode);
 }

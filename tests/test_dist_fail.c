@@ -1,6 +1,6 @@
 /* test_dist_fail.c — runs test_dist under mpirun and checks that failures stop the whole job.
  *
- *   test_dist_fail CASE NP       CASE: abort | kill | exit | stall | stop
+ *   test_dist_fail CASE NP       CASE: abort | kill | exit | stall | freeze | stop
  * Environment: QA_MPIRUN   the launcher prefix up to the process-count flag
  *                          ("/usr/bin/mpiexec --allow-run-as-root --oversubscribe -n")
  *              QA_DIST_WORKER  the test_dist binary
@@ -41,7 +41,8 @@ int main(int argc, char **argv) {
                  mpirun, np, worker, ready, ready);
     } else {
         const char *mode = !strcmp(cs, "abort") ? "fail-abort" : !strcmp(cs, "kill") ? "fail-kill"
-                         : !strcmp(cs, "exit") ? "fail-exit" : !strcmp(cs, "stall") ? "fail-stall" : NULL;
+                         : !strcmp(cs, "exit") ? "fail-exit" : !strcmp(cs, "stall") ? "fail-stall"
+                         : !strcmp(cs, "freeze") ? "fail-freeze" : NULL;
         if (!mode) { fprintf(stderr, "unknown case %s\n", cs); return 2; }
         snprintf(cmd, sizeof cmd, "timeout -s KILL 90 %s %d %s %s %d", mpirun, np, worker, mode, victim);
     }
@@ -68,6 +69,12 @@ int main(int argc, char **argv) {
         } else if (!strcmp(cs, "exit")) {
             QT_CHECK(strstr(out, "Exit code:    5") != NULL || strstr(out, "exit code 5") != NULL ||
                      strstr(out, "exited") != NULL, "mpirun reports the exit");
+        } else if (!strcmp(cs, "freeze")) {
+            /* run with QALIGN_DIST_PROBE_S=2: the liveness probe finds the frozen rank long before the deadline */
+            snprintf(want, sizeof want, "rank %d: no answer within 3 s", victim);
+            QT_CHECK(strstr(out, "do not answer") != NULL && strstr(out, want) != NULL,
+                     "liveness probe names the frozen rank: '%s'", want);
+            QT_CHECK(dt < 20, "aborted long before the 600 s deadline (%.2f s)", dt);
         } else if (!strcmp(cs, "stall")) {
             QT_CHECK(strstr(out, "collective 'stall-test'") != NULL && strstr(out, "exceeded 3 s") != NULL,
                      "watchdog names the collective and the deadline");
