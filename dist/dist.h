@@ -105,8 +105,9 @@ double qa_dist_get_deadline(const qa_dist *d);
  * the watchdog report of a peer that timed out. */
 void qa_dist_note(qa_dist *d, const char *activity);
 
-/* ---- collectives: every rank calls them in the same order with the same sizes. phase names the
- * call in watchdog and error messages (a literal or a string that outlives the call: copied). ---- */
+/* ---- collectives: every rank calls them in the same order with the same sizes, from one thread per
+ * rank (the watchdog thread uses its own communicator). phase names the call in watchdog and error
+ * messages (copied; at most 63 characters are kept). ---- */
 void qa_dist_barrier(qa_dist *d, const char *phase);
 void qa_dist_bcast(qa_dist *d, void *buf /* [nbytes] */, size_t nbytes, int root, const char *phase);
 /* In-place sum of one flat f32 buffer (all LoRA gradients of a step). Deterministic mode: bytes
@@ -155,7 +156,8 @@ void qa_comm_allreduce_sum(qa_comm *c, void *buf /* [n] */, size_t n, qa_dtype d
 void qa_comm_barrier(qa_comm *c, const char *phase);
 const char *qa_comm_backend(const qa_comm *c); /* "mpi" or "nccl" */
 int qa_comm_on_device(const qa_comm *c);       /* 1: buffers must be device pointers */
-/* Free a communicator from qa_dist_nccl_comm (the host comm belongs to d: ignored). */
+/* Free a communicator from qa_dist_nccl_comm before qa_dist_finalize (collective: flushes, then
+ * ncclCommFinalize + ncclCommDestroy). The host comm belongs to d: ignored. NULL ok. */
 void qa_comm_free(qa_comm *c);
 
 /* ---- pairwise accumulation of micro-batch buffers (the in-rank half of the determinism contract) ----
