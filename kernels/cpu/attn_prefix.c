@@ -1,6 +1,7 @@
 /* attn_prefix.c — CPU attention_prefix_fwd (kernels/ops.h): suffix rows attending to a shared
- * cached prefix plus their own keys. Per (row, head): one score block [T, ctx + T] from two sgemms,
- * a masked fp32 softmax per query row, and two sgemms back into the output. */
+ * cached prefix plus their own keys. Per (row, head) and block of 64 queries [i0, i1): scores against
+ * the cache and the row's keys [0, i1) from two sgemms, an fp32 softmax over each query's visible
+ * keys (causal, window), and two sgemms back into the output. */
 #include "kernels/ops.h"
 #include "common/qa_mem.h"
 
@@ -19,13 +20,14 @@ void qa_cpu_attention_prefix_fwd(qa_stream *s, const qa_attn_prefix_desc *d,
                                  const float *v,   /* [B, T, Hk, hd] */
                                  float *o) {       /* [B, T, H, hd] */
     (void)s;
+    enum { QB = 64 }; /* query rows per block: keys beyond the block's last query are never scored */
     const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk, W = d->window;
     const int ldq = H * hd, ldk = Hk * hd;
     int cmax = 0;
     for (int b = 0; b < d->B; b++) if (d->ctx[b] > cmax) cmax = d->ctx[b];
-    float *S = qa_aligned_alloc(64, sizeof(float) * ((size_t)T * (size_t)(cmax + T) + 1));
+    float *S = qa_aligned_alloc(64, sizeof(float) * ((size_t)QB * (size_t)(cmax + T) + 1));
     for (int b = 0; b < d->B; b++) {
-        const int C = d->ctx[b], ld = C + T;
+        const int C = d->ctx[b];
         for (int h = 0; h < H; h++) {
             const int g = h / grp;
             const float *Q = q + (size_t)b * T * ldq + (size_t)h * hd;
@@ -33,39 +35,39 @@ void qa_cpu_attention_prefix_fwd(qa_stream *s, const qa_attn_prefix_desc *d,
             const float *Vv = v + (size_t)b * T * ldk + (size_t)g * hd;
             const float *Kc = kc + (size_t)g * hd, *Vc = vc + (size_t)g * hd;
             float *O = o + (size_t)b * T * ldq + (size_t)h * hd;
-            /* S[:, 0:C] = scale Q Kcᵀ ; S[:, C:C+T] = scale Q Kᵀ */
-            if (C > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, C, hd, d->scale, Q, ldq, Kc, ldk, 0.0f, S,
-                            ld);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, d->scale, Q, ldq, K, ldk, 0.0f, S + C, ld);
-            for (int i = 0; i < T; i++) {
-                float *row = S + (size_t)i * ld;
-                const int p = C + i; /* absolute position of the query */
-                float mx = -INFINITY;
-                for (int j = 0; j < C + T; j++) {
-                    /* absolute key position: j (cached) or C + (j - C) = j (own): the same index */
-                    int vis = j <= p && (W <= 0 || j > p - W);
-                    if (vis) { if (row[j] > mx) mx = row[j]; }
-                    else row[j] = -INFINITY;
+            for (int i0 = 0; i0 < T; i0 += QB) {
+                const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0, ld = C + i1;
+                const float *Qb = Q + (size_t)i0 * ldq;
+                /* S[:, 0:C] = scale Q Kcᵀ ; S[:, C:C+i1] = scale Q K[0:i1]ᵀ */
+                if (C > 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, C, hd, d->scale, Qb, ldq, Kc, ldk, 0.0f,
+                                S, ld);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, i1, hd, d->scale, Qb, ldq, K, ldk, 0.0f,
+                            S + C, ld);
+                for (int i = i0; i < i1; i++) {
+                    float *row = S + (size_t)(i - i0) * ld;
+                    const int p = C + i; /* absolute position of the query; key j (cached or own) sits at j */
+                    const int lo = W > 0 && p - W + 1 > 0 ? p - W + 1 : 0, hi = p + 1; /* visible [lo, hi) */
+                    float mx = -INFINITY;
+                    for (int j = lo; j < hi; j++) if (row[j] > mx) mx = row[j];
+                    double sum = 0;
+                    for (int j = lo; j < hi; j++) {
+                        float e = expf(row[j] - mx);
+                        row[j] = e;
+                        sum += e;
+                    }
+                    float inv = (float)(1.0 / sum);
+                    for (int j = lo; j < hi; j++) row[j] *= inv;
+                    for (int j = 0; j < lo; j++) row[j] = 0;
+                    for (int j = hi; j < ld; j++) row[j] = 0;
                 }
-                if (mx == -INFINITY) { /* no visible key (cannot happen for real queries): output 0 */
-                    for (int j = 0; j < C + T; j++) row[j] = 0;
-                    continue;
-                }
-                double sum = 0;
-                for (int j = 0; j < C + T; j++) {
-                    float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
-                    row[j] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < C + T; j++) row[j] *= inv;
+                /* O = P[:, 0:C] Vc + P[:, C:C+i1] V[0:i1] */
+                if (C > 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, C, 1.0f, S, ld, Vc, ldk, 0.0f,
+                                O + (size_t)i0 * ldq, ldq);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, i1, 1.0f, S + C, ld, Vv, ldk,
+                            C > 0 ? 1.0f : 0.0f, O + (size_t)i0 * ldq, ldq);
             }
-            /* O = P[:, 0:C] Vc + P[:, C:] V */
-            if (C > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, C, 1.0f, S, ld, Vc, ldk, 0.0f, O, ldq);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S + C, ld, Vv, ldk,
-                        C > 0 ? 1.0f : 0.0f, O, ldq);
         }
     }
     free(S);
