@@ -7,39 +7,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a list of strings in one buffer: string i is buf[off[i] .. off[i] + n[i]) */
 typedef struct strv {
-    char **s;
-    size_t *n;
+    char *buf;
+    size_t blen, bcap;
+    size_t *off, *n;
     size_t len, cap;
 } strv;
 
-static void sv_push(strv *v, char *s, size_t n) { /* takes ownership of s */
+static char *sv_alloc(strv *v, size_t n) { /* a new string of n bytes, to be filled by the caller */
     if (v->len == v->cap) {
         v->cap = v->cap ? v->cap * 2 : 64;
-        v->s = qa_realloc(v->s, v->cap * sizeof *v->s);
+        v->off = qa_realloc(v->off, v->cap * sizeof *v->off);
         v->n = qa_realloc(v->n, v->cap * sizeof *v->n);
     }
-    v->s[v->len] = s;
+    if (v->blen + n + 1 > v->bcap) {
+        v->bcap = (v->blen + n + 1) * 2;
+        v->buf = qa_realloc(v->buf, v->bcap);
+    }
+    v->off[v->len] = v->blen;
     v->n[v->len++] = n;
+    v->blen += n;
+    return v->buf + v->blen - n;
 }
-static void sv_push_copy(strv *v, const char *s, size_t n) {
-    char *d = qa_malloc(n + 1);
-    memcpy(d, s, n);
-    d[n] = 0;
-    sv_push(v, d, n);
+static void sv_shrink_last(strv *v, size_t n) { /* the last string is only n bytes long */
+    v->blen -= v->n[v->len - 1] - n;
+    v->n[v->len - 1] = n;
 }
+static void sv_push_copy(strv *v, const char *s, size_t n) { memcpy(sv_alloc(v, n), s, n); }
+#define SV_S(v, i) ((v)->buf + (v)->off[i])
 static void sv_free(strv *v) {
-    for (size_t i = 0; i < v->len; i++) free(v->s[i]);
-    free(v->s);
+    free(v->buf);
+    free(v->off);
     free(v->n);
     memset(v, 0, sizeof *v);
 }
-/* join all strings into one */
+/* join all strings into one NUL-terminated heap string */
 static char *sv_join(const strv *v, size_t *out_n) {
     size_t tot = 0;
     for (size_t i = 0; i < v->len; i++) tot += v->n[i];
     char *d = qa_malloc(tot + 1), *w = d;
-    for (size_t i = 0; i < v->len; i++) { memcpy(w, v->s[i], v->n[i]); w += v->n[i]; }
+    for (size_t i = 0; i < v->len; i++) { memcpy(w, SV_S(v, i), v->n[i]); w += v->n[i]; }
     *w = 0;
     *out_n = tot;
     return d;
@@ -67,26 +75,24 @@ static void step(const qa_tokenizer *t, const tok_dec *d, strv *in, strv *out) {
     switch (d->kind) {
     case DEC_REPLACE:
         for (size_t i = 0; i < in->len; i++) {
-            const char *s = in->s[i];
+            const char *s = SV_S(in, i);
             size_t n = in->n[i], cnt = 0;
             for (size_t j = 0; j + d->alen <= n;) {
                 if (!memcmp(s + j, d->a, d->alen)) { cnt++; j += d->alen; } else j++;
             }
             size_t nn = n - cnt * d->alen + cnt * d->blen, o = 0;
-            char *w = qa_malloc(nn + 1);
+            char *w = sv_alloc(out, nn);
             for (size_t j = 0; j < n;) {
                 if (j + d->alen <= n && !memcmp(s + j, d->a, d->alen)) { memcpy(w + o, d->b, d->blen); o += d->blen; j += d->alen; }
                 else w[o++] = s[j++];
             }
-            w[o] = 0;
-            sv_push(out, w, o);
         }
         break;
     case DEC_BYTEFALLBACK: {
         char *bytes = NULL;
         size_t nb = 0, cb = 0;
         for (size_t i = 0; i <= in->len; i++) {
-            int b = i < in->len ? byte_token(in->s[i], in->n[i]) : -1;
+            int b = i < in->len ? byte_token(SV_S(in, i), in->n[i]) : -1;
             if (b >= 0) {
                 if (nb == cb) { cb = cb ? cb * 2 : 16; bytes = qa_realloc(bytes, cb); }
                 bytes[nb++] = (char)b;
@@ -97,20 +103,19 @@ static void step(const qa_tokenizer *t, const tok_dec *d, strv *in, strv *out) {
                 else for (size_t k = 0; k < nb; k++) sv_push_copy(out, "\xEF\xBF\xBD", 3);
                 nb = 0;
             }
-            if (i < in->len) sv_push_copy(out, in->s[i], in->n[i]);
+            if (i < in->len) sv_push_copy(out, SV_S(in, i), in->n[i]);
         }
         free(bytes);
         break;
     }
     case DEC_FUSE: {
-        size_t n;
-        char *j = sv_join(in, &n);
-        sv_push(out, j, n);
+        char *w = sv_alloc(out, in->blen);
+        for (size_t i = 0; i < in->len; i++) { memcpy(w, SV_S(in, i), in->n[i]); w += in->n[i]; }
         break;
     }
     case DEC_STRIP:
         for (size_t i = 0; i < in->len; i++) {
-            const char *s = in->s[i];
+            const char *s = SV_S(in, i);
             size_t n = in->n[i], a = 0, b = n;
             for (int k = 0; k < d->start && a + d->alen <= b && !memcmp(s + a, d->a, d->alen); k++) a += d->alen;
             for (int k = 0; k < d->stop && b >= a + d->alen && !memcmp(s + b - d->alen, d->a, d->alen); k++) b -= d->alen;
@@ -119,17 +124,16 @@ static void step(const qa_tokenizer *t, const tok_dec *d, strv *in, strv *out) {
         break;
     case DEC_METASPACE:
         for (size_t i = 0; i < in->len; i++) {
-            const char *s = in->s[i];
+            const char *s = SV_S(in, i);
             size_t n = in->n[i], o = 0;
-            char *w = qa_malloc(n + 1);
+            char *w = sv_alloc(out, n);
             for (size_t j = 0; j < n;) {
                 if (j + d->alen <= n && !memcmp(s + j, d->a, d->alen)) {
                     if (!(i == 0 && d->prepend_scheme != PREPEND_NEVER)) w[o++] = ' ';
                     j += d->alen;
                 } else w[o++] = s[j++];
             }
-            w[o] = 0;
-            sv_push(out, w, o);
+            sv_shrink_last(out, o);
         }
         break;
     case DEC_BYTELEVEL: {
@@ -138,11 +142,12 @@ static void step(const qa_tokenizer *t, const tok_dec *d, strv *in, strv *out) {
         char *bytes = qa_malloc(tot + 1);
         size_t nb = 0;
         for (size_t i = 0; i < in->len; i++) {
-            const uint8_t *s = (const uint8_t *)in->s[i];
+            const uint8_t *s = (const uint8_t *)SV_S(in, i);
             size_t n = in->n[i], start = nb;
             int ok = 1;
             for (size_t j = 0; j < n;) {
                 uint32_t cp;
+                /* (token strings are valid UTF-8: they come from the JSON) */
                 j += (size_t)tok_utf8_next(s + j, &cp);
                 if (cp >= 0x144 || t->char_byte[cp] < 0) { ok = 0; break; }
                 bytes[nb++] = (char)t->char_byte[cp];
@@ -152,7 +157,8 @@ static void step(const qa_tokenizer *t, const tok_dec *d, strv *in, strv *out) {
         size_t ln;
         char *txt = tok_utf8_lossy(bytes, nb, &ln);
         free(bytes);
-        sv_push(out, txt, ln);
+        sv_push_copy(out, txt, ln);
+        free(txt);
         break;
     }
     }
@@ -174,7 +180,7 @@ int qa_tok_decode(const qa_tokenizer *t, const int32_t *ids, size_t n, int skip_
         char *d = qa_malloc(tot + 1), *w = d;
         for (size_t i = 0; i < cur.len; i++) {
             if (i) *w++ = ' ';
-            memcpy(w, cur.s[i], cur.n[i]);
+            memcpy(w, SV_S(&cur, i), cur.n[i]);
             w += cur.n[i];
         }
         *w = 0;

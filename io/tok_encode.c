@@ -20,7 +20,6 @@ typedef struct span {
 typedef struct spanvec { span *v; size_t n, cap; } spanvec;
 
 typedef struct sym { int32_t id, prev, next, alive; } sym;
-typedef struct hent { int32_t rank, pos, new_id; } hent;
 
 typedef struct enc {
     const qa_tokenizer *t;
@@ -31,7 +30,7 @@ typedef struct enc {
     spanvec sv[2];
     char **bufs; size_t n_bufs, cap_bufs; /* text made by pre-tokenizers, freed per segment */
     sym *syms; size_t cap_syms;
-    hent *heap; size_t cap_heap;
+    uint64_t *heap; size_t cap_heap;
     char *tmp; size_t cap_tmp;
     qa_err *e;
 } enc;
@@ -269,33 +268,35 @@ static int split_span(enc *c, const tok_pre *p, const span *in, spanvec *out, mt
     return 0;
 }
 
-/* ---- BPE (HF models/bpe/model.rs merge_word + word.rs merge_all) ---- */
-static int heap_less(const hent *a, const hent *b) {
-    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
-}
-static void heap_push(enc *c, size_t *hn, hent x) {
+/* ---- BPE (HF models/bpe/model.rs merge_word + word.rs merge_all) ----
+ * The queue holds (rank << 32 | pos): the smallest rank first, the leftmost position among equal
+ * ranks, as HF's BinaryHeap<Merge> orders them. A 4-ary heap of 8-byte keys keeps the cache misses
+ * of very long words (a Llama segment is one word) down. The merged id of an entry is
+ * merge_new_id[rank]; an entry is stale when the pair at pos no longer gives that id (HF's check). */
+static void heap_push(enc *c, size_t *hn, uint64_t x) {
     if (*hn == c->cap_heap) {
         c->cap_heap = c->cap_heap ? c->cap_heap * 2 : 256;
         c->heap = qa_realloc(c->heap, c->cap_heap * sizeof *c->heap);
     }
-    hent *h = c->heap;
+    uint64_t *h = c->heap;
     size_t i = (*hn)++;
     while (i > 0) {
-        size_t par = (i - 1) / 2;
-        if (!heap_less(&x, &h[par])) break;
+        size_t par = (i - 1) / 4;
+        if (h[par] <= x) break;
         h[i] = h[par];
         i = par;
     }
     h[i] = x;
 }
-static hent heap_pop(enc *c, size_t *hn) {
-    hent *h = c->heap, top = h[0], x = h[--(*hn)];
+static uint64_t heap_pop(enc *c, size_t *hn) {
+    uint64_t *h = c->heap, top = h[0], x = h[--(*hn)];
     size_t n = *hn, i = 0;
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const hent *best = &x;
-        if (l < n && heap_less(&h[l], best)) { m = l; best = &h[l]; }
-        if (r < n && heap_less(&h[r], best)) { m = r; best = &h[r]; }
+        size_t f = 4 * i + 1, m = i;
+        uint64_t best = x;
+        size_t end = f + 4 < n ? f + 4 : n;
+        for (size_t k = f; k < end; k++)
+            if (h[k] < best) { best = h[k]; m = k; }
         if (m == i) break;
         h[i] = h[m];
         i = m;
@@ -385,30 +386,29 @@ static void bpe(enc *c, const char *s, size_t n) {
         for (size_t i = 0; i + 1 < ns; i++) {
             int32_t rank, nid;
             if (tok_merge_get(&t->merges, y[i].id, y[i + 1].id, &rank, &nid))
-                heap_push(c, &hn, (hent){rank, (int32_t)i, nid});
+                heap_push(c, &hn, (uint64_t)rank << 32 | i);
         }
         while (hn) {
-            hent top = heap_pop(c, &hn);
-            y = c->syms;
-            sym *cur = &y[top.pos];
+            uint64_t top = heap_pop(c, &hn);
+            int32_t top_pos = (int32_t)(uint32_t)top, top_id = t->merge_new_id[top >> 32];
+            sym *cur = &y[top_pos];
             if (!cur->alive || cur->next < 0) continue;
             int32_t next_pos = cur->next;
             sym right = y[next_pos];
             int32_t rank, nid;
-            if (!tok_merge_get(&t->merges, cur->id, right.id, &rank, &nid) || nid != top.new_id) continue;
-            cur->id = top.new_id;
+            if (!tok_merge_get(&t->merges, cur->id, right.id, &rank, &nid) || nid != top_id) continue;
+            cur->id = top_id;
             cur->next = right.next;
             y[next_pos].alive = 0;
-            if (right.next >= 0) y[right.next].prev = top.pos;
+            if (right.next >= 0) y[right.next].prev = top_pos;
             if (cur->prev >= 0) {
                 if (tok_merge_get(&t->merges, y[cur->prev].id, cur->id, &rank, &nid))
-                    heap_push(c, &hn, (hent){rank, cur->prev, nid});
+                    heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)cur->prev);
             }
             if (cur->next >= 0) {
                 if (tok_merge_get(&t->merges, cur->id, y[cur->next].id, &rank, &nid))
-                    heap_push(c, &hn, (hent){rank, top.pos, nid});
+                    heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)top_pos);
             }
-            y = c->syms;
         }
     }
     for (size_t i = 0; i < ns; i++)
@@ -550,6 +550,9 @@ int qa_tok_encode(const qa_tokenizer *t, const char *text, size_t len, int add_s
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return QA_ERR(e, "qa_tok_encode: NULL text with length %zu", len);
+    if (len > (size_t)INT32_MAX / 4)
+        return QA_ERR(e, "%s: a text of %zu bytes is too long to tokenize at once (limit 512 MiB); split it",
+                      t->name, len);
     enc c = {0};
     c.t = t;
     c.e = e;
@@ -560,6 +563,9 @@ int qa_tok_encode(const qa_tokenizer *t, const char *text, size_t len, int add_s
     c.md = pcre2_match_data_create(1, NULL);
     c.mctx = pcre2_match_context_create(NULL);
     if (!c.md || !c.mctx) QA_DIE("out of memory creating PCRE2 match data");
+    /* HF (Oniguruma) has no backtracking limit: a 10 MB whitespace run is one legitimate match */
+    pcre2_set_match_limit(c.mctx, UINT32_MAX);
+    pcre2_set_depth_limit(c.mctx, UINT32_MAX);
     if (add_special_tokens)
         for (int i = 0; i < t->n_post_prefix; i++) push_id(&c, t->post_prefix[i]);
     int rc = split_added(&c, &t->m_raw, s, n, 0, 1);

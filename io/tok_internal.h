@@ -105,6 +105,7 @@ struct qa_tokenizer {
     int32_t model_vocab_n; /* number of model vocab entries */
     /* BPE */
     tok_mergemap merges;
+    int32_t *merge_new_id;   /* [n_merges] rank -> merged id */
     int32_t unk_id;        /* -1 none */
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_fb_id[256]; /* id of "<0xXX>", -1 if absent */

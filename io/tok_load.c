@@ -103,7 +103,7 @@ static int compile_re(qa_tokenizer *t, const char *pat, size_t n, int literal, p
     char *p = NULL;
     size_t pn = n;
     uint32_t opts = PCRE2_UTF | PCRE2_UCP;
-    if (literal) opts |= PCRE2_LITERAL;
+    if (literal) opts = PCRE2_UTF | PCRE2_LITERAL; /* UCP is not allowed with LITERAL (and not needed) */
     else p = onig_to_pcre2(pat, n, &pn);
     *re = pcre2_compile((PCRE2_SPTR)(p ? p : pat), pn, opts, &errcode, &erroff, NULL);
     free(p);
@@ -191,6 +191,7 @@ static int load_model(qa_tokenizer *t, json_t *model, qa_err *e) {
     while (cap < nm * 2 + 1) cap <<= 1;
     t->merges.cap = cap;
     t->merges.ent = qa_calloc(cap, sizeof *t->merges.ent);
+    t->merge_new_id = qa_calloc(nm + 1, sizeof *t->merge_new_id);
     char *buf = NULL;
     size_t buf_cap = 0;
     for (size_t r = 0; r < nm; r++) {
@@ -229,6 +230,7 @@ static int load_model(qa_tokenizer *t, json_t *model, qa_err *e) {
                           (int)al, a, (int)bl, b);
         }
         tok_merge_put(&t->merges, ia, ib, (int32_t)r, nid);
+        t->merge_new_id[r] = nid;
     }
     free(buf);
     return 0;
@@ -593,6 +595,7 @@ void qa_tok_free(qa_tokenizer *t) {
     free(t->vocab.slot);
     free(t->added_map.slot);
     free(t->merges.ent);
+    free(t->merge_new_id);
     free(t->tok_str);
     free(t->tok_len);
     free(t->is_special);
