@@ -15,6 +15,8 @@ static const qa_command COMMANDS[] = {
     {"forward", "run the model on token ids: last-position logits, hidden states, logit lens", cmd_forward},
     {"ckpt-info", "verify training checkpoints and show what a resume restores", cmd_ckpt_info},
     {"train", "LoRA-tune a model on question-alignment data (YAML config, --set, --dry-run)", cmd_train},
+    {"export-peft", "write a training checkpoint's adapter as a PEFT adapter directory", cmd_export_peft},
+    {"merge", "merge a LoRA adapter into the base weights: a model directory that loads like the original", cmd_merge},
     {"eval", "few-shot evaluation: emotion, SNLI, PAWS in 20 languages (results.json/.md, predictions)", cmd_eval},
     {"label-tokens", "the paper's label-token set of each word for a tokenizer (JSON arrays of ids)", cmd_label_tokens},
     {"info", "describe a model directory: architecture, parameters, storage, memory estimates", cmd_info},

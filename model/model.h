@@ -252,4 +252,11 @@ typedef struct qa_loss {
  * forward are left in a->hidden (with dropout applied if any). */
 int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b,
                               const qa_train_opts *opts, qa_loss *out, qa_err *e);
+/* ---- merge ------------------------------------------------------------------------------ */
+/* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
+ * W' = W + (alpha/r)·B·A on the projections l targets (computed in f64, stored as out_dtype, or
+ * as the source dtype when out_dtype is QA_DT_INVALID), everything else byte for byte, plus
+ * config.json, generation_config.json and the tokenizer files. CPU backend only. */
+int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_dir, const char *out_dir,
+                        qa_dtype out_dtype, qa_err *e);
 #endif
