@@ -26,7 +26,8 @@ static void train_usage(FILE *f) {
     fprintf(f,
             "usage: qalign train --config FILE [--config FILE2 ...] [--set key=value ...] [--dry-run]\n"
             "       qalign train --help-config\n\n"
-            "LoRA-tune a Hugging Face model on question-alignment data (JSON arrays of {\"input\", \"answer\"}).\n"
+            "LoRA-tune a Hugging Face model on question-alignment data (JSON arrays of {\"input\", \"answer\"},\n"
+            "or pre-tokenized {\"input_ids\", \"labels\"} with data.template none; docs/training.md).\n"
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
@@ -112,10 +113,15 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     }
     printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
            in.hf.hidden, in.hf.vocab);
-    printf("tokenizer: %s (%d ids)\n", tc->tokenizer.path, (int)qa_tok_vocab_size(in.tok));
-    printf("template: %s (%s); end token %d '%s'%s\n", in.tpl.name, in.template_path, (int)in.tpl.end_id,
-           qa_tok_id_to_token(in.tok, in.tpl.end_id) ? qa_tok_id_to_token(in.tok, in.tpl.end_id) : "?",
-           in.tpl.bos_id >= 0 ? ", BOS first" : "");
+    if (in.has_template) {
+        printf("tokenizer: %s (%d ids)\n", tc->tokenizer.path, (int)qa_tok_vocab_size(in.tok));
+        printf("template: %s (%s); end token %d '%s'%s\n", in.tpl.name, in.template_path, (int)in.tpl.end_id,
+               qa_tok_id_to_token(in.tok, in.tpl.end_id) ? qa_tok_id_to_token(in.tok, in.tpl.end_id) : "?",
+               in.tpl.bos_id >= 0 ? ", BOS first" : "");
+    } else {
+        printf("tokenizer: none (data.template none: pre-tokenized data, ids checked against vocab_size %d)\n",
+               in.hf.vocab);
+    }
     printf("\ndata (read and tokenized in %.2f s):\n", in.seconds);
     qa_data_print_stats(&in.data, stdout);
 

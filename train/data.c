@@ -59,6 +59,7 @@ void qa_records_free(qa_record *recs, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         free(recs[i].input);
         free(recs[i].answer);
+        free(recs[i].ids);
     }
     free(recs);
 }
@@ -88,6 +89,61 @@ static int get_field(const char *path, int64_t i, json_t *rec, const char *key, 
     return 0;
 }
 
+/* A pre-tokenized record: "input_ids" and "labels", integer arrays of one length; labels -100 on a
+ * prefix, then equal to input_ids. */
+static int get_tokens(const char *path, int64_t i, json_t *rec, qa_record *out, qa_err *e) {
+    json_t *ids = json_object_get(rec, "input_ids"), *lab = json_object_get(rec, "labels");
+    if (!json_is_array(ids))
+        return QA_ERR(e, "%s: record %lld: \"input_ids\" is %s, expected an array of token ids", path, (long long)i,
+                      json_kind(ids));
+    if (!lab)
+        return QA_ERR(e, "%s: record %lld has \"input_ids\" but no \"labels\" (pre-tokenized records need both: "
+                         "labels -100 on the prompt, = input_ids on the response)", path, (long long)i);
+    if (!json_is_array(lab))
+        return QA_ERR(e, "%s: record %lld: \"labels\" is %s, expected an array of integers", path, (long long)i,
+                      json_kind(lab));
+    size_t n = json_array_size(ids);
+    if (n == 0) return QA_ERR(e, "%s: record %lld: \"input_ids\" is empty", path, (long long)i);
+    if (json_array_size(lab) != n)
+        return QA_ERR(e, "%s: record %lld: \"labels\" has %zu entries but \"input_ids\" has %zu; they must be aligned "
+                         "(HF convention, not shifted)", path, (long long)i, json_array_size(lab), n);
+    if (n > INT32_MAX / 2) return QA_ERR(e, "%s: record %lld: %zu tokens is too long", path, (long long)i, n);
+    int32_t *v = qa_malloc(n * sizeof *v);
+    size_t n_src = 0;
+    int in_prefix = 1;
+    for (size_t j = 0; j < n; j++) {
+        json_t *a = json_array_get(ids, j), *b = json_array_get(lab, j);
+        if (!json_is_integer(a) || json_integer_value(a) < 0 || json_integer_value(a) > INT32_MAX) {
+            free(v);
+            return QA_ERR(e, "%s: record %lld: input_ids[%zu] is %s, expected a token id (an integer >= 0)", path,
+                          (long long)i, j, json_is_integer(a) ? "out of range" : json_kind(a));
+        }
+        if (!json_is_integer(b)) {
+            free(v);
+            return QA_ERR(e, "%s: record %lld: labels[%zu] is %s, expected an integer", path, (long long)i, j,
+                          json_kind(b));
+        }
+        v[j] = (int32_t)json_integer_value(a);
+        json_int_t lb = json_integer_value(b);
+        if (in_prefix && lb == QA_IGNORE_INDEX) {
+            n_src++;
+            continue;
+        }
+        in_prefix = 0;
+        if (lb != (json_int_t)v[j]) {
+            int id = (int)v[j];
+            free(v);
+            return QA_ERR(e, "%s: record %lld: labels[%zu] = %lld but input_ids[%zu] = %d: pre-tokenized records must "
+                             "have labels -100 on a prompt prefix and labels = input_ids on the rest (the response)",
+                          path, (long long)i, j, (long long)lb, j, id);
+        }
+    }
+    out->ids = v;
+    out->n_ids = (int32_t)n;
+    out->n_src = (int32_t)n_src;
+    return 0;
+}
+
 int qa_data_read_file(const char *path, int64_t max_records, qa_record **recs, int64_t *n, qa_err *e) {
     *recs = NULL;
     *n = 0;
@@ -98,7 +154,8 @@ int qa_data_read_file(const char *path, int64_t max_records, qa_record **recs, i
     while (k < len && (text[k] == ' ' || text[k] == '\n' || text[k] == '\r' || text[k] == '\t')) k++;
     if (k == len) {
         free(text);
-        return QA_ERR(e, "%s is empty; expected a JSON array of {\"input\", \"answer\"} records", path);
+        return QA_ERR(e, "%s is empty; expected a JSON array of {\"input\", \"answer\"} (or {\"input_ids\", "
+                         "\"labels\"}) records", path);
     }
     json_error_t jerr;
     json_t *root = json_loadb(text, len, 0, &jerr);
@@ -119,26 +176,37 @@ int qa_data_read_file(const char *path, int64_t max_records, qa_record **recs, i
     }
     int64_t keep = max_records > 0 && (int64_t)total > max_records ? max_records : (int64_t)total;
     qa_record *r = qa_calloc((size_t)keep, sizeof *r);
-    int rc = 0;
+    int rc = 0, kind0 = -1;
     for (size_t i = 0; i < total && !rc; i++) {
         json_t *rec = json_array_get(root, i);
         if (!json_is_object(rec)) {
-            rc = QA_ERR(e, "%s: record %zu is %s, expected an object with \"input\" and \"answer\"", path, i,
-                        json_kind(rec));
+            rc = QA_ERR(e, "%s: record %zu is %s, expected an object with \"input\" and \"answer\" (or \"input_ids\" "
+                        "and \"labels\")", path, i, json_kind(rec));
             break;
         }
-        char *in = NULL, *ans = NULL;
-        if (get_field(path, (int64_t)i, rec, "input", &in, e) || get_field(path, (int64_t)i, rec, "answer", &ans, e)) {
-            free(in);
+        int kind = json_object_get(rec, "input_ids") != NULL;
+        if (kind0 < 0) kind0 = kind;
+        if (kind != kind0) {
+            rc = QA_ERR(e, "%s: record %zu is %s but record 0 is %s: one file holds one kind of record", path, i,
+                        kind ? "pre-tokenized (\"input_ids\")" : "text (no \"input_ids\")",
+                        kind0 ? "pre-tokenized" : "text");
+            break;
+        }
+        qa_record x = {0};
+        if (kind) {
+            if (get_tokens(path, (int64_t)i, rec, &x, e)) { rc = -1; break; }
+        } else if (get_field(path, (int64_t)i, rec, "input", &x.input, e) ||
+                   get_field(path, (int64_t)i, rec, "answer", &x.answer, e)) {
+            free(x.input);
             rc = -1;
             break;
         }
         if ((int64_t)i < keep) {
-            r[i].input = in;
-            r[i].answer = ans;
+            r[i] = x;
         } else {
-            free(in);
-            free(ans);
+            free(x.input);
+            free(x.answer);
+            free(x.ids);
         }
     }
     json_decref(root);
@@ -154,22 +222,55 @@ int qa_data_read_file(const char *path, int64_t max_records, qa_record **recs, i
 /* ---- tokenization (threads) ------------------------------------------------------------------- */
 
 typedef struct tok_job {
-    const qa_template *t;
+    const qa_template *t;       /* NULL: pre-tokenized data only */
     const qa_tokenizer *tok;
     const qa_record *recs;      /* all records, concatenated */
     int64_t lo, hi;             /* this thread's range */
     int32_t **src, **tgt;       /* [n] */
     size_t *n_src, *n_tgt;      /* [n] */
+    int vocab;                  /* > 0: ids must be below it */
     int64_t fail_at;            /* first failing record, -1 none */
     qa_err err;
 } tok_job;
+
+static int encode_record(const tok_job *j, const qa_record *r, int32_t **src, size_t *n_src, int32_t **tgt,
+                         size_t *n_tgt, qa_err *e) {
+    if (qa_record_is_tokens(r)) {
+        *n_src = (size_t)r->n_src;
+        *n_tgt = (size_t)(r->n_ids - r->n_src);
+        *src = qa_malloc((*n_src ? *n_src : 1) * sizeof(int32_t));
+        *tgt = qa_malloc((*n_tgt ? *n_tgt : 1) * sizeof(int32_t));
+        memcpy(*src, r->ids, *n_src * sizeof(int32_t));
+        memcpy(*tgt, r->ids + r->n_src, *n_tgt * sizeof(int32_t));
+    } else {
+        if (!j->t)
+            return QA_ERR(e, "is a text record (\"input\"/\"answer\") but data.template is none (pre-tokenized data "
+                             "only): set data.template to qwen, mistral, vanilla or a .yaml, or pre-tokenize this file");
+        QA_TRY(qa_template_encode(j->t, j->tok, r->input, r->answer, src, n_src, tgt, n_tgt, e));
+    }
+    if (j->vocab > 0) {
+        for (size_t k = 0; k < *n_src + *n_tgt; k++) {
+            int32_t id = k < *n_src ? (*src)[k] : (*tgt)[k - *n_src];
+            if (id >= j->vocab) {
+                int rc = qa_record_is_tokens(r)
+                    ? QA_ERR(e, "input_ids[%zu] = %d is outside the model's vocab_size %d (pre-tokenized with another "
+                                "tokenizer?)", k, (int)id, j->vocab)
+                    : QA_ERR(e, "token %zu of the templated example has id %d, outside the model's vocab_size %d: the "
+                                "tokenizer or template does not match the model", k, (int)id, j->vocab);
+                free(*src); free(*tgt);
+                *src = *tgt = NULL;
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
 
 static void *tok_worker(void *arg) {
     tok_job *j = arg;
     j->fail_at = -1;
     for (int64_t i = j->lo; i < j->hi; i++) {
-        if (qa_template_encode(j->t, j->tok, j->recs[i].input, j->recs[i].answer, &j->src[i], &j->n_src[i],
-                               &j->tgt[i], &j->n_tgt[i], &j->err)) {
+        if (encode_record(j, &j->recs[i], &j->src[i], &j->n_src[i], &j->tgt[i], &j->n_tgt[i], &j->err)) {
             j->fail_at = i;
             break;
         }
@@ -286,7 +387,7 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
     d->seed = o->seed;
     d->packing = o->packing;
     d->row_len = o->packing ? o->pack_length : o->cutoff;
-    d->pad_id = t->end_id;
+    d->pad_id = t ? t->end_id : o->pad_id;
     int64_t n = 0;
     for (int f = 0; f < o->n_files; f++) {
         d->files[f] = qa_strdup(o->files[f]);
@@ -303,6 +404,7 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
     for (int f = 0, k = 0; f < o->n_files; f++)
         for (int64_t i = 0; i < n_recs[f]; i++, k++) {
             all[k] = recs[f][i];
+            d->n_pretokenized += qa_record_is_tokens(&all[k]);
             file_of[k] = f;
             rec_of[k] = i;
         }
@@ -316,7 +418,7 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
     tok_job *jobs = qa_calloc((size_t)nt, sizeof(tok_job));
     pthread_t *th = qa_calloc((size_t)nt, sizeof(pthread_t));
     for (int k = 0; k < nt; k++) {
-        jobs[k] = (tok_job){t, tok, all, n * k / nt, n * (k + 1) / nt, src, tgt, n_src, n_tgt, -1, {0}};
+        jobs[k] = (tok_job){t, tok, all, n * k / nt, n * (k + 1) / nt, src, tgt, n_src, n_tgt, o->vocab, -1, {0}};
         if (nt == 1 || pthread_create(&th[k], NULL, tok_worker, &jobs[k])) {
             tok_worker(&jobs[k]);
             th[k] = 0;
@@ -439,6 +541,11 @@ void qa_data_opts_from_config(qa_data_opts *o, const qa_train_config *tc) {
     o->threads = tc->train.threads;
 }
 
+void qa_data_opts_for_model(qa_data_opts *o, const qa_hf_config *c) {
+    o->vocab = c->vocab;
+    o->pad_id = c->eos_token_id >= 0 && c->eos_token_id < c->vocab ? c->eos_token_id : 0;
+}
+
 void qa_data_print_stats(const qa_dataset *d, FILE *f) {
     for (int i = 0; i < d->n_files; i++) {
         int64_t tok = 0, lab = 0;
@@ -447,9 +554,11 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f) {
         fprintf(f, "  file %s: %lld records, %lld tokens (%lld labelled)\n", d->files[i], (long long)d->file_records[i],
                 (long long)tok, (long long)lab);
     }
-    fprintf(f, "  examples: %lld (train %lld, validation %lld); %lld cut to the cutoff; longest %d tokens, mean %.1f\n",
+    fprintf(f, "  examples: %lld (train %lld, validation %lld); %lld cut to the cutoff; longest %d tokens, mean %.1f",
             (long long)d->n, (long long)d->n_split[0], (long long)d->n_split[1], (long long)d->n_truncated, d->max_len,
             d->n ? (double)d->n_tokens / (double)d->n : 0.0);
+    if (d->n_pretokenized) fprintf(f, "; %lld pre-tokenized", (long long)d->n_pretokenized);
+    fprintf(f, "\n");
     const char *nm[2] = {"train", "validation"};
     for (int s = 0; s < 2; s++) {
         const qa_rows *R = &d->rows[s];
@@ -473,26 +582,24 @@ int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err 
     int rc = qa_hf_config_load(&in->hf, cfgp, e);
     if (rc) qa_err_prefix(e, "model.path %s (%s)", tc->model.path, qa_cfg_origin(&tc->cfg, "model.path"));
     free(cfgp);
-    if (!rc && (rc = qa_tok_load(&in->tok, tc->tokenizer.path, e)))
+    int none = qa_template_is_none(tc->data.template_name);
+    if (!rc && !none && (rc = qa_tok_load(&in->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (%s)", qa_cfg_origin(&tc->cfg, "tokenizer.path"));
-    if (!rc && (rc = qa_template_find(tc->data.template_name, tc->config_path, &in->template_path, e)))
+    if (!rc && !none && (rc = qa_template_find(tc->data.template_name, tc->config_path, &in->template_path, e)))
         qa_err_prefix(e, "data.template (%s)", qa_cfg_origin(&tc->cfg, "data.template"));
-    if (!rc)
+    if (!rc && !none) {
         rc = qa_template_load(&in->tpl, in->template_path, in->tok, in->hf.bos_token_id, in->hf.eos_token_id, e);
-    if (!rc && in->tpl.end_id >= in->hf.vocab)
+        if (!rc) in->has_template = 1;
+    }
+    if (!rc && in->has_template && in->tpl.end_id >= in->hf.vocab)
         rc = QA_ERR(e, "template %s: end token id %d is outside the model's vocab_size %d (%s)", in->template_path,
                     (int)in->tpl.end_id, in->hf.vocab, tc->model.path);
     if (!rc) {
         qa_data_opts o;
         qa_data_opts_from_config(&o, tc);
-        rc = qa_data_build(&in->data, &o, &in->tpl, in->tok, e);
+        qa_data_opts_for_model(&o, &in->hf);
+        rc = qa_data_build(&in->data, &o, in->has_template ? &in->tpl : NULL, in->tok, e);
     }
-    if (!rc && qa_tok_vocab_size(in->tok) > in->hf.vocab)
-        for (int64_t i = 0; i < in->data.n_tokens && !rc; i++)
-            if (in->data.tokens[i] >= in->hf.vocab)
-                rc = QA_ERR(e, "token id %d of the data is outside the model's vocab_size %d: tokenizer %s does not "
-                               "match model %s", (int)in->data.tokens[i], in->hf.vocab, tc->tokenizer.path,
-                            tc->model.path);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     in->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc) qa_train_inputs_free(in);
@@ -502,7 +609,7 @@ int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err 
 void qa_train_inputs_free(qa_train_inputs *in) {
     if (!in) return;
     qa_data_free(&in->data);
-    qa_template_free(&in->tpl);
+    if (in->has_template) qa_template_free(&in->tpl);
     if (in->tok) qa_tok_free(in->tok);
     free(in->template_path);
     memset(in, 0, sizeof *in);

@@ -1,13 +1,21 @@
 /* data.h — training data: question-alignment JSON files -> token ids -> (packed) micro-batches.
  *
  * Pipeline (qa_data_build), all of it done once at startup:
- *  1. Read every file of data.files: a JSON array of objects with string "input" and "answer"
- *     (other fields ignored). Errors name the file and the 0-based record index. data.max_examples
- *     keeps the first N records of each file (LLaMA-Factory max_samples). Files are concatenated in
- *     the listed order: example ids 0..n-1.
- *  2. Tokenize each record with the template (train/template.h) and cut it to data.cutoff
- *     (LLaMA-Factory's proportional cut). Labels: -100 on the source, the target ids on the
- *     response + end token.
+ *  1. Read every file of data.files: a JSON array of records, each either
+ *       text:          {"input": string, "answer": string}            (other fields ignored), or
+ *       pre-tokenized: {"input_ids": [int...], "labels": [int...]}   (other fields ignored;
+ *                      HF convention: labels aligned with input_ids, -100 = no loss).
+ *     A pre-tokenized record must have labels = -100 on a prefix (the prompt) and labels =
+ *     input_ids on the rest (the response and its end token), exactly the source/target split of
+ *     a templated text record; any other pattern, ids < 0, or a length mismatch is an error. One
+ *     file holds one kind of record. Errors name the file and the 0-based record index.
+ *     data.max_examples keeps the first N records of each file (LLaMA-Factory max_samples). Files
+ *     are concatenated in the listed order: example ids 0..n-1.
+ *  2. Tokenize each text record with the template (train/template.h); pre-tokenized records are
+ *     taken as they are (no template, no BOS/end token added). Every example is then cut to
+ *     data.cutoff (LLaMA-Factory's proportional cut). Labels: -100 on the source, the target ids
+ *     on the response + end token. With qa_data_opts.vocab set, every id must be below it (the
+ *     error names the file, the record and the position).
  *  3. Split (seeded): perm = Fisher-Yates over [0, n) driven by splitmix64 stream
  *     QA_STREAM_SPLIT of the seed; the first n_val = ceil(val_fraction * n) ids of perm are the
  *     validation set, the rest the training set; each set is kept in ascending id order.
@@ -43,6 +51,7 @@
 #include "train/template.h"
 #include "train/train_config.h"
 #include <stdint.h>
+#include <string.h>
 
 #define QA_IGNORE_INDEX (-100)
 enum { QA_STREAM_SPLIT = 1, QA_STREAM_PACK = 2, QA_STREAM_EPOCH = 16 };
@@ -59,11 +68,17 @@ void qa_data_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t strea
 
 /* ---- records ---------------------------------------------------------------------------------- */
 typedef struct qa_record {
-    char *input, *answer;
+    char *input, *answer;     /* text record; NULL for a pre-tokenized one */
+    int32_t *ids;             /* pre-tokenized record: input_ids [n_ids]; NULL for a text one */
+    int32_t n_ids;            /* tokens */
+    int32_t n_src;            /* leading tokens whose label is -100 (the prompt) */
 } qa_record;
+static inline int qa_record_is_tokens(const qa_record *r) { return r->ids != NULL; }
 /* Read one data file (max_records 0 = all; every record is still validated). Errors: unreadable or
- * empty file, invalid JSON (line/column), not an array, no records, a record that is not an object
- * or lacks a string "input"/"answer" (names the 0-based index). */
+ * empty file, invalid JSON (line/column), not an array, no records, a record that is not an object,
+ * lacks a string "input"/"answer" (text) or has invalid "input_ids"/"labels" (pre-tokenized: not
+ * arrays of integers, different lengths, empty, a negative id, a label pattern other than
+ * -100... then = input_ids), a file mixing both kinds (names the 0-based index). */
 int qa_data_read_file(const char *path, int64_t max_records, qa_record **recs, int64_t *n, qa_err *e);
 void qa_records_free(qa_record *recs, int64_t n);
 
@@ -95,6 +110,9 @@ typedef struct qa_data_opts {
     int packing;
     int pack_length;         /* >= cutoff when packing */
     int threads;             /* tokenizer threads; 0 = all cores */
+    int vocab;               /* > 0: every token id must be < vocab (the model's vocab_size) */
+    int32_t pad_id;          /* padding id when there is no template (pre-tokenized data); with a
+                                template its end id pads */
 } qa_data_opts;
 
 typedef struct qa_dataset {
@@ -107,7 +125,8 @@ typedef struct qa_dataset {
     int64_t n_tokens;
     int64_t n_truncated;
     int32_t max_len;         /* longest example after the cut */
-    int32_t pad_id;          /* the template's end id */
+    int32_t pad_id;          /* the template's end id (qa_data_opts.pad_id without a template) */
+    int n_pretokenized;      /* examples that came pre-tokenized */
     int packing, row_len;    /* row_len: pack_length when packing, else cutoff */
     uint64_t seed;
     int64_t n_split[2];      /* examples in the training / validation split */
@@ -115,7 +134,8 @@ typedef struct qa_dataset {
     qa_rows rows[2];         /* rows of each split */
 } qa_dataset;
 
-/* Read, tokenize, cut, split and pack. */
+/* Read, tokenize, cut, split and pack. t and tok may be NULL when every file is pre-tokenized
+ * (data.template: none); a text record is then an error naming it. */
 int qa_data_build(qa_dataset *d, const qa_data_opts *o, const qa_template *t, const qa_tokenizer *tok, qa_err *e);
 /* Build from records already in memory (tests; files[] names the sources for stats). */
 int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_template *t, const qa_tokenizer *tok,
@@ -123,20 +143,29 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
 void qa_data_free(qa_dataset *d);
 /* Options from a finished qa_train_config (files points into tc). */
 void qa_data_opts_from_config(qa_data_opts *o, const qa_train_config *tc);
+/* The model's part of the options: vocab (every id must be below it) and the padding id without a
+ * template (eos_token_id, else 0; padding never carries loss or attention). */
+void qa_data_opts_for_model(qa_data_opts *o, const qa_hf_config *c);
 /* Print example / token / row counts per split (and per file) to f. */
 void qa_data_print_stats(const qa_dataset *d, FILE *f);
 
 /* Ids and length of example i (source first: ids[0..n_src) then ids[n_src..n_src+n_tgt)). */
 static inline const int32_t *qa_example_ids(const qa_dataset *d, int64_t i) { return d->tokens + d->ex[i].off; }
 
+/* data.template: none — pre-tokenized data only, no tokenizer or template is loaded. */
+#define QA_TEMPLATE_NONE "none"
+static inline int qa_template_is_none(const char *name) { return name && !strcmp(name, QA_TEMPLATE_NONE); }
+
 /* Everything the data side of a run needs, from a finished config: model.path/config.json (for
- * "$bos"/"$eos" and the memory estimate), the tokenizer, the template (qa_template_find with the
- * config file's directory) and the built dataset. */
+ * "$bos"/"$eos", the vocab check and the memory estimate), the tokenizer, the template
+ * (qa_template_find with the config file's directory) and the built dataset. With data.template
+ * none, tok is NULL and tpl is empty (has_template 0). */
 typedef struct qa_train_inputs {
     qa_hf_config hf;
     qa_tokenizer *tok;
     char *template_path;
     qa_template tpl;
+    int has_template;
     qa_dataset data;
     double seconds;          /* wall time of loading + tokenizing */
 } qa_train_inputs;

@@ -17,17 +17,17 @@ static const qa_cfg_key KEYS[] = {
     K("model.path", QA_CFG_STRING, model.path, "",
       "HF checkpoint directory (config.json, *.safetensors, tokenizer.json)", NULL, NULL),
     K("model.device", QA_CFG_STRING, model.device, "cpu", "where the model runs", "cpu|cuda", NULL),
-    K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json)",
+    K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 
     K("data.files", QA_CFG_LIST, data.files, "",
-      "training files: JSON arrays of {\"input\", \"answer\"}, mixed in this order", NULL, NULL),
+      "training files: JSON arrays of {\"input\", \"answer\"} or pre-tokenized {\"input_ids\", \"labels\"}, mixed in this order", NULL, NULL),
     K("data.val_fraction", QA_CFG_FLOAT, data.val_fraction, "0.05",
       "share of the mixed records held out for validation (ceil(frac*n))", NULL, "[0,1)"),
     K("data.max_examples", QA_CFG_INT, data.max_examples, "0",
       "keep only the first N records of each file (0 = all)", NULL, "[0,)"),
     K("data.template", QA_CFG_STRING, data.template_name, "qwen",
-      "prompt template: a name in configs/templates (qwen, mistral, vanilla) or a .yaml path", NULL, NULL),
+      "prompt template: a name in configs/templates (qwen, mistral, vanilla), a .yaml path, or none (pre-tokenized data only; no tokenizer)", NULL, NULL),
     K("data.cutoff", QA_CFG_INT, data.cutoff, "2048",
       "max tokens per example; longer ones are cut proportionally between prompt and response", NULL, "[1,)"),
     K("data.packing", QA_CFG_BOOL, data.packing, "true",
@@ -110,7 +110,7 @@ int qa_train_config_finish(qa_train_config *tc, qa_err *e) {
     if (tc->data.files.n == 0)
         return QA_ERR(e, "data.files is empty; list the training JSON files (--set data.files=a.json,b.json)");
     if (tc->lora.targets.n == 0) return QA_ERR(e, "lora.targets is empty; name at least one projection (q_proj,v_proj)");
-    if (!*tc->tokenizer.path) {
+    if (!*tc->tokenizer.path && strcmp(tc->data.template_name, "none") != 0) {
         char *p = qa_path_join(tc->model.path, "tokenizer.json");
         int rc = set_derived(tc, "tokenizer.path", p, "derived from model.path", e);
         free(p);

@@ -18,13 +18,16 @@ typedef struct qa_train_config {
         char *device;          /* "cpu" | "cuda" */
     } model;
     struct {
-        char *path;            /* tokenizer.json; "" -> model.path/tokenizer.json after finish */
+        char *path;            /* tokenizer.json; "" -> model.path/tokenizer.json after finish
+                                  (stays "" with data.template none: no tokenizer) */
     } tokenizer;
     struct {
-        qa_strlist files;      /* JSON arrays of {"input","answer"}, mixed in the listed order */
+        qa_strlist files;      /* JSON arrays of {"input","answer"} or pre-tokenized
+                                  {"input_ids","labels"} (train/data.h), mixed in the listed order */
         double val_fraction;   /* held-out share, ceil(frac * n) records */
         int max_examples;      /* per file: keep the first N records (0 = all) */
-        char *template_name;   /* "qwen" | "mistral" | "vanilla" | a path to a template .yaml */
+        char *template_name;   /* "qwen" | "mistral" | "vanilla" | a path to a template .yaml |
+                                  "none" (pre-tokenized data only) */
         int cutoff;            /* max tokens per example (prompt + response) */
         int packing;           /* several examples per row */
         int pack_length;       /* row length when packing; 0 -> cutoff after finish */

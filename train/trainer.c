@@ -12,6 +12,7 @@
 #include "train/data.h"
 #include "train/template.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -294,6 +295,18 @@ static int open_metrics(trainer *t, qa_err *e) {
     return 0;
 }
 
+/* Push the appended lines to the file; a full disk (ENOSPC, EFBIG) is an error: the run stops with
+ * its last checkpoint intact instead of training on without a log. */
+static int metrics_flush(trainer *t, qa_err *e) {
+    if (fflush(t->metrics) == 0 && !ferror(t->metrics)) return 0;
+    int en = errno;
+    char *path = qa_path_join(t->tc->checkpoint.dir, "metrics.jsonl");
+    QA_ERR(e, "cannot append to %s at step %lld: %s (disk full?); the last checkpoint is intact, free space and rerun "
+           "to resume", path, (long long)t->step, strerror(en ? en : EIO));
+    free(path);
+    return -1;
+}
+
 /* ---- one step --------------------------------------------------------------------------------- */
 
 static const int64_t *epoch_order(trainer *t) {
@@ -466,30 +479,29 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->k_hi = t->k_lo + t->K / t->world;
     t->shuffle_seed = (uint64_t)(int64_t)tc->data.shuffle_seed;
 
-    /* tokenizer, model, template, data */
+    /* model, tokenizer, template, data (data.template none: pre-tokenized data, no tokenizer) */
     double t0 = now_s();
-    rc = qa_tok_load(&t->tok, tc->tokenizer.path, e);
-    if (!rc) {
-        rc = qa_model_load(&t->m, tc->model.path, NULL, e);
-        if (!rc) t->model_loaded = 1;
-    }
-    if (!rc) {
+    int no_template = qa_template_is_none(tc->data.template_name);
+    rc = qa_model_load(&t->m, tc->model.path, NULL, e);
+    if (!rc) t->model_loaded = 1;
+    if (!rc && !no_template) rc = qa_tok_load(&t->tok, tc->tokenizer.path, e);
+    if (!rc && !no_template) {
         char *tp = NULL;
         rc = qa_template_find(tc->data.template_name, tc->config_path, &tp, e);
         if (!rc) {
             rc = qa_template_load(&t->tpl, tp, t->tok, t->m.cfg.bos_token_id, t->m.cfg.eos_token_id, e);
             if (!rc) t->tpl_loaded = 1;
         }
+        if (!rc && t->tpl.end_id >= t->m.cfg.vocab)
+            rc = QA_ERR(e, "template %s: end token id %d is outside the vocab_size %d of model %s", tp,
+                        (int)t->tpl.end_id, t->m.cfg.vocab, tc->model.path);
         free(tp);
-    }
-    if (!rc && qa_tok_vocab_size(t->tok) > t->m.cfg.vocab) {
-        rc = QA_ERR(e, "tokenizer %s has %d ids but model %s has vocab_size %d: they do not belong together",
-                    tc->tokenizer.path, qa_tok_vocab_size(t->tok), tc->model.path, t->m.cfg.vocab);
     }
     if (!rc) {
         qa_data_opts o;
         qa_data_opts_from_config(&o, tc);
-        rc = qa_data_build(&t->ds, &o, &t->tpl, t->tok, e);
+        qa_data_opts_for_model(&o, &t->m.cfg);
+        rc = qa_data_build(&t->ds, &o, t->tpl_loaded ? &t->tpl : NULL, t->tok, e);
         if (!rc) t->ds_built = 1;
     }
     if ((rc = agree(t, rc, "setup (tokenizer, model, template, data)", e))) goto out;
@@ -575,9 +587,9 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
             break;
         }
         double ts = now_s();
-        double loss, gnorm;
-        int64_t ntok;
-        int skipped;
+        double loss = 0, gnorm = 0;
+        int64_t ntok = 0;
+        int skipped = 0;
         if ((rc = agree(t, train_step(t, &loss, &ntok, &gnorm, &skipped, e), "training step", e))) goto out;
         t->step++;
         hist_push(t, loss);
@@ -607,7 +619,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
                     "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"wall_time\":%.3f,\"world_size\":%d,\"skipped\":%d}\n",
                     (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, now_s() - t->t_start,
                     t->world, skipped);
-            fflush(t->metrics);
+            rc = metrics_flush(t, e);
             if (tc->train.log_every > 0 && (t->step % tc->train.log_every == 0 || t->step == total || t->step == start_step + 1)) {
                 char eb[32], tb[32];
                 fmt_hms(eb, sizeof eb, eta);
@@ -617,18 +629,20 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
                 fflush(stdout);
             }
         }
+        if ((rc = agree(t, rc, "writing metrics.jsonl", e))) goto out;
         if (tc->train.eval_every > 0 && t->ds.rows[QA_SPLIT_VAL].n_rows > 0 &&
             (t->step % tc->train.eval_every == 0 || t->step == total)) {
-            double vl;
+            double vl = NAN;
             if ((rc = agree(t, validate(t, &vl, e), "validation", e))) goto out;
             res->last_val_loss = vl;
             if (t->coord) {
                 fprintf(t->metrics, "{\"step\":%lld,\"val_loss\":%.17g,\"val_tokens\":%lld}\n", (long long)t->step, vl,
                         (long long)t->ds.rows[QA_SPLIT_VAL].n_label_tokens);
-                fflush(t->metrics);
+                rc = metrics_flush(t, e);
                 printf("step %lld/%lld | validation loss %.4f\n", (long long)t->step, (long long)total, vl);
                 fflush(stdout);
             }
+            if ((rc = agree(t, rc, "writing metrics.jsonl", e))) goto out;
         }
         if (tc->checkpoint.every > 0 && t->step % tc->checkpoint.every == 0 && t->step < total) {
             if ((rc = save_checkpoint(t, e))) goto out;
