@@ -391,7 +391,10 @@ static int compute_share(rank_state *rs, const qa_eval_suite *s, const plan *pl,
         if (pb->rank != me) continue;
         const int t = pb->cell / s->n_langs, l = pb->cell % s->n_langs;
         if (!th_ok[t]) {
-            if (task_heads_init(&th[t], s, t, m, tok, !o->full_vocab, e)) goto out;
+            if (task_heads_init(&th[t], s, t, m, tok, !o->full_vocab, e)) {
+                task_heads_free(&th[t]);
+                goto out;
+            }
             th_ok[t] = 1;
         }
         const int nout = o->full_vocab ? m->cfg.vocab : th[t].n_uni;
