@@ -244,8 +244,9 @@ static int encode_record(const tok_job *j, const qa_record *r, int32_t **src, si
         memcpy(*tgt, r->ids + r->n_src, *n_tgt * sizeof(int32_t));
     } else {
         if (!j->t)
-            return QA_ERR(e, "is a text record (\"input\"/\"answer\") but data.template is none (pre-tokenized data "
-                             "only): set data.template to qwen, mistral, vanilla or a .yaml, or pre-tokenize this file");
+            return QA_ERR(e, "a text record (\"input\"/\"answer\") needs a template, but data.template is none "
+                             "(pre-tokenized data only): set data.template to qwen, mistral, vanilla or a .yaml, or "
+                             "pre-tokenize this file");
         QA_TRY(qa_template_encode(j->t, j->tok, r->input, r->answer, src, n_src, tgt, n_tgt, e));
     }
     if (j->vocab > 0) {
