@@ -112,6 +112,7 @@ int main(int argc, char **argv) {
     printf("  prefix cache on : %6d items in %7.2f s = %8.2f items/s  (%lld tokens through the model)\n", n, best[1],
            n / best[1], tok_on);
     printf("  prefix cache off: %6d items in %7.2f s = %8.2f items/s  (%lld tokens)\n", n, best[0], n / best[0], tok_off);
+    printf("  padding: %lld (cache on) / %lld (off) positions\n", res[1].tokens_padded, res[0].tokens_padded);
     printf("  ratio on/off: %.2fx  (%.1f%% of prompt tokens came from the cache; predictions differ: %d)\n",
            best[0] / best[1], total > 0 ? 100.0 * cached / total : 0, diff);
     qa_eval_results_free(&res[0]);

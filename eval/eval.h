@@ -136,6 +136,7 @@ typedef struct qa_eval_results {
     qa_eval_pred *preds;             /* [n_items] rank 0 only (NULL elsewhere), task, language, index order */
     double seconds, items_per_s;
     long long tokens_computed;       /* tokens through the model: prefixes + suffixes (all ranks) */
+    long long tokens_padded;         /* padding positions of the batches (all ranks) */
 } qa_eval_results;
 
 /* Collective. m/lora/tok as loaded by the caller (lora NULL = base); d NULL = single process.

@@ -48,6 +48,4 @@ struct qa_eval_suite {
 static inline qa_eval_cellsrc *qa_eval_cellsrc_at(const qa_eval_suite *s, int t, int l) {
     return &s->cells[(size_t)t * s->n_langs + l];
 }
-/* bytes of the query of item i once filled (no allocation) */
-size_t qa_eval_query_bytes(const qa_eval_suite *s, int t, int l, int i);
 #endif

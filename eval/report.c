@@ -88,6 +88,7 @@ static json_t *results_json(const qa_eval_results *r) {
     json_object_set_new(j, "seconds", json_real(r->seconds));
     json_object_set_new(j, "items_per_s", json_real(r->items_per_s));
     json_object_set_new(j, "tokens_computed", json_integer(r->tokens_computed));
+    json_object_set_new(j, "tokens_padded", json_integer(r->tokens_padded));
     json_t *tasks = json_array(), *langs = json_array();
     for (int t = 0; t < s->n_tasks; t++) json_array_append_new(tasks, json_string(s->tasks[t].name));
     for (int l = 0; l < s->n_langs; l++) json_array_append_new(langs, json_string(s->langs[l]));

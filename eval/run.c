@@ -43,43 +43,119 @@ typedef struct plan_batch {
 typedef struct plan {
     int n_cells, n_batches, total;
     int32_t *cell_off;                  /* [n_cells + 1] offsets into ord */
-    int32_t *ord;                       /* [total] item indices, per cell sorted by query bytes */
+    int32_t *ord;                       /* [total] item indices, per cell sorted by computed tokens */
     plan_batch *b;                      /* [n_batches] */
 } plan;
 
+/* Prompt tokens this rank has computed, by global item g = cell_off[cell] + index; prefix tokens per cell. */
+typedef struct tokcache {
+    int total, n_cells;
+    int32_t **ids;                      /* [total] NULL: not tokenized here */
+    int32_t *n;                         /* [total] */
+    int32_t **pids;                     /* [n_cells] prefix tokens (add_special_tokens) */
+    int32_t *np;                        /* [n_cells] */
+} tokcache;
+
+static void tokcache_free(tokcache *tc) {
+    for (int g = 0; g < tc->total; g++) free(tc->ids ? tc->ids[g] : NULL);
+    for (int k = 0; k < tc->n_cells; k++) free(tc->pids ? tc->pids[k] : NULL);
+    free(tc->ids);
+    free(tc->n);
+    free(tc->pids);
+    free(tc->np);
+    memset(tc, 0, sizeof *tc);
+}
+
+/* longest common prefix of two id sequences */
+static int lcp(const int32_t *a, int na, const int32_t *b, int nb) {
+    int i = 0;
+    while (i < na && i < nb && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Tokens of item g that reuse the prefix cache: the common token prefix of the whole prompt's
+ * tokenization and the prefix's (BPE merges may cross the boundary), leaving >= 1 token to run. */
+static int cached_len(const tokcache *tc, int cell, int g, int use_cache) {
+    if (!use_cache) return 0;
+    int c = lcp(tc->pids[cell], tc->np[cell], tc->ids[g], tc->n[g]);
+    return c >= tc->n[g] ? tc->n[g] - 1 : c;
+}
+
+static int tokenize_item(tokcache *tc, const qa_eval_suite *s, const qa_tokenizer *tok, int cell, int index, int g,
+                         qa_err *e) {
+    if (tc->ids[g]) return 0;
+    const int t = cell / s->n_langs, l = cell % s->n_langs;
+    size_t plen, n = 0;
+    char *prompt = qa_eval_prompt(s, t, l, index, &plen);
+    int bad = qa_tok_encode(tok, prompt, plen, 1, &tc->ids[g], &n, e);
+    free(prompt);
+    if (bad)
+        return qa_err_prefix(e, "task '%s', language '%s', record %d: tokenizing the prompt", s->tasks[t].name,
+                             s->langs[l], index);
+    if (n == 0)
+        return QA_ERR(e, "task '%s', language '%s', record %d: the prompt has no tokens", s->tasks[t].name, s->langs[l],
+                      index);
+    tc->n[g] = (int32_t)n;
+    return 0;
+}
+
+/* Phase 1 (every rank): the prefixes of all cells, and the prompts of this rank's contiguous slice of
+ * each cell; *lens gets the slice's computed-token counts (prompt minus cached prefix), cell order. */
+static int measure_share(tokcache *tc, const qa_eval_suite *s, const int32_t *cell_off, int P, int me,
+                         const qa_tokenizer *tok, int use_cache, int32_t **lens, int *n_lens, qa_err *e) {
+    const int NC = s->n_tasks * s->n_langs;
+    tc->n_cells = NC;
+    tc->total = cell_off[NC];
+    tc->ids = qa_calloc((size_t)(tc->total ? tc->total : 1), sizeof *tc->ids);
+    tc->n = qa_calloc((size_t)(tc->total ? tc->total : 1), sizeof(int32_t));
+    tc->pids = qa_calloc(NC, sizeof *tc->pids);
+    tc->np = qa_calloc(NC, sizeof(int32_t));
+    *lens = qa_malloc(sizeof(int32_t) * (size_t)(tc->total ? tc->total : 1));
+    *n_lens = 0;
+    for (int k = 0; k < NC; k++) {
+        const int t = k / s->n_langs, l = k % s->n_langs, n = s->cells[k].n;
+        size_t np = 0;
+        if (qa_tok_encode(tok, s->tasks[t].prefix[l], s->tasks[t].prefix_len[l], 1, &tc->pids[k], &np, e))
+            return qa_err_prefix(e, "task '%s', language '%s': tokenizing the prefix", s->tasks[t].name, s->langs[l]);
+        tc->np[k] = (int32_t)np;
+        for (int i = (int)((int64_t)me * n / P); i < (int)((int64_t)(me + 1) * n / P); i++) {
+            const int g = cell_off[k] + i;
+            QA_TRY(tokenize_item(tc, s, tok, k, i, g, e));
+            (*lens)[(*n_lens)++] = tc->n[g] - cached_len(tc, k, g, use_cache);
+        }
+    }
+    return 0;
+}
+
 typedef struct sort_key {
-    size_t bytes;
-    int32_t index;
+    int32_t len, index;
 } sort_key;
 static int key_cmp(const void *a, const void *b) {
     const sort_key *x = a, *y = b;
-    if (x->bytes != y->bytes) return x->bytes < y->bytes ? -1 : 1;
+    if (x->len != y->len) return (x->len > y->len) - (x->len < y->len);
     return (x->index > y->index) - (x->index < y->index);
 }
 
-static void make_plan(const qa_eval_suite *s, const qa_eval_run_opts *o, int P, plan *pl) {
-    const int NC = s->n_tasks * s->n_langs;
-    pl->n_cells = NC;
-    pl->cell_off = qa_calloc((size_t)NC + 1, sizeof(int32_t));
-    for (int k = 0; k < NC; k++) pl->cell_off[k + 1] = pl->cell_off[k] + s->cells[k].n;
-    pl->total = pl->cell_off[NC];
+/* Rank 0: per cell, items sorted by computed tokens, cut into batches of <= batch_rows rows and
+ * <= batch_tokens padded tokens; each cell's batches go to the ranks in contiguous chunks. The plan
+ * depends on the data and options only, never on the number of ranks' timing, so the batch of every
+ * item (and with it every floating-point sum) is the same for any world size. */
+static void make_plan(const qa_eval_suite *s, const qa_eval_run_opts *o, int P, const int32_t *len_of, plan *pl) {
+    const int NC = pl->n_cells;
     pl->ord = qa_malloc(sizeof(int32_t) * (size_t)(pl->total ? pl->total : 1));
     int cap = 64;
     pl->b = qa_malloc(sizeof(plan_batch) * cap);
     pl->n_batches = 0;
     for (int k = 0; k < NC; k++) {
-        const int t = k / s->n_langs, l = k % s->n_langs, n = s->cells[k].n;
+        const int n = s->cells[k].n;
         sort_key *keys = qa_malloc(sizeof(sort_key) * (size_t)(n ? n : 1));
-        for (int i = 0; i < n; i++) keys[i] = (sort_key){qa_eval_query_bytes(s, t, l, i), i};
+        for (int i = 0; i < n; i++) keys[i] = (sort_key){len_of[pl->cell_off[k] + i], i};
         qsort(keys, n, sizeof *keys, key_cmp);
         for (int i = 0; i < n; i++) pl->ord[pl->cell_off[k] + i] = keys[i].index;
-        /* batches: rows <= batch_rows and rows x (bytes + 2) <= batch_tokens (tokens <= bytes + 2) */
         int first = pl->n_batches;
         for (int i = 0; i < n;) {
-            int c = 1;
-            while (i + c < n && c < o->batch_rows &&
-                   (size_t)(c + 1) * (keys[i + c].bytes + 2) <= (size_t)o->batch_tokens)
-                c++;
+            int c = 1; /* ascending lengths: the newest row sets the padded length */
+            while (i + c < n && c < o->batch_rows && (int64_t)(c + 1) * keys[i + c].len <= o->batch_tokens) c++;
             if (pl->n_batches == cap) pl->b = qa_realloc(pl->b, sizeof(plan_batch) * (cap *= 2));
             pl->b[pl->n_batches++] = (plan_batch){k, i, c, 0};
             i += c;
@@ -99,24 +175,42 @@ static void plan_free(plan *pl) {
     memset(pl, 0, sizeof *pl);
 }
 
-/* rank 0 plans; everyone receives it */
-static void share_plan(qa_dist *d, plan *pl, const qa_eval_suite *s, const qa_eval_run_opts *o) {
-    int P = d ? qa_dist_size(d) : 1, me = d ? qa_dist_rank(d) : 0;
-    if (me == 0) make_plan(s, o, P, pl);
-    if (!d || P == 1) return;
-    int32_t hdr[3] = {pl->n_cells, pl->n_batches, pl->total};
-    qa_dist_bcast(d, hdr, sizeof hdr, 0, "eval plan header");
-    if (me != 0) {
-        pl->n_cells = hdr[0];
-        pl->n_batches = hdr[1];
-        pl->total = hdr[2];
-        pl->cell_off = qa_calloc((size_t)pl->n_cells + 1, sizeof(int32_t));
-        pl->ord = qa_malloc(sizeof(int32_t) * (size_t)(pl->total ? pl->total : 1));
-        pl->b = qa_malloc(sizeof(plan_batch) * (size_t)(pl->n_batches ? pl->n_batches : 1));
+/* The measured lengths go to rank 0, which plans; everyone receives the plan. */
+static void share_plan(qa_dist *d, plan *pl, const qa_eval_suite *s, const qa_eval_run_opts *o, const int32_t *lens,
+                       int n_lens) {
+    const int P = d ? qa_dist_size(d) : 1, me = d ? qa_dist_rank(d) : 0, NC = pl->n_cells;
+    if (P == 1) {
+        make_plan(s, o, 1, lens, pl);
+        return;
     }
-    qa_dist_bcast(d, pl->cell_off, sizeof(int32_t) * ((size_t)pl->n_cells + 1), 0, "eval plan cells");
+    qa_dist_blobs bl;
+    memset(&bl, 0, sizeof bl);
+    qa_dist_gather_blobs(d, lens, sizeof(int32_t) * (size_t)n_lens, &bl, "eval lengths");
+    if (me == 0) {
+        /* rank r's blob: its slice of every cell, cell order */
+        int32_t *len_of = qa_malloc(sizeof(int32_t) * (size_t)(pl->total ? pl->total : 1));
+        for (int r = 0; r < P; r++) {
+            const int32_t *src = (const int32_t *)(bl.data + bl.offset[r]);
+            size_t at = 0;
+            for (int k = 0; k < NC; k++) {
+                const int n = s->cells[k].n;
+                for (int i = (int)((int64_t)r * n / P); i < (int)((int64_t)(r + 1) * n / P); i++)
+                    len_of[pl->cell_off[k] + i] = at < bl.len[r] / sizeof(int32_t) ? src[at++] : 0;
+            }
+        }
+        make_plan(s, o, P, len_of, pl);
+        free(len_of);
+    }
+    qa_dist_blobs_free(&bl);
+    int32_t nb = pl->n_batches;
+    qa_dist_bcast(d, &nb, sizeof nb, 0, "eval plan header");
+    if (me != 0) {
+        pl->n_batches = nb;
+        pl->ord = qa_malloc(sizeof(int32_t) * (size_t)(pl->total ? pl->total : 1));
+        pl->b = qa_malloc(sizeof(plan_batch) * (size_t)(nb ? nb : 1));
+    }
     if (pl->total) qa_dist_bcast(d, pl->ord, sizeof(int32_t) * (size_t)pl->total, 0, "eval plan order");
-    if (pl->n_batches) qa_dist_bcast(d, pl->b, sizeof(plan_batch) * (size_t)pl->n_batches, 0, "eval plan batches");
+    if (nb) qa_dist_bcast(d, pl->b, sizeof(plan_batch) * (size_t)nb, 0, "eval plan batches");
 }
 
 /* ---- per-task label sets -------------------------------------------------------------------- */
@@ -230,23 +324,15 @@ typedef struct wire_pred {
     double lm[QA_EVAL_MAX_LABELS], mass[QA_EVAL_MAX_LABELS];
 } wire_pred;
 
-/* longest common prefix of two id sequences */
-static int lcp(const int32_t *a, int na, const int32_t *b, int nb) {
-    int i = 0;
-    while (i < na && i < nb && a[i] == b[i]) i++;
-    return i;
-}
-
 typedef struct rank_state {
     qa_infer_ws ws;
     int have_ws;
     qa_kv_cache kv;
     int have_kv;
-    int32_t *pids;              /* the current prefix's tokens */
-    int np;
+    tokcache tc;                /* prompt and prefix tokens */
     wire_pred *out;
     int n_out, cap_out;
-    long long tokens;
+    long long tokens, padded;
 } rank_state;
 
 static int ensure_ws(rank_state *rs, qa_model *m, const qa_lora *l, int rows, int tokens, int max_out, qa_err *e) {
@@ -265,29 +351,24 @@ static int ensure_ws(rank_state *rs, qa_model *m, const qa_lora *l, int rows, in
     return 0;
 }
 
-static int set_prefix(rank_state *rs, const qa_eval_suite *s, int t, int l, qa_model *m, const qa_lora *lora,
-                      const qa_tokenizer *tok, int use_cache, const qa_head_rows *head, int max_out, qa_err *e) {
-    const qa_eval_taskdef *td = &s->tasks[t];
-    free(rs->pids);
-    rs->pids = NULL;
-    size_t n = 0;
-    if (qa_tok_encode(tok, td->prefix[l], td->prefix_len[l], 1, &rs->pids, &n, e))
-        return qa_err_prefix(e, "task '%s', language '%s': tokenizing the prefix", td->name, s->langs[l]);
-    rs->np = (int)n;
-    if (!use_cache || n == 0) return 0;
-    if (rs->have_kv && rs->kv.cap < (int)n) { qa_kv_cache_free(&rs->kv); rs->have_kv = 0; }
+/* The few-shot prefix of a cell through the model once: its K/V of every layer into the cache. */
+static int set_prefix(rank_state *rs, const qa_eval_suite *s, int k, qa_model *m, const qa_lora *lora,
+                      const qa_head_rows *head, int max_out, qa_err *e) {
+    const int t = k / s->n_langs, l = k % s->n_langs, n = rs->tc.np[k];
+    if (n == 0) return 0;
+    if (rs->have_kv && rs->kv.cap < n) { qa_kv_cache_free(&rs->kv); rs->have_kv = 0; }
     if (!rs->have_kv) {
-        QA_TRY(qa_kv_cache_alloc(&rs->kv, m, (int)n, e));
+        QA_TRY(qa_kv_cache_alloc(&rs->kv, m, n, e));
         rs->have_kv = 1;
     }
-    QA_TRY(ensure_ws(rs, m, lora, 1, (int)n, max_out, e));
-    int32_t len = (int32_t)n;
-    qa_infer_batch b = {1, (int)n, rs->pids, &len, NULL};
+    QA_TRY(ensure_ws(rs, m, lora, 1, n, max_out, e));
+    int32_t len = n;
+    qa_infer_batch b = {1, n, rs->tc.pids[k], &len, NULL};
     float *tmp = qa_malloc(sizeof(float) * (size_t)max_out);
     int rc = qa_model_infer(m, lora, &rs->ws, NULL, &b, &rs->kv, head, tmp, e); /* logits unused */
     free(tmp);
-    if (rc) return qa_err_prefix(e, "task '%s', language '%s': prefix", td->name, s->langs[l]);
-    rs->tokens += (long long)n;
+    if (rc) return qa_err_prefix(e, "task '%s', language '%s': prefix", s->tasks[t].name, s->langs[l]);
+    rs->tokens += n;
     return 0;
 }
 
@@ -303,34 +384,24 @@ static int run_batch(rank_state *rs, const qa_eval_suite *s, const plan *pl, con
     int32_t *ids = NULL;
     float *out = NULL;
     int rc = -1, T = 0;
+    const int use_cache = o->prefix_cache && rs->have_kv;
     for (int r = 0; r < B; r++) {
-        int idx = pl->ord[pl->cell_off[k] + pb->start + r];
-        size_t plen, n = 0;
-        char *prompt = qa_eval_prompt(s, t, l, idx, &plen);
-        int bad = qa_tok_encode(tok, prompt, plen, 1, &full[r], &n, e);
-        free(prompt);
-        if (bad) {
-            qa_err_prefix(e, "task '%s', language '%s', record %d: tokenizing the prompt", td->name, s->langs[l], idx);
-            goto out;
-        }
-        if (n == 0) {
-            QA_ERR(e, "task '%s', language '%s', record %d: the prompt has no tokens", td->name, s->langs[l], idx);
-            goto out;
-        }
-        nfull[r] = (int32_t)n;
-        int c = o->prefix_cache && rs->have_kv ? lcp(rs->pids, rs->np, full[r], (int)n) : 0;
-        if (c >= (int)n) c = (int)n - 1; /* at least the last token runs */
-        ctx[r] = c;
-        len[r] = (int32_t)n - c;
+        int idx = pl->ord[pl->cell_off[k] + pb->start + r], g = pl->cell_off[k] + idx;
+        if (tokenize_item(&rs->tc, s, tok, k, idx, g, e)) goto out;
+        full[r] = rs->tc.ids[g];
+        nfull[r] = rs->tc.n[g];
+        ctx[r] = cached_len(&rs->tc, k, g, use_cache);
+        len[r] = nfull[r] - ctx[r];
         if (len[r] > T) T = len[r];
     }
     if (ensure_ws(rs, m, lora, B, B * T, nout, e)) goto out;
     ids = qa_malloc(sizeof(int32_t) * (size_t)B * T);
+    for (int r = 0; r < B; r++) rs->padded += T - len[r];
     for (int r = 0; r < B; r++)
         for (int j = 0; j < T; j++) ids[(size_t)r * T + j] = j < len[r] ? full[r][ctx[r] + j] : full[r][nfull[r] - 1];
     out = qa_malloc(sizeof(float) * (size_t)B * nout);
     qa_infer_batch b = {B, T, ids, len, ctx};
-    if (qa_model_infer(m, lora, &rs->ws, o->prefix_cache && rs->have_kv ? &rs->kv : NULL, &b, NULL,
+    if (qa_model_infer(m, lora, &rs->ws, use_cache ? &rs->kv : NULL, &b, NULL,
                        o->full_vocab ? NULL : &th->head, out, e)) {
         qa_err_prefix(e, "task '%s', language '%s', batch of %d records", td->name, s->langs[l], B);
         goto out;
@@ -370,7 +441,11 @@ static int run_batch(rank_state *rs, const qa_eval_suite *s, const plan *pl, con
     }
     rc = 0;
 out:
-    for (int r = 0; r < B; r++) free(full[r]);
+    for (int r = 0; r < B; r++) { /* a prompt is computed once: drop its tokens */
+        int g = pl->cell_off[k] + pl->ord[pl->cell_off[k] + pb->start + r];
+        free(rs->tc.ids[g]);
+        rs->tc.ids[g] = NULL;
+    }
     free(full);
     free(nfull);
     free(ctx);
@@ -400,8 +475,12 @@ static int compute_share(rank_state *rs, const qa_eval_suite *s, const plan *pl,
         const int nout = o->full_vocab ? m->cfg.vocab : th[t].n_uni;
         if (pb->cell != cur) {
             if (me == 0) logf_(o, "eval: %s/%s: %d items", s->tasks[t].name, s->langs[l], s->cells[pb->cell].n);
-            if (set_prefix(rs, s, t, l, m, lora, tok, o->prefix_cache, o->full_vocab ? NULL : &th[t].head, nout, e))
-                goto out;
+            if (o->prefix_cache) {
+                if (set_prefix(rs, s, pb->cell, m, lora, o->full_vocab ? NULL : &th[t].head, nout, e)) goto out;
+            } else if (rs->have_kv) {
+                qa_kv_cache_free(&rs->kv);
+                rs->have_kv = 0;
+            }
             cur = pb->cell;
         }
         if (run_batch(rs, s, pl, pb, m, lora, tok, &th[t], o, e)) goto out;
@@ -443,17 +522,34 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
     }
     if (!ok) return -1;
 
+    /* phase 1: every rank tokenizes a slice; rank 0 plans the batches from the token counts */
+    const int NC = s->n_tasks * s->n_langs;
     plan pl;
     memset(&pl, 0, sizeof pl);
-    if (d) qa_dist_note(d, "eval: plan");
-    share_plan(d, &pl, s, &o);
+    pl.n_cells = NC;
+    pl.cell_off = qa_calloc((size_t)NC + 1, sizeof(int32_t));
+    for (int k = 0; k < NC; k++) pl.cell_off[k + 1] = pl.cell_off[k] + s->cells[k].n;
+    pl.total = pl.cell_off[NC];
     rank_state rs;
     memset(&rs, 0, sizeof rs);
-    if (d) qa_dist_note(d, "eval: forward");
-    ok = compute_share(&rs, s, &pl, me, m, lora, tok, &o, e) == 0;
+    int32_t *lens = NULL;
+    int n_lens = 0;
+    if (d) qa_dist_note(d, "eval: tokenize");
+    ok = measure_share(&rs.tc, s, pl.cell_off, P, me, tok, o.prefix_cache, &lens, &n_lens, e) == 0;
+    if (d && !qa_dist_all_true(d, ok, "eval tokenize")) {
+        if (ok) QA_ERR(e, "evaluation failed on another rank (see its message)");
+        ok = 0;
+    }
+    if (ok) {
+        if (d) qa_dist_note(d, "eval: plan");
+        share_plan(d, &pl, s, &o, lens, n_lens);
+        if (d) qa_dist_note(d, "eval: forward");
+        ok = compute_share(&rs, s, &pl, me, m, lora, tok, &o, e) == 0;
+    }
+    free(lens);
     if (rs.have_ws) qa_infer_ws_free(&rs.ws);
     if (rs.have_kv) qa_kv_cache_free(&rs.kv);
-    free(rs.pids);
+    tokcache_free(&rs.tc);
     if (d && !qa_dist_all_true(d, ok, "eval compute")) {
         if (ok) QA_ERR(e, "evaluation failed on another rank (see its message)");
         ok = 0;
@@ -465,7 +561,6 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
     }
 
     /* gather on rank 0 */
-    const int NC = s->n_tasks * s->n_langs;
     wire_pred *all = NULL;
     int n_all = 0;
     if (d && P > 1) {
@@ -485,11 +580,12 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
         all = rs.out;
         n_all = rs.n_out;
     }
-    long long tokens = rs.tokens;
+    long long tokens = rs.tokens, padded = rs.padded;
     if (d && P > 1) {
-        int64_t tk = tokens;
-        qa_dist_allreduce_i64(d, &tk, 1, QA_DIST_SUM, "eval tokens");
-        tokens = tk;
+        int64_t tk[2] = {tokens, padded};
+        qa_dist_allreduce_i64(d, tk, 2, QA_DIST_SUM, "eval tokens");
+        tokens = tk[0];
+        padded = tk[1];
     }
 
     r->suite = s;
@@ -509,6 +605,7 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
     r->task_avg = qa_calloc(s->n_tasks, sizeof(double));
     r->n_items = pl.total;
     r->tokens_computed = tokens;
+    r->tokens_padded = padded;
     /* counts: [NC][3] correct, ties, prefix tokens; rank 0 fills them, everyone receives them */
     int32_t *cnt = qa_calloc((size_t)NC * 3, sizeof(int32_t));
     int bad = 0;

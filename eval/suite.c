@@ -446,10 +446,6 @@ static size_t fill_query(const qa_eval_taskdef *td, const qa_eval_cellsrc *c, in
     return k;
 }
 
-size_t qa_eval_query_bytes(const qa_eval_suite *s, int t, int l, int i) {
-    return fill_query(&s->tasks[t], qa_eval_cellsrc_at(s, t, l), l, i, NULL);
-}
-
 char *qa_eval_prompt(const qa_eval_suite *s, int t, int l, int i, size_t *len) {
     const qa_eval_taskdef *td = &s->tasks[t];
     const qa_eval_cellsrc *c = qa_eval_cellsrc_at(s, t, l);
