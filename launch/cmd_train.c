@@ -250,6 +250,13 @@ int cmd_train(int argc, char **argv) {
         rc = train_dry_run(&tc, world, src);
         goto done;
     }
+    if (strcmp(tc.model.device, "cpu") != 0) {
+        fprintf(stderr, "qalign train: error: model.device is %s (%s), but the training loop runs on the CPU backend "
+                        "only (the CUDA backend serves qalign eval / forward): --set model.device=cpu\n",
+                tc.model.device, qa_cfg_origin(&tc.cfg, "model.device"));
+        rc = 2;
+        goto done;
+    }
     rc = run_training(&tc, &argc, &argv);
 done:
     free(sets);

@@ -789,6 +789,10 @@ static void case_resume(void) {
     snprintf(want, sizeof want, "step %d, epoch", N);
     QT_CHECK(rc == 0 && strstr(out, "resumed from") && strstr(out, want), "rerun with max_steps %d resumes from step %d "
              "(exit %d)", 2 * N, N, rc);
+    QT_CHECK(!strstr(out, "not the continuation"), "no warning about changed settings (max_steps is not one)");
+    /* a rerun with nothing left to do writes the adapter again and leaves the checkpoints alone */
+    rc = train(0, split, extra);
+    QT_CHECK(rc == 0 && strstr(out, "nothing to train"), "a finished run rerun: nothing to train (exit %d)", rc);
     if (rc) show_output();
     same_run("N, stop, resume to 2N vs 2N straight", straight, split, 2 * N);
 

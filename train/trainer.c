@@ -61,6 +61,7 @@ typedef struct trainer {
     int64_t steps_this_run;
     int64_t tokens_this_run;
     char *config_yaml;
+    char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
     /* checkpoint tensor tables */
     qa_ckpt_tensor *ck_lora;
     float **ck_m, **ck_v;
@@ -183,16 +184,57 @@ static int save_checkpoint(trainer *t, qa_err *e) {
                              .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
         qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
         double t0 = now_s();
+        qa_dist_note(t->d, "save checkpoint");
         if (qa_ckpt_save(tc->checkpoint.dir, &meta, &st, &so, path, sizeof path, &le)) ok = 0;
-        else logmsg(t, "checkpoint step %lld committed: %s (%.2f s)", (long long)t->step, path, now_s() - t0);
+        else {
+            logmsg(t, "checkpoint step %lld committed: %s (%.2f s)", (long long)t->step, path, now_s() - t0);
+            snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+        }
     }
     qa_dist_bcast(t->d, &ok, sizeof ok, 0, "checkpoint commit status");
     if (!ok) {
-        if (t->coord) { *e = le; return qa_err_prefix(e, "rank 0: checkpoint of step %lld failed", (long long)t->step); }
+        if (t->coord) {
+            char msg[sizeof le.msg];
+            snprintf(msg, sizeof msg, "%s", le.msg);
+            if (t->last_ckpt[0])
+                return QA_ERR(e, "rank 0: %s; the run stops here: %s is the newest valid checkpoint, rerun after fixing "
+                              "the cause (disk space, quota, permissions) to resume from it", msg, t->last_ckpt);
+            return QA_ERR(e, "rank 0: %s; the run stops here with no checkpoint committed yet", msg);
+        }
         return QA_ERR(e, "rank %d: rank 0 failed to commit the checkpoint of step %lld (see its message)", t->rank,
                       (long long)t->step);
     }
     return 0;
+}
+
+/* Keys that fix what a step and the data cursor mean: changing one between a checkpoint and its
+ * resume changes the run (the resume is then not the continuation of the same run). */
+static const char *const RESUME_KEYS[] = {"data.files", "data.max_examples", "data.val_fraction", "data.template",
+                                          "data.cutoff", "data.packing", "data.pack_length", "train.micro_batch",
+                                          "train.grad_accum", "train.seed", "lora.dropout", "train.lr",
+                                          "train.schedule", "train.warmup_ratio", "train.weight_decay",
+                                          "train.max_grad_norm"};
+
+/* Warn (rank 0) about every RESUME_KEYS value that differs from the checkpoint's recorded config. */
+static void warn_config_changes(const trainer *t, const char *ckpt_path, const char *yaml) {
+    if (!yaml || !*yaml) return;
+    qa_train_config old;
+    qa_train_config_init(&old);
+    qa_err le = {0};
+    if (qa_cfg_load_text(&old.cfg, yaml, strlen(yaml), "checkpoint config_yaml", &le) == 0) {
+        for (size_t k = 0; k < sizeof RESUME_KEYS / sizeof RESUME_KEYS[0]; k++) {
+            int i = qa_cfg_find(&old.cfg, RESUME_KEYS[k]), j = qa_cfg_find(&t->tc->cfg, RESUME_KEYS[k]);
+            if (i < 0 || j < 0) continue;
+            char *a = qa_cfg_value_text(&old.cfg, i), *b = qa_cfg_value_text(&t->tc->cfg, j);
+            if (strcmp(a, b))
+                fprintf(stderr, "qalign: warning: %s = %s now, but %s was written with %s: the resumed run is not the "
+                        "continuation of the same run (same settings give bit-identical results)\n", RESUME_KEYS[k], b,
+                        ckpt_path, a);
+            free(a);
+            free(b);
+        }
+    }
+    qa_train_config_free(&old);
 }
 
 /* Resume from the newest valid checkpoint: rank 0 reads and verifies, everyone receives. */
@@ -215,6 +257,7 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
                        (unsigned long long)mt->shuffle_seed, (unsigned long long)t->shuffle_seed);
                 found = -1;
             } else {
+                warn_config_changes(t, qa_ckpt_path(ck), mt->config_yaml);
                 hdr[0] = mt->step; hdr[1] = mt->optim_step; hdr[2] = mt->epoch; hdr[3] = mt->cursor;
                 hdr[4] = mt->tokens_seen; hdr[5] = mt->skipped_steps;
                 const qa_ckpt_info *mi = qa_ckpt_find(ck, "metrics/loss");
@@ -259,6 +302,7 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
     qa_dist_bcast(t->d, t->l.v, nb, 0, "resume: AdamW v");
     if (t->coord) {
         uint32_t crc = qa_crc32c(0, t->l.params, nb);
+        snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", qa_ckpt_path(ck));
         logmsg(t, "resumed from %s: step %lld, epoch %d, row %lld, AdamW step %lld, last loss %.6f, %zu LoRA tensors "
                "(%zu parameters, crc32c %08x)", qa_ckpt_path(ck), (long long)t->step, t->epoch, (long long)t->cursor,
                (long long)t->l.step, nh ? t->loss_hist[nh - 1] : NAN, t->n_ck, t->l.n_params, crc);
@@ -469,6 +513,11 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     }
     qa_cpu_set_threads(threads);
 
+    if (strcmp(tc->model.device, "cpu") != 0) {
+        rc = QA_ERR(e, "model.device is %s, but the training loop runs on the CPU backend only (the CUDA backend serves "
+                    "qalign eval / forward): set model.device: cpu", tc->model.device);
+        goto out;
+    }
     t->K = tc->train.grad_accum;
     if (t->K % t->world != 0) {
         rc = QA_ERR(e, "train.grad_accum = %d micro-batches per step (over all ranks) is not divisible by the %d ranks; "
@@ -653,7 +702,10 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if (res->stopped) goto out;
 
     /* the end: a final checkpoint (resumable, e.g. to extend max_steps) and the PEFT adapter */
-    if ((rc = save_checkpoint(t, e))) goto out;
+    if (t->steps_this_run == 0 && resumed >= 0)
+        logmsg(t, "the checkpoint is already at step %lld of %lld: nothing to train (raise train.max_steps or "
+               "train.epochs to continue); writing the adapter", (long long)t->step, (long long)total);
+    else if ((rc = save_checkpoint(t, e))) goto out;
     if (t->coord) {
         char *ad = qa_path_join(tc->checkpoint.dir, "adapter");
         rc = qa_lora_save_peft(&t->l, &t->m, ad, e);
