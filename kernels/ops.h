@@ -234,14 +234,20 @@ const qa_ops *qa_ops_cpu(void);
 const qa_ops *qa_ops_get(const char *name, qa_err *e);
 
 /* Counter-based dropout mask shared by all backends: 1 if element (n,k) of call `key` is
- * kept at drop probability p. Pure function; identical on every backend. */
-static inline uint64_t qa_ops_hash64(uint64_t z) {
+ * kept at drop probability p. Pure function; identical on every backend (QA_HD: also compiled
+ * as device code by nvcc, kernels/cuda). */
+#if defined(__CUDACC__)
+#define QA_HD __host__ __device__
+#else
+#define QA_HD
+#endif
+static inline QA_HD uint64_t qa_ops_hash64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static inline int qa_dropout_keep(uint64_t key, uint64_t n, uint64_t k, float p) {
+static inline QA_HD int qa_dropout_keep(uint64_t key, uint64_t n, uint64_t k, float p) {
     uint64_t h = qa_ops_hash64(key ^ qa_ops_hash64((n << 32) ^ k));
     return (float)((h >> 40) * (1.0 / 16777216.0)) >= p;
 }
