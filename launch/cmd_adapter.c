@@ -15,6 +15,7 @@
 #include "io/checkpoint.h"
 #include "model/model.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,12 @@ int cmd_merge(int argc, char **argv) {
         else { fprintf(stderr, "qalign merge: error: unexpected argument '%s'\n", argv[i]); merge_usage(stderr); return 2; }
     }
     if (!model || !adapter || !out) { merge_usage(stderr); return 2; }
+    char rm[PATH_MAX], ro[PATH_MAX];
+    if (realpath(model, rm) && realpath(out, ro) && !strcmp(rm, ro)) {
+        fprintf(stderr, "qalign merge: error: --out %s is the base model directory itself; write the merged model to a "
+                        "new directory\n", out);
+        return 2;
+    }
     qa_dtype odt;
     if (!strcmp(dt, "same")) odt = QA_DT_INVALID;
     else if (!strcmp(dt, "bf16")) odt = QA_DT_BF16;

@@ -12,6 +12,8 @@
  *               shapes, F32, metadata format=pt) and the values of run/adapter
  *   adapter     export-peft output as lora.init_adapter continues the run exactly (loss of step 3,
  *               byte-equal); qalign merge --dtype f32 == base + adapter (logits rel <= 1e-5)
+ *   validation  the logged val_loss is the adapter's loss on the held-out rows (golden logits), not the
+ *               base model's
  *   resume      2N steps straight == N steps, then rerun to 2N (every logged loss and the adapter
  *               file byte-equal); SIGUSR1 mid-run (checkpoint, exit 0), rerun == straight
  *   packing     one step on packed rows == one step on unpacked rows (loss, gradient norm, adapter)
@@ -492,6 +494,8 @@ static void cmp_peft_layout(const char *what, const char *outdir, const char *re
     free(rm);
 }
 
+static double metric_of(const char *run, const char *key);
+
 /* ---- golden through the loop -------------------------------------------------------------------- */
 
 static void lora_settings(const char *adapter_dir, char *buf, size_t n) {
@@ -636,6 +640,93 @@ static void case_golden(void) {
     for (int i = 0; i < n; i++) free(names[i]);
     if (n > 0) free(names);
     printf("golden through the loop: worst adapter rel err %.3e, worst loss abs err %.3e\n", worst_rel, worst_loss);
+}
+
+/* Mean next-token cross-entropy of the rows in `rows_mask` (bit b = row b) from logits [B,T,V]. */
+static double ce_rows(const float *logits, const int32_t *labels, int B, int T, int V, unsigned rows_mask, int64_t *ntok) {
+    double sum = 0;
+    int64_t n = 0;
+    for (int b = 0; b < B; b++) {
+        if (!(rows_mask >> b & 1)) continue;
+        for (int t = 0; t + 1 < T; t++) {
+            int y = labels[b * T + t + 1];
+            if (y < 0) continue;
+            const float *z = logits + ((size_t)b * T + t) * V;
+            double mx = z[0], se = 0;
+            for (int v = 1; v < V; v++) if (z[v] > mx) mx = z[v];
+            for (int v = 0; v < V; v++) se += exp((double)z[v] - mx);
+            sum += mx + log(se) - z[y];
+            n++;
+        }
+    }
+    *ntok = n;
+    return n ? sum / (double)n : NAN;
+}
+
+/* Validation uses the adapter: with lr 0 the adapter stays at adapter_<tag>_init, so the logged
+ * val_loss must be the golden lora_<tag>.logits cross-entropy of the held-out rows (which rows the
+ * seeded split holds out is found by their token count and loss among all subsets), not the base
+ * model's. */
+static void case_validation(void) {
+    const char *root = fixtures_root();
+    char **names;
+    int n = list_dir(root, &names, is_fixture);
+    QT_CHECK(n > 0, "fixtures under %s", root);
+    for (int i = 0; i < n; i++) {
+        char dir[1024], gp[1100], model[1100];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+        snprintf(gp, sizeof gp, "%s/golden.safetensors", dir);
+        snprintf(model, sizeof model, "%s/model", dir);
+        qa_safetensors g;
+        qa_err e = {0};
+        if (qa_st_open(&g, gp, &e)) die(gp, &e);
+        char *data = wpath("%s.json", names[i]);
+        write_golden_data(&g, data);
+        const qa_st_tensor *ti = qa_st_find(&g, "input_ids"), *tl = qa_st_find(&g, "labels");
+        int B = (int)ti->shape[0], T = (int)ti->shape[1];
+        char **ads;
+        int na = list_dir(dir, &ads, is_adapter_init);
+        for (int k = 0; k < na && B <= 16; k++) {
+            char tag[256], lora[2048], nm[300];
+            snprintf(tag, sizeof tag, "%.*s", (int)strlen(ads[k]) - 13, ads[k] + 8);
+            char *ad = qa_path_join(dir, ads[k]);
+            lora_settings(ad, lora, sizeof lora);
+            char *run = wpath("val_%s_%s", names[i], tag);
+            int rc = sh("%s train --set model.path=%s --set data.files=%s --set data.template=none "
+                        "--set data.val_fraction=0.5 --set data.packing=false --set train.micro_batch=%d "
+                        "--set train.grad_accum=1 --set train.max_steps=1 --set train.lr=0 --set train.threads=1 "
+                        "--set train.eval_every=1 --set checkpoint.dir=%s %s", bin, model, data, B, run, lora);
+            QT_CHECK(rc == 0, "%s/%s: a run with validation (exit %d)", names[i], tag, rc);
+            if (rc) show_output();
+            double val = metric_of(run, "val_loss");
+            snprintf(nm, sizeof nm, "lora_%s.logits", tag);
+            const qa_st_tensor *tlg = qa_st_find(&g, nm), *tbase = qa_st_find(&g, "logits");
+            if (!tlg || !tbase) { QT_CHECK(0, "%s: golden %s and logits", names[i], nm); continue; }
+            int V = (int)tlg->shape[2];
+            float *L = read_f32(&g, tlg), *L0 = read_f32(&g, tbase);
+            double best = INFINITY, base_of_best = NAN;
+            for (unsigned m = 1; m < (1u << B) - 1; m++) {
+                int64_t nt, nt0;
+                double ce = ce_rows(L, tl->data, B, T, V, m, &nt), ce0 = ce_rows(L0, tl->data, B, T, V, m, &nt0);
+                if (fabs(ce - val) < fabs(best - val)) { best = ce; base_of_best = ce0; }
+            }
+            QT_CHECK(fabs(best - val) <= 1e-4 && fabs(base_of_best - val) > 1e-3,
+                     "%s/%s: val_loss %.6f = the adapter's loss on the held-out rows %.6f (abs %.1e; the base model "
+                     "gives %.6f)", names[i], tag, val, best, fabs(best - val), base_of_best);
+            printf("  %-8s %-4s val_loss %.6f, adapter on the held-out rows %.6f (abs %.1e), base model %.6f\n", names[i],
+                   tag, val, best, fabs(best - val), base_of_best);
+            free(L);
+            free(L0);
+            free(run);
+            free(ad);
+        }
+        for (int k = 0; k < na; k++) free(ads[k]);
+        if (na > 0) free(ads);
+        free(data);
+        qa_st_close(&g);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    if (n > 0) free(names);
 }
 
 /* ---- adapters out: export as init, merge -------------------------------------------------------- */
@@ -1166,8 +1257,9 @@ static void case_baddata(void) {
         }
         for (int dry = 0; dry < 2; dry++) {
             char *run = wpath("bad_%s_run", cases[i].name);
-            int rc = sh("%s train --config %s --set data.files=%s --set checkpoint.dir=%s --set train.max_steps=1%s", bin,
-                        base_yaml, f, run, dry ? " --dry-run" : "");
+            /* the dry run starts no MPI: leak checking stays on there under a sanitizer build */
+            int rc = sh("%s%s train --config %s --set data.files=%s --set checkpoint.dir=%s --set train.max_steps=1%s",
+                        dry ? "env ASAN_OPTIONS=detect_leaks=1 " : "", bin, base_yaml, f, run, dry ? " --dry-run" : "");
             const char *hit = strstr(out, cases[i].needle);
             QT_CHECK(rc == 1 && hit && strstr(out, f), "%s%s: exit 1 naming the file and \"%s\" (exit %d)", cases[i].name,
                      dry ? " (dry run)" : "", cases[i].needle, rc);
@@ -1186,7 +1278,7 @@ static void case_baddata(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_train_run golden|adapter|resume|packing|ranks|kill RANK|signal|corrupt|diskfull|baddata\n");
+        fprintf(stderr, "usage: test_train_run golden|adapter|validation|resume|packing|ranks|kill RANK|signal|corrupt|diskfull|baddata\n");
         return 2;
     }
     bin = qt_env_or("QALIGN_BIN", "qalign");
@@ -1203,6 +1295,7 @@ int main(int argc, char **argv) {
     const char *c = argv[1];
     if (!strcmp(c, "golden")) case_golden();
     else if (!strcmp(c, "adapter")) case_adapter();
+    else if (!strcmp(c, "validation")) case_validation();
     else if (!strcmp(c, "resume")) case_resume();
     else if (!strcmp(c, "packing")) case_packing();
     else if (!strcmp(c, "ranks")) case_ranks();

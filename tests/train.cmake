@@ -31,6 +31,7 @@ endfunction()
 
 _qa_train_test(train_golden "train;golden" 120 golden)
 _qa_train_test(train_adapter "train" 120 adapter)
+_qa_train_test(train_validation "train;golden" 120 validation)
 _qa_train_test(train_resume "train" 120 resume)
 _qa_train_test(train_packing "train" 60 packing)
 _qa_train_test(train_corrupt_ckpt "train;badinput" 120 corrupt)

@@ -431,11 +431,15 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
     return 0;
 }
 
-/* Validation: mean token cross-entropy over the whole validation split (global token mean). */
+/* Validation: mean token cross-entropy over the whole validation split (global token mean), with the
+ * adapter as it is after the step and no dropout. The gradients it leaves behind are discarded (every
+ * training micro-batch starts from zeroed gradients). */
 static int validate(trainer *t, double *val_loss, qa_err *e) {
     const qa_rows *R = &t->ds.rows[QA_SPLIT_VAL];
     int mbsz = t->tc->train.micro_batch;
     double acc[2] = {0, 0};
+    float dropout = t->l.dropout;
+    t->l.dropout = 0.0f;
     int64_t nb = (R->n_rows + mbsz - 1) / mbsz;
     int64_t *ids = qa_malloc((size_t)mbsz * sizeof *ids);
     qa_dist_note(t->d, "validation");
@@ -445,18 +449,19 @@ static int validate(trainer *t, double *val_loss, qa_err *e) {
         qa_data_fill_batch(&t->ds, QA_SPLIT_VAL, ids, cnt, &t->mb);
         qa_batch view;
         qa_microbatch_view(&t->mb, &view);
-        qa_lora_zero_grad(&t->l); /* forward_backward accumulates; validation grads are discarded */
-        qa_train_opts to = {.grad_scale = 0.0f, .dropout_key = 0, .want_embed_grad = 0};
+        qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 0};
         qa_loss lo;
-        if (qa_model_forward_backward(&t->m, NULL, &t->acts, &view, &to, &lo, e) == 0) {
+        if (qa_model_forward_backward(&t->m, &t->l, &t->acts, &view, &to, &lo, e) == 0) {
             acc[0] += lo.loss_sum;
             acc[1] += (double)lo.n_tokens;
         } else {
             free(ids);
+            t->l.dropout = dropout;
             return qa_err_prefix(e, "rank %d: validation", t->rank);
         }
     }
     free(ids);
+    t->l.dropout = dropout;
     qa_dist_allreduce_f64(t->d, acc, 2, QA_DIST_SUM, "validation loss");
     *val_loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
     return 0;
