@@ -28,6 +28,11 @@ static float gen(int who, size_t i) {
     printf("CUDA: %s: %s\n", #call, cudaGetErrorString(_e)); return 1; } } while (0)
 
 int main(int argc, char **argv) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+        printf("no CUDA device: the NCCL test is skipped\n");
+        return 77;
+    }
     qa_dist_opts o;
     qa_dist_opts_default(&o);
     qa_dist *d;
