@@ -1063,10 +1063,10 @@ static void case_kill(int victim) {
 }
 
 static void case_signal(void) {
-    const int S = 300;
+    const int S = 120;
     char extra[256];
     /* cosine with warmup: the schedule depends on the total, which stays the same across the stop */
-    snprintf(extra, sizeof extra, "--set train.max_steps=%d --set checkpoint.every=100 --set train.schedule=cosine "
+    snprintf(extra, sizeof extra, "--set train.max_steps=%d --set checkpoint.every=50 --set train.schedule=cosine "
              "--set train.warmup_ratio=0.1 --set train.grad_accum=2", S);
     char *ref = wpath("sig_straight");
     int rc = train(2, ref, extra);
