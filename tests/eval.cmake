@@ -4,6 +4,7 @@
 #   eval_prompts        prompts vs hand-checked strings (13 trailing spaces, full-width colons, demos = records 99/20)
 #   eval_gold           corrected vs paper gold; the paper's SNLI ja/bn/no defects
 #   eval_run            batched vs one by one vs uncached vs full-vocab: same predictions, masses to 1e-5
+#   eval_adapter        PEFT directory, checkpoint file and run directory give the same evaluation
 #   eval_cli            qalign eval: results.json / results.md / predictions.jsonl, --dump-prompts, --help
 #   eval_badinput       missing files, records missing fields, label words without tokens, usage errors
 #   eval_label_tokens   label-token sets vs a Python reference on HF `tokenizers` (skipped when it is missing)
@@ -26,7 +27,7 @@ add_test(NAME eval_models COMMAND sh -c
 set_tests_properties(eval_models PROPERTIES LABELS "eval" FIXTURES_SETUP eval_models)
 
 qa_test_exe(test_eval SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_eval.c LIBS qa_eval qa_model qa_io qa_dist m)
-foreach(part prompts gold run cli badinput)
+foreach(part prompts gold run adapter cli badinput)
   add_test(NAME eval_${part} COMMAND test_eval ${QA_EVAL_DATA} ${QA_EVAL_TOK} ${QA_EVAL_TMP}/tiny-mistral
            ${QA_EVAL_TMP}/tiny-qwen2 $<TARGET_FILE:qalign> ${QA_EVAL_TMP} ${part})
   set_tests_properties(eval_${part} PROPERTIES LABELS "eval" TIMEOUT 300 FIXTURES_REQUIRED eval_models
