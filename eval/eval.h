@@ -90,7 +90,7 @@ typedef void (*qa_eval_log_fn)(void *ctx, const char *line);
 typedef struct qa_eval_run_opts {
     uint64_t seed;           /* tie-breaking coin (default 0) */
     int batch_rows;          /* rows per forward (default 16) */
-    int batch_tokens;        /* bound on rows x (query bytes + 2) per forward (default 16384) */
+    int batch_tokens;        /* bound on padded tokens per forward: rows x longest row (default 16384) */
     int prefix_cache;        /* 1 (default): the few-shot prefix runs once per (task, language) */
     int full_vocab;          /* 1: full-vocabulary logits at the last position, so predictions also carry
                                 the softmax masses; 0 (default): label-token logits only */

@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "  --dump-prompts FILE  write every prompt as a JSON string per line (task, language, index order)\n"
             "  --token-stats        print prefix / suffix token counts per task (needs a tokenizer, no model)\n"
             "  --batch N            rows per forward (default 16)\n"
-            "  --batch-tokens N     bound on rows x (query bytes + 2) per forward (default 16384)\n"
+            "  --batch-tokens N     bound on padded tokens (rows x longest row) per forward (default 16384)\n"
             "  --no-prefix-cache    run every prompt in full (for checks and benchmarks)\n"
             "  --full-vocab         full-vocabulary logits at the last position: predictions carry softmax masses\n"
             "  --backend NAME       cpu (default) or cuda\n"
