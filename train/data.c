@@ -585,7 +585,8 @@ int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err 
     free(cfgp);
     int none = qa_template_is_none(tc->data.template_name);
     if (!rc && !none && (rc = qa_tok_load(&in->tok, tc->tokenizer.path, e)))
-        qa_err_prefix(e, "tokenizer.path (%s)", qa_cfg_origin(&tc->cfg, "tokenizer.path"));
+        qa_err_prefix(e, "tokenizer.path (%s; for pre-tokenized data only, data.template: none needs no tokenizer)",
+                      qa_cfg_origin(&tc->cfg, "tokenizer.path"));
     if (!rc && !none && (rc = qa_template_find(tc->data.template_name, tc->config_path, &in->template_path, e)))
         qa_err_prefix(e, "data.template (%s)", qa_cfg_origin(&tc->cfg, "data.template"));
     if (!rc && !none) {

@@ -538,7 +538,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int no_template = qa_template_is_none(tc->data.template_name);
     rc = qa_model_load(&t->m, tc->model.path, NULL, e);
     if (!rc) t->model_loaded = 1;
-    if (!rc && !no_template) rc = qa_tok_load(&t->tok, tc->tokenizer.path, e);
+    if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
+        qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");
     if (!rc && !no_template) {
         char *tp = NULL;
         rc = qa_template_find(tc->data.template_name, tc->config_path, &tp, e);
