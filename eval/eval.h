@@ -154,4 +154,9 @@ int qa_eval_write(const qa_eval_results *r, const char *out_dir, qa_err *e);
  * (step_N.h5, io/checkpoint.h) or a run directory holding checkpoints/ (its newest valid checkpoint).
  * id (may be NULL) receives a description for results.json ("peft:DIR", "ckpt:FILE@step N crc32c X"). */
 int qa_eval_load_adapter(qa_lora *l, const qa_model *m, const char *path, char *id, size_t id_cap, qa_err *e);
+/* A Markdown before/after table (Table-1 layout: per task the two runs and their difference,
+ * languages as columns, averages) of two results.json files or the directories holding them.
+ * Both must use the same gold mode. *md is heap-allocated. */
+int qa_eval_compare_md(const char *before, const char *after, const char *label_before, const char *label_after,
+                       char **md, qa_err *e);
 #endif

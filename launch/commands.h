@@ -11,6 +11,7 @@ typedef struct qa_command {
 int cmd_version(int argc, char **argv);
 int cmd_export_peft(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_eval_compare(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_ckpt_info(int argc, char **argv);

@@ -18,6 +18,7 @@ static const qa_command COMMANDS[] = {
     {"export-peft", "write a training checkpoint's adapter as a PEFT adapter directory", cmd_export_peft},
     {"merge", "merge a LoRA adapter into the base weights: a model directory that loads like the original", cmd_merge},
     {"eval", "few-shot evaluation: emotion, SNLI, PAWS in 20 languages (results.json/.md, predictions)", cmd_eval},
+    {"eval-compare", "a before/after accuracy table of two evaluations (Markdown, Table-1 layout)", cmd_eval_compare},
     {"label-tokens", "the paper's label-token set of each word for a tokenizer (JSON arrays of ids)", cmd_label_tokens},
     {"info", "describe a model directory: architecture, parameters, storage, memory estimates", cmd_info},
     {"init-model", "write a randomly initialized model directory in the Hugging Face layout", cmd_init_model},
