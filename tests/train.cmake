@@ -45,3 +45,8 @@ if(_tr_mpiexec)
 else()
   message(STATUS "qalign: no mpiexec found: the multi-rank training tests are not registered")
 endif()
+
+# the multilingual evaluation during training (eval.every / eval.at_end)
+add_test(NAME train_eval_hook COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_eval_hook.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS})
+set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300
+    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")

@@ -72,6 +72,18 @@ static const qa_cfg_key KEYS[] = {
     K("checkpoint.every", QA_CFG_INT, checkpoint.every, "500",
       "optimizer steps between resumable checkpoints (0 = only at the end)", NULL, "[0,)"),
     K("checkpoint.keep_last", QA_CFG_INT, checkpoint.keep_last, "2", "checkpoints kept (0 = all)", NULL, "[0,)"),
+
+    K("eval.every", QA_CFG_INT, eval.every, "0",
+      "optimizer steps between multilingual evaluations of the adapter (0 = never; docs/evaluation.md)", NULL, "[0,)"),
+    K("eval.at_end", QA_CFG_BOOL, eval.at_end, "false", "evaluate the final adapter after the last step", NULL, NULL),
+    K("eval.tasks", QA_CFG_LIST, eval.tasks, "emotion,snli,paws", "tasks of the evaluation", NULL, NULL),
+    K("eval.langs", QA_CFG_LIST, eval.langs, "all", "languages of the evaluation (all = the 20 of tasks.json)", NULL,
+      NULL),
+    K("eval.limit", QA_CFG_INT, eval.limit, "0", "first N items of each (task, language); 0 = all", NULL, "[0,)"),
+    K("eval.gold", QA_CFG_STRING, eval.gold, "corrected", "gold labels: corrected or paper (docs/evaluation.md)",
+      "corrected|paper", NULL),
+    K("eval.data_dir", QA_CFG_STRING, eval.data_dir, "assets/paper-data", "directory with tasks.json and the test files",
+      NULL, NULL),
 };
 
 const qa_cfg_key *qa_train_config_keys(int *n) {

@@ -61,6 +61,15 @@ typedef struct qa_train_config {
         int every;             /* optimizer steps between resumable checkpoints; 0 = only at the end */
         int keep_last;         /* checkpoints kept (older ones deleted); 0 = keep all */
     } checkpoint;
+    struct {
+        int every;             /* optimizer steps between multilingual evaluations; 0 = never */
+        int at_end;            /* evaluate the final adapter */
+        qa_strlist tasks;      /* emotion, snli, paws */
+        qa_strlist langs;      /* "all" or language codes */
+        int limit;             /* items per (task, language); 0 = all */
+        char *gold;            /* "corrected" | "paper" */
+        char *data_dir;        /* tasks.json + test files */
+    } eval;
 
     qa_cfg cfg;                /* the bound schema: origins, dumps */
     char *config_path;         /* the last --config file loaded ("" if none); templates are looked up

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "train/data.h"
 #include "train/template.h"
+#include "eval/eval.h"
 
 #include <errno.h>
 #include <math.h>
@@ -28,6 +29,7 @@ typedef struct trainer {
     qa_dist *d;
     int rank, world, coord;
     qa_tokenizer *tok;
+    qa_eval_suite *suite;  /* the multilingual evaluation (eval.every / eval.at_end), NULL when off */
     qa_model m;
     int model_loaded;
     qa_template tpl;
@@ -478,6 +480,7 @@ static void trainer_free(trainer *t) {
     if (t->ds_built) qa_data_free(&t->ds);
     if (t->tpl_loaded) qa_template_free(&t->tpl);
     if (t->model_loaded) qa_model_free(&t->m);
+    if (t->suite) qa_eval_suite_free(t->suite);
     if (t->tok) qa_tok_free(t->tok);
     for (size_t i = 0; i < t->n_ck; i++) free(t->ck_names[i]);
     free(t->ck_names); free(t->ck_lora); free(t->ck_m); free(t->ck_v);
@@ -491,6 +494,62 @@ static int agree(trainer *t, int rc, const char *what, qa_err *e) {
     if (ok) return 0;
     if (rc != 0) return -1; /* e holds this rank's message */
     return QA_ERR(e, "rank %d: another rank failed during %s (see its message)", t->rank, what);
+}
+
+/* The paper's evaluation of the current adapter on every rank (eval/), results by rank 0 under
+ * RUN_DIR/eval/step_N/ and the averages as one metrics.jsonl line. */
+static char *join_list(const qa_strlist *l) {
+    size_t n = 1;
+    for (int i = 0; i < l->n; i++) n += strlen(l->v[i]) + 1;
+    char *s = qa_calloc(n, 1);
+    for (int i = 0; i < l->n; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, l->v[i]);
+    }
+    return s;
+}
+
+static void eval_log(void *ctx, const char *line) {
+    (void)ctx;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+static int run_mleval(trainer *t, qa_err *e) {
+    const qa_train_config *tc = t->tc;
+    qa_eval_run_opts o;
+    qa_eval_run_opts_default(&o);
+    char adapter_id[128];
+    snprintf(adapter_id, sizeof adapter_id, "training step %lld (%s)", (long long)t->step, tc->checkpoint.dir);
+    o.model_id = tc->model.path;
+    o.adapter_id = adapter_id;
+    o.log = t->coord ? eval_log : NULL;
+    qa_eval_results r;
+    qa_dist_note(t->d, "multilingual evaluation");
+    double t0 = now_s();
+    if (qa_eval_run(t->suite, &t->m, &t->l, t->tok, t->d, &o, &r, e)) return qa_err_prefix(e, "rank %d: evaluation at step %lld", t->rank, (long long)t->step);
+    int rc = 0;
+    if (t->coord) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "eval/step_%08lld", (long long)t->step);
+        char *dir = qa_path_join(tc->checkpoint.dir, sub);
+        rc = qa_eval_write(&r, dir, e);
+        if (!rc) {
+            fprintf(t->metrics, "{\"step\":%lld,\"eval\":{", (long long)t->step);
+            for (int k = 0; k < qa_eval_n_tasks(t->suite); k++)
+                fprintf(t->metrics, "%s\"%s\":%.6f", k ? "," : "", qa_eval_task_name(t->suite, k), r.task_avg[k]);
+            fprintf(t->metrics, "},\"eval_dir\":\"%s\"}\n", sub);
+            rc = metrics_flush(t, e);
+            printf("step %lld | evaluation written to %s (%.1f s):", (long long)t->step, dir, now_s() - t0);
+            for (int k = 0; k < qa_eval_n_tasks(t->suite); k++)
+                printf(" %s %.1f%%", qa_eval_task_name(t->suite, k), 100 * r.task_avg[k]);
+            printf("\n");
+            fflush(stdout);
+        }
+        free(dir);
+    }
+    qa_eval_results_free(&r);
+    return rc;
 }
 
 int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa_err *e) {
@@ -558,6 +617,20 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         qa_data_opts_for_model(&o, &t->m.cfg);
         rc = qa_data_build(&t->ds, &o, t->tpl_loaded ? &t->tpl : NULL, t->tok, e);
         if (!rc) t->ds_built = 1;
+    }
+    if (!rc && (tc->eval.every > 0 || tc->eval.at_end)) {
+        if (!t->tok) {
+            rc = QA_ERR(e, "eval.every / eval.at_end need a tokenizer, but data.template is none (pre-tokenized data): "
+                        "set tokenizer.path and a template, or turn the evaluation off");
+        } else {
+            char *tasks = join_list(&tc->eval.tasks), *langs = join_list(&tc->eval.langs);
+            qa_eval_selection sel = {.data_dir = tc->eval.data_dir, .tasks = tasks, .langs = langs, .limit = tc->eval.limit};
+            rc = qa_eval_gold_parse(tc->eval.gold, &sel.gold, e);
+            if (!rc) rc = qa_eval_suite_load(&t->suite, &sel, e);
+            if (rc) qa_err_prefix(e, "eval.* (the evaluation during training)");
+            free(tasks);
+            free(langs);
+        }
     }
     if ((rc = agree(t, rc, "setup (tokenizer, model, template, data)", e))) goto out;
     if (t->coord) {
@@ -699,6 +772,9 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
             }
             if ((rc = agree(t, rc, "writing metrics.jsonl", e))) goto out;
         }
+        if (t->suite && tc->eval.every > 0 && t->step % tc->eval.every == 0 && t->step < total) {
+            if ((rc = agree(t, run_mleval(t, e), "multilingual evaluation", e))) goto out;
+        }
         if (tc->checkpoint.every > 0 && t->step % tc->checkpoint.every == 0 && t->step < total) {
             if ((rc = save_checkpoint(t, e))) goto out;
         }
@@ -719,6 +795,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         free(ad);
     }
     rc = agree(t, rc, "adapter export", e);
+    if (!rc && t->suite && (tc->eval.at_end || (tc->eval.every > 0 && t->step % tc->eval.every == 0)))
+        rc = agree(t, run_mleval(t, e), "multilingual evaluation", e);
     if (!rc && t->steps_this_run)
         logmsg(t, "done: %lld steps, loss %.4f -> %.4f, %.0f tokens/s over %.1f s", (long long)t->step, res->first_loss,
                res->last_loss, (now_s() - t_loop) > 0 ? t->tokens_this_run / (now_s() - t_loop) : 0.0, now_s() - t_loop);
