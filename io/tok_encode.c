@@ -19,7 +19,7 @@ typedef struct span {
 } span;
 typedef struct spanvec { span *v; size_t n, cap; } spanvec;
 
-typedef struct sym { int32_t id, prev, next, alive; } sym;
+typedef struct sym { int32_t id, prev, next; int16_t alive, small; } sym; /* small: index into pair256, -1 */
 
 typedef struct enc {
     const qa_tokenizer *t;
@@ -91,12 +91,30 @@ static size_t ws_fwd(const char *s, size_t n, size_t pos) {
 }
 
 /* ---- normalizers ---- */
+/* A code point that NFC leaves alone whatever surrounds it: no canonical decomposition, combining
+ * class 0, and never the second element of a composition (utf8proc marks those with comb_index
+ * >= 0x8000; Hangul jamo compose algorithmically and are excluded by range). Text made only of
+ * such code points is already NFC. Checked exhaustively against utf8proc_map when written. */
+static int nfc_inert(uint32_t cp) {
+    if (cp < 0x300) return 1;
+    if (cp >= 0x1100 && cp <= 0x11FF) return 0;
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+    if (p->combining_class) return 0;
+    if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return 0;
+    if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) return 0;
+    return 1;
+}
+
 static int nfc(const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
-    /* Code points below U+0300 are NFC-stable and never combine with what precedes them: text made
-     * only of them is already NFC. */
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0;
-    while (i < n && (p[i] < 0xCC)) i++; /* lead bytes < 0xCC encode code points < U+0300 */
+    while (i < n) {
+        if (p[i] < 0xCC) { i++; continue; } /* lead bytes < 0xCC (and continuation bytes): < U+0300 */
+        uint32_t cp;
+        int k = tok_utf8_next(p + i, &cp);
+        if (!nfc_inert(cp)) break;
+        i += (size_t)k;
+    }
     if (i == n) {
         *out = qa_malloc(n + 1);
         memcpy(*out, s, n);
@@ -272,7 +290,7 @@ static int split_span(enc *c, const tok_pre *p, const span *in, spanvec *out, mt
  * The queue holds (rank << 32 | pos): the smallest rank first, the leftmost position among equal
  * ranks, as HF's BinaryHeap<Merge> orders them. A 4-ary heap of 8-byte keys keeps the cache misses
  * of very long words (a Llama segment is one word) down. The merged id of an entry is
- * merge_new_id[rank]; an entry is stale when the pair at pos no longer gives that id (HF's check). */
+ * ranks[rank].new_id; an entry is stale when the pair at pos is no longer ranks[rank] (HF's check). */
 static void heap_push(enc *c, size_t *hn, uint64_t x) {
     if (*hn == c->cap_heap) {
         c->cap_heap = c->cap_heap ? c->cap_heap * 2 : 256;
@@ -305,7 +323,8 @@ static uint64_t heap_pop(enc *c, size_t *hn) {
     return top;
 }
 
-static void add_sym(enc *c, size_t *ns, int32_t id) {
+#define SMALL_WORD 16 /* words up to this many symbols merge without a heap */
+static void add_sym(enc *c, size_t *ns, int32_t id, int small) {
     if (*ns == c->cap_syms) {
         c->cap_syms = c->cap_syms ? c->cap_syms * 2 : 256;
         c->syms = qa_realloc(c->syms, c->cap_syms * sizeof *c->syms);
@@ -315,6 +334,7 @@ static void add_sym(enc *c, size_t *ns, int32_t id) {
     x->prev = (int32_t)*ns - 1;
     x->next = (int32_t)*ns + 1;
     x->alive = 1;
+    x->small = (int16_t)small;
     (*ns)++;
 }
 
@@ -322,6 +342,10 @@ static void bpe(enc *c, const char *s, size_t n) {
     const qa_tokenizer *t = c->t;
     if (!n) return;
     int bl = t->byte_level;
+    if (bl && t->word_map.n) { /* a whole piece that is a token BPE rebuilds as itself */
+        int32_t id = tok_strmap_get(&t->word_map, s, n);
+        if (id >= 0) { push_id(c, id); return; }
+    }
     if (t->ignore_merges) {
         const char *w = s;
         size_t wn = n;
@@ -345,8 +369,10 @@ static void bpe(enc *c, const char *s, size_t n) {
         const char *ch;
         size_t chn;
         int32_t id;
+        int small;
         if (bl) {
             uint8_t b = (uint8_t)s[i];
+            small = b;
             id = t->byte_char_id[b];
             ch = t->byte_char[b];
             chn = t->byte_char_len[b];
@@ -356,63 +382,145 @@ static void bpe(enc *c, const char *s, size_t n) {
             int k = tok_utf8_next((const uint8_t *)s + i, &cp);
             ch = s + i;
             chn = (size_t)k;
-            id = tok_strmap_get(&t->vocab, ch, chn);
+            id = cp < 0x10000 && t->cp_id ? t->cp_id[cp] : tok_strmap_get(&t->vocab, ch, chn);
+            small = cp < 256 ? (int)cp : -1;
             i += (size_t)k;
         }
         if (id >= 0) {
-            if (unk_pending) { add_sym(c, &ns, t->unk_id); unk_pending = 0; }
-            add_sym(c, &ns, id);
+            if (unk_pending) { add_sym(c, &ns, t->unk_id, -1); unk_pending = 0; }
+            add_sym(c, &ns, id, small);
             continue;
         }
         if (t->byte_fallback) {
             int ok = 1;
             for (size_t k = 0; k < chn; k++) if (t->byte_fb_id[(uint8_t)ch[k]] < 0) ok = 0;
             if (ok) {
-                for (size_t k = 0; k < chn; k++) add_sym(c, &ns, t->byte_fb_id[(uint8_t)ch[k]]);
+                for (size_t k = 0; k < chn; k++) add_sym(c, &ns, t->byte_fb_id[(uint8_t)ch[k]], -1);
                 continue;
             }
         }
         if (t->unk_id >= 0) {
-            if (unk_pending && !t->fuse_unk) add_sym(c, &ns, t->unk_id);
+            if (unk_pending && !t->fuse_unk) add_sym(c, &ns, t->unk_id, -1);
             unk_pending = 1;
         }
     }
-    if (unk_pending) add_sym(c, &ns, t->unk_id);
+    if (unk_pending) add_sym(c, &ns, t->unk_id, -1);
     if (!ns) return;
     sym *y = c->syms;
     y[ns - 1].next = -1;
-    if (ns > 1) {
+    if (ns > 1 && ns <= SMALL_WORD) {
+        /* short words: the ranks of the current pairs in an array, the smallest found by a scan
+         * (left to right, so the leftmost wins ties): the same choice as the heap, without it */
+        const tok_mergemap *mm = &t->merges;
+        const tok_rank *rk = t->ranks;
+        int32_t pr[SMALL_WORD];
+        for (size_t i = 0; i + 1 < ns; i++)
+            pr[i] = y[i].small >= 0 && y[i + 1].small >= 0 && t->pair256 ? t->pair256[y[i].small << 8 | y[i + 1].small]
+                                                                        : tok_merge_rank(mm, y[i].id, y[i + 1].id);
+        pr[ns - 1] = -1;
+        for (;;) {
+            int32_t best = -1;
+            uint32_t best_rank = UINT32_MAX;
+            for (int32_t i = 0; i >= 0; i = y[i].next)
+                if ((uint32_t)pr[i] < best_rank) { best_rank = (uint32_t)pr[i]; best = i; }
+            if (best < 0) break;
+            const tok_rank *m = &rk[best_rank];
+            int32_t j = y[best].next;
+            y[best].id = m->new_id;
+            y[best].next = y[j].next;
+            y[j].alive = 0;
+            if (y[j].next >= 0) {
+                y[y[j].next].prev = best;
+                pr[best] = tok_merge_rank(mm, y[best].id, y[y[best].next].id);
+            } else
+                pr[best] = -1;
+            if (y[best].prev >= 0) pr[y[best].prev] = tok_merge_rank(mm, y[y[best].prev].id, y[best].id);
+        }
+    } else if (ns > 1) {
+        const tok_mergemap *mm = &t->merges;
+        const tok_rank *rk = t->ranks;
         size_t hn = 0;
         for (size_t i = 0; i + 1 < ns; i++) {
-            int32_t rank, nid;
-            if (tok_merge_get(&t->merges, y[i].id, y[i + 1].id, &rank, &nid))
-                heap_push(c, &hn, (uint64_t)rank << 32 | i);
+            int32_t rank = y[i].small >= 0 && y[i + 1].small >= 0 && t->pair256
+                               ? t->pair256[y[i].small << 8 | y[i + 1].small]
+                               : tok_merge_rank(mm, y[i].id, y[i + 1].id);
+            if (rank >= 0) heap_push(c, &hn, (uint64_t)rank << 32 | i);
         }
         while (hn) {
             uint64_t top = heap_pop(c, &hn);
-            int32_t top_pos = (int32_t)(uint32_t)top, top_id = t->merge_new_id[top >> 32];
+            int32_t top_pos = (int32_t)(uint32_t)top;
+            const tok_rank *m = &rk[top >> 32];
             sym *cur = &y[top_pos];
             if (!cur->alive || cur->next < 0) continue;
             int32_t next_pos = cur->next;
             sym right = y[next_pos];
-            int32_t rank, nid;
-            if (!tok_merge_get(&t->merges, cur->id, right.id, &rank, &nid) || nid != top_id) continue;
-            cur->id = top_id;
+            /* stale entry? HF checks that the pair still merges into the same id; a pair's text only
+             * grows when a neighbour merges, so that is the same as: the pair is still (a, b) */
+            if (cur->id != m->a || right.id != m->b) continue;
+            cur->id = m->new_id;
             cur->next = right.next;
             y[next_pos].alive = 0;
             if (right.next >= 0) y[right.next].prev = top_pos;
             if (cur->prev >= 0) {
-                if (tok_merge_get(&t->merges, y[cur->prev].id, cur->id, &rank, &nid))
-                    heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)cur->prev);
+                int32_t rank = tok_merge_rank(mm, y[cur->prev].id, cur->id);
+                if (rank >= 0) heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)cur->prev);
             }
             if (cur->next >= 0) {
-                if (tok_merge_get(&t->merges, cur->id, y[cur->next].id, &rank, &nid))
-                    heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)top_pos);
+                int32_t rank = tok_merge_rank(mm, cur->id, y[cur->next].id);
+                if (rank >= 0) heap_push(c, &hn, (uint64_t)rank << 32 | (uint32_t)top_pos);
             }
         }
     }
     for (size_t i = 0; i < ns; i++)
         if (c->syms[i].alive) push_id(c, c->syms[i].id);
+}
+
+void tok_build_caches(qa_tokenizer *t) {
+    t->cp_id = qa_malloc(0x10000 * sizeof *t->cp_id);
+    for (uint32_t i = 0; i < 0x10000; i++) t->cp_id[i] = -1;
+    for (uint32_t i = 0; i < t->vocab.cap; i++) {
+        const tok_strslot *x = &t->vocab.slot[i];
+        if (!x->key || !x->klen || tok_utf8_valid_prefix((const uint8_t *)x->key, x->klen) != x->klen) continue;
+        uint32_t cp;
+        if ((uint32_t)tok_utf8_next((const uint8_t *)x->key, &cp) == x->klen && cp < 0x10000) t->cp_id[cp] = x->val;
+    }
+    int32_t small_id[256];
+    for (int b = 0; b < 256; b++) small_id[b] = t->byte_level ? t->byte_char_id[b] : t->cp_id[b];
+    t->pair256 = qa_malloc(256 * 256 * sizeof *t->pair256);
+    for (int a = 0; a < 256; a++)
+        for (int b = 0; b < 256; b++)
+            t->pair256[a << 8 | b] = small_id[a] >= 0 && small_id[b] >= 0 ? tok_merge_rank(&t->merges, small_id[a], small_id[b]) : -1;
+    if (!t->byte_level) return;
+    enc c = {0};
+    c.t = t;
+    tok_strmap wm;
+    tok_strmap_init(&wm, t->vocab.n);
+    char *raw = NULL;
+    size_t cap = 0;
+    for (uint32_t i = 0; i < t->vocab.cap; i++) {
+        const tok_strslot *x = &t->vocab.slot[i];
+        if (!x->key || !x->klen || tok_utf8_valid_prefix((const uint8_t *)x->key, x->klen) != x->klen) continue;
+        if (cap < x->klen) { cap = x->klen; raw = qa_realloc(raw, cap); }
+        size_t n = 0;
+        int ok = 1;
+        for (size_t j = 0; j < x->klen && ok;) {
+            uint32_t cp;
+            j += (size_t)tok_utf8_next((const uint8_t *)x->key + j, &cp);
+            if (cp >= 0x144 || t->char_byte[cp] < 0) ok = 0;
+            else raw[n++] = (char)t->char_byte[cp];
+        }
+        if (!ok) continue;
+        c.n_ids = 0;
+        bpe(&c, raw, n);
+        if (c.n_ids == 1 && c.ids[0] == x->val)
+            tok_strmap_put(&wm, tok_pool_dup(&t->pool, raw, n), n, x->val);
+    }
+    free(raw);
+    free(c.ids);
+    free(c.syms);
+    free(c.heap);
+    free(c.tmp);
+    t->word_map = wm;
 }
 
 /* ---- pre-tokenizers, then the model ---- */

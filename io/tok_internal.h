@@ -22,16 +22,15 @@ typedef struct tok_strmap {
     tok_strslot *slot;     /* [cap] */
 } tok_strmap;
 
-/* ---- (id_a, id_b) -> (rank, merged id) ---- */
-typedef struct tok_merge_ent {
-    uint64_t key;          /* ((uint64)a << 32 | b) + 1; 0 = empty */
-    int32_t rank;
-    int32_t new_id;
-} tok_merge_ent;
+/* ---- (id_a, id_b) -> rank: 8-byte entries ((key + 1) << 22 | rank, key = a << 21 | b; 0 = empty),
+ * small enough to stay in cache; the pair and the merged id of a rank are in tok_rank ---- */
+#define TOK_ID_BITS 21         /* ids < 2^21 - 1 */
+#define TOK_RANK_BITS 22       /* merges < 2^22 */
 typedef struct tok_mergemap {
     uint32_t cap;          /* power of two */
-    tok_merge_ent *ent;    /* [cap] */
+    uint64_t *ent;         /* [cap] */
 } tok_mergemap;
+typedef struct tok_rank { int32_t a, b, new_id; } tok_rank;
 
 /* ---- added tokens (matched leftmost-longest in the raw or normalized text) ---- */
 typedef struct tok_trie_node {
@@ -101,11 +100,16 @@ struct qa_tokenizer {
     uint8_t *is_special;   /* [n_ids] */
     uint8_t *is_added;     /* [n_ids] */
     tok_strmap vocab;      /* model vocab: string -> id */
+    int32_t *cp_id;        /* [0x10000] BMP code point -> vocab id of that one-character token, -1 none */
+    int32_t *pair256;      /* [256 * 256] rank of the merge of two initial symbols (bytes for byte-level,
+                            * code points < 256 otherwise), -1 none: no hashing for most first pairs */
+    tok_strmap word_map;   /* byte-level: raw bytes of a vocab token whose own BPE is that token -> id
+                            * (exact shortcut: BPE is a function of the piece) */
     tok_strmap added_map;  /* added tokens: content -> id */
     int32_t model_vocab_n; /* number of model vocab entries */
     /* BPE */
     tok_mergemap merges;
-    int32_t *merge_new_id;   /* [n_merges] rank -> merged id */
+    tok_rank *ranks;         /* [n_merges] rank -> (a, b, merged id) */
     int32_t unk_id;        /* -1 none */
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_fb_id[256]; /* id of "<0xXX>", -1 if absent */
@@ -131,12 +135,24 @@ int32_t tok_strmap_get(const tok_strmap *m, const char *s, size_t n); /* -1 if a
 /* insert key (kept by pointer) -> val; returns 0 if inserted, 1 if the key existed (value kept) */
 int tok_strmap_put(tok_strmap *m, const char *key, size_t n, int32_t val);
 void tok_strmap_init(tok_strmap *m, size_t expected);
-int tok_merge_get(const tok_mergemap *m, int32_t a, int32_t b, int32_t *rank, int32_t *new_id);
-void tok_merge_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t new_id);
+/* rank of the merge (a, b), -1 if none */
+static inline int32_t tok_merge_rank(const tok_mergemap *m, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << TOK_ID_BITS | (uint32_t)b) + 1, h = key * 0x9E3779B97F4A7C15ULL;
+    uint32_t mask = m->cap - 1;
+    for (uint32_t i = (uint32_t)(h >> 40) & mask;; i = (i + 1) & mask) {
+        uint64_t x = m->ent[i];
+        if (!x) return -1;
+        if (x >> TOK_RANK_BITS == key) return (int32_t)(x & ((1u << TOK_RANK_BITS) - 1));
+    }
+}
+/* insert or overwrite (a later duplicate merge replaces the earlier one, as in HF's HashMap) */
+void tok_merge_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank);
 void tok_matcher_add(tok_matcher *m, const char *pat, size_t len, int32_t token);
 int tok_matcher_find(const tok_matcher *m, const char *s, size_t n, size_t from, size_t *start, size_t *end,
                      int32_t *token);
 void tok_matcher_free(tok_matcher *m);
+/* build cp_id and word_map once the model and pre-tokenizers are known (io/tok_encode.c) */
+void tok_build_caches(qa_tokenizer *t);
 /* normalize s[0..n) with the tokenizer's normalizers into a heap string (io/tok_encode.c) */
 int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e);
 /* decode one UTF-8 code point of a VALID string; returns its length */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IDS (1 << 24) /* ids above this are refused (a malformed file, not a tokenizer) */
+#define MAX_IDS ((1 << TOK_ID_BITS) - 1) /* ids from here on are refused (a malformed file, not a tokenizer) */
 
 /* ---- small JSON helpers ---- */
 static const char *type_of(json_t *o) {
@@ -187,11 +187,12 @@ static int load_model(qa_tokenizer *t, json_t *model, qa_err *e) {
     if (!merges || json_is_null(merges)) merges = NULL;
     else if (!json_is_array(merges)) return QA_ERR(e, "%s: model.merges must be an array", t->name);
     size_t nm = merges ? json_array_size(merges) : 0;
+    if (nm >= (1u << TOK_RANK_BITS)) return QA_ERR(e, "%s: %zu merges is more than qalign supports (%u)", t->name, nm, 1u << TOK_RANK_BITS);
     uint32_t cap = 16;
-    while (cap < nm * 2 + 1) cap <<= 1;
+    while (cap * 3 < nm * 5 + 1) cap <<= 1; /* load factor <= 0.6: 8-byte entries, linear probing */
     t->merges.cap = cap;
     t->merges.ent = qa_calloc(cap, sizeof *t->merges.ent);
-    t->merge_new_id = qa_calloc(nm + 1, sizeof *t->merge_new_id);
+    t->ranks = qa_calloc(nm + 1, sizeof *t->ranks);
     char *buf = NULL;
     size_t buf_cap = 0;
     for (size_t r = 0; r < nm; r++) {
@@ -229,8 +230,8 @@ static int load_model(qa_tokenizer *t, json_t *model, qa_err *e) {
             return QA_ERR(e, "%s: model.merges[%zu]: the merged token '%.*s%.*s' is not in model.vocab", t->name, r,
                           (int)al, a, (int)bl, b);
         }
-        tok_merge_put(&t->merges, ia, ib, (int32_t)r, nid);
-        t->merge_new_id[r] = nid;
+        tok_merge_put(&t->merges, ia, ib, (int32_t)r);
+        t->ranks[r] = (tok_rank){ia, ib, nid};
     }
     free(buf);
     return 0;
@@ -253,7 +254,7 @@ static int load_added(qa_tokenizer *t, json_t *arr, qa_err *e) {
         json_t *jid = json_object_get(o, "id");
         if (!json_is_integer(jid) || json_integer_value(jid) < 0 || json_integer_value(jid) >= MAX_IDS)
             return QA_ERR(e, "%s: %s.id must be an integer in [0, %d)", t->name, where, MAX_IDS);
-        int single_word;
+        int single_word = 0;
         QA_TRY(get_bool(t, o, where, "special", 0, &a.special, e));
         QA_TRY(get_bool(t, o, where, "normalized", !a.special, &a.normalized, e));
         QA_TRY(get_bool(t, o, where, "lstrip", 0, &a.lstrip, e));
@@ -365,7 +366,7 @@ static int add_pre(qa_tokenizer *t, json_t *o, int depth, qa_err *e) {
         return push_pre(t, p);
     }
     if (!strcmp(ty, "ByteLevel")) {
-        int use_regex;
+        int use_regex = 0;
         p.kind = PRE_BYTELEVEL;
         QA_TRY(get_bool(t, o, "pre_tokenizer.ByteLevel", "add_prefix_space", 1, &p.add_prefix_space, e));
         QA_TRY(get_bool(t, o, "pre_tokenizer.ByteLevel", "use_regex", 1, &use_regex, e));
@@ -374,7 +375,7 @@ static int add_pre(qa_tokenizer *t, json_t *o, int depth, qa_err *e) {
         return push_pre(t, p);
     }
     if (!strcmp(ty, "Metaspace")) {
-        char *r; size_t rl;
+        char *r = NULL; size_t rl = 0;
         p.kind = PRE_METASPACE;
         QA_TRY(get_str(t, o, "pre_tokenizer.Metaspace", "replacement", &r, &rl, e));
         if (rl == 0 || rl > 4 || tok_utf8_valid_prefix((const uint8_t *)r, rl) != rl) return QA_ERR(e, "%s: pre_tokenizer Metaspace.replacement must be one character", t->name);
@@ -550,6 +551,7 @@ int qa_tok_load_mem(qa_tokenizer **out, const char *json, size_t len, const char
     if (add_dec(t, json_object_get(root, "decoder"), 0, e)) goto done;
     if (add_post(t, json_object_get(root, "post_processor"), 0, e)) goto done;
     init_byte_level(t);
+    tok_build_caches(t);
     for (int i = 0; i < t->n_post_prefix; i++)
         if (t->post_prefix[i] >= t->n_ids) { QA_ERR(e, "%s: post_processor id %d is not a token", name, t->post_prefix[i]); goto done; }
     for (int i = 0; i < t->n_post_suffix; i++)
@@ -561,6 +563,10 @@ int qa_tok_load_mem(qa_tokenizer **out, const char *json, size_t len, const char
         char *nc; size_t nl;
         if (tok_normalize(t, a->content, a->len, &nc, &nl, e)) goto done;
         tok_matcher_add(&t->m_norm, nc, nl, i);
+        /* HF's id_to_token (and so decode) gives a normalized token's normalized content
+         * ("▁<x>" under a Prepend normalizer); token_to_id still takes the raw content */
+        t->tok_str[a->id] = tok_pool_dup(&t->pool, nc, nl);
+        t->tok_len[a->id] = (uint32_t)nl;
         free(nc);
     }
     rc = 0;
@@ -593,9 +599,12 @@ void qa_tok_free(qa_tokenizer *t) {
     tok_matcher_free(&t->m_norm);
     free(t->added);
     free(t->vocab.slot);
+    free(t->word_map.slot);
+    free(t->cp_id);
+    free(t->pair256);
     free(t->added_map.slot);
     free(t->merges.ent);
-    free(t->merge_new_id);
+    free(t->ranks);
     free(t->tok_str);
     free(t->tok_len);
     free(t->is_special);

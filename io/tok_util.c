@@ -49,32 +49,12 @@ int tok_strmap_put(tok_strmap *m, const char *key, size_t n, int32_t val) {
     }
 }
 
-static inline uint64_t merge_key(int32_t a, int32_t b) {
-    return (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-}
-static inline uint32_t merge_slot(uint64_t k) {
-    k ^= k >> 33; k *= 0xff51afd7ed558ccdULL; k ^= k >> 33;
-    return (uint32_t)k;
-}
-
-int tok_merge_get(const tok_mergemap *m, int32_t a, int32_t b, int32_t *rank, int32_t *new_id) {
-    if (!m->cap) return 0;
-    uint64_t k = merge_key(a, b);
+void tok_merge_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank) {
+    uint64_t key = ((uint64_t)(uint32_t)a << TOK_ID_BITS | (uint32_t)b) + 1, h = key * 0x9E3779B97F4A7C15ULL;
     uint32_t mask = m->cap - 1;
-    for (uint32_t i = merge_slot(k) & mask;; i = (i + 1) & mask) {
-        const tok_merge_ent *x = &m->ent[i];
-        if (x->key == k) { *rank = x->rank; *new_id = x->new_id; return 1; }
-        if (!x->key) return 0;
-    }
-}
-
-/* insert or overwrite (a later duplicate merge replaces the earlier one, as in HF's HashMap) */
-void tok_merge_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t new_id) {
-    uint64_t k = merge_key(a, b);
-    uint32_t mask = m->cap - 1;
-    for (uint32_t i = merge_slot(k) & mask;; i = (i + 1) & mask) {
-        tok_merge_ent *x = &m->ent[i];
-        if (!x->key || x->key == k) { x->key = k; x->rank = rank; x->new_id = new_id; return; }
+    for (uint32_t i = (uint32_t)(h >> 40) & mask;; i = (i + 1) & mask) {
+        uint64_t x = m->ent[i];
+        if (!x || x >> TOK_RANK_BITS == key) { m->ent[i] = key << TOK_RANK_BITS | (uint32_t)rank; return; }
     }
 }
 
@@ -216,3 +196,4 @@ char *tok_pool_dup(tok_chunk **pool, const char *s, size_t n) {
     c->used += n + 1;
     return d;
 }
+
