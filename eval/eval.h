@@ -41,6 +41,16 @@ typedef enum qa_eval_gold {
 const char *qa_eval_gold_name(qa_eval_gold g);              /* "corrected" / "paper" */
 int qa_eval_gold_parse(const char *s, qa_eval_gold *g, qa_err *e);
 
+/* The few-shot prefix of the prompt (paper-protocol.md §6.2, §6.6, §8, §9). Scoring is the same in
+ * both (the English label words, §6.3); the variant changes only the demonstrations' label words. */
+typedef enum qa_eval_prompt_variant {
+    QA_EVAL_PROMPT_ENGLISH_LABELS = 0, /* prefix_english_labels: the enout scripts (the default) */
+    QA_EVAL_PROMPT_TARGET_LABELS = 1   /* prefix_target_labels (emotion only): emotion_eval_2shot.py, the
+                                          logit lens and the PCA of §8-§9 */
+} qa_eval_prompt_variant;
+const char *qa_eval_prompt_variant_name(qa_eval_prompt_variant p); /* "english-labels" / "target-labels" */
+int qa_eval_prompt_variant_parse(const char *s, qa_eval_prompt_variant *p, qa_err *e);
+
 /* ---- the suite: tasks.json + the selected test files, validated ---------------------------- */
 typedef struct qa_eval_selection {
     const char *data_dir;    /* directory holding tasks.json (e.g. assets/paper-data) */
@@ -48,6 +58,8 @@ typedef struct qa_eval_selection {
     const char *langs;       /* "en,zh,..."; NULL or "all" = every language of tasks.json */
     int limit;               /* the first N items of each (task, language); 0 = all */
     qa_eval_gold gold;
+    qa_eval_prompt_variant prompt; /* prefix variant (default english-labels); target-labels needs
+                                      every selected task to have prefix_target_labels in tasks.json */
 } qa_eval_selection;
 
 typedef struct qa_eval_suite qa_eval_suite;
@@ -67,8 +79,17 @@ const char *qa_eval_task_label_word(const qa_eval_suite *s, int t, int label); /
 int qa_eval_n_langs(const qa_eval_suite *s);                 /* selected languages, selection order */
 const char *qa_eval_lang(const qa_eval_suite *s, int l);
 int qa_eval_n_items(const qa_eval_suite *s, int t, int l);   /* after the limit */
+qa_eval_prompt_variant qa_eval_prompt_variant_of(const qa_eval_suite *s);
+qa_eval_gold qa_eval_gold_of(const qa_eval_suite *s);
+/* Item i of (t, l): its gold class under the suite's gold mode (-1: the file's string is no label
+ * word) and the file's gold string (not a copy). */
+int qa_eval_item_gold(const qa_eval_suite *s, int t, int l, int i);
+const char *qa_eval_item_gold_text(const qa_eval_suite *s, int t, int l, int i);
+/* target_label_words[L][label] of tasks.json (not a copy). */
+const char *qa_eval_task_target_word(const qa_eval_suite *s, int t, int l, int label);
 
-/* The prompt of item i of (task t, language l): prefix_english_labels[L] + query[L] with the record's
+/* The prompt of item i of (task t, language l): the prefix (prefix_english_labels[L], or
+ * prefix_target_labels[L] with QA_EVAL_PROMPT_TARGET_LABELS) + query[L] with the record's
  * fields filled in. Heap string (caller frees); *len = bytes. */
 char *qa_eval_prompt(const qa_eval_suite *s, int t, int l, int i, size_t *len);
 /* The few-shot prefix of (t, l) (not a copy). */
@@ -148,6 +169,27 @@ void qa_eval_results_free(qa_eval_results *r);
 /* Rank 0: out_dir/results.json, results.md (Table-1 layout: tasks x languages) and predictions.jsonl.
  * The directory is created; files are written atomically. */
 int qa_eval_write(const qa_eval_results *r, const char *out_dir, qa_err *e);
+
+/* ---- activation dumps (docs/analysis.md; the file format is io/actdump.h) ----------------------- */
+typedef struct qa_eval_dump_opts {
+    int batch_rows;          /* rows per forward (default 4) */
+    int batch_tokens;        /* bound on padded tokens per forward (default 4096); the workspace holds
+                                the hidden states of every layer for them */
+    int last, mean;          /* pools to write: last prompt position, mean over positions (default both) */
+    const char *model_id, *adapter_id, *precision, *tokenizer_id; /* recorded in the file */
+    qa_eval_log_fn log;      /* progress lines on rank 0 (NULL = quiet) */
+    void *log_ctx;
+} qa_eval_dump_opts;
+void qa_eval_dump_opts_default(qa_eval_dump_opts *o);
+/* Collective. Every item of the suite through the plain forward over its whole prompt (no prefix
+ * cache: the mean over positions needs every position's hidden state): per layer 0..L the hidden
+ * state at the last position and the mean over all positions, written by rank 0 to `path`
+ * (HDF5, io/actdump.h). Items are cut into fixed batches (independent of the number of ranks),
+ * assigned to the ranks in contiguous chunks per round of items, and gathered round by round on
+ * rank 0 (memory on rank 0: one round, <= 256 MiB of rows). On error every rank returns -1 and no
+ * file is left behind. */
+int qa_eval_dump_activations(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const qa_tokenizer *tok,
+                             qa_dist *d, const qa_eval_dump_opts *o, const char *path, qa_err *e);
 
 /* ---- adapters --------------------------------------------------------------------------------- */
 /* Load an adapter for m from a PEFT directory (adapter_config.json), a training checkpoint file

@@ -15,7 +15,7 @@ typedef struct qa_eval_taskdef {
     char *labels[QA_EVAL_MAX_LABELS];         /* class names, tasks.json order */
     char *label_words[QA_EVAL_MAX_LABELS];    /* english_label_words: the scored words */
     /* per selected language l */
-    const char **prefix;                      /* [n_langs] prefix_english_labels[L] */
+    const char **prefix;                      /* [n_langs] prefix_english_labels[L] (or _target_labels) */
     size_t *prefix_len;
     const char **query;                       /* [n_langs] query[L] */
     size_t *query_len;
@@ -36,6 +36,7 @@ typedef struct qa_eval_cellsrc {
 struct qa_eval_suite {
     char *data_dir;
     qa_eval_gold gold;
+    qa_eval_prompt_variant prompt;
     int limit;
     json_t *tasks_json;                       /* owns the prefix / query / word strings */
     int n_tasks;

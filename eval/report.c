@@ -63,8 +63,12 @@ static json_t *results_json(const qa_eval_results *r) {
     json_t *proto = json_object();
     json_object_set_new(proto, "name", json_string(QA_EVAL_PROTOCOL));
     json_object_set_new(proto, "version", json_integer(QA_EVAL_PROTOCOL_VERSION));
-    json_object_set_new(proto, "prompt", json_string("prefix_english_labels[L] + query[L] (tasks.json), "
-                                                      "tokenized whole with add_special_tokens=True"));
+    json_object_set_new(proto, "prompt", json_string(s->prompt == QA_EVAL_PROMPT_TARGET_LABELS
+                                                          ? "prefix_target_labels[L] + query[L] (tasks.json), "
+                                                            "tokenized whole with add_special_tokens=True"
+                                                          : "prefix_english_labels[L] + query[L] (tasks.json), "
+                                                            "tokenized whole with add_special_tokens=True"));
+    json_object_set_new(proto, "prompt_variant", json_string(qa_eval_prompt_variant_name(s->prompt)));
     json_object_set_new(proto, "score", json_string("per label: logsumexp of the next-token logits over its "
                                                      "process_tokens set; the largest wins; seeded coin on exact ties"));
     json_object_set_new(j, "protocol", proto);
@@ -138,8 +142,12 @@ static char *results_md(const qa_eval_results *r) {
                                             : " (gold of item i = the English record i)");
     sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, r->tokenizer_kind,
               (unsigned long long)r->seed, r->ties);
-    sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n\n", QA_EVAL_PROTOCOL,
+    sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n", QA_EVAL_PROTOCOL,
               QA_EVAL_PROTOCOL_VERSION, r->n_items, s->limit > 0 ? " (--limit)" : "");
+    if (s->prompt != QA_EVAL_PROMPT_ENGLISH_LABELS)
+        sb_printf(&b, "- prompt: **%s** demonstrations (scored on the English label words)\n",
+                  qa_eval_prompt_variant_name(s->prompt));
+    sb_printf(&b, "\n");
     sb_printf(&b, "Accuracy (%%):\n\n| task |");
     for (int l = 0; l < s->n_langs; l++) sb_printf(&b, " %s |", s->langs[l]);
     sb_printf(&b, " Avg |\n|---|");

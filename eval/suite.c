@@ -18,6 +18,17 @@ int qa_eval_gold_parse(const char *s, qa_eval_gold *g, qa_err *e) {
     return 0;
 }
 
+const char *qa_eval_prompt_variant_name(qa_eval_prompt_variant p) {
+    return p == QA_EVAL_PROMPT_TARGET_LABELS ? "target-labels" : "english-labels";
+}
+
+int qa_eval_prompt_variant_parse(const char *s, qa_eval_prompt_variant *p, qa_err *e) {
+    if (!strcmp(s, "english-labels")) *p = QA_EVAL_PROMPT_ENGLISH_LABELS;
+    else if (!strcmp(s, "target-labels")) *p = QA_EVAL_PROMPT_TARGET_LABELS;
+    else return QA_ERR(e, "prompt variant '%s' is unknown (use english-labels or target-labels)", s);
+    return 0;
+}
+
 /* ---- small helpers ------------------------------------------------------------------------ */
 /* the next comma-separated item of *p into buf; 0 at the end */
 static int next_item(const char **p, char *buf, size_t cap) {
@@ -96,10 +107,16 @@ static int load_taskdef(qa_eval_suite *s, json_t *tj, const char *name, const ch
                           name, td->labels[c]);
         td->label_words[c] = qa_strdup(w);
     }
-    json_t *pre = json_object_get(tj, "prefix_english_labels"), *qry = json_object_get(tj, "query"),
+    const char *pre_key =
+        s->prompt == QA_EVAL_PROMPT_TARGET_LABELS ? "prefix_target_labels" : "prefix_english_labels";
+    json_t *pre = json_object_get(tj, pre_key), *qry = json_object_get(tj, "query"),
            *tlw = json_object_get(tj, "target_label_words");
+    if (!json_is_object(pre) && s->prompt == QA_EVAL_PROMPT_TARGET_LABELS)
+        return QA_ERR(e, "%s: task '%s' has no \"prefix_target_labels\": the target-label prompt exists for the "
+                         "tasks that define it (emotion in the paper's data); select those tasks or use the "
+                         "english-labels prompt", path, name);
     if (!json_is_object(pre))
-        return QA_ERR(e, "%s: task '%s': key \"prefix_english_labels\" is missing or not an object", path, name);
+        return QA_ERR(e, "%s: task '%s': key \"%s\" is missing or not an object", path, name, pre_key);
     if (!json_is_object(qry)) return QA_ERR(e, "%s: task '%s': key \"query\" is missing or not an object", path, name);
     if (!json_is_object(tlw))
         return QA_ERR(e, "%s: task '%s': key \"target_label_words\" is missing or not an object", path, name);
@@ -113,8 +130,7 @@ static int load_taskdef(qa_eval_suite *s, json_t *tj, const char *name, const ch
         const char *L = s->langs[l];
         td->prefix[l] = obj_str(pre, L, &td->prefix_len[l]);
         if (!td->prefix[l])
-            return QA_ERR(e, "%s: task '%s', language '%s': prefix_english_labels has no string for it", path, name,
-                          L);
+            return QA_ERR(e, "%s: task '%s', language '%s': %s has no string for it", path, name, L, pre_key);
         td->query[l] = obj_str(qry, L, &td->query_len[l]);
         if (!td->query[l])
             return QA_ERR(e, "%s: task '%s', language '%s': query has no string for it", path, name, L);
@@ -372,6 +388,7 @@ int qa_eval_suite_load(qa_eval_suite **out, const qa_eval_selection *sel, qa_err
     qa_eval_suite *s = qa_calloc(1, sizeof *s);
     s->data_dir = qa_strdup(sel->data_dir);
     s->gold = sel->gold;
+    s->prompt = sel->prompt;
     s->limit = sel->limit;
     if (suite_load(s, sel, e)) {
         qa_eval_suite_free(s);
@@ -416,6 +433,15 @@ int qa_eval_n_langs(const qa_eval_suite *s) { return s->n_langs; }
 const char *qa_eval_lang(const qa_eval_suite *s, int l) { return s->langs[l]; }
 int qa_eval_n_items(const qa_eval_suite *s, int t, int l) { return qa_eval_cellsrc_at(s, t, l)->n; }
 const char *qa_eval_prefix(const qa_eval_suite *s, int t, int l) { return s->tasks[t].prefix[l]; }
+qa_eval_prompt_variant qa_eval_prompt_variant_of(const qa_eval_suite *s) { return s->prompt; }
+qa_eval_gold qa_eval_gold_of(const qa_eval_suite *s) { return s->gold; }
+int qa_eval_item_gold(const qa_eval_suite *s, int t, int l, int i) { return qa_eval_cellsrc_at(s, t, l)->gold[i]; }
+const char *qa_eval_item_gold_text(const qa_eval_suite *s, int t, int l, int i) {
+    return qa_eval_cellsrc_at(s, t, l)->answer[i];
+}
+const char *qa_eval_task_target_word(const qa_eval_suite *s, int t, int l, int label) {
+    return s->tasks[t].target_words[(size_t)l * s->tasks[t].n_labels + label];
+}
 
 /* ---- prompts ------------------------------------------------------------------------------ */
 /* Fill the query template: "{field}" for a field of the task is replaced by the record's value, every

@@ -12,6 +12,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qalign eval --model DIR --out DIR [options]\n"
+            "       qalign eval --model DIR [--out DIR] --dump-activations FILE [options]\n"
             "       qalign eval --dump-prompts FILE [--tasks ...] [--langs ...] [--limit N]   (no model needed)\n"
             "       qalign eval --token-stats --tokenizer FILE [--tasks ...] [--langs ...]     (no model needed)\n\n"
             "Few-shot evaluation as in the paper (docs/evaluation.md): Amazon-polarity emotion (2-shot), SNLI\n"
@@ -35,6 +36,14 @@ static void usage(FILE *f) {
             "  --batch-tokens N     bound on padded tokens (rows x longest row) per forward (default 16384)\n"
             "  --no-prefix-cache    run every prompt in full (for checks and benchmarks)\n"
             "  --full-vocab         full-vocabulary logits at the last position: predictions carry softmax masses\n"
+            "  --prompt VARIANT     english-labels (default: the paper's enout demos) | target-labels (emotion:\n"
+            "                       target-language demo labels, the prompt of the paper's logit lens and PCA)\n"
+            "  --dump-activations FILE  also write per item and layer the hidden state at the last prompt position\n"
+            "                       and the mean over positions to FILE (HDF5, docs/analysis.md; runs every prompt\n"
+            "                       in full); without --out only the dump is made\n"
+            "  --dump-pools LIST    last,mean (default both) | last | mean\n"
+            "  --dump-batch N       rows per forward of the dump (default 4; padded tokens <= --dump-batch-tokens)\n"
+            "  --dump-batch-tokens N  padded tokens per dump forward (default 4096)\n"
             "  --backend NAME       cpu (default) or cuda\n"
             "  -h, --help           this help\n"
             "CPU threads: OPENBLAS_NUM_THREADS (per rank).\n");
@@ -101,6 +110,9 @@ static int token_stats(const qa_eval_suite *s, const qa_tokenizer *tok, qa_err *
 
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "cpu";
+    const char *act_path = NULL;
+    qa_eval_dump_opts dopt;
+    qa_eval_dump_opts_default(&dopt);
     const char *data = getenv("QALIGN_DATA");
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
@@ -123,6 +135,28 @@ int cmd_eval(int argc, char **argv) {
         else if (more && !strcmp(a, "--out")) out_dir = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
         else if (more && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
+        else if (more && !strcmp(a, "--prompt")) {
+            qa_err e = {0};
+            if (qa_eval_prompt_variant_parse(argv[++i], &sel.prompt, &e)) {
+                fprintf(stderr, "qalign eval: %s\n", e.msg);
+                return 2;
+            }
+        } else if (more && !strcmp(a, "--dump-pools")) {
+            const char *p = argv[++i];
+            dopt.last = strstr(p, "last") != NULL;
+            dopt.mean = strstr(p, "mean") != NULL;
+            if ((!dopt.last && !dopt.mean) || strspn(p, "lastmen,") != strlen(p)) {
+                fprintf(stderr, "qalign eval: --dump-pools takes last, mean or last,mean, got '%s'\n", p);
+                return 2;
+            }
+        } else if (more && !strcmp(a, "--dump-batch")) {
+            if (parse_int(argv[++i], a, 1, &v)) return 2;
+            dopt.batch_rows = (int)v;
+        } else if (more && !strcmp(a, "--dump-batch-tokens")) {
+            if (parse_int(argv[++i], a, 1, &v)) return 2;
+            dopt.batch_tokens = (int)v;
+        }
         else if (more && !strcmp(a, "--gold")) {
             qa_err e = {0};
             if (qa_eval_gold_parse(argv[++i], &sel.gold, &e)) { fprintf(stderr, "qalign eval: %s\n", e.msg); return 2; }
@@ -143,8 +177,13 @@ int cmd_eval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (model_dir && !out_dir) {
-        fprintf(stderr, "qalign eval: --out DIR is required with --model\n\n");
+    if (act_path && !model_dir) {
+        fprintf(stderr, "qalign eval: --dump-activations needs --model\n\n");
+        usage(stderr);
+        return 2;
+    }
+    if (model_dir && !out_dir && !act_path) {
+        fprintf(stderr, "qalign eval: --out DIR is required with --model (or --dump-activations FILE)\n\n");
         usage(stderr);
         return 2;
     }
@@ -207,12 +246,24 @@ int cmd_eval(int argc, char **argv) {
     }
     if (me == 0) {
         ro.log = log_line;
-        fprintf(stderr, "eval: model %s%s%s, %d tasks x %d languages, gold %s, %d rank(s)\n", model_dir,
+        fprintf(stderr, "eval: model %s%s%s, %d tasks x %d languages, gold %s, prompt %s, %d rank(s)\n", model_dir,
                 adapter ? ", adapter " : "", adapter ? adapter_id : "", qa_eval_n_tasks(s), qa_eval_n_langs(s),
-                qa_eval_gold_name(sel.gold), qa_dist_size(d));
+                qa_eval_gold_name(sel.gold), qa_eval_prompt_variant_name(sel.prompt), qa_dist_size(d));
     }
     ro.model_id = model_dir;
     ro.adapter_id = adapter ? adapter_id : NULL;
+    if (act_path) {
+        dopt.model_id = model_dir;
+        dopt.adapter_id = adapter ? adapter_id : NULL;
+        dopt.tokenizer_id = tok_path;
+        if (me == 0) dopt.log = log_line;
+        if (qa_eval_dump_activations(s, &m, have_lora ? &l : NULL, tok, d, &dopt, act_path, &e)) goto out;
+        if (me == 0) fprintf(stderr, "eval: wrote the activation dump %s\n", act_path);
+    }
+    if (!out_dir) {
+        rc = 0;
+        goto out;
+    }
     if (qa_eval_run(s, &m, have_lora ? &l : NULL, tok, d, &ro, &res, &e)) goto out;
     if (me == 0) {
         if (qa_eval_write(&res, out_dir, &e)) goto out_local;
