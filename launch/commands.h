@@ -18,6 +18,8 @@ int cmd_ckpt_info(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_label_tokens(int argc, char **argv);
+int cmd_lens(int argc, char **argv);
+int cmd_pca(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 #endif

@@ -1,0 +1,368 @@
+/* plot.c — the figures of analysis/ drawn with PLplot: PNG through the pngcairo driver, SVG through
+ * svgcairo (no display needed). Each figure is one PLplot stream, created and ended here. */
+#include "analysis/analysis.h"
+#include "common/qa_file.h"
+#include "common/qa_mem.h"
+
+#include <math.h>
+#include <plplot.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* colours: cmap0 index 0 background, 1 black, 2.. the palette (matplotlib's tab10) */
+static const int PALETTE[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
+                                   {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
+                                   {188, 189, 34},  {23, 190, 207}};
+/* the lens quantities: target (orange), latent English (blue), all target (green), all English (red) */
+static const int QCOLOR[4] = {1, 0, 2, 3};
+static const char *QLABEL[4] = {"target language (gold label)", "latent English (gold label)",
+                                "all target-language labels", "all English labels"};
+
+int qa_plot_has_device(const char *dev) {
+    /* the caller provides the arrays; n is their size on input, the device count on output */
+    enum { MAXDEV = 128 };
+    const char **menu = qa_calloc(MAXDEV, sizeof(char *)), **devs = qa_calloc(MAXDEV, sizeof(char *));
+    int n = MAXDEV;
+    plgFileDevs(&menu, &devs, &n);
+    int found = 0;
+    for (int i = 0; i < n && i < MAXDEV; i++)
+        if (devs[i] && !strcmp(devs[i], dev)) found = 1;
+    free((void *)menu);
+    free((void *)devs);
+    return found;
+}
+
+static void set_rgba(int idx, const int rgb[3], double alpha) { plscol0a(idx, rgb[0], rgb[1], rgb[2], alpha); }
+
+/* plasma (matplotlib) for the entropy strip */
+static void plasma_cmap1(void) {
+    static const double pos[9] = {0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0};
+    static const int rgb[9][3] = {{13, 8, 135},   {76, 2, 161},   {126, 3, 168},  {170, 35, 149}, {204, 71, 120},
+                                  {230, 108, 92}, {248, 149, 64}, {253, 197, 39}, {240, 249, 33}};
+    PLFLT p[9], r[9], g[9], b[9];
+    for (int i = 0; i < 9; i++) {
+        p[i] = pos[i];
+        r[i] = rgb[i][0] / 255.0;
+        g[i] = rgb[i][1] / 255.0;
+        b[i] = rgb[i][2] / 255.0;
+    }
+    plscmap1n(256);
+    plscmap1l(1, 9, p, r, g, b, NULL);
+}
+
+/* a new stream on device dev writing file, size w x h (pixels for PNG, points for SVG) */
+static void begin(const char *dev, const char *file, int w, int h) {
+    PLINT strm;
+    plmkstrm(&strm);
+    plsdev(dev);
+    plsfnam(file);
+    char geom[32];
+    snprintf(geom, sizeof geom, "%dx%d", w, h);
+    plsetopt("geometry", geom);
+    plscmap0n(32);
+    plscolbg(255, 255, 255);
+    plscol0(1, 0, 0, 0);
+    plinit();
+    plfontld(1);
+}
+
+static int check_written(const char *file, qa_err *e) {
+    struct stat sb;
+    if (stat(file, &sb) != 0 || sb.st_size == 0)
+        return QA_ERR(e, "PLplot wrote no figure to %s (is the directory writable?)", file);
+    return 0;
+}
+
+static int check_dev(const char *dev, qa_err *e) {
+    if (!qa_plot_has_device(dev))
+        return QA_ERR(e, "PLplot has no '%s' driver: install plplot-driver-cairo (scripts/setup.sh)", dev);
+    return 0;
+}
+
+typedef void (*draw_fn)(const void *ctx);
+
+/* draw the figure once per wanted format */
+static int render(const char *stem, int png, int svg, int w, int h, draw_fn draw, const void *ctx, qa_err *e) {
+    const char *devs[2] = {"pngcairo", "svgcairo"}, *ext[2] = {"png", "svg"};
+    const int want[2] = {png, svg};
+    for (int k = 0; k < 2; k++) {
+        if (!want[k]) continue;
+        QA_TRY(check_dev(devs[k], e));
+        size_t n = strlen(stem) + 8;
+        char *file = qa_malloc(n);
+        snprintf(file, n, "%s.%s", stem, ext[k]);
+        unlink(file);
+        begin(devs[k], file, w, h);
+        draw(ctx);
+        plend1();
+        int rc = check_written(file, e);
+        free(file);
+        QA_TRY(rc);
+    }
+    return 0;
+}
+
+/* ---- the logit lens (paper Figure 1) ------------------------------------------------------------- */
+typedef struct lens_ctx {
+    const char *title;
+    int L, n_series;
+    double ymax;
+    const qa_lens_plot_series *s;
+} lens_ctx;
+
+static int series_style(int s, int n_series) {
+    /* 2 series: base dashed, aligned solid; more: solid, dashed, dotted, ... for the later ones */
+    if (n_series == 2) return s == 0 ? 2 : 1;
+    static const int st[4] = {1, 2, 3, 4};
+    return st[s % 4];
+}
+
+static void draw_lens(const void *vctx) {
+    const lens_ctx *c = vctx;
+    const int L = c->L, S = c->n_series;
+    const double x0 = 0.09, x1 = 0.64;
+    const double strip_h = 0.04 * S, top = 0.84, strip_y0 = top - strip_h;
+    const double xl = L > 1 ? 1 : 0.5, xr = L > 1 ? L : 1.5;
+    pladv(0);
+    plschr(0, 0.9);
+    plwidth(1);
+    plasma_cmap1();
+
+    /* entropy strips: one row per series, a cell per layer */
+    plvpor(x0, x1, strip_y0, top);
+    plwind(xl - 0.5 * (L > 1 ? 1 : 0), xr + 0.5 * (L > 1 ? 1 : 0), 0, S);
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < L; i++) {
+            double v = c->s[s].entropy ? c->s[s].entropy[i] : NAN;
+            if (!isfinite(v)) continue;
+            double t = v / 14.0;
+            plcol1(t < 0 ? 0 : t > 1 ? 1 : t);
+            PLFLT px[4] = {i + 0.5, i + 1.5, i + 1.5, i + 0.5}, py[4] = {S - s - 1, S - s - 1, S - s, S - s};
+            plfill(4, px, py);
+        }
+    plcol0(1);
+    plbox("bc", 0, 0, "bc", 0, 0);
+    for (int s = 0; s < S; s++) {
+        char lab[128];
+        snprintf(lab, sizeof lab, "%s ", c->s[s].label ? c->s[s].label : "");
+        plmtex("lv", 0.5, (S - s - 0.5) / S, 1.0, lab);
+    }
+    plmtex("t", 0.9, 0.0, 0.0, "entropy of the next-token distribution");
+
+    /* its colour bar, right of the strip */
+    plvpor(x1 + 0.04, x1 + 0.28, strip_y0 + 0.25 * strip_h, top - 0.25 * strip_h);
+    plwind(0, 14, 0, 1);
+    for (int k = 0; k < 56; k++) {
+        plcol1((k + 0.5) / 56.0);
+        PLFLT px[4] = {k * 0.25, (k + 1) * 0.25, (k + 1) * 0.25, k * 0.25}, py[4] = {0, 0, 1, 1};
+        plfill(4, px, py);
+    }
+    plcol0(1);
+    plbox("bcnst", 7, 7, "bc", 0, 0);
+    plmtex("rv", 0.6, 0.5, 0.0, "bits");
+
+    /* the masses with their 95% bands */
+    plvpor(x0, x1, 0.10, strip_y0 - 0.06);
+    /* a zoomed axis is drawn in units of 10^k: "probability (x10^-4)" */
+    const double ymax = c->ymax > 0 ? c->ymax : 1;
+    int expo = ymax < 0.1 ? (int)floor(log10(ymax) + 1e-9) : 0;
+    const double mult = pow(10, -expo);
+    plwind(xl, xr, 0, ymax * mult);
+    int tick = L <= 12 ? 1 : L <= 24 ? 2 : L <= 48 ? 4 : 8;
+    PLFLT *px = qa_malloc(sizeof(PLFLT) * 2 * (size_t)L), *py = qa_malloc(sizeof(PLFLT) * 2 * (size_t)L);
+    for (int q = 0; q < 4; q++)
+        for (int s = 0; s < S; s++) {
+            const qa_lens_plot_series *ss = &c->s[s];
+            if (!ss->mean[q]) continue;
+            int n = 0;
+            for (int i = 0; i < L; i++) {
+                if (!isfinite(ss->hi[q][i])) continue;
+                px[n] = i + 1;
+                py[n++] = ss->hi[q][i] * mult;
+            }
+            for (int i = L - 1; i >= 0; i--) {
+                if (!isfinite(ss->lo[q][i])) continue;
+                px[n] = i + 1;
+                py[n++] = ss->lo[q][i] * mult;
+            }
+            if (n >= 3) {
+                set_rgba(2 + q, PALETTE[QCOLOR[q]], 0.13);
+                plcol0(2 + q);
+                plfill(n, px, py);
+            }
+        }
+    for (int q = 0; q < 4; q++)
+        for (int s = 0; s < S; s++) {
+            const qa_lens_plot_series *ss = &c->s[s];
+            if (!ss->mean[q]) continue;
+            int n = 0;
+            for (int i = 0; i < L; i++) {
+                if (!isfinite(ss->mean[q][i])) continue;
+                px[n] = i + 1;
+                py[n++] = ss->mean[q][i] * mult;
+            }
+            set_rgba(2 + q, PALETTE[QCOLOR[q]], 1.0);
+            plcol0(2 + q);
+            pllsty(series_style(s, S));
+            plwidth(2.0);
+            if (n >= 2) plline(n, px, py);
+            else if (n == 1) plpoin(1, px, py, 17);
+        }
+    free(px);
+    free(py);
+    pllsty(1);
+    plwidth(1);
+    plcol0(1);
+    plbox("bcnst", tick, 0, "bcnstv", 0, 0);
+    char ylab[96];
+    if (expo) snprintf(ylab, sizeof ylab, "probability (\xC3\x97" "10#u%d#d, y axis zoomed)", expo);
+    else snprintf(ylab, sizeof ylab, "probability%s", ymax < 1 ? " (y axis zoomed)" : "");
+    pllab("layer", ylab, "");
+
+    /* legend: the quantities (colours) and the series (line styles) */
+    const int nl = 4 + S;
+    PLINT opt[4 + QA_LENS_MAX_SERIES], tcol[4 + QA_LENS_MAX_SERIES], lcol[4 + QA_LENS_MAX_SERIES],
+        lsty[4 + QA_LENS_MAX_SERIES];
+    PLFLT lw[4 + QA_LENS_MAX_SERIES];
+    const char *text[4 + QA_LENS_MAX_SERIES];
+    char sl[QA_LENS_MAX_SERIES][160];
+    for (int i = 0; i < nl; i++) {
+        opt[i] = PL_LEGEND_LINE;
+        tcol[i] = 1;
+        lw[i] = 2.0;
+        if (i < 4) {
+            lcol[i] = 2 + i;
+            lsty[i] = 1;
+            text[i] = QLABEL[i];
+        } else {
+            int s = i - 4;
+            lcol[i] = 1;
+            lsty[i] = series_style(s, S);
+            snprintf(sl[s], sizeof sl[s], "%s (n = %d)", c->s[s].label ? c->s[s].label : "", c->s[s].n_items);
+            text[i] = sl[s];
+        }
+    }
+    PLFLT lwid, lhei;
+    plvpor(x1 + 0.03, 0.99, 0.10, strip_y0 - 0.06);
+    plwind(0, 1, 0, 1);
+    pllegend(&lwid, &lhei, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+             PL_POSITION_LEFT | PL_POSITION_TOP | PL_POSITION_INSIDE, 0.0, 0.0, 0.08, 0, 1, 1, 0, 0, nl, opt, 0.8,
+             0.85, 1.7, 0.0, tcol, text, NULL, NULL, NULL, NULL, lcol, lsty, lw, NULL, NULL, NULL, NULL);
+    /* the title over the whole page */
+    plvpor(0, 1, 0, 1);
+    plwind(0, 1, 0, 1);
+    plschr(0, 1.05);
+    plmtex("t", -1.8, 0.5, 0.5, c->title);
+}
+
+int qa_plot_lens(const char *path_stem, const char *title, int L, int n_series, const qa_lens_plot_series *s,
+                 double ymax, int png, int svg, qa_err *e) {
+    if (L <= 0 || n_series <= 0 || n_series > QA_LENS_MAX_SERIES)
+        return QA_ERR(e, "lens figure %s: %d layers, %d series", path_stem, L, n_series);
+    lens_ctx c = {title ? title : "", L, n_series, ymax, s};
+    return render(path_stem, png, svg, 1100, 620, draw_lens, &c, e);
+}
+
+/* ---- PCA scatter -------------------------------------------------------------------------------- */
+typedef struct pca_ctx {
+    const char *title;
+    int n_panels, n_groups;
+    const qa_pca_panel *p;
+    const char *const *names;
+} pca_ctx;
+
+static void range_of(const double *v, int n, double *lo, double *hi) {
+    double a = INFINITY, b = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            if (v[i] < a) a = v[i];
+            if (v[i] > b) b = v[i];
+        }
+    if (!(a <= b)) a = -1, b = 1;
+    if (b - a < 1e-12) a -= 1, b += 1;
+    double pad = 0.06 * (b - a);
+    *lo = a - pad;
+    *hi = b + pad;
+}
+
+static void draw_pca(const void *vctx) {
+    const pca_ctx *c = vctx;
+    const int np = c->n_panels, cols = np <= 3 ? np : (np <= 4 ? 2 : 3), rows = (np + cols - 1) / cols;
+    const double left = 0.06, right = 0.86, bottom = 0.08, top = 0.88;
+    const double cw = (right - left) / cols, rh = (top - bottom) / rows;
+    pladv(0);
+    plschr(0, np > 1 ? 0.8 : 0.9);
+    for (int g = 0; g < c->n_groups; g++) set_rgba(2 + g % 30, PALETTE[g % 10], 0.75);
+    for (int k = 0; k < np; k++) {
+        const qa_pca_panel *p = &c->p[k];
+        const int r = k / cols, cc = k % cols;
+        plvpor(left + cc * cw + 0.06, left + (cc + 1) * cw - 0.01, top - (r + 1) * rh + 0.07, top - r * rh - 0.04);
+        double xa, xb, ya, yb;
+        range_of(p->x, p->n, &xa, &xb);
+        range_of(p->y, p->n, &ya, &yb);
+        plwind(xa, xb, ya, yb);
+        PLFLT *px = qa_malloc(sizeof(PLFLT) * (size_t)(p->n ? p->n : 1)),
+              *py = qa_malloc(sizeof(PLFLT) * (size_t)(p->n ? p->n : 1));
+        for (int g = 0; g < c->n_groups; g++) {
+            int n = 0;
+            for (int i = 0; i < p->n; i++)
+                if (p->group[i] == g) {
+                    px[n] = p->x[i];
+                    py[n++] = p->y[i];
+                }
+            plcol0(2 + g % 30);
+            plschr(0, n > 400 ? 0.45 : 0.6);
+            if (n) plstring(n, px, py, "\xE2\x97\x8F"); /* U+25CF black circle */
+            plschr(0, np > 1 ? 0.8 : 0.9);
+        }
+        free(px);
+        free(py);
+        plcol0(1);
+        plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+        pllab(p->xlabel ? p->xlabel : "PC1", p->ylabel ? p->ylabel : "PC2", p->title ? p->title : "");
+    }
+    plvpor(0, 1, 0, 1);
+    plwind(0, 1, 0, 1);
+    plcol0(1);
+    plschr(0, 1.0);
+    plmtex("t", -1.6, 0.5, 0.5, c->title);
+    /* one legend: the languages */
+    const int ng = c->n_groups;
+    PLINT *opt = qa_malloc(sizeof(PLINT) * (size_t)ng), *tcol = qa_malloc(sizeof(PLINT) * (size_t)ng),
+          *scol = qa_malloc(sizeof(PLINT) * (size_t)ng), *snum = qa_malloc(sizeof(PLINT) * (size_t)ng);
+    PLFLT *ssc = qa_malloc(sizeof(PLFLT) * (size_t)ng);
+    const char **sym = qa_malloc(sizeof(char *) * (size_t)ng);
+    for (int g = 0; g < ng; g++) {
+        opt[g] = PL_LEGEND_SYMBOL;
+        tcol[g] = 1;
+        scol[g] = 2 + g % 30;
+        snum[g] = 1;
+        ssc[g] = 1.2;
+        sym[g] = "\xE2\x97\x8F";
+        set_rgba(2 + g % 30, PALETTE[g % 10], 1.0);
+    }
+    PLFLT lwid, lhei;
+    plvpor(right, 0.99, bottom, top);
+    plwind(0, 1, 0, 1);
+    pllegend(&lwid, &lhei, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_LEFT | PL_POSITION_TOP |
+             PL_POSITION_INSIDE, 0.05, 0.0, 0.05, 0, 1, 1, 0, 0, ng, opt, 0.8, 0.9, 1.8, 0.0, tcol, c->names, NULL, NULL,
+             NULL, NULL, NULL, NULL, NULL, scol, ssc, snum, sym);
+    free(opt);
+    free(tcol);
+    free(scol);
+    free(snum);
+    free(ssc);
+    free(sym);
+}
+
+int qa_plot_pca(const char *path_stem, const char *title, int n_panels, const qa_pca_panel *p, int n_groups,
+                const char *const *group_names, int png, int svg, qa_err *e) {
+    if (n_panels <= 0 || n_groups <= 0) return QA_ERR(e, "PCA figure %s: %d panels, %d groups", path_stem, n_panels, n_groups);
+    pca_ctx c = {title ? title : "", n_panels, n_groups, p, group_names};
+    const int cols = n_panels <= 3 ? n_panels : (n_panels <= 4 ? 2 : 3), rows = (n_panels + cols - 1) / cols;
+    int w = 160 + 420 * cols, h = 90 + 380 * rows;
+    return render(path_stem, png, svg, w, h, draw_pca, &c, e);
+}
