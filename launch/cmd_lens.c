@@ -31,6 +31,8 @@ static void usage(FILE *f) {
             "  --langs LIST       languages (default: all in the dumps)\n"
             "  --title TEXT       figure title prefix (default: the model directory's name)\n"
             "  --format LIST      png,svg (default both) | png | svg\n"
+            "  --ymax Y           top of the y axis (default: 1, zoomed to the data when every band stays below\n"
+            "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
             "  --backend NAME     cpu (default) or cuda: the lens is a full-vocabulary head per item and layer\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
@@ -76,6 +78,14 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--langs")) o.langs = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (more && !strcmp(a, "--ymax")) {
+            char *end;
+            o.ymax = strtod(argv[++i], &end);
+            if (*end || !(o.ymax > 0)) {
+                fprintf(stderr, "qalign lens: --ymax needs a number > 0, got '%s'\n", argv[i]);
+                return 2;
+            }
+        }
         else if (more && !strcmp(a, "--format")) {
             if (qa_launch_parse_formats(argv[++i], &o.png, &o.svg)) {
                 fprintf(stderr, "qalign lens: --format takes png, svg or png,svg, got '%s'\n", argv[i]);
