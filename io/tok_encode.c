@@ -91,28 +91,51 @@ static size_t ws_fwd(const char *s, size_t n, size_t pos) {
 }
 
 /* ---- normalizers ---- */
-/* A code point that NFC leaves alone whatever surrounds it: no canonical decomposition, combining
- * class 0, and never the second element of a composition (utf8proc marks those with comb_index
- * >= 0x8000; Hangul jamo compose algorithmically and are excluded by range). Text made only of
- * such code points is already NFC. Checked exhaustively against utf8proc_map when written. */
-static int nfc_inert(uint32_t cp) {
-    if (cp < 0x300) return 1;
-    if (cp >= 0x1100 && cp <= 0x11FF) return 0;
+/* NFC quick check (UAX #15): text is already NFC if every code point has NFC_QC = Yes and the
+ * combining classes of each run of non-starters do not decrease. NFC_QC = No: the code point
+ * changes under NFC on its own (a singleton, an excluded or non-starter decomposition);
+ * Maybe: it can compose with what precedes it (utf8proc marks these comb_index >= 0x8000;
+ * Hangul V and T jamo compose algorithmically). */
+static int nfc_maybe(uint32_t cp, const utf8proc_property_t *p) {
+    return (cp >= 0x1100 && cp <= 0x11FF) || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000);
+}
+/* supplementary planes at run time: Yes if not Maybe and without any canonical decomposition
+ * (conservative: a recomposing decomposition is treated as No, which only costs time) */
+static int nfc_qc_yes_fast(uint32_t cp) {
     const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
-    if (p->combining_class) return 0;
-    if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return 0;
-    if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) return 0;
-    return 1;
+    return !nfc_maybe(cp, p) && (p->decomp_seqindex == UINT16_MAX || p->decomp_type != 0);
 }
 
-static int nfc(const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
+/* the BMP table, at load: Yes if not Maybe and NFC leaves the code point alone */
+void tok_build_nfc_qc(qa_tokenizer *t) {
+    t->nfc_qc = qa_malloc(0x10000);
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        int yes = !(cp >= 0xD800 && cp <= 0xDFFF) && !nfc_maybe(cp, p);
+        if (yes && cp >= 0x300 && p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) {
+            utf8proc_uint8_t in[4], *o = NULL;
+            utf8proc_ssize_t k = utf8proc_encode_char((utf8proc_int32_t)cp, in);
+            utf8proc_ssize_t r = utf8proc_map(in, k, &o, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            yes = r == k && !memcmp(o, in, (size_t)k);
+            free(o);
+        }
+        t->nfc_qc[cp] = yes ? (uint8_t)p->combining_class : 0xFF;
+    }
+}
+
+static int nfc(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0;
+    unsigned last_ccc = 0;
     while (i < n) {
-        if (p[i] < 0xCC) { i++; continue; } /* lead bytes < 0xCC (and continuation bytes): < U+0300 */
+        if (p[i] < 0xCC) { i++; last_ccc = 0; continue; } /* lead bytes < 0xCC: code points < U+0300 */
         uint32_t cp;
         int k = tok_utf8_next(p + i, &cp);
-        if (!nfc_inert(cp)) break;
+        unsigned ccc;
+        if (cp < 0x10000) ccc = t->nfc_qc[cp];
+        else ccc = nfc_qc_yes_fast(cp) ? utf8proc_get_property((utf8proc_int32_t)cp)->combining_class : 0xFF;
+        if (ccc == 0xFF || (ccc && last_ccc > ccc)) break;
+        last_ccc = ccc;
         i += (size_t)k;
     }
     if (i == n) {
@@ -141,7 +164,7 @@ int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, si
         char *nx = NULL;
         size_t nn = 0;
         if (nm->kind == NORM_NFC) {
-            if (nfc(cur, cn, &nx, &nn, e)) { free(cur); return -1; }
+            if (nfc(t, cur, cn, &nx, &nn, e)) { free(cur); return -1; }
         } else if (nm->kind == NORM_PREPEND) {
             if (!cn) continue;
             nn = nm->alen + cn;
@@ -343,8 +366,12 @@ static void bpe(enc *c, const char *s, size_t n) {
     if (!n) return;
     int bl = t->byte_level;
     if (bl && t->word_map.n) { /* a whole piece that is a token BPE rebuilds as itself */
-        int32_t id = tok_strmap_get(&t->word_map, s, n);
-        if (id >= 0) { push_id(c, id); return; }
+        uint32_t h = tok_hash(s, n), h2 = h * 0x9E3779B1u;
+        uint32_t b1 = h & (WM_BLOOM_BITS - 1), b2 = (h2 >> 11) & (WM_BLOOM_BITS - 1);
+        if ((t->wm_bloom[b1 >> 6] >> (b1 & 63) & 1) && (t->wm_bloom[b2 >> 6] >> (b2 & 63) & 1)) {
+            int32_t id = tok_strmap_get(&t->word_map, s, n);
+            if (id >= 0) { push_id(c, id); return; }
+        }
     }
     if (t->ignore_merges) {
         const char *w = s;
@@ -495,6 +522,7 @@ void tok_build_caches(qa_tokenizer *t) {
     c.t = t;
     tok_strmap wm;
     tok_strmap_init(&wm, t->vocab.n);
+    uint64_t *bloom = qa_calloc(WM_BLOOM_BITS / 64, sizeof *bloom);
     char *raw = NULL;
     size_t cap = 0;
     for (uint32_t i = 0; i < t->vocab.cap; i++) {
@@ -512,8 +540,13 @@ void tok_build_caches(qa_tokenizer *t) {
         if (!ok) continue;
         c.n_ids = 0;
         bpe(&c, raw, n);
-        if (c.n_ids == 1 && c.ids[0] == x->val)
+        if (c.n_ids == 1 && c.ids[0] == x->val) {
             tok_strmap_put(&wm, tok_pool_dup(&t->pool, raw, n), n, x->val);
+            uint32_t h = tok_hash(raw, n), h2 = h * 0x9E3779B1u;
+            uint32_t b1 = h & (WM_BLOOM_BITS - 1), b2 = (h2 >> 11) & (WM_BLOOM_BITS - 1);
+            bloom[b1 >> 6] |= 1ull << (b1 & 63);
+            bloom[b2 >> 6] |= 1ull << (b2 & 63);
+        }
     }
     free(raw);
     free(c.ids);
@@ -521,6 +554,7 @@ void tok_build_caches(qa_tokenizer *t) {
     free(c.heap);
     free(c.tmp);
     t->word_map = wm;
+    t->wm_bloom = bloom;
 }
 
 /* ---- pre-tokenizers, then the model ---- */

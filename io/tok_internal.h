@@ -24,6 +24,7 @@ typedef struct tok_strmap {
 
 /* ---- (id_a, id_b) -> rank: 8-byte entries ((key + 1) << 22 | rank, key = a << 21 | b; 0 = empty),
  * small enough to stay in cache; the pair and the merged id of a rank are in tok_rank ---- */
+#define WM_BLOOM_BITS (1u << 21) /* 256 KiB */
 #define TOK_ID_BITS 21         /* ids < 2^21 - 1 */
 #define TOK_RANK_BITS 22       /* merges < 2^22 */
 typedef struct tok_mergemap {
@@ -105,6 +106,8 @@ struct qa_tokenizer {
                             * code points < 256 otherwise), -1 none: no hashing for most first pairs */
     tok_strmap word_map;   /* byte-level: raw bytes of a vocab token whose own BPE is that token -> id
                             * (exact shortcut: BPE is a function of the piece) */
+    uint64_t *wm_bloom;    /* [WM_BLOOM_BITS / 64] Bloom filter of word_map keys: most pieces that are
+                            * not vocab words are turned away without touching the big table */
     tok_strmap added_map;  /* added tokens: content -> id */
     int32_t model_vocab_n; /* number of model vocab entries */
     /* BPE */
@@ -127,6 +130,8 @@ struct qa_tokenizer {
     int32_t *post_prefix; int n_post_prefix; /* ids before $A when add_special_tokens */
     int32_t *post_suffix; int n_post_suffix;
     int has_nfc;
+    uint8_t *nfc_qc;       /* [0x10000] NFC quick check of a BMP code point: its combining class if
+                            * NFC_QC = Yes, 0xFF if No or Maybe (built when there is an NFC step) */
 };
 
 /* helpers shared between the files */
@@ -153,6 +158,7 @@ int tok_matcher_find(const tok_matcher *m, const char *s, size_t n, size_t from,
 void tok_matcher_free(tok_matcher *m);
 /* build cp_id and word_map once the model and pre-tokenizers are known (io/tok_encode.c) */
 void tok_build_caches(qa_tokenizer *t);
+void tok_build_nfc_qc(qa_tokenizer *t);
 /* normalize s[0..n) with the tokenizer's normalizers into a heap string (io/tok_encode.c) */
 int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e);
 /* decode one UTF-8 code point of a VALID string; returns its length */

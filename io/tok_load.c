@@ -551,6 +551,7 @@ int qa_tok_load_mem(qa_tokenizer **out, const char *json, size_t len, const char
     if (add_dec(t, json_object_get(root, "decoder"), 0, e)) goto done;
     if (add_post(t, json_object_get(root, "post_processor"), 0, e)) goto done;
     init_byte_level(t);
+    if (t->has_nfc) tok_build_nfc_qc(t); /* before anything normalizes (normalized added tokens) */
     tok_build_caches(t);
     for (int i = 0; i < t->n_post_prefix; i++)
         if (t->post_prefix[i] >= t->n_ids) { QA_ERR(e, "%s: post_processor id %d is not a token", name, t->post_prefix[i]); goto done; }
@@ -600,8 +601,10 @@ void qa_tok_free(qa_tokenizer *t) {
     free(t->added);
     free(t->vocab.slot);
     free(t->word_map.slot);
+    free(t->wm_bloom);
     free(t->cp_id);
     free(t->pair256);
+    free(t->nfc_qc);
     free(t->added_map.slot);
     free(t->merges.ent);
     free(t->ranks);
