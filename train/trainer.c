@@ -29,6 +29,7 @@ typedef struct trainer {
     qa_dist *d;
     int rank, world, coord;
     qa_tokenizer *tok;
+    double comm_s;         /* seconds of the last step spent in its collectives (rank-local) */
     qa_eval_suite *suite;  /* the multilingual evaluation (eval.every / eval.at_end), NULL when off */
     qa_model m;
     int model_loaded;
@@ -397,9 +398,11 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
     }
     qa_dist_tree_result(&t->tree, l->grads);
     qa_dist_note(t->d, "gradient all-reduce");
+    double tc0 = now_s();
     qa_dist_allreduce_sum_f32(t->d, l->grads, l->n_params, "LoRA gradient all-reduce");
     qa_dist_allreduce_f64(t->d, losses, (size_t)K, QA_DIST_SUM, "micro-batch losses");
     qa_dist_allreduce_i64(t->d, toks, (size_t)K * 2, QA_DIST_SUM, "micro-batch token counts");
+    t->comm_s = now_s() - tc0; /* includes waiting for the slowest rank */
     double loss = 0;
     int64_t ntok = 0;
     for (int k = 0; k < K; k++) { loss += losses[k] / K; ntok += toks[2 * k]; }
@@ -744,9 +747,10 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         if (t->coord) {
             fprintf(t->metrics,
                     "{\"step\":%lld,\"epoch\":%d,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
-                    "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"wall_time\":%.3f,\"world_size\":%d,\"skipped\":%d}\n",
-                    (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, now_s() - t->t_start,
-                    t->world, skipped);
+                    "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"comm_s\":%.5f,\"wall_time\":%.3f,\"world_size\":%d,"
+                    "\"skipped\":%d}\n",
+                    (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, t->comm_s,
+                    now_s() - t->t_start, t->world, skipped);
             rc = metrics_flush(t, e);
             if (tc->train.log_every > 0 && (t->step % tc->train.log_every == 0 || t->step == total || t->step == start_step + 1)) {
                 char eb[32], tb[32];
