@@ -5,6 +5,8 @@
 #   3. evaluate the base model on the paper's 3 tasks x 20 languages (a few items each)
 #   4. question alignment: LoRA training on the paper's zh+es SNLI question files, 2 MPI ranks
 #   5. evaluate again with the trained adapter: a before/after table for all 20 languages
+#   6. look inside (paper Figures 1-2): activation dumps of base and aligned model on the emotion prompt with
+#      target-language demo labels, the logit lens (base vs aligned) and PCA / Pearson by language
 # The model is random, so the accuracies are chance-level noise: the demo shows the machinery.
 # Point configs/demo.yaml (model.path) at a real checkpoint for real numbers (README.md).
 set -euo pipefail
@@ -34,4 +36,16 @@ echo "== evaluation with the trained adapter =="
 mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --limit "$LIMIT" --out demo/eval-aligned
 
 "$Q" eval-compare demo/eval-base demo/eval-aligned --out demo/before-after.md
-echo "demo: loss curve runs/demo/metrics.jsonl, adapter runs/demo/adapter, table demo/before-after.md"
+
+ALIMIT=${QALIGN_DEMO_ANALYSIS_LIMIT:-20}
+echo "== looking inside: activation dumps, logit lens, PCA (--limit $ALIMIT per language) =="
+ALANGS=en,de,fr,hi,th,sw,ms,zh,ru,ja,bn
+mpirun -np "$RANKS" "$Q" eval --model demo/model --tasks emotion --langs "$ALANGS" --limit "$ALIMIT" \
+  --prompt target-labels --dump-activations demo/analysis/base.h5
+mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --tasks emotion --langs "$ALANGS" \
+  --limit "$ALIMIT" --prompt target-labels --dump-activations demo/analysis/aligned.h5
+"$Q" lens --model demo/model --dump demo/analysis/base.h5 --label base --dump demo/analysis/aligned.h5 \
+  --label aligned --langs zh,ru,ja,hi,sw,th,bn --out demo/analysis/lens
+"$Q" pca --dump demo/analysis/aligned.h5 --langs en,de,fr,hi,th,sw,ms --out demo/analysis/pca
+echo "demo: loss curve runs/demo/metrics.jsonl, adapter runs/demo/adapter, table demo/before-after.md,"
+echo "      logit lens demo/analysis/lens/lens_<lang>.png, PCA demo/analysis/pca/pca.png + pearson.md"
