@@ -45,6 +45,8 @@ typedef struct qa_lens_opts {
     const char *langs;       /* "ru,zh"; NULL = every language of the dumps */
     const char *out_dir;     /* lens.csv, lens_items.csv, lens.h5, lens_kept.csv, lens_<lang>.png/.svg */
     const char *title;       /* figure title prefix (NULL: the model's directory name) */
+    const char *model_id;    /* the model's directory: a dump recording another one gets a warning (the shapes
+                                must match in any case) */
     int png, svg;            /* figure formats (default both) */
     double ymax;             /* y axis top: 1 (the paper's [0, 1]); 0 = auto (default): 1, unless every
                                 band stays below 0.25 (random or tiny models), then zoomed to the data */

@@ -159,6 +159,14 @@ static int make_sets(const qa_actdump_labelset *ls, const char *lang, const qa_t
     return 0;
 }
 
+static int same_path(const char *a, const char *b) {
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    int same = ra && rb ? !strcmp(ra, rb) : !strcmp(a, b);
+    free(ra);
+    free(rb);
+    return same;
+}
+
 /* ---- the run ------------------------------------------------------------------------------------ */
 typedef struct kept_counts {
     int items, no_gold, empty, overlap, kept;
@@ -372,6 +380,9 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
         if (qa_actdump_open(&S[s].d, o->dumps[s], e)) goto out;
         S[s].open = 1;
         if (qa_lens_check_dump(&S[s].d, m, e)) goto out;
+        if (o->model_id && S[s].d.model[0] && !same_path(o->model_id, S[s].d.model))
+            qa_an_logf(o->log, o->log_ctx, "lens: warning: %s was dumped from model %s; unembedding with %s (same "
+                       "shape)", S[s].d.path, S[s].d.model, o->model_id);
     }
     if (qa_an_pick_task(&S[0].d, o->task, &task, e)) goto out;
     for (int s = 1; s < ns; s++) {
@@ -405,8 +416,16 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
     if (qa_mkdir_p(o->out_dir, e)) goto out;
     for (int s = 0; s < ns; s++) {
         select_rows(&S[s], task, langs, nl, sets);
-        qa_an_logf(o->log, o->log_ctx, "lens: %s (%s): %d items kept of the task's rows, %d layers x %d vocabulary",
-                   S[s].label, S[s].d.path, S[s].n_kept, L, V);
+        qa_sbuf kl = {0};
+        for (int li = 0; li < nl; li++) {
+            const kept_counts *c = &S[s].cnt[li];
+            qa_sb_printf(&kl, "%s%s %d/%d", li ? ", " : "", langs[li], c->kept, c->items);
+            if (c->overlap || c->empty || c->no_gold)
+                qa_sb_printf(&kl, " (dropped: %d overlap, %d empty set, %d no gold)", c->overlap, c->empty, c->no_gold);
+        }
+        qa_an_logf(o->log, o->log_ctx, "lens: %s (%s): kept %s; %d layers x %d vocabulary", S[s].label, S[s].d.path,
+                   kl.p ? kl.p : "", L, V);
+        qa_sb_free(&kl);
         if (compute_series(&S[s], m, sets, e)) goto out;
         aggregate(&S[s], nl, L);
     }

@@ -113,6 +113,7 @@ int cmd_lens(int argc, char **argv) {
     if (qa_model_load(&m, model_dir, ops, &e)) goto out;
     have_model = 1;
     o.log = log_line;
+    o.model_id = model_dir;
     if (qa_lens_run(&m, tok, &o, &e)) goto out;
     fprintf(stderr, "lens: wrote %s/lens.csv, lens_items.csv, lens_kept.csv, lens.h5 and lens_<lang>.%s%s%s\n",
             o.out_dir, o.png ? "png" : "", o.png && o.svg ? "/." : "", o.svg ? "svg" : "");
