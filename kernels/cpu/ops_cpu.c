@@ -1,36 +1,47 @@
-/* ops_cpu.c — the CPU backend of kernels/ops.h: OpenBLAS sgemm for every matmul (its own
- * threads), single-threaded C loops for the elementwise ops. BF16 weights are converted in
- * panels of rows into a scratch buffer held by the stream (or a per-call buffer when the
- * stream is NULL), never as a whole. */
+/* ops_cpu.c — the CPU backend of kernels/ops.h. Matmuls go through the backend's own blocked GEMM
+ * (gemm.c: BF16 weights converted while packing, never as a whole); every op splits its work
+ * statically over the stream's thread pool (pool.c). With a NULL stream an op runs on the calling
+ * thread with per-call buffers. */
 #include "kernels/ops.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/fastmath.h"
+#include "kernels/cpu/vecmath.h"
+#include "kernels/cpu_threads.h"
 #include "common/qa_mem.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- context: a growable scratch buffer ------------------------------------------------- */
-struct qa_stream {
-    float *scratch;
-    size_t cap;     /* floats */
-};
-
+/* ---- context ---------------------------------------------------------------------------------- */
 static int cpu_stream_create(qa_stream **s, qa_err *e) {
     (void)e;
-    *s = qa_calloc(1, sizeof **s);
+    qa_stream *st = qa_calloc(1, sizeof *st);
+    int n = qa_cpu_get_threads();
+    if (n < 1) n = 1;
+    if (n > QA_CPU_MAX_THREADS) n = QA_CPU_MAX_THREADS;
+    st->pool = n > 1 ? qa_pool_create(n) : NULL;
+    st->nt = st->pool ? n : 1;
+    for (int i = 0; i < st->nt; i++) qa_cpu_tws_init(&st->tws[i]);
+    if (st->pool)
+        for (int i = 0; i < 2; i++) st->pb_shared[i] = qa_aligned_alloc(64, sizeof(float) * (size_t)QA_GEMM_KC * QA_GEMM_NC);
+    *s = st;
     return 0;
 }
 static void cpu_stream_destroy(qa_stream *s) {
     if (!s) return;
+    qa_pool_destroy(s->pool);
+    for (int i = 0; i < s->nt; i++) qa_cpu_tws_free(&s->tws[i]);
+    free(s->pb_shared[0]);
+    free(s->pb_shared[1]);
+    free(s->rope_cs);
     free(s->scratch);
     free(s);
 }
 static int cpu_sync(qa_stream *s, qa_err *e) { (void)s; (void)e; return 0; }
 
-/* Scratch of n floats: from the stream when there is one (valid until the next call on it),
- * else a fresh block that the caller releases with scratch_done. */
+/* Scratch of n floats for the calling thread: from the stream when there is one (valid until the
+ * next call on it), else a fresh block that the caller releases with scratch_done. */
 static float *scratch_get(qa_stream *s, size_t n) {
     if (!s) return qa_aligned_alloc(64, (n ? n : 1) * sizeof(float));
     if (s->cap < n) {
@@ -48,135 +59,247 @@ static void *cpu_alloc(size_t bytes, qa_err *e) {
     return p;
 }
 static void cpu_free(void *p) { free(p); }
-static void cpu_memcpy(qa_stream *s, void *dst, const void *src, size_t bytes) {
-    (void)s;
-    if (bytes && dst != src) memmove(dst, src, bytes);
-}
-static void cpu_memset0(qa_stream *s, void *dst, size_t bytes) { (void)s; if (bytes) memset(dst, 0, bytes); }
 
-/* ---- helpers -------------------------------------------------------------------------- */
+/* ---- parallel loops ------------------------------------------------------------------------- */
+/* fn(ctx, lo, hi, w) over a static split of [0, n) into contiguous ranges (multiples of align), one
+ * per thread; w is the thread's workspace. Small n (< min_par) runs on the calling thread. */
+typedef void (*range_fn)(void *ctx, long lo, long hi, qa_cpu_tws *w);
+typedef struct { range_fn fn; void *ctx; long n, align; qa_stream *s; } range_job;
+static void range_task(void *p, int tid, int nt) {
+    range_job *j = p;
+    long lo, hi;
+    qa_split(j->n, tid, nt, j->align, &lo, &hi);
+    if (hi > lo) j->fn(j->ctx, lo, hi, &j->s->tws[tid]);
+}
+static void par_range(qa_stream *s, long n, long align, long min_par, range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (!s) {
+        qa_cpu_tws w;
+        qa_cpu_tws_init(&w);
+        fn(ctx, 0, n, &w);
+        qa_cpu_tws_free(&w);
+        return;
+    }
+    if (s->nt == 1 || n < min_par) { fn(ctx, 0, n, &s->tws[0]); return; }
+    range_job j = {fn, ctx, n, align, s};
+    qa_pool_run(s->pool, range_task, &j);
+}
+
+/* ---- memory ----------------------------------------------------------------------------------- */
+/* large copies and clears are split over the threads (the source and destination do not overlap
+ * unless they are equal: backend buffers are distinct views) */
+typedef struct { char *dst; const char *src; } mem_ctx;
+static void copy_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    mem_ctx *c = p;
+    memcpy(c->dst + lo, c->src + lo, (size_t)(hi - lo));
+}
+static void zero_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    mem_ctx *c = p;
+    memset(c->dst + lo, 0, (size_t)(hi - lo));
+}
+static void cpu_memcpy(qa_stream *s, void *dst, const void *src, size_t bytes) {
+    if (!bytes || dst == src) return;
+    const char *d = dst, *sc = src;
+    if (!s || s->nt == 1 || bytes < (1u << 18) || (d < sc + bytes && sc < d + bytes)) { memmove(dst, src, bytes); return; }
+    mem_ctx c = {dst, src};
+    par_range(s, (long)bytes, 4096, 0, copy_range, &c);
+}
+static void cpu_memset0(qa_stream *s, void *dst, size_t bytes) {
+    if (!bytes) return;
+    if (!s || s->nt == 1 || bytes < (1u << 18)) { memset(dst, 0, bytes); return; }
+    mem_ctx c = {dst, NULL};
+    par_range(s, (long)bytes, 4096, 0, zero_range, &c);
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
 static inline float wget(qa_weight w, size_t i) {
     return w.dtype == QA_DT_BF16 ? qa_bf16_to_f32(((const uint16_t *)w.data)[i]) : ((const float *)w.data)[i];
 }
-/* rows [r0, r1) of a [*, K] weight as f32: the F32 data itself or a converted panel in buf */
-static const float *weight_rows(qa_weight w, int r0, int r1, int K, float *buf) {
-    if (w.dtype == QA_DT_F32) return (const float *)w.data + (size_t)r0 * K;
-    const uint16_t *src = (const uint16_t *)w.data + (size_t)r0 * K;
-    size_t n = (size_t)(r1 - r0) * K;
-    for (size_t i = 0; i < n; i++) buf[i] = qa_bf16_to_f32(src[i]);
+/* a [n] weight as f32: the data itself or converted into buf */
+static const float *wvec(qa_weight w, size_t n, float *buf) {
+    if (w.dtype == QA_DT_F32) return w.data;
+    for (size_t i = 0; i < n; i++) buf[i] = qa_bf16_to_f32(((const uint16_t *)w.data)[i]);
     return buf;
 }
-/* rows per BF16 panel: ~4 MiB of f32 */
-static int panel_rows(int K, int M) {
-    int r = (int)((4u << 20) / (sizeof(float) * (size_t)(K > 0 ? K : 1)));
-    if (r < 16) r = 16;
-    return r < M ? r : M;
-}
+static qa_gemm_b gb_f32(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans}; }
 
 static void cpu_gemm(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha, const float *A, int lda,
                      const float *Bm, int ldb, float beta, float *C, int ldc) {
-    (void)s;
-    if (M <= 0 || Nc <= 0) return;
-    if (K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < Nc; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, Nc, K, alpha, A,
-                lda, Bm, ldb, beta, C, ldc);
+    qa_gemm(s, ta, M, Nc, K, alpha, A, lda, gb_f32(Bm, ldb, tb), beta, C, ldc);
+}
+
+typedef struct { float alpha; const float *x; float *y; } axpy_ctx;
+static void axpy_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    axpy_ctx *c = p;
+    for (long i = lo; i < hi; i++) c->y[i] += c->alpha * c->x[i];
 }
 static void cpu_axpy(qa_stream *s, size_t n, float alpha, const float *x, float *y) {
-    (void)s;
-    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+    axpy_ctx c = {alpha, x, y};
+    par_range(s, (long)n, 1024, 1 << 16, axpy_range, &c);
+}
+
+typedef struct { int D; const float *src; const int32_t *idx; float *dst; } rows_ctx;
+static void gather_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    rows_ctx *c = p;
+    for (long i = lo; i < hi; i++) memcpy(c->dst + (size_t)i * c->D, c->src + (size_t)c->idx[i] * c->D, sizeof(float) * c->D);
+}
+static void scatter_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    rows_ctx *c = p;
+    for (long i = lo; i < hi; i++) {
+        float *d = c->dst + (size_t)c->idx[i] * c->D;
+        const float *r = c->src + (size_t)i * c->D;
+        for (int j = 0; j < c->D; j++) d[j] += r[j];
+    }
 }
 static void cpu_gather_rows(qa_stream *s, int M, int D, const float *src, const int32_t *idx, float *dst) {
-    (void)s;
-    for (int i = 0; i < M; i++) memcpy(dst + (size_t)i * D, src + (size_t)idx[i] * D, sizeof(float) * D);
+    rows_ctx c = {D, src, idx, dst};
+    par_range(s, M, 1, 64, gather_range, &c);
 }
+/* indices are distinct: rows can be split over threads */
 static void cpu_scatter_add_rows(qa_stream *s, int M, int D, const float *src, const int32_t *idx, float *dst) {
-    (void)s;
-    for (int i = 0; i < M; i++) {
-        float *d = dst + (size_t)idx[i] * D;
-        const float *r = src + (size_t)i * D;
-        for (int j = 0; j < D; j++) d[j] += r[j];
-    }
+    rows_ctx c = {D, src, idx, dst};
+    par_range(s, M, 1, 64, scatter_range, &c);
 }
 
 /* ---- embedding ------------------------------------------------------------------------ */
-static void cpu_embedding_fwd(qa_stream *s, int N, int D, qa_weight table, const int32_t *ids, float *out) {
-    (void)s;
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * D;
-        size_t base = (size_t)ids[n] * D;
-        if (table.dtype == QA_DT_F32) memcpy(o, (const float *)table.data + base, sizeof(float) * D);
-        else for (int j = 0; j < D; j++) o[j] = qa_bf16_to_f32(((const uint16_t *)table.data)[base + j]);
+typedef struct { int D; qa_weight table; const int32_t *ids; float *out; } emb_ctx;
+static void emb_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    emb_ctx *c = p;
+    const int D = c->D;
+    for (long n = lo; n < hi; n++) {
+        float *o = c->out + (size_t)n * D;
+        size_t base = (size_t)c->ids[n] * D;
+        if (c->table.dtype == QA_DT_F32) memcpy(o, (const float *)c->table.data + base, sizeof(float) * D);
+        else for (int j = 0; j < D; j++) o[j] = qa_bf16_to_f32(((const uint16_t *)c->table.data)[base + j]);
     }
+}
+static void cpu_embedding_fwd(qa_stream *s, int N, int D, qa_weight table, const int32_t *ids, float *out) {
+    emb_ctx c = {D, table, ids, out};
+    par_range(s, N, 1, 64, emb_range, &c);
 }
 
 /* ---- RMSNorm -------------------------------------------------------------------------- */
+/* sum of a[j] * b[j] in double (8 lanes: vectorizes) */
+static inline double dot_d(const float *a, const float *b, int n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int q = 0; q < 8; q++) acc[q] += (double)a[j + q] * (double)b[j + q];
+    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < n; j++) s += (double)a[j] * b[j];
+    return s;
+}
+typedef struct { int D; float eps, beta; const float *x; qa_weight w; const float *rstd, *dy; float *y, *r; } rms_ctx;
+static void rms_fwd_range(void *p, long lo, long hi, qa_cpu_tws *ws) {
+    rms_ctx *c = p;
+    const int D = c->D;
+    const float *w = wvec(c->w, D, qa_cpu_tws_tmp(ws, D));
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + (size_t)n * D;
+        float *yr = c->y + (size_t)n * D;
+        float r = (float)(1.0 / sqrt(dot_d(xr, xr, D) / D + c->eps));
+        for (int j = 0; j < D; j++) yr[j] = (xr[j] * r) * w[j];
+        if (c->r) c->r[n] = r;
+    }
+}
 static void cpu_rmsnorm_fwd(qa_stream *s, int N, int D, float eps, const float *x, qa_weight w, float *y,
                             float *rstd) {
-    (void)s;
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * D;
-        float *yr = y + (size_t)n * D;
-        double ss = 0;
-        for (int j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
-        float r = (float)(1.0 / sqrt(ss / D + eps));
-        for (int j = 0; j < D; j++) yr[j] = (xr[j] * r) * wget(w, j);
-        if (rstd) rstd[n] = r;
+    rms_ctx c = {D, eps, 0, x, w, NULL, NULL, y, rstd};
+    par_range(s, N, 1, 16, rms_fwd_range, &c);
+}
+static void rms_bwd_range(void *p, long lo, long hi, qa_cpu_tws *ws) {
+    rms_ctx *c = p;
+    const int D = c->D;
+    float *buf = qa_cpu_tws_tmp(ws, 2 * (size_t)D);
+    const float *w = wvec(c->w, D, buf);
+    float *t = buf + D;
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + (size_t)n * D, *dyr = c->dy + (size_t)n * D;
+        float *dxr = c->y + (size_t)n * D;
+        const float r = c->rstd[n];
+        for (int j = 0; j < D; j++) t[j] = dyr[j] * w[j];
+        float cc = (float)(dot_d(t, xr, D) * r * r * r / D);
+        if (c->beta == 0)
+            for (int j = 0; j < D; j++) dxr[j] = r * dyr[j] * w[j] - xr[j] * cc;
+        else
+            for (int j = 0; j < D; j++) dxr[j] = c->beta * dxr[j] + (r * dyr[j] * w[j] - xr[j] * cc);
     }
 }
 static void cpu_rmsnorm_bwd(qa_stream *s, int N, int D, float beta, const float *x, qa_weight w, const float *rstd,
                             const float *dy, float *dx) {
-    (void)s;
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * D, *dyr = dy + (size_t)n * D;
-        float *dxr = dx + (size_t)n * D;
-        float r = rstd[n];
-        double dot = 0;
-        for (int j = 0; j < D; j++) dot += (double)dyr[j] * wget(w, j) * xr[j];
-        float c = (float)(dot * r * r * r / D);
-        for (int j = 0; j < D; j++) {
-            float g = r * dyr[j] * wget(w, j) - xr[j] * c;
-            dxr[j] = beta == 0 ? g : beta * dxr[j] + g;
-        }
-    }
+    rms_ctx c = {D, 0, beta, x, w, rstd, dy, dx, NULL};
+    par_range(s, N, 1, 16, rms_bwd_range, &c);
 }
 
 /* ---- RoPE ----------------------------------------------------------------------------- */
-static void rope_apply(int N, int H, int hd, float theta, const int32_t *pos, float *x, float sign) {
-    int half = hd / 2;
-    float *inv = qa_malloc(sizeof(float) * (size_t)half * 3);
-    float *cs = inv + half, *sn = cs + half;
-    /* HF: inv_freq = 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all fp32 */
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    for (int n = 0; n < N; n++) {
-        float p = (float)pos[n];
-        for (int i = 0; i < half; i++) {
-            float a = p * inv[i];
-            cs[i] = (float)cos((double)a);
-            sn[i] = sign * (float)sin((double)a);
-        }
-        for (int h = 0; h < H; h++) {
-            float *v = x + ((size_t)n * H + h) * hd;
+/* HF: inv_freq = 1.0 / (base ** (arange(0, dim, 2).float() / dim)), angle = pos * inv_freq, all fp32 */
+static void rope_row(int hd, float theta, int32_t pos, float *cs /* [hd/2] cos, then [hd/2] sin */) {
+    const int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float a = (float)pos * (1.0f / powf(theta, (float)(2 * i) / (float)hd));
+        cs[i] = (float)cos((double)a);
+        cs[half + i] = (float)sin((double)a);
+    }
+}
+typedef struct { int hd; float theta; float *tab; } ropetab_ctx;
+static void ropetab_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    ropetab_ctx *c = p;
+    for (long t = lo; t < hi; t++) rope_row(c->hd, c->theta, (int32_t)t, c->tab + (size_t)t * c->hd);
+}
+/* the stream's table for positions [0, len) (rebuilt when theta / hd change or len grows) */
+static const float *rope_table(qa_stream *s, int hd, float theta, int len) {
+    if (s->rope_cs && s->rope_hd == hd && s->rope_theta == theta && s->rope_len >= len) return s->rope_cs;
+    int cap = len < 4096 ? 4096 : len;
+    free(s->rope_cs);
+    s->rope_cs = qa_aligned_alloc(64, sizeof(float) * (size_t)cap * hd);
+    s->rope_hd = hd;
+    s->rope_theta = theta;
+    s->rope_len = cap;
+    ropetab_ctx c = {hd, theta, s->rope_cs};
+    par_range(s, cap, 16, 64, ropetab_range, &c);
+    return s->rope_cs;
+}
+typedef struct { int H, hd; float theta, sign; const int32_t *pos; const float *tab; float *x; } rope_ctx;
+static void rope_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    rope_ctx *c = p;
+    const int half = c->hd / 2;
+    float *own = c->tab ? NULL : qa_cpu_tws_tmp(w, (size_t)c->hd);
+    for (long n = lo; n < hi; n++) {
+        const float *cs;
+        if (c->tab) cs = c->tab + (size_t)c->pos[n] * c->hd;
+        else { rope_row(c->hd, c->theta, c->pos[n], own); cs = own; }
+        const float *sn = cs + half;
+        const float sg = c->sign;
+        for (int h = 0; h < c->H; h++) {
+            float *v = c->x + ((size_t)n * c->H + h) * c->hd;
             for (int i = 0; i < half; i++) {
-                float x0 = v[i], x1 = v[i + half];
-                v[i] = x0 * cs[i] - x1 * sn[i];
-                v[i + half] = x1 * cs[i] + x0 * sn[i];
+                float x0 = v[i], x1 = v[i + half], si = sg * sn[i];
+                v[i] = x0 * cs[i] - x1 * si;
+                v[i + half] = x1 * cs[i] + x0 * si;
             }
         }
     }
-    free(inv);
+}
+static void rope_apply(qa_stream *s, int N, int H, int hd, float theta, const int32_t *pos, float *x, float sign) {
+    int pmax = 0;
+    for (int n = 0; n < N; n++) pmax = pos[n] > pmax ? pos[n] : pmax;
+    rope_ctx c = {H, hd, theta, sign, pos, NULL, x};
+    if (s && pmax < (1 << 20)) c.tab = rope_table(s, hd, theta, pmax + 1);
+    par_range(s, N, 1, 16, rope_range, &c);
 }
 static void cpu_rope_fwd(qa_stream *s, int N, int H, int hd, float theta, const int32_t *pos, float *x) {
-    (void)s;
-    rope_apply(N, H, hd, theta, pos, x, 1.0f);
+    rope_apply(s, N, H, hd, theta, pos, x, 1.0f);
 }
 /* the rotation is orthogonal: its transpose is the rotation by -a */
 static void cpu_rope_bwd(qa_stream *s, int N, int H, int hd, float theta, const int32_t *pos, float *dx) {
-    (void)s;
-    rope_apply(N, H, hd, theta, pos, dx, -1.0f);
+    rope_apply(s, N, H, hd, theta, pos, dx, -1.0f);
 }
 
 /* ---- attention ------------------------------------------------------------------------ */
@@ -194,181 +317,283 @@ static inline int att_key_start(const qa_attn_desc *d, int i0) {
     int j0 = d->window > 0 ? i0 - d->window + 1 : 0;
     return j0 < 0 ? 0 : j0;
 }
-
-static void cpu_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
-                              float *o, float *lse) {
-    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
-    const int ldq = H * hd, ldk = Hk * hd;
-    float *S = scratch_get(s, (size_t)ATT_QB * T);
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < H; h++) {
-            const int g = h / grp;
-            const float *Q = q + (size_t)b * T * ldq + (size_t)h * hd;
-            const float *K = k + (size_t)b * T * ldk + (size_t)g * hd;
-            const float *Vv = v + (size_t)b * T * ldk + (size_t)g * hd;
-            float *O = o + (size_t)b * T * ldq + (size_t)h * hd;
-            float *L = lse + ((size_t)b * H + h) * T;
-            for (int i0 = 0; i0 < T; i0 += ATT_QB) {
-                const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
-                const int j0 = att_key_start(d, i0), nk = i1 - j0;
-                /* S = scale * Q_blk K_[j0,i1)ᵀ */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq,
-                            K + (size_t)j0 * ldk, ldk, 0.0f, S, nk);
-                for (int i = i0; i < i1; i++) {
-                    float *row = S + (size_t)(i - i0) * nk;
-                    float mx = -INFINITY;
-                    for (int j = j0; j < i1; j++) {
-                        if (att_visible(d, b, i, j)) { if (row[j - j0] > mx) mx = row[j - j0]; }
-                        else row[j - j0] = -INFINITY;
-                    }
-                    if (mx == -INFINITY) {   /* no visible key: output 0 */
-                        for (int j = 0; j < nk; j++) row[j] = 0;
-                        L[i] = -INFINITY;
-                        continue;
-                    }
-                    double sum = 0;
-                    for (int j = 0; j < nk; j++) {
-                        float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
-                        row[j] = e;
-                        sum += e;
-                    }
-                    float inv = (float)(1.0 / sum);
-                    for (int j = 0; j < nk; j++) row[j] *= inv;
-                    L[i] = mx + (float)log(sum);
-                }
-                /* O_blk = P V_[j0,i1) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, Vv + (size_t)j0 * ldk,
-                            ldk, 0.0f, O + (size_t)i0 * ldq, ldq);
-            }
-        }
-    scratch_done(s, S);
+/* keys [lo, hi) that causality and the window leave to query i (absolute key indices) */
+static inline void att_range(const qa_attn_desc *d, int i, int *lo, int *hi) {
+    int l = d->window > 0 ? i - d->window + 1 : 0;
+    *lo = l < 0 ? 0 : l;
+    *hi = i + 1;
 }
 
-static void cpu_attention_bwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
-                              const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+/* row = scores of keys [j0, j0+nk) for query i of row b -> probabilities (0 where not visible);
+ * returns the log-sum-exp, -inf when no key is visible (row all 0). */
+static float softmax_row(const qa_attn_desc *d, int b, int i, int j0, int nk, float *row) {
+    int lo, hi;
+    att_range(d, i, &lo, &hi);
+    lo -= j0;
+    hi -= j0;
+    if (lo < 0) lo = 0;
+    for (int j = 0; j < lo; j++) row[j] = 0;
+    for (int j = hi; j < nk; j++) row[j] = 0;
+    const int masked = d->key_mask || d->segment;
+    if (masked)
+        for (int j = lo; j < hi; j++)
+            if (!att_visible(d, b, i, j0 + j)) row[j] = -INFINITY;
+    float mx = -INFINITY;
+    for (int j = lo; j < hi; j++) mx = row[j] > mx ? row[j] : mx;
+    if (mx == -INFINITY) {
+        for (int j = lo; j < hi; j++) row[j] = 0;
+        return -INFINITY;
+    }
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = lo;
+    if (masked) {
+        for (; j + 8 <= hi; j += 8)
+            for (int q = 0; q < 8; q++) {
+                float v = row[j + q], e = qa_expf(v - mx);
+                e = v == -INFINITY ? 0.0f : e;
+                row[j + q] = e;
+                acc[q] += e;
+            }
+    } else {
+#ifdef QA_VEC
+        if (qa_cpu_have_avx2()) {
+            long n8 = (hi - j) / 8 * 8;
+            qa_exp_acc8(n8, row + j, mx, acc);
+            j += (int)n8;
+        }
+#endif
+        for (; j + 8 <= hi; j += 8)
+            for (int q = 0; q < 8; q++) {
+                float e = qa_expf(row[j + q] - mx);
+                row[j + q] = e;
+                acc[q] += e;
+            }
+    }
+    double sum = ((double)acc[0] + acc[1]) + ((double)acc[2] + acc[3]) + (((double)acc[4] + acc[5]) + ((double)acc[6] + acc[7]));
+    for (; j < hi; j++) {
+        float v = row[j], e = v == -INFINITY ? 0.0f : qa_expf(v - mx);
+        row[j] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (j = lo; j < hi; j++) row[j] *= inv;
+    return mx + (float)log(sum);
+}
+
+typedef struct {
+    const qa_attn_desc *d;
+    const float *q, *k, *v, *o, *lse, *dout;
+    float *out, *lse_out, *dq, *dk, *dv;
+} att_ctx;
+
+/* forward: one task per (b, h) */
+static void att_fwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    att_ctx *c = p;
+    const qa_attn_desc *d = c->d;
     const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
     const int ldq = H * hd, ldk = Hk * hd;
-    memset(dk, 0, sizeof(float) * (size_t)d->B * T * ldk);
-    memset(dv, 0, sizeof(float) * (size_t)d->B * T * ldk);
-    float *P = scratch_get(s, (size_t)2 * ATT_QB * T + ATT_QB);
-    float *dP = P + (size_t)ATT_QB * T, *Di = dP + (size_t)ATT_QB * T;
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < H; h++) {
-            const int g = h / grp;
-            const size_t qoff = (size_t)b * T * ldq + (size_t)h * hd, koff = (size_t)b * T * ldk + (size_t)g * hd;
-            const float *Q = q + qoff, *O = o + qoff, *dO = dout + qoff;
-            const float *K = k + koff, *Vv = v + koff;
-            float *dQ = dq + qoff, *dK = dk + koff, *dV = dv + koff;
-            const float *L = lse + ((size_t)b * H + h) * T;
+    float *S = qa_cpu_tws_tmp(w, (size_t)ATT_QB * T);
+    for (long task = lo; task < hi; task++) {
+        const int b = (int)(task / H), h = (int)(task % H), g = h / grp;
+        const float *Q = c->q + (size_t)b * T * ldq + (size_t)h * hd;
+        const float *K = c->k + (size_t)b * T * ldk + (size_t)g * hd;
+        const float *Vv = c->v + (size_t)b * T * ldk + (size_t)g * hd;
+        float *O = c->out + (size_t)b * T * ldq + (size_t)h * hd;
+        float *L = c->lse_out + ((size_t)b * H + h) * T;
+        for (int i0 = 0; i0 < T; i0 += ATT_QB) {
+            const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
+            const int j0 = att_key_start(d, i0), nk = i1 - j0;
+            /* S = scale * Q_blk K_[j0,i1)ᵀ */
+            qa_gemm_st(w, 0, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq, gb_f32(K + (size_t)j0 * ldk, ldk, 1), 0.0f,
+                       S, nk);
+            for (int i = i0; i < i1; i++) L[i] = softmax_row(d, b, i, j0, nk, S + (size_t)(i - i0) * nk);
+            /* O_blk = P V_[j0,i1) */
+            qa_gemm_st(w, 0, nq, hd, nk, 1.0f, S, nk, gb_f32(Vv + (size_t)j0 * ldk, ldk, 0), 0.0f, O + (size_t)i0 * ldq,
+                       ldq);
+        }
+    }
+}
+static void cpu_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
+                              float *o, float *lse) {
+    att_ctx c = {d, q, k, v, NULL, NULL, NULL, o, lse, NULL, NULL, NULL};
+    par_range(s, (long)d->B * d->n_heads, 1, 2, att_fwd_range, &c);
+}
+
+/* backward: one task per (b, kv head g), covering the query heads of its group (dK, dV of g) */
+static void att_bwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    att_ctx *c = p;
+    const qa_attn_desc *d = c->d;
+    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
+    const int ldq = H * hd, ldk = Hk * hd;
+    float *P = qa_cpu_tws_tmp(w, (size_t)2 * ATT_QB * T);
+    float *dP = P + (size_t)ATT_QB * T;
+    for (long task = lo; task < hi; task++) {
+        const int b = (int)(task / Hk), g = (int)(task % Hk);
+        const size_t koff = (size_t)b * T * ldk + (size_t)g * hd;
+        const float *K = c->k + koff, *Vv = c->v + koff;
+        float *dK = c->dk + koff, *dV = c->dv + koff;
+        for (int t = 0; t < T; t++) {
+            memset(dK + (size_t)t * ldk, 0, sizeof(float) * hd);
+            memset(dV + (size_t)t * ldk, 0, sizeof(float) * hd);
+        }
+        for (int h = g * grp; h < (g + 1) * grp; h++) {
+            const size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
+            const float *Q = c->q + qoff, *O = c->o + qoff, *dO = c->dout + qoff;
+            float *dQ = c->dq + qoff;
+            const float *L = c->lse + ((size_t)b * H + h) * T;
             for (int i0 = 0; i0 < T; i0 += ATT_QB) {
                 const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
                 const int j0 = att_key_start(d, i0), nk = i1 - j0;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq,
-                            K + (size_t)j0 * ldk, ldk, 0.0f, P, nk);
+                qa_gemm_st(w, 0, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq, gb_f32(K + (size_t)j0 * ldk, ldk, 1),
+                           0.0f, P, nk);
                 /* dP = dO_blk V_[j0,i1)ᵀ */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO + (size_t)i0 * ldq, ldq,
-                            Vv + (size_t)j0 * ldk, ldk, 0.0f, dP, nk);
+                qa_gemm_st(w, 0, nq, nk, hd, 1.0f, dO + (size_t)i0 * ldq, ldq, gb_f32(Vv + (size_t)j0 * ldk, ldk, 1),
+                           0.0f, dP, nk);
                 for (int i = i0; i < i1; i++) {
-                    const float *orow = O + (size_t)i * ldq, *dorow = dO + (size_t)i * ldq;
-                    double acc = 0;
-                    for (int c = 0; c < hd; c++) acc += (double)orow[c] * dorow[c];
-                    Di[i - i0] = (float)acc;
+                    const float Di = (float)dot_d(O + (size_t)i * ldq, dO + (size_t)i * ldq, hd);
                     float *prow = P + (size_t)(i - i0) * nk, *dprow = dP + (size_t)(i - i0) * nk;
-                    for (int j = j0; j < i1; j++) {
-                        float p = (L[i] != -INFINITY && att_visible(d, b, i, j)) ? expf(prow[j - j0] - L[i]) : 0.0f;
-                        prow[j - j0] = p;
+                    const float Li = L[i];
+                    int klo, khi;
+                    att_range(d, i, &klo, &khi);
+                    klo -= j0;
+                    khi -= j0;
+                    if (klo < 0) klo = 0;
+                    if (Li == -INFINITY) klo = khi = 0;
+                    for (int j = 0; j < klo; j++) prow[j] = dprow[j] = 0;
+                    for (int j = khi; j < nk; j++) prow[j] = dprow[j] = 0;
+                    for (int j = klo; j < khi; j++) {
+                        float pj = qa_expf(prow[j] - Li);
+                        prow[j] = pj;
                         /* dS (scale folded into the gemms below) */
-                        dprow[j - j0] = p * (dprow[j - j0] - Di[i - i0]);
+                        dprow[j] = pj * (dprow[j] - Di);
                     }
+                    if (d->key_mask || d->segment)
+                        for (int j = klo; j < khi; j++)
+                            if (!att_visible(d, b, i, j0 + j)) prow[j] = dprow[j] = 0;
                 }
                 /* dV_[j0,i1) += Pᵀ dO_blk */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, P, nk, dO + (size_t)i0 * ldq, ldq,
-                            1.0f, dV + (size_t)j0 * ldk, ldk);
+                qa_gemm_st(w, 1, nk, hd, nq, 1.0f, P, nk, gb_f32(dO + (size_t)i0 * ldq, ldq, 0), 1.0f,
+                           dV + (size_t)j0 * ldk, ldk);
                 /* dQ_blk = scale * dS K_[j0,i1) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, d->scale, dP, nk,
-                            K + (size_t)j0 * ldk, ldk, 0.0f, dQ + (size_t)i0 * ldq, ldq);
+                qa_gemm_st(w, 0, nq, hd, nk, d->scale, dP, nk, gb_f32(K + (size_t)j0 * ldk, ldk, 0), 0.0f,
+                           dQ + (size_t)i0 * ldq, ldq);
                 /* dK_[j0,i1) += scale * dSᵀ Q_blk */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, d->scale, dP, nk, Q + (size_t)i0 * ldq,
-                            ldq, 1.0f, dK + (size_t)j0 * ldk, ldk);
+                qa_gemm_st(w, 1, nk, hd, nq, d->scale, dP, nk, gb_f32(Q + (size_t)i0 * ldq, ldq, 0), 1.0f,
+                           dK + (size_t)j0 * ldk, ldk);
             }
         }
-    scratch_done(s, P);
+    }
+}
+static void cpu_attention_bwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
+                              const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+    att_ctx c = {d, q, k, v, o, lse, dout, NULL, NULL, dq, dk, dv};
+    par_range(s, (long)d->B * d->n_kv_heads, 1, 2, att_bwd_range, &c);
 }
 
 /* ---- SwiGLU --------------------------------------------------------------------------- */
+typedef struct { const float *g, *u, *dout; float *out, *dg, *du; } swiglu_ctx;
+static void swiglu_fwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    swiglu_ctx *c = p;
+    const float *g = c->g, *u = c->u;
+    float *out = c->out;
+#ifdef QA_VEC
+    if (qa_cpu_have_avx2()) {
+        long n8 = (hi - lo) / 8 * 8;
+        qa_swiglu_fwd8(n8, g + lo, u + lo, out + lo);
+        lo += n8;
+    }
+#endif
+    for (long i = lo; i < hi; i++) out[i] = g[i] / (1.0f + qa_expf(-g[i])) * u[i];
+}
 static void cpu_swiglu_fwd(qa_stream *s, size_t n, const float *g, const float *u, float *out) {
-    (void)s;
-    for (size_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    swiglu_ctx c = {g, u, NULL, out, NULL, NULL};
+    par_range(s, (long)n, 64, 1 << 14, swiglu_fwd_range, &c);
+}
+static void swiglu_bwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    swiglu_ctx *c = p;
+    const float *g = c->g, *u = c->u, *dout = c->dout;
+    float *dg = c->dg, *du = c->du;
+#ifdef QA_VEC
+    if (qa_cpu_have_avx2()) {
+        long n8 = (hi - lo) / 8 * 8;
+        qa_swiglu_bwd8(n8, g + lo, u + lo, dout + lo, dg + lo, du + lo);
+        lo += n8;
+    }
+#endif
+    for (long i = lo; i < hi; i++) {
+        float sg = 1.0f / (1.0f + qa_expf(-g[i])), d = dout[i];
+        float silu = g[i] * sg;
+        float ui = u[i];
+        du[i] = d * silu;
+        dg[i] = d * ui * sg * (1.0f + g[i] * (1.0f - sg));
+    }
 }
 static void cpu_swiglu_bwd(qa_stream *s, size_t n, const float *g, const float *u, const float *dout, float *dg,
                            float *du) {
-    (void)s;
-    for (size_t i = 0; i < n; i++) {
-        float sg = 1.0f / (1.0f + expf(-g[i])), d = dout[i];
-        float silu = g[i] * sg;
-        du[i] = d * silu;
-        dg[i] = d * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
-    }
+    swiglu_ctx c = {g, u, dout, NULL, dg, du};
+    par_range(s, (long)n, 64, 1 << 14, swiglu_bwd_range, &c);
 }
 
 /* ---- frozen linear -------------------------------------------------------------------- */
+typedef struct { int M; qa_weight bias; float *y; } bias_ctx;
+static void bias_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    bias_ctx *c = p;
+    const float *b = wvec(c->bias, c->M, qa_cpu_tws_tmp(w, c->M));
+    for (long n = lo; n < hi; n++) {
+        float *yr = c->y + (size_t)n * c->M;
+        for (int j = 0; j < c->M; j++) yr[j] += b[j];
+    }
+}
 static void cpu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, qa_weight W, qa_weight bias,
                            float *y) {
     if (N <= 0 || M <= 0) return;
-    if (W.dtype == QA_DT_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, x, K, W.data, K, beta, y, M);
-    } else {
-        int pr = panel_rows(K, M);
-        float *buf = scratch_get(s, (size_t)pr * K);
-        for (int r0 = 0; r0 < M; r0 += pr) {
-            int r1 = r0 + pr < M ? r0 + pr : M;
-            const float *Wp = weight_rows(W, r0, r1, K, buf);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r1 - r0, K, 1.0f, x, K, Wp, K, beta, y + r0, M);
-        }
-        scratch_done(s, buf);
+    qa_gemm(s, 0, N, M, K, 1.0f, x, K, (qa_gemm_b){W.data, W.dtype, K, 1}, beta, y, M);
+    if (bias.data) {
+        bias_ctx c = {M, bias, y};
+        par_range(s, N, 1, 16, bias_range, &c);
     }
-    if (bias.data)
-        for (int n = 0; n < N; n++) {
-            float *yr = y + (size_t)n * M;
-            for (int j = 0; j < M; j++) yr[j] += wget(bias, j);
-        }
 }
 static void cpu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, qa_weight W, float *dx) {
     if (N <= 0 || K <= 0) return;
-    if (W.dtype == QA_DT_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dy, M, W.data, K, beta, dx, K);
-        return;
-    }
-    int pr = panel_rows(K, M);
-    float *buf = scratch_get(s, (size_t)pr * K);
-    for (int r0 = 0; r0 < M; r0 += pr) {
-        int r1 = r0 + pr < M ? r0 + pr : M;
-        const float *Wp = weight_rows(W, r0, r1, K, buf);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, r1 - r0, 1.0f, dy + r0, M, Wp, K,
-                    r0 == 0 ? beta : 1.0f, dx, K);
-    }
-    scratch_done(s, buf);
+    qa_gemm(s, 0, N, K, M, 1.0f, dy, M, (qa_gemm_b){W.data, W.dtype, K, 0}, beta, dx, K);
 }
 
 /* ---- LoRA ----------------------------------------------------------------------------- */
-/* x with dropout applied (into buf) or x itself when p == 0 */
-static const float *lora_input(int N, int K, float p, uint64_t key, const float *x, float *buf) {
-    if (p <= 0) return x;
-    float keep = 1.0f / (1.0f - p);
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            size_t i = (size_t)n * K + k;
-            buf[i] = qa_dropout_keep(key, (uint64_t)n, (uint64_t)k, p) ? x[i] * keep : 0.0f;
+typedef struct { int K; float p, keep; uint64_t key; const float *x; float *buf, *dx; const float *tmp; } drop_ctx;
+static void drop_range(void *pp, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    drop_ctx *c = pp;
+    for (long n = lo; n < hi; n++)
+        for (int k = 0; k < c->K; k++) {
+            size_t i = (size_t)n * c->K + k;
+            c->buf[i] = qa_dropout_keep(c->key, (uint64_t)n, (uint64_t)k, c->p) ? c->x[i] * c->keep : 0.0f;
         }
+}
+static void drop_add_range(void *pp, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    drop_ctx *c = pp;
+    for (long n = lo; n < hi; n++)
+        for (int k = 0; k < c->K; k++) {
+            size_t i = (size_t)n * c->K + k;
+            if (qa_dropout_keep(c->key, (uint64_t)n, (uint64_t)k, c->p)) c->dx[i] += c->tmp[i] * c->keep;
+        }
+}
+/* x with dropout applied (into buf) or x itself when p == 0 */
+static const float *lora_input(qa_stream *s, int N, int K, float p, uint64_t key, const float *x, float *buf) {
+    if (p <= 0) return x;
+    drop_ctx c = {K, p, 1.0f / (1.0f - p), key, x, buf, NULL, NULL};
+    par_range(s, N, 1, 16, drop_range, &c);
     return buf;
 }
 static void cpu_lora_fwd(qa_stream *s, int N, int K, int M, int r, float scale, float p, uint64_t key, const float *x,
                          const float *A, const float *Bm, float *xa, float *y) {
     if (N <= 0) return;
     float *buf = p > 0 ? scratch_get(s, (size_t)N * K) : NULL;
-    const float *xd = lora_input(N, K, p, key, x, buf);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, K, 1.0f, xd, K, A, K, 0.0f, xa, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, r, scale, xa, r, Bm, r, 1.0f, y, M);
+    const float *xd = lora_input(s, N, K, p, key, x, buf);
+    qa_gemm(s, 0, N, r, K, 1.0f, xd, K, gb_f32(A, K, 1), 0.0f, xa, r);
+    qa_gemm(s, 0, N, M, r, scale, xa, r, gb_f32(Bm, r, 1), 1.0f, y, M);
     if (buf) scratch_done(s, buf);
 }
 static void cpu_lora_bwd(qa_stream *s, int N, int K, int M, int r, float scale, float p, uint64_t key, const float *x,
@@ -380,39 +605,48 @@ static void cpu_lora_bwd(qa_stream *s, int N, int K, int M, int r, float scale, 
     float *buf = scratch_get(s, need);
     float *dxa = buf, *xdb = buf + (size_t)N * r, *tmp = xdb + (size_t)N * K;
     /* dB += scale * dyᵀ xa */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, r, N, scale, dy, M, xa, r, 1.0f, dB, r);
+    qa_gemm(s, 1, M, r, N, scale, dy, M, gb_f32(xa, r, 0), 1.0f, dB, r);
     /* dxa = scale * dy B */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, M, scale, dy, M, Bm, r, 0.0f, dxa, r);
-    const float *xd = lora_input(N, K, p, key, x, p > 0 ? xdb : NULL);
+    qa_gemm(s, 0, N, r, M, scale, dy, M, gb_f32(Bm, r, 0), 0.0f, dxa, r);
+    const float *xd = lora_input(s, N, K, p, key, x, p > 0 ? xdb : NULL);
     /* dA += dxaᵀ drop(x) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, N, 1.0f, dxa, r, xd, K, 1.0f, dA, K);
+    qa_gemm(s, 1, r, K, N, 1.0f, dxa, r, gb_f32(xd, K, 0), 1.0f, dA, K);
     if (dx) {
         if (p <= 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, r, 1.0f, dxa, r, A, K, 1.0f, dx, K);
+            qa_gemm(s, 0, N, K, r, 1.0f, dxa, r, gb_f32(A, K, 0), 1.0f, dx, K);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, r, 1.0f, dxa, r, A, K, 0.0f, tmp, K);
-            float keep = 1.0f / (1.0f - p);
-            for (int n = 0; n < N; n++)
-                for (int k = 0; k < K; k++)
-                    if (qa_dropout_keep(key, (uint64_t)n, (uint64_t)k, p)) dx[(size_t)n * K + k] += tmp[(size_t)n * K + k] * keep;
+            qa_gemm(s, 0, N, K, r, 1.0f, dxa, r, gb_f32(A, K, 0), 0.0f, tmp, K);
+            drop_ctx c = {K, p, 1.0f / (1.0f - p), key, NULL, NULL, dx, tmp};
+            par_range(s, N, 1, 16, drop_add_range, &c);
         }
     }
     scratch_done(s, buf);
 }
 
 /* ---- cross-entropy -------------------------------------------------------------------- */
-static void cpu_cross_entropy_fwd(qa_stream *s, int M, int V, const float *logits, const int32_t *target, float *loss,
-                                  float *lse) {
-    (void)s;
-    for (int i = 0; i < M; i++) {
-        const float *x = logits + (size_t)i * V;
+typedef struct { int V; float scale; const float *logits; const int32_t *target; float *loss, *lse; const float *lse_in; float *d; } ce_ctx;
+static void ce_fwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    ce_ctx *c = p;
+    const int V = c->V;
+    for (long i = lo; i < hi; i++) {
+        const float *x = c->logits + (size_t)i * V;
         float mx = -INFINITY;
-        for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        int j0 = 0;
+#ifdef QA_VEC
+        const int vec = qa_cpu_have_avx2();
+        if (vec) { j0 = V / 8 * 8; mx = qa_max8(j0, x, mx); }
+#endif
+        for (int j = j0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
         /* 16 float lanes (vectorized) per block of 1024, blocks summed in double: ~1e-7 relative */
         double sum = 0;
         int j = 0;
         for (; j + 1024 <= V; j += 1024) {
             float acc[16] = {0};
+#ifdef QA_VEC
+            if (vec) qa_sumexp16(1024, x + j, mx, acc);
+            else
+#endif
             for (int b = 0; b < 1024; b += 16)
                 for (int q = 0; q < 16; q++) acc[q] += qa_expf(x[j + b + q] - mx);
             float part = 0;
@@ -421,35 +655,58 @@ static void cpu_cross_entropy_fwd(qa_stream *s, int M, int V, const float *logit
         }
         for (; j < V; j++) sum += qa_expf(x[j] - mx);
         double l = mx + log(sum);
-        lse[i] = (float)l;
-        loss[i] = (float)(l - x[target[i]]);
+        c->lse[i] = (float)l;
+        c->loss[i] = (float)(l - x[c->target[i]]);
+    }
+}
+static void cpu_cross_entropy_fwd(qa_stream *s, int M, int V, const float *logits, const int32_t *target, float *loss,
+                                  float *lse) {
+    ce_ctx c = {V, 0, logits, target, loss, lse, NULL, NULL};
+    par_range(s, M, 1, 2, ce_fwd_range, &c);
+}
+static void ce_bwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    ce_ctx *c = p;
+    const int V = c->V;
+    const float scale = c->scale;
+    for (long i = lo; i < hi; i++) {
+        const float *x = c->logits + (size_t)i * V;
+        float *d = c->d + (size_t)i * V;
+        const float l = c->lse_in[i];
+        int j = 0;
+#ifdef QA_VEC
+        if (qa_cpu_have_avx2()) { j = V / 8 * 8; qa_scaled_exp8(j, x, l, scale, d); }
+#endif
+        for (; j < V; j++) d[j] = scale * qa_expf(x[j] - l);
+        d[c->target[i]] -= scale;
     }
 }
 static void cpu_cross_entropy_bwd(qa_stream *s, int M, int V, float scale, const float *logits, const int32_t *target,
                                   const float *lse, float *dlogits) {
-    (void)s;
-    for (int i = 0; i < M; i++) {
-        const float *x = logits + (size_t)i * V;
-        float *d = dlogits + (size_t)i * V;
-        float l = lse[i];
-        for (int j = 0; j < V; j++) d[j] = scale * qa_expf(x[j] - l);
-        d[target[i]] -= scale;
-    }
+    ce_ctx c = {V, scale, logits, target, NULL, NULL, lse, dlogits};
+    par_range(s, M, 1, 2, ce_bwd_range, &c);
 }
 
 /* ---- AdamW ---------------------------------------------------------------------------- */
+typedef struct { float lr, beta1, beta2, eps, step_size, bc2_sqrt, decay; float *p; const float *g; float *m, *v; } adamw_ctx;
+static void adamw_range(void *pp, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    adamw_ctx *c = pp;
+    float *p = c->p, *m = c->m, *v = c->v;
+    const float *g = c->g;
+    for (long i = lo; i < hi; i++) {
+        p[i] *= c->decay;
+        m[i] += (g[i] - m[i]) * (1.0f - c->beta1);
+        v[i] = v[i] * c->beta2 + (1.0f - c->beta2) * g[i] * g[i];
+        float denom = sqrtf(v[i]) / c->bc2_sqrt + c->eps;
+        p[i] -= c->step_size * m[i] / denom;
+    }
+}
 static void cpu_adamw_step(qa_stream *s, size_t n, float lr, float beta1, float beta2, float eps, float wd,
                            int64_t step, float *p, const float *g, float *m, float *v) {
-    (void)s;
     double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), decay = 1.0f - lr * wd;
-    for (size_t i = 0; i < n; i++) {
-        p[i] *= decay;
-        m[i] += (g[i] - m[i]) * (1.0f - beta1);
-        v[i] = v[i] * beta2 + (1.0f - beta2) * g[i] * g[i];
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        p[i] -= step_size * m[i] / denom;
-    }
+    adamw_ctx c = {lr, beta1, beta2, eps, (float)(lr / bc1), (float)sqrt(bc2), 1.0f - lr * wd, p, g, m, v};
+    par_range(s, (long)n, 64, 1 << 14, adamw_range, &c);
 }
 
 /* kernels/cpu/attn_prefix.c */

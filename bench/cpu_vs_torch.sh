@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# cpu_vs_torch.sh — qalign vs PyTorch on this machine's CPU, same thread count: the LoRA training step
+# (forward, loss on every position, backward, AdamW; q,v r=8) and the evaluation forward (logits at every
+# position) of a Llama-shaped model (hidden 512, 8 layers, 8 / 2 heads, intermediate 1408, vocab 32000,
+# random weights written by `qalign init-model`), batch 4 x 256, plus an sgemm ceiling measured in the
+# same run (the faster of OpenBLAS and torch.mm on [2048 x 2048]^2).
+#
+# usage: bench/cpu_vs_torch.sh [BUILD_DIR] [WORK_DIR]
+#   env: THREADS (2), ROUNDS (3), STEPS (timed steps per process, 3), VENV (repo/.venv), TORCH_DTYPE
+#        (fp32 | bf16 | auto = both measured, the faster is the peer)
+# Creates / reuses the venv and pip-installs torch (PyPI) into it when missing. Rounds alternate
+# qalign and PyTorch so that load from other processes hits both; each side keeps its best step.
+# The last line reads: train_ratio=R1 eval_ratio=R2 ceiling_fraction=F
+#   R1, R2: qalign tokens/s over PyTorch tokens/s; F: qalign's training GFLOP/s (model FLOPs, the same
+#   count for both) over the ceiling.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$here/build}
+work=${2:-$build/bench-cpu-vs-torch}
+threads=${THREADS:-2}
+rounds=${ROUNDS:-3}
+steps=${STEPS:-3}
+venv=${VENV:-$here/.venv}
+want_dtype=${TORCH_DTYPE:-auto}
+mkdir -p "$work"
+
+# ---- PyTorch (CPU) in the venv ----------------------------------------------------------------
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+py=$venv/bin/python
+if ! "$py" -c "import torch, safetensors, numpy" 2>/dev/null; then
+  echo "== installing torch, safetensors, numpy into $venv (PyPI)"
+  "$py" -m pip install --quiet torch safetensors numpy
+fi
+
+# ---- qalign build + model ---------------------------------------------------------------------
+cmake --build "$build" -j"$(nproc)" --target bench_cpu_vs_torch >/dev/null
+bench=$build/bench/bench_cpu_vs_torch
+[ -x "$bench" ] || bench=$build/bench_cpu_vs_torch
+model=$work/llama-512x8
+if [ ! -f "$model/model.safetensors" ]; then
+  cmake --build "$build" -j"$(nproc)" --target qalign >/dev/null || [ -x "$build/qalign" ]
+  tok=$here/assets/tokenizers/mistral-7b-v0.1.tokenizer.json
+  [ -f "$tok" ] || bash "$here/scripts/fetch-assets.sh" >/dev/null
+  "$build/qalign" init-model --arch llama --tokenizer "$tok" --seed 1 --out "$model" --force --hidden 512 \
+    --layers 8 --heads 8 --kv-heads 2 --intermediate 1408 >/dev/null
+fi
+
+export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
+log=$work/results.txt
+: > "$log"
+q() { "$bench" "$model" "$1" --threads "$threads" --steps "$steps" | tee -a "$log"; }
+t() { "$py" "$here/bench/cpu_vs_torch.py" "$model" "$1" --threads "$threads" --steps "$steps" ${2:+--dtype $2} |
+        tee -a "$log"; }
+
+echo "== $(nproc) cores online, $threads threads; torch $("$py" -c 'import torch; print(torch.__version__)'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+dtypes=$want_dtype
+[ "$want_dtype" = auto ] && dtypes="fp32 bf16"
+for r in $(seq 1 "$rounds"); do
+  echo "== round $r / $rounds"
+  q ceiling; t mm
+  for mode in train eval; do
+    q "$mode"
+    for dt in $dtypes; do
+      # bf16 autocast is measured in the first round only when auto: it is the slower one here
+      if [ "$want_dtype" = auto ] && [ "$dt" = bf16 ] && [ "$r" -gt 1 ]; then continue; fi
+      t "$mode" "$dt"
+    done
+  done
+done
+
+"$py" - "$log" "$threads" <<'PY'
+import sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 2: continue
+    kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
+    key = (f[0], f[1], kv.get("dtype", "") if f[0] == "torch" else "")
+    if f[1] in ("ceiling", "mm"): key = (f[0], "mm", "")
+    rows[key].append(kv)
+def best(key, field="sec"):
+    return min(rows[key], key=lambda kv: float(kv[field]))
+B, T = 4, 256
+tok = B * T
+ceil_q = max(float(kv["gflops"]) for kv in rows[("qalign", "mm", "")])
+ceil_t = max(float(kv["gflops"]) for kv in rows[("torch", "mm", "")])
+ceiling = max(ceil_q, ceil_t)
+out = {}
+print()
+print(f"threads {sys.argv[2]}; sgemm ceiling [2048^3]: OpenBLAS {ceil_q:.1f} GFLOP/s, torch.mm {ceil_t:.1f} GFLOP/s -> {ceiling:.1f}")
+print(f"{'':22s}{'qalign':>14s}{'torch fp32':>14s}{'torch bf16':>14s}{'ratio':>8s}")
+for mode in ("train", "eval"):
+    qa = best(("qalign", mode, ""))
+    peers = {dt: best(("torch", mode, dt)) for dt in ("fp32", "bf16") if rows[("torch", mode, dt)]}
+    pdt = min(peers, key=lambda d: float(peers[d]["sec"]))
+    qs, ps = float(qa["sec"]), float(peers[pdt]["sec"])
+    flops = float(qa["flops"])
+    cells = [f"{tok / float(peers[d]['sec']):14.0f}" if d in peers else f"{'-':>14s}" for d in ("fp32", "bf16")]
+    print(f"{mode + ' tokens/s':22s}{tok / qs:14.0f}{''.join(cells)}{ps / qs:8.2f}   (peer: torch {pdt})")
+    gq = flops / qs * 1e-9
+    gp = [f"{flops / float(peers[d]['sec']) * 1e-9:14.1f}" if d in peers else f"{'-':>14s}" for d in ("fp32", "bf16")]
+    print(f"{mode + ' GFLOP/s':22s}{gq:14.1f}{''.join(gp)}{'':8s}   ({gq / ceiling:.0%} of the ceiling)")
+    pq = max(int(kv["peak_rss_kb"]) for kv in rows[("qalign", mode, "")]) / 1024
+    pp = [f"{max(int(kv['peak_rss_kb']) for kv in rows[('torch', mode, d)]) / 1024:14.0f}" if d in peers else f"{'-':>14s}"
+          for d in ("fp32", "bf16")]
+    print(f"{mode + ' peak RSS MiB':22s}{pq:14.0f}{''.join(pp)}")
+    bq = max(int(kv["peak_rss_kb"]) - int(kv["base_rss_kb"]) for kv in rows[("qalign", mode, "")]) / 1024
+    bp = [f"{max(int(kv['peak_rss_kb']) - int(kv['base_rss_kb']) for kv in rows[('torch', mode, d)]) / 1024:14.0f}"
+          if d in peers else f"{'-':>14s}" for d in ("fp32", "bf16")]
+    print(f"{'  above setup MiB':22s}{bq:14.0f}{''.join(bp)}")
+    print(f"{mode + ' loss (step 1)':22s}{float(qa['loss']):14.6f}" +
+          "".join(f"{float(peers[d]['loss']):14.6f}" if d in peers else f"{'-':>14s}" for d in ("fp32", "bf16")))
+    out[mode] = (ps / qs, gq / ceiling)
+print(f"train_ratio={out['train'][0]:.2f} eval_ratio={out['eval'][0]:.2f} ceiling_fraction={out['train'][1]:.2f}")
+PY

@@ -1,0 +1,75 @@
+/* cpu_internal.h — shared by the CPU backend sources in kernels/cpu; not part of the API.
+ *
+ * The CPU stream owns a small thread pool (qa_cpu_get_threads() threads, the caller included) and
+ * per-thread GEMM workspaces. Every op partitions its work statically over the pool's threads, and
+ * every output element is computed by exactly one thread in a fixed order, so results do not depend
+ * on scheduling — nor on the thread count. The pool is the only source of threads in the backend:
+ * OpenBLAS is not called on the hot paths, so its own threads never compete with the pool. */
+#ifndef QA_CPU_INTERNAL_H
+#define QA_CPU_INTERNAL_H
+#include "kernels/ops.h"
+#include <stddef.h>
+
+/* ---- thread pool --------------------------------------------------------------------------- */
+typedef struct qa_pool qa_pool;
+/* fn runs once on every thread of the pool: tid in [0, nt), the caller is tid 0 */
+typedef void (*qa_pool_fn)(void *ctx, int tid, int nt);
+qa_pool *qa_pool_create(int n);              /* n >= 2 threads including the caller; NULL on failure */
+void qa_pool_destroy(qa_pool *p);
+void qa_pool_run(qa_pool *p, qa_pool_fn fn, void *ctx); /* p NULL: fn(ctx, 0, 1) */
+void qa_pool_barrier(qa_pool *p);            /* inside fn: wait for all nt threads (p NULL: no-op) */
+
+/* static partition of [0, n) into nt contiguous ranges; range of thread tid, aligned to `align` */
+static inline void qa_split(long n, int tid, int nt, long align, long *lo, long *hi) {
+    long units = (n + align - 1) / align;
+    long a = units * tid / nt, b = units * (tid + 1) / nt;
+    *lo = a * align < n ? a * align : n;
+    *hi = b * align < n ? b * align : n;
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------------ */
+enum { QA_GEMM_MR = 6, QA_GEMM_NR = 16, QA_GEMM_KC = 256, QA_GEMM_MC = 144, QA_GEMM_NC = 3072 };
+
+/* per-thread workspace: packed A block [MC x KC], private packed B block [KC x NC], scratch */
+typedef struct qa_cpu_tws {
+    float *pa, *pb;
+    float *tmp;
+    size_t tmp_cap;                          /* floats */
+} qa_cpu_tws;
+
+/* The B operand of a GEMM: f32 or bf16 (converted while packing). */
+typedef struct qa_gemm_b {
+    const void *p;
+    qa_dtype dt;                             /* QA_DT_F32 or QA_DT_BF16 */
+    int ld;
+    int trans;                               /* op(B) = Bᵀ */
+} qa_gemm_b;
+
+/* C = alpha op(A) op(B) + beta C, row-major, op(A) [M,K], op(B) [K,N], C [M,N] (beta 0: C is not read).
+ * Single-threaded, on thread workspace w (inside a pool task or with no pool). */
+void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
+                float beta, float *C, int ldc);
+/* The same over all threads of stream s (NULL: single-threaded with per-call buffers). */
+void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
+             float beta, float *C, int ldc);
+
+/* ---- stream ---------------------------------------------------------------------------------- */
+#define QA_CPU_MAX_THREADS 64
+struct qa_stream {
+    int nt;                                  /* threads (>= 1) */
+    qa_pool *pool;                           /* NULL when nt == 1 */
+    qa_cpu_tws tws[QA_CPU_MAX_THREADS];      /* per thread */
+    float *pb_shared[2];                     /* [KC x NC] B blocks packed by all threads together */
+    float *scratch;                          /* growable scratch of the calling thread */
+    size_t cap;                              /* floats */
+    /* RoPE table: cos then sin of pos * inv_freq[i] for pos in [0, rope_len), i in [0, hd/2) */
+    float *rope_cs;
+    int rope_len, rope_hd;
+    float rope_theta;
+};
+
+/* workspace helpers: tws of thread tid (stream s may be NULL: then a per-call workspace) */
+void qa_cpu_tws_init(qa_cpu_tws *w);
+void qa_cpu_tws_free(qa_cpu_tws *w);
+float *qa_cpu_tws_tmp(qa_cpu_tws *w, size_t n); /* n floats, valid until the next call */
+#endif
