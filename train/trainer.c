@@ -405,7 +405,15 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
     t->comm_s = now_s() - tc0; /* includes waiting for the slowest rank */
     double loss = 0;
     int64_t ntok = 0;
-    for (int k = 0; k < K; k++) { loss += losses[k] / K; ntok += toks[2 * k]; }
+    /* the logged loss: the mean of the micro-batch means (K of them, fewer in the last step of an
+     * epoch, whose empty micro-batches carry no loss; their gradients are still scaled by 1/K, as the
+     * HF Trainer scales by gradient_accumulation_steps) */
+    int nonempty = 0;
+    for (int k = 0; k < K; k++) {
+        if (toks[2 * k] > 0) { loss += losses[k]; nonempty++; }
+        ntok += toks[2 * k];
+    }
+    loss = nonempty ? loss / nonempty : 0.0;
     free(losses); free(toks);
     /* every rank holds the same gradient bits: the same decisions everywhere, no collective */
     double ss = 0;
