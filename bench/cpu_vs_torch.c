@@ -6,7 +6,8 @@
  * train: the LoRA step of bench/cpu_vs_torch.py — q,v r=8 alpha 16, no dropout, forward + loss +
  *        backward + AdamW — on the BF16 checkpoint as qalign loads it (mmap'd, no converted copy). Labels:
  *        half = the second half of each row (the first half is the prompt, -100), all = every position;
- *        t predicts ids[t+1]. R = rows of the logits buffer (the loss is chunked over it).
+ *        t predicts ids[t+1]. R = rows of the logits buffer (the loss is chunked over it; default
+ *        min(B*T, 2048) as `qalign train` sizes it).
  * eval:  the evaluation forward (qa_model_infer, no prefix cache): next-token logits over the full
  *        vocabulary at the last position of each row.
  * ceiling: OpenBLAS sgemm [2048 x 2048] x [2048 x 2048] with the same threads (the machine's matmul
@@ -76,7 +77,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dir = argv[1], *mode = argv[2];
-    int threads = 2, B = 4, T = 256, steps = 5, logit_rows = 256, half = 1;
+    int threads = 2, B = 4, T = 256, steps = 5, logit_rows = 0, half = 1;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
@@ -86,6 +87,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--labels")) half = !strcmp(argv[i + 1], "half");
         else { fprintf(stderr, "bench_cpu_vs_torch: unknown option %s\n", argv[i]); return 2; }
     }
+    if (logit_rows <= 0) logit_rows = B * T < 2048 ? B * T : 2048; /* as qalign train sizes it */
     qa_cpu_set_threads(threads);
     if (!strcmp(mode, "ceiling")) {
         const int n = 2048;

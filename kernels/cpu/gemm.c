@@ -53,7 +53,8 @@ static inline int have_avx2(void) {
 #endif
 }
 #ifdef QA_HAVE_X86
-__attribute__((target("avx2"))) static void pack_an_panel_avx2(float *d, const float *const *r, int kc, float alpha);
+__attribute__((target("avx2"))) static void pack_an_panel_avx2(float *d, const float *const *r, size_t lda, int kc,
+                                                               float alpha);
 #endif
 /* op(A) rows [i0, i0+mc) x cols [p0, p0+kc) -> MR-row panels, k-major, alpha applied, zero rows past mc */
 static void pack_a(float *dst, int ta, const float *A, int lda, int i0, int mc, int p0, int kc, float alpha) {
@@ -65,7 +66,7 @@ static void pack_a(float *dst, int ta, const float *A, int lda, int i0, int mc, 
             for (int q = 0; q < MR; q++) r[q] = A + (size_t)(i0 + ip + (q < mr ? q : 0)) * lda + p0;
             if (mr == MR) {
 #ifdef QA_HAVE_X86
-                if (have_avx2()) { pack_an_panel_avx2(d, r, kc, alpha); continue; }
+                if (have_avx2()) { pack_an_panel_avx2(d, r, (size_t)lda, kc, alpha); continue; }
 #endif
                 for (int k = 0; k < kc; k++)
                     for (int q = 0; q < MR; q++) d[k * MR + q] = alpha * r[q][k];
@@ -120,12 +121,14 @@ __attribute__((target("avx2"))) static void pack_bn_panel_avx2(float *d, const v
     if (dt == QA_DT_BF16) {
         const uint16_t *s = src;
         for (int k = 0; k < kc; k++, s += ld, d += NR) {
+            _mm_prefetch((const char *)(s + 16 * ld), _MM_HINT_T0);
             _mm256_store_ps(d, ld8_bf16(s));
             _mm256_store_ps(d + 8, ld8_bf16(s + 8));
         }
     } else {
         const float *s = src;
         for (int k = 0; k < kc; k++, s += ld, d += NR) {
+            _mm_prefetch((const char *)(s + 16 * ld), _MM_HINT_T0);
             _mm256_store_ps(d, _mm256_loadu_ps(s));
             _mm256_store_ps(d + 8, _mm256_loadu_ps(s + 8));
         }
@@ -134,11 +137,14 @@ __attribute__((target("avx2"))) static void pack_bn_panel_avx2(float *d, const v
 /* one full MR panel of a row-major A: rows r[0..MR), k in [0, kc), times alpha. Each 8-k step
  * transposes an 8x8 block (rows 6, 7 repeat row 5) and stores the 6 valid lanes of each k-row; the
  * 2 extra lanes spill into the next k-row (rewritten next) or past the panel (the buffer has slack). */
-__attribute__((target("avx2"))) static void pack_an_panel_avx2(float *d, const float *const *r, int kc, float alpha) {
+__attribute__((target("avx2"))) static void pack_an_panel_avx2(float *d, const float *const *r, size_t lda, int kc,
+                                                               float alpha) {
     const __m256 al = _mm256_set1_ps(alpha);
     int k = 0;
     float t[8 * 8] __attribute__((aligned(32)));
     for (; k + 8 <= kc; k += 8) {
+        if ((k & 15) == 0) /* the next panel's rows */
+            for (int q = 0; q < MR; q++) _mm_prefetch((const char *)(r[q] + MR * lda + k), _MM_HINT_T0);
         __m256 a0 = _mm256_mul_ps(al, _mm256_loadu_ps(r[0] + k)), a1 = _mm256_mul_ps(al, _mm256_loadu_ps(r[1] + k));
         __m256 a2 = _mm256_mul_ps(al, _mm256_loadu_ps(r[2] + k)), a3 = _mm256_mul_ps(al, _mm256_loadu_ps(r[3] + k));
         __m256 a4 = _mm256_mul_ps(al, _mm256_loadu_ps(r[4] + k)), a5 = _mm256_mul_ps(al, _mm256_loadu_ps(r[5] + k));
@@ -153,24 +159,30 @@ __attribute__((target("avx2"))) static void pack_bt_panel_avx2(float *d, const v
                                                                int kc) {
     int k = 0;
     if (dt == QA_DT_BF16) {
-        const uint16_t *s = src;
-        for (; k + 8 <= kc; k += 8)
+        const uint16_t *s = src, *next = s + (size_t)NR * ld; /* the next panel's rows: prefetched */
+        for (; k + 8 <= kc; k += 8) {
+            if ((k & 31) == 0)
+                for (int r = 0; r < NR; r++) _mm_prefetch((const char *)(next + (size_t)r * ld + k), _MM_HINT_T0);
             for (int h = 0; h < 2; h++) {
                 const uint16_t *b = s + (size_t)(8 * h) * ld + k;
                 tr8x8(ld8_bf16(b), ld8_bf16(b + ld), ld8_bf16(b + 2 * ld), ld8_bf16(b + 3 * ld), ld8_bf16(b + 4 * ld),
                       ld8_bf16(b + 5 * ld), ld8_bf16(b + 6 * ld), ld8_bf16(b + 7 * ld), d + (size_t)k * NR + 8 * h, NR);
             }
+        }
         for (; k < kc; k++)
             for (int c = 0; c < NR; c++) d[(size_t)k * NR + c] = bf(s[(size_t)c * ld + k]);
     } else {
-        const float *s = src;
-        for (; k + 8 <= kc; k += 8)
+        const float *s = src, *next = s + (size_t)NR * ld;
+        for (; k + 8 <= kc; k += 8) {
+            if ((k & 15) == 0)
+                for (int r = 0; r < NR; r++) _mm_prefetch((const char *)(next + (size_t)r * ld + k), _MM_HINT_T0);
             for (int h = 0; h < 2; h++) {
                 const float *b = s + (size_t)(8 * h) * ld + k;
                 tr8x8(_mm256_loadu_ps(b), _mm256_loadu_ps(b + ld), _mm256_loadu_ps(b + 2 * ld),
                       _mm256_loadu_ps(b + 3 * ld), _mm256_loadu_ps(b + 4 * ld), _mm256_loadu_ps(b + 5 * ld),
                       _mm256_loadu_ps(b + 6 * ld), _mm256_loadu_ps(b + 7 * ld), d + (size_t)k * NR + 8 * h, NR);
             }
+        }
         for (; k < kc; k++)
             for (int c = 0; c < NR; c++) d[(size_t)k * NR + c] = s[(size_t)c * ld + k];
     }

@@ -10,6 +10,7 @@
 #include "common/qa_mem.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,29 @@ static void par_range(qa_stream *s, long n, long align, long min_par, range_fn f
     if (s->nt == 1 || n < min_par) { fn(ctx, 0, n, &s->tws[0]); return; }
     range_job j = {fn, ctx, n, align, s};
     qa_pool_run(s->pool, range_task, &j);
+}
+
+/* fn(ctx, task, w) for task in [0, n), handed out one at a time through an atomic counter (in order:
+ * put the costly tasks first). A task's result must not depend on the thread that runs it. */
+typedef void (*task_fn)(void *ctx, long task, qa_cpu_tws *w);
+typedef struct { task_fn fn; void *ctx; long n; qa_stream *s; _Atomic long next; } task_job;
+static void task_run(void *p, int tid, int nt) {
+    (void)nt;
+    task_job *j = p;
+    for (long t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) j->fn(j->ctx, t, &j->s->tws[tid]);
+}
+static void par_tasks(qa_stream *s, long n, task_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (!s || s->nt == 1 || n == 1) {
+        qa_cpu_tws w, *wp = s ? &s->tws[0] : &w;
+        if (!s) qa_cpu_tws_init(&w);
+        for (long t = 0; t < n; t++) fn(ctx, t, wp);
+        if (!s) qa_cpu_tws_free(&w);
+        return;
+    }
+    task_job j = {fn, ctx, n, s, 0};
+    atomic_init(&j.next, 0);
+    qa_pool_run(s->pool, task_run, &j);
 }
 
 /* ---- memory ----------------------------------------------------------------------------------- */
@@ -384,110 +408,121 @@ typedef struct {
     const qa_attn_desc *d;
     const float *q, *k, *v, *o, *lse, *dout;
     float *out, *lse_out, *dq, *dk, *dv;
+    int nqb;                                  /* query blocks per row */
 } att_ctx;
 
-/* forward: one task per (b, h) */
-static void att_fwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+/* rows [i0, i0+nq) of the grp query heads of KV head g (row b), stacked: dst[hh*nq + i] = src[b, i0+i, g*grp+hh] */
+static void att_gather(const qa_attn_desc *d, const float *src, int b, int g, int i0, int nq, float *dst) {
+    const int H = d->n_heads, hd = d->head_dim, grp = H / d->n_kv_heads;
+    for (int hh = 0; hh < grp; hh++)
+        for (int i = 0; i < nq; i++)
+            memcpy(dst + ((size_t)hh * nq + i) * hd, src + (((size_t)b * d->T + i0 + i) * H + g * grp + hh) * hd,
+                   sizeof(float) * hd);
+}
+static void att_scatter(const qa_attn_desc *d, const float *src, int b, int g, int i0, int nq, float *dst) {
+    const int H = d->n_heads, hd = d->head_dim, grp = H / d->n_kv_heads;
+    for (int hh = 0; hh < grp; hh++)
+        for (int i = 0; i < nq; i++)
+            memcpy(dst + (((size_t)b * d->T + i0 + i) * H + g * grp + hh) * hd, src + ((size_t)hh * nq + i) * hd,
+                   sizeof(float) * hd);
+}
+
+/* forward: one task per (query block, b, kv head g), the latest (costliest) query blocks first. The grp
+ * query heads that share g are stacked into one [grp*nq, hd] block: one product against g's keys and
+ * one against its values serve them all. */
+static void att_fwd_task(void *p, long task, qa_cpu_tws *w) {
     att_ctx *c = p;
     const qa_attn_desc *d = c->d;
-    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
-    const int ldq = H * hd, ldk = Hk * hd;
-    float *S = qa_cpu_tws_tmp(w, (size_t)ATT_QB * T);
-    for (long task = lo; task < hi; task++) {
-        const int b = (int)(task / H), h = (int)(task % H), g = h / grp;
-        const float *Q = c->q + (size_t)b * T * ldq + (size_t)h * hd;
-        const float *K = c->k + (size_t)b * T * ldk + (size_t)g * hd;
-        const float *Vv = c->v + (size_t)b * T * ldk + (size_t)g * hd;
-        float *O = c->out + (size_t)b * T * ldq + (size_t)h * hd;
-        float *L = c->lse_out + ((size_t)b * H + h) * T;
-        for (int i0 = 0; i0 < T; i0 += ATT_QB) {
-            const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
-            const int j0 = att_key_start(d, i0), nk = i1 - j0;
-            /* S = scale * Q_blk K_[j0,i1)ᵀ */
-            qa_gemm_st(w, 0, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq, gb_f32(K + (size_t)j0 * ldk, ldk, 1), 0.0f,
-                       S, nk);
-            for (int i = i0; i < i1; i++) L[i] = softmax_row(d, b, i, j0, nk, S + (size_t)(i - i0) * nk);
-            /* O_blk = P V_[j0,i1) */
-            qa_gemm_st(w, 0, nq, hd, nk, 1.0f, S, nk, gb_f32(Vv + (size_t)j0 * ldk, ldk, 0), 0.0f, O + (size_t)i0 * ldq,
-                       ldq);
-        }
+    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk, ldk = Hk * hd;
+    const int qb = c->nqb - 1 - (int)(task / ((long)d->B * Hk)), bg = (int)(task % ((long)d->B * Hk));
+    const int b = bg / Hk, g = bg % Hk;
+    const int i0 = qb * ATT_QB, i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
+    const int j0 = att_key_start(d, i0), nk = i1 - j0, M = grp * nq;
+    float *Qs = qa_cpu_tws_tmp(w, (size_t)M * (2 * hd + T));
+    float *Os = Qs + (size_t)M * hd, *S = Os + (size_t)M * hd;
+    const float *K = c->k + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
+    const float *Vv = c->v + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
+    att_gather(d, c->q, b, g, i0, nq, Qs);
+    /* S = scale * Qs K_[j0,i1)ᵀ */
+    qa_gemm_st(w, 0, M, nk, hd, d->scale, Qs, hd, gb_f32(K, ldk, 1), 0.0f, S, nk);
+    for (int r = 0; r < M; r++) {
+        const int h = g * grp + r / nq, i = i0 + r % nq;
+        c->lse_out[((size_t)b * H + h) * T + i] = softmax_row(d, b, i, j0, nk, S + (size_t)r * nk);
     }
+    /* Os = P V_[j0,i1) */
+    qa_gemm_st(w, 0, M, hd, nk, 1.0f, S, nk, gb_f32(Vv, ldk, 0), 0.0f, Os, hd);
+    att_scatter(d, Os, b, g, i0, nq, c->out);
 }
 static void cpu_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
                               float *o, float *lse) {
-    att_ctx c = {d, q, k, v, NULL, NULL, NULL, o, lse, NULL, NULL, NULL};
-    par_range(s, (long)d->B * d->n_heads, 1, 2, att_fwd_range, &c);
+    const int nqb = (d->T + ATT_QB - 1) / ATT_QB;
+    att_ctx c = {d, q, k, v, NULL, NULL, NULL, o, lse, NULL, NULL, NULL, nqb};
+    par_tasks(s, (long)nqb * d->B * d->n_kv_heads, att_fwd_task, &c);
 }
 
-/* backward: one task per (b, kv head g), covering the query heads of its group (dK, dV of g) */
-static void att_bwd_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+/* backward: one task per (b, kv head g): it owns dK, dV of g and covers the grp query heads of the group,
+ * stacked per query block as in the forward */
+static void att_bwd_task(void *p, long task, qa_cpu_tws *w) {
     att_ctx *c = p;
     const qa_attn_desc *d = c->d;
-    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
-    const int ldq = H * hd, ldk = Hk * hd;
-    float *P = qa_cpu_tws_tmp(w, (size_t)2 * ATT_QB * T);
-    float *dP = P + (size_t)ATT_QB * T;
-    for (long task = lo; task < hi; task++) {
-        const int b = (int)(task / Hk), g = (int)(task % Hk);
-        const size_t koff = (size_t)b * T * ldk + (size_t)g * hd;
-        const float *K = c->k + koff, *Vv = c->v + koff;
-        float *dK = c->dk + koff, *dV = c->dv + koff;
-        for (int t = 0; t < T; t++) {
-            memset(dK + (size_t)t * ldk, 0, sizeof(float) * hd);
-            memset(dV + (size_t)t * ldk, 0, sizeof(float) * hd);
-        }
-        for (int h = g * grp; h < (g + 1) * grp; h++) {
-            const size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
-            const float *Q = c->q + qoff, *O = c->o + qoff, *dO = c->dout + qoff;
-            float *dQ = c->dq + qoff;
-            const float *L = c->lse + ((size_t)b * H + h) * T;
-            for (int i0 = 0; i0 < T; i0 += ATT_QB) {
-                const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
-                const int j0 = att_key_start(d, i0), nk = i1 - j0;
-                qa_gemm_st(w, 0, nq, nk, hd, d->scale, Q + (size_t)i0 * ldq, ldq, gb_f32(K + (size_t)j0 * ldk, ldk, 1),
-                           0.0f, P, nk);
-                /* dP = dO_blk V_[j0,i1)ᵀ */
-                qa_gemm_st(w, 0, nq, nk, hd, 1.0f, dO + (size_t)i0 * ldq, ldq, gb_f32(Vv + (size_t)j0 * ldk, ldk, 1),
-                           0.0f, dP, nk);
-                for (int i = i0; i < i1; i++) {
-                    const float Di = (float)dot_d(O + (size_t)i * ldq, dO + (size_t)i * ldq, hd);
-                    float *prow = P + (size_t)(i - i0) * nk, *dprow = dP + (size_t)(i - i0) * nk;
-                    const float Li = L[i];
-                    int klo, khi;
-                    att_range(d, i, &klo, &khi);
-                    klo -= j0;
-                    khi -= j0;
-                    if (klo < 0) klo = 0;
-                    if (Li == -INFINITY) klo = khi = 0;
-                    for (int j = 0; j < klo; j++) prow[j] = dprow[j] = 0;
-                    for (int j = khi; j < nk; j++) prow[j] = dprow[j] = 0;
-                    for (int j = klo; j < khi; j++) {
-                        float pj = qa_expf(prow[j] - Li);
-                        prow[j] = pj;
-                        /* dS (scale folded into the gemms below) */
-                        dprow[j] = pj * (dprow[j] - Di);
-                    }
-                    if (d->key_mask || d->segment)
-                        for (int j = klo; j < khi; j++)
-                            if (!att_visible(d, b, i, j0 + j)) prow[j] = dprow[j] = 0;
-                }
-                /* dV_[j0,i1) += Pᵀ dO_blk */
-                qa_gemm_st(w, 1, nk, hd, nq, 1.0f, P, nk, gb_f32(dO + (size_t)i0 * ldq, ldq, 0), 1.0f,
-                           dV + (size_t)j0 * ldk, ldk);
-                /* dQ_blk = scale * dS K_[j0,i1) */
-                qa_gemm_st(w, 0, nq, hd, nk, d->scale, dP, nk, gb_f32(K + (size_t)j0 * ldk, ldk, 0), 0.0f,
-                           dQ + (size_t)i0 * ldq, ldq);
-                /* dK_[j0,i1) += scale * dSᵀ Q_blk */
-                qa_gemm_st(w, 1, nk, hd, nq, d->scale, dP, nk, gb_f32(Q + (size_t)i0 * ldq, ldq, 0), 1.0f,
-                           dK + (size_t)j0 * ldk, ldk);
+    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk, ldk = Hk * hd;
+    const int b = (int)(task / Hk), g = (int)(task % Hk), Mx = grp * ATT_QB;
+    float *Qs = qa_cpu_tws_tmp(w, (size_t)Mx * (4 * hd + 2 * T + 1));
+    float *Os = Qs + (size_t)Mx * hd, *dOs = Os + (size_t)Mx * hd, *dQs = dOs + (size_t)Mx * hd;
+    float *P = dQs + (size_t)Mx * hd, *dP = P + (size_t)Mx * T, *Di = dP + (size_t)Mx * T;
+    const size_t koff = (size_t)b * T * ldk + (size_t)g * hd;
+    const float *K = c->k + koff, *Vv = c->v + koff;
+    float *dK = c->dk + koff, *dV = c->dv + koff;
+    for (int t = 0; t < T; t++) {
+        memset(dK + (size_t)t * ldk, 0, sizeof(float) * hd);
+        memset(dV + (size_t)t * ldk, 0, sizeof(float) * hd);
+    }
+    for (int i0 = 0; i0 < T; i0 += ATT_QB) {
+        const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
+        const int j0 = att_key_start(d, i0), nk = i1 - j0, M = grp * nq;
+        att_gather(d, c->q, b, g, i0, nq, Qs);
+        att_gather(d, c->o, b, g, i0, nq, Os);
+        att_gather(d, c->dout, b, g, i0, nq, dOs);
+        const float *Kb = K + (size_t)j0 * ldk, *Vb = Vv + (size_t)j0 * ldk;
+        qa_gemm_st(w, 0, M, nk, hd, d->scale, Qs, hd, gb_f32(Kb, ldk, 1), 0.0f, P, nk);
+        /* dP = dOs V_[j0,i1)ᵀ */
+        qa_gemm_st(w, 0, M, nk, hd, 1.0f, dOs, hd, gb_f32(Vb, ldk, 1), 0.0f, dP, nk);
+        for (int r = 0; r < M; r++) {
+            const int h = g * grp + r / nq, i = i0 + r % nq;
+            const float Li = c->lse[((size_t)b * H + h) * T + i];
+            Di[r] = (float)dot_d(Os + (size_t)r * hd, dOs + (size_t)r * hd, hd);
+            float *prow = P + (size_t)r * nk, *dprow = dP + (size_t)r * nk;
+            int klo, khi;
+            att_range(d, i, &klo, &khi);
+            klo -= j0;
+            khi -= j0;
+            if (klo < 0) klo = 0;
+            if (Li == -INFINITY) klo = khi = 0;
+            for (int j = 0; j < klo; j++) prow[j] = dprow[j] = 0;
+            for (int j = khi; j < nk; j++) prow[j] = dprow[j] = 0;
+            for (int j = klo; j < khi; j++) {
+                float pj = qa_expf(prow[j] - Li);
+                prow[j] = pj;
+                /* dS (scale folded into the gemms below) */
+                dprow[j] = pj * (dprow[j] - Di[r]);
             }
+            if (d->key_mask || d->segment)
+                for (int j = klo; j < khi; j++)
+                    if (!att_visible(d, b, i, j0 + j)) prow[j] = dprow[j] = 0;
         }
+        /* dV_[j0,i1) += Pᵀ dOs */
+        qa_gemm_st(w, 1, nk, hd, M, 1.0f, P, nk, gb_f32(dOs, hd, 0), 1.0f, dV + (size_t)j0 * ldk, ldk);
+        /* dQs = scale * dS K_[j0,i1) */
+        qa_gemm_st(w, 0, M, hd, nk, d->scale, dP, nk, gb_f32(Kb, ldk, 0), 0.0f, dQs, hd);
+        att_scatter(d, dQs, b, g, i0, nq, c->dq);
+        /* dK_[j0,i1) += scale * dSᵀ Qs */
+        qa_gemm_st(w, 1, nk, hd, M, d->scale, dP, nk, gb_f32(Qs, hd, 0), 1.0f, dK + (size_t)j0 * ldk, ldk);
     }
 }
 static void cpu_attention_bwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
                               const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
-    att_ctx c = {d, q, k, v, o, lse, dout, NULL, NULL, dq, dk, dv};
-    par_range(s, (long)d->B * d->n_kv_heads, 1, 2, att_bwd_range, &c);
+    att_ctx c = {d, q, k, v, o, lse, dout, NULL, NULL, dq, dk, dv, 0};
+    par_tasks(s, (long)d->B * d->n_kv_heads, att_bwd_task, &c);
 }
 
 /* ---- SwiGLU --------------------------------------------------------------------------- */
