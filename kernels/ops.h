@@ -226,6 +226,22 @@ typedef struct qa_ops {
                                  const float *k,   /* [B, T, Hk, hd] the rows' own keys (after RoPE) */
                                  const float *v,   /* [B, T, Hk, hd] */
                                  float *o);        /* [B, T, H, hd] */
+
+    /* ---- fused forms (appended; a backend may leave these NULL: callers then use the ops above) -- */
+    /* Several frozen linears of one input in one pass (q,k,v; gate,up): y_i = x W_iᵀ + b_i, i < n <= 4 */
+    void (*linear_multi_fwd)(qa_stream *s, int N, int K, int n,
+                             const float *x,        /* [N, K] */
+                             const int *M,          /* [n] output sizes M_i */
+                             const qa_weight *W,    /* [n] each [M_i, K] */
+                             const qa_weight *bias, /* [n] each [M_i] or data NULL */
+                             float *const *y);      /* [n] each [N, M_i], overwritten */
+    /* y = beta*y + (silu(g) * u) Wᵀ + b: swiglu_fwd then linear_fwd, without the SwiGLU output in memory */
+    void (*swiglu_linear_fwd)(qa_stream *s, int N, int K, int M, float beta,
+                              const float *g,       /* [N, K] gate_proj output */
+                              const float *u,       /* [N, K] up_proj output */
+                              qa_weight W,          /* [M, K] */
+                              qa_weight bias,       /* [M] or data NULL */
+                              float *y);            /* [N, M] */
 } qa_ops;
 
 /* The CPU backend (always available). */

@@ -75,14 +75,29 @@ static const qa_lora_mat *lmat(const qa_lora *l, int layer, int mod) {
     return t->present ? t : NULL;
 }
 
-/* y = x Wᵀ + b (+ LoRA) */
-static void proj_fwd(const qa_model *m, const qa_lora *l, qa_layer_acts *s, int layer, int mod, int N, int K, int M,
-                     float beta, const float *x, qa_weight W, qa_weight bias, float *y, float p, uint64_t call) {
-    m->ops->linear_fwd(m->stream, N, K, M, beta, x, W, bias, y);
+/* y += LoRA of (layer, mod) when the adapter targets it */
+static void lora_part(const qa_model *m, const qa_lora *l, qa_layer_acts *s, int layer, int mod, int N, int K, int M,
+                      const float *x, float *y, float p, uint64_t call) {
     const qa_lora_mat *t = lmat(l, layer, mod);
     if (t)
         m->ops->lora_fwd(m->stream, N, K, M, l->r, l->scale, p, drop_key(call, layer, mod), x, t->A, t->B, s->xa[mod],
                          y);
+}
+
+/* y = x Wᵀ + b (+ LoRA) */
+static void proj_fwd(const qa_model *m, const qa_lora *l, qa_layer_acts *s, int layer, int mod, int N, int K, int M,
+                     float beta, const float *x, qa_weight W, qa_weight bias, float *y, float p, uint64_t call) {
+    m->ops->linear_fwd(m->stream, N, K, M, beta, x, W, bias, y);
+    lora_part(m, l, s, layer, mod, N, K, M, x, y, p, call);
+}
+
+/* y_i = x W_iᵀ + b_i (+ LoRA) for n projections of one input (mods[i]), in one pass when the backend can */
+static void projs_fwd(const qa_model *m, const qa_lora *l, qa_layer_acts *s, int layer, int n, const int *mods, int N,
+                      int K, const int *M, const float *x, const qa_weight *W, const qa_weight *bias, float *const *y,
+                      float p, uint64_t call) {
+    if (m->ops->linear_multi_fwd) m->ops->linear_multi_fwd(m->stream, N, K, n, x, M, W, bias, y);
+    else for (int i = 0; i < n; i++) m->ops->linear_fwd(m->stream, N, K, M[i], 0, x, W[i], bias[i], y[i]);
+    for (int i = 0; i < n; i++) lora_part(m, l, s, layer, mods[i], N, K, M[i], x, y[i], p, call);
 }
 
 /* One decoder layer: x_out = layer(x_in); saves into s what the backward needs. */
@@ -98,9 +113,12 @@ static void layer_fwd(const qa_model *m, const qa_lora *l, qa_acts *a, const qa_
     float *xn = a->in->xn, *act = a->in->act;
 
     ops->rmsnorm_fwd(st, N, D, eps, x_in, w->attn_norm, xn, s->rstd1);
-    proj_fwd(m, l, s, li, QA_LORA_Q, N, D, Q, 0, xn, w->wq, w->bq, s->q, p, call);
-    proj_fwd(m, l, s, li, QA_LORA_K, N, D, KV, 0, xn, w->wk, w->bk, s->k, p, call);
-    proj_fwd(m, l, s, li, QA_LORA_V, N, D, KV, 0, xn, w->wv, w->bv, s->v, p, call);
+    {
+        const int mods[3] = {QA_LORA_Q, QA_LORA_K, QA_LORA_V}, Ms[3] = {Q, KV, KV};
+        const qa_weight Ws[3] = {w->wq, w->wk, w->wv}, Bs[3] = {w->bq, w->bk, w->bv};
+        float *const ys[3] = {s->q, s->k, s->v};
+        projs_fwd(m, l, s, li, 3, mods, N, D, Ms, xn, Ws, Bs, ys, p, call);
+    }
     ops->rope_fwd(st, N, c->n_heads, c->head_dim, theta, a->in->pos, s->q);
     ops->rope_fwd(st, N, c->n_kv_heads, c->head_dim, theta, a->in->pos, s->k);
     qa_attn_desc d = attn_desc(m, a, b, li);
@@ -109,11 +127,19 @@ static void layer_fwd(const qa_model *m, const qa_lora *l, qa_acts *a, const qa_
     proj_fwd(m, l, s, li, QA_LORA_O, N, Q, D, 1, s->att, w->wo, w->bo, s->h, p, call);
 
     ops->rmsnorm_fwd(st, N, D, eps, s->h, w->mlp_norm, xn, s->rstd2);
-    proj_fwd(m, l, s, li, QA_LORA_GATE, N, D, F, 0, xn, w->wgate, w->bgate, s->g, p, call);
-    proj_fwd(m, l, s, li, QA_LORA_UP, N, D, F, 0, xn, w->wup, w->bup, s->u, p, call);
-    ops->swiglu_fwd(st, (size_t)N * F, s->g, s->u, act);
+    {
+        const int mods[2] = {QA_LORA_GATE, QA_LORA_UP}, Ms[2] = {F, F};
+        const qa_weight Ws[2] = {w->wgate, w->wup}, Bs[2] = {w->bgate, w->bup};
+        float *const ys[2] = {s->g, s->u};
+        projs_fwd(m, l, s, li, 2, mods, N, D, Ms, xn, Ws, Bs, ys, p, call);
+    }
     ops->memcpy_d2d(st, x_out, s->h, sizeof(float) * (size_t)N * D);
-    proj_fwd(m, l, s, li, QA_LORA_DOWN, N, F, D, 1, act, w->wdown, w->bdown, x_out, p, call);
+    if (ops->swiglu_linear_fwd && !lmat(l, li, QA_LORA_DOWN)) { /* silu(g) * u only inside the product */
+        ops->swiglu_linear_fwd(st, N, F, D, 1, s->g, s->u, w->wdown, w->bdown, x_out);
+    } else {
+        ops->swiglu_fwd(st, (size_t)N * F, s->g, s->u, act);
+        proj_fwd(m, l, s, li, QA_LORA_DOWN, N, F, D, 1, act, w->wdown, w->bdown, x_out, p, call);
+    }
 }
 
 static int check_lora(const qa_model *m, const qa_lora *l, const qa_acts *a, qa_err *e) {

@@ -161,6 +161,17 @@ static void proj(const qa_model *m, const qa_lora *l, qa_infer_ws *w, int layer,
     if (t) m->ops->lora_fwd(m->stream, N, K, M, l->r, l->scale, 0.0f, 0, x, t->A, t->B, w->xa, y);
 }
 
+/* y_i = x W_iᵀ + b_i (+ LoRA) for n projections of one input, in one pass when the backend can */
+static void projs(const qa_model *m, const qa_lora *l, qa_infer_ws *w, int layer, int n, const int *mods, int N, int K,
+                  const int *M, const float *x, const qa_weight *W, const qa_weight *bias, float *const *y) {
+    if (m->ops->linear_multi_fwd) m->ops->linear_multi_fwd(m->stream, N, K, n, x, M, W, bias, y);
+    else for (int i = 0; i < n; i++) m->ops->linear_fwd(m->stream, N, K, M[i], 0, x, W[i], bias[i], y[i]);
+    for (int i = 0; i < n; i++) {
+        const qa_lora_mat *t = lmat(l, layer, mods[i]);
+        if (t) m->ops->lora_fwd(m->stream, N, K, M[i], l->r, l->scale, 0.0f, 0, x, t->A, t->B, w->xa, y[i]);
+    }
+}
+
 static int check_batch(const qa_model *m, const qa_lora *l, const qa_infer_ws *w, const qa_kv_cache *cache,
                        const qa_infer_batch *b, const qa_kv_cache *store, const qa_head_rows *head, int *any_ctx,
                        qa_err *e) {
@@ -240,9 +251,12 @@ int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv
     for (int li = 0; li < L; li++) {
         const qa_layer_weights *lw = &m->layers[li];
         ops->rmsnorm_fwd(st, N, D, eps, w->x, lw->attn_norm, w->xn, NULL);
-        proj(m, lora, w, li, QA_LORA_Q, N, D, Q, 0, w->xn, lw->wq, lw->bq, w->q);
-        proj(m, lora, w, li, QA_LORA_K, N, D, KV, 0, w->xn, lw->wk, lw->bk, w->k);
-        proj(m, lora, w, li, QA_LORA_V, N, D, KV, 0, w->xn, lw->wv, lw->bv, w->v);
+        {
+            const int mods[3] = {QA_LORA_Q, QA_LORA_K, QA_LORA_V}, Ms[3] = {Q, KV, KV};
+            const qa_weight Ws[3] = {lw->wq, lw->wk, lw->wv}, Bs[3] = {lw->bq, lw->bk, lw->bv};
+            float *const ys[3] = {w->q, w->k, w->v};
+            projs(m, lora, w, li, 3, mods, N, D, Ms, w->xn, Ws, Bs, ys);
+        }
         ops->rope_fwd(st, N, H, hd, theta, w->pos, w->q);
         ops->rope_fwd(st, N, Hk, hd, theta, w->pos, w->k);
         if (store) {
@@ -267,11 +281,19 @@ int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv
         ops->memcpy_d2d(st, w->h, w->x, sizeof(float) * (size_t)N * D);
         proj(m, lora, w, li, QA_LORA_O, N, Q, D, 1, w->att, lw->wo, lw->bo, w->h);
         ops->rmsnorm_fwd(st, N, D, eps, w->h, lw->mlp_norm, w->xn, NULL);
-        proj(m, lora, w, li, QA_LORA_GATE, N, D, F, 0, w->xn, lw->wgate, lw->bgate, w->g);
-        proj(m, lora, w, li, QA_LORA_UP, N, D, F, 0, w->xn, lw->wup, lw->bup, w->u);
-        ops->swiglu_fwd(st, (size_t)N * F, w->g, w->u, w->act);
+        {
+            const int mods[2] = {QA_LORA_GATE, QA_LORA_UP}, Ms[2] = {F, F};
+            const qa_weight Ws[2] = {lw->wgate, lw->wup}, Bs[2] = {lw->bgate, lw->bup};
+            float *const ys[2] = {w->g, w->u};
+            projs(m, lora, w, li, 2, mods, N, D, Ms, w->xn, Ws, Bs, ys);
+        }
         ops->memcpy_d2d(st, w->x, w->h, sizeof(float) * (size_t)N * D);
-        proj(m, lora, w, li, QA_LORA_DOWN, N, F, D, 1, w->act, lw->wdown, lw->bdown, w->x);
+        if (ops->swiglu_linear_fwd && !lmat(lora, li, QA_LORA_DOWN)) { /* silu(g) * u only inside the product */
+            ops->swiglu_linear_fwd(st, N, F, D, 1, w->g, w->u, lw->wdown, lw->bdown, w->x);
+        } else {
+            ops->swiglu_fwd(st, (size_t)N * F, w->g, w->u, w->act);
+            proj(m, lora, w, li, QA_LORA_DOWN, N, F, D, 1, w->act, lw->wdown, lw->bdown, w->x);
+        }
     }
     if (store) store->len = b->len[0];
     /* last real position of each row -> final norm -> head */

@@ -45,6 +45,23 @@ typedef struct qa_gemm_b {
     int trans;                               /* op(B) = Bᵀ */
 } qa_gemm_b;
 
+/* The A operand of qa_gemm_ex: op(A) = A (ta 0) or Aᵀ; with u: A(i, k) = silu(p[i, k]) * u[i, k] (SwiGLU
+ * computed while packing; ta 0, u has the same layout as p). */
+typedef struct qa_gemm_a {
+    const float *p;
+    int ld;
+    int ta;
+    const float *u;
+} qa_gemm_a;
+/* One output of a multi-output product: C [M, n] (row stride ldc) = alpha op(A) op(B) + beta C. */
+typedef struct qa_gemm_seg {
+    qa_gemm_b B;
+    int n;
+    float *C;
+    int ldc;
+} qa_gemm_seg;
+#define QA_GEMM_MAX_SEG 4
+
 /* C = alpha op(A) op(B) + beta C, row-major, op(A) [M,K], op(B) [K,N], C [M,N] (beta 0: C is not read).
  * Single-threaded, on thread workspace w (inside a pool task or with no pool). */
 void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
@@ -52,6 +69,10 @@ void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const f
 /* The same over all threads of stream s (NULL: single-threaded with per-call buffers). */
 void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
              float beta, float *C, int ldc);
+/* Several products of the same A (K columns) in one pass: seg[i].C = alpha op(A) op(seg[i].B) + beta seg[i].C.
+ * A is packed once per block for all of them. */
+void qa_gemm_ex(qa_stream *s, int M, int K, float alpha, qa_gemm_a A, int nseg, const qa_gemm_seg *seg,
+                float beta);
 
 /* ---- stream ---------------------------------------------------------------------------------- */
 #define QA_CPU_MAX_THREADS 64

@@ -8,6 +8,7 @@
  * C is accumulated by one thread in the same K order whatever the thread count: results are bitwise
  * independent of scheduling and of the number of threads. */
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/vecmath.h"
 #include "common/qa_mem.h"
 
 #include <stdatomic.h>
@@ -346,11 +347,58 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
     }
 }
 
+/* ---- few rows against a transposed B (lm_head of a few positions): no packing ------------------ */
+enum { GEMV_MAX_M = 4 };
+#ifdef QA_HAVE_X86
+__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+__attribute__((target("avx2,fma"))) static inline __m256 ldb8(const void *p, qa_dtype dt, size_t i) {
+    return dt == QA_DT_BF16 ? ld8_bf16((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
+}
+/* C[i, j] = alpha * A_i . B_j + beta C[i, j] for i < M <= 4, j in [j0, j1): each B row read once */
+__attribute__((target("avx2,fma"))) static void gemv_bt(int M, int j0, int j1, int K, float alpha, const float *A,
+                                                        int lda, qa_gemm_b B, float beta, float *C, int ldc) {
+    const size_t es = B.dt == QA_DT_BF16 ? 2 : 4;
+    const int K8 = K / 8 * 8;
+    for (int j = j0; j < j1; j++) {
+        const void *w = (const char *)B.p + (size_t)j * B.ld * es;
+        __m256 acc[GEMV_MAX_M];
+        for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
+        for (int k = 0; k < K8; k += 8) {
+            const __m256 wv = ldb8(w, B.dt, (size_t)k);
+            for (int i = 0; i < M; i++) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(A + (size_t)i * lda + k), wv, acc[i]);
+        }
+        for (int i = 0; i < M; i++) {
+            float sum = hsum8(acc[i]);
+            for (int k = K8; k < K; k++)
+                sum += A[(size_t)i * lda + k] * (B.dt == QA_DT_BF16 ? bf(((const uint16_t *)w)[k]) : ((const float *)w)[k]);
+            float *c = C + (size_t)i * ldc + j;
+            *c = beta == 0 ? alpha * sum : beta * *c + alpha * sum;
+        }
+    }
+}
+#endif
+static int use_gemv(int ta, int M, qa_gemm_b B) {
+#ifdef QA_HAVE_X86
+    return !ta && B.trans && M <= GEMV_MAX_M && have_avx2();
+#else
+    (void)ta; (void)M; (void)B;
+    return 0;
+#endif
+}
+
 /* ---- drivers ----------------------------------------------------------------------------------- */
 void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
                 float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { scale_c(M, N, beta, C, ldc); return; }
+#ifdef QA_HAVE_X86
+    if (use_gemv(ta, M, B)) { gemv_bt(M, 0, N, K, alpha, A, lda, B, beta, C, ldc); return; }
+#endif
     ukr_fn uk = pick_ukr();
     for (int jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
@@ -367,23 +415,94 @@ void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const f
     }
 }
 
+/* ---- A with a SwiGLU prologue: A(i, k) = silu(g[i, k]) * u[i, k], computed while packing -------- */
+static inline float swiglu1(float g, float u) { return g / (1.0f + qa_expf(-g)) * u; }
+#ifdef QA_HAVE_X86
+__attribute__((target("avx2,fma"))) static inline __m256 swiglu8(__m256 g, __m256 u) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, qa_exp8(_mm256_xor_ps(_mm256_set1_ps(-0.0f), g)))), u);
+}
+__attribute__((target("avx2,fma"))) static void pack_aswi_panel_avx2(float *d, const float *const *r,
+                                                                     const float *const *ru, int kc, float alpha) {
+    const __m256 al = _mm256_set1_ps(alpha);
+    float t[8 * 8] __attribute__((aligned(32)));
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 a[MR];
+        for (int q = 0; q < MR; q++)
+            a[q] = _mm256_mul_ps(al, swiglu8(_mm256_loadu_ps(r[q] + k), _mm256_loadu_ps(ru[q] + k)));
+        tr8x8(a[0], a[1], a[2], a[3], a[4], a[5], a[5], a[5], t, 8);
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(d + (size_t)(k + q) * MR, _mm256_load_ps(t + 8 * q));
+    }
+    for (; k < kc; k++)
+        for (int q = 0; q < MR; q++) d[(size_t)k * MR + q] = alpha * swiglu1(r[q][k], ru[q][k]);
+}
+#endif
+static void pack_a_op(float *dst, qa_gemm_a A, int i0, int mc, int p0, int kc, float alpha) {
+    if (!A.u) { pack_a(dst, A.ta, A.p, A.ld, i0, mc, p0, kc, alpha); return; }
+    for (int ip = 0; ip < mc; ip += MR) {
+        const int mr = mc - ip < MR ? mc - ip : MR;
+        float *d = dst + (size_t)ip * kc;
+        const float *r[MR], *ru[MR];
+        for (int q = 0; q < MR; q++) {
+            size_t off = (size_t)(i0 + ip + (q < mr ? q : 0)) * A.ld + p0;
+            r[q] = A.p + off;
+            ru[q] = A.u + off;
+        }
+#ifdef QA_HAVE_X86
+        if (mr == MR && have_avx2()) { pack_aswi_panel_avx2(d, r, ru, kc, alpha); continue; }
+#endif
+        for (int k = 0; k < kc; k++)
+            for (int q = 0; q < MR; q++) d[k * MR + q] = q < mr ? alpha * swiglu1(r[q][k], ru[q][k]) : 0.0f;
+    }
+}
+
 /* Threaded products. Work is handed out in chunks through atomic counters (rows of C in the row
  * split, B panels while packing, columns of C in the column split): a thread slowed down by other
  * processes does fewer chunks. Every element of C is still computed by one thread in the fixed K order,
  * so the result does not depend on which thread takes which chunk. */
 enum { ROW_CHUNK = 8 * MR, PANEL_CHUNK = 4, COL_CHUNK = 16 * NR };
 
+/* Output segments side by side in a virtual column space, each starting on a panel boundary: segment
+ * i covers virtual columns [vs[i], vs[i] + n_i) and panels never straddle two segments. */
 typedef struct gemm_job {
     qa_stream *s;
-    int ta, M, N, K;
+    int M, K, nseg, NV;                      /* NV: virtual columns (panel-padded) */
     float alpha, beta;
-    const float *A;
-    int lda;
-    qa_gemm_b B;
-    float *C;
-    int ldc;
+    qa_gemm_a A;
+    qa_gemm_seg seg[QA_GEMM_MAX_SEG];
+    int vs[QA_GEMM_MAX_SEG + 1];
     _Atomic int *ctr;                        /* rows: [2 per (jc, pc) block]; cols: [1] */
 } gemm_job;
+
+static inline int seg_of(const gemm_job *j, int jv) {
+    int i = 0;
+    while (i + 1 < j->nseg && jv >= j->vs[i + 1]) i++;
+    return i;
+}
+
+/* packed panels of virtual columns [q0, q1) of block (jc, pc) */
+static void pack_b_virt(float *pb, const gemm_job *j, int jc, int pc, int kc, int q0, int q1) {
+    for (int jp = q0; jp < q1; jp += NR) {
+        const int jv = jc + jp, i = seg_of(j, jv), local = jv - j->vs[i];
+        pack_b(pb + (size_t)jp * kc, j->seg[i].B, pc, kc, local, j->seg[i].n - local, 0, NR);
+    }
+}
+
+/* C (=|+=) packed A rows x packed B block of virtual columns [jc, jc + nc) */
+static void macro_virt(ukr_fn uk, const gemm_job *j, int i0, int mc, int jc, int nc, int kc, const float *pa,
+                       const float *pb, float beta) {
+    for (int jr = 0; jr < nc; jr += NR) {
+        const int jv = jc + jr, i = seg_of(j, jv), local = jv - j->vs[i];
+        const int nr = j->seg[i].n - local < NR ? j->seg[i].n - local : NR;
+        float *C = j->seg[i].C + (size_t)i0 * j->seg[i].ldc + local;
+        const int ldc = j->seg[i].ldc;
+        for (int ir = 0; ir < mc; ir += MR) {
+            const int mr = mc - ir < MR ? mc - ir : MR;
+            uk(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc, C + (size_t)ir * ldc, ldc, mr, nr, beta);
+        }
+    }
+}
 
 /* rows split: the (jc, pc) blocks of B are packed by all threads together into one of two shared
  * buffers (double buffered: one barrier per block), then row chunks of C are taken one at a time */
@@ -393,41 +512,92 @@ static void gemm_rows_task(void *ctx, int tid, int nt) {
     qa_stream *s = j->s;
     qa_cpu_tws *w = &s->tws[tid];
     ukr_fn uk = pick_ukr();
+    const int nrc = (j->M + ROW_CHUNK - 1) / ROW_CHUNK;
     int blk = 0;
-    for (int jc = 0; jc < j->N; jc += NC) {
-        const int nc = j->N - jc < NC ? j->N - jc : NC;
+    for (int jc = 0; jc < j->NV; jc += NC) {
+        const int nc = j->NV - jc < NC ? j->NV - jc : NC;
         const int np = (nc + NR - 1) / NR, nbc = (np + PANEL_CHUNK - 1) / PANEL_CHUNK;
-        const int nrc = (j->M + ROW_CHUNK - 1) / ROW_CHUNK;
         for (int pc = 0; pc < j->K; pc += KC, blk++) {
             const int kc = j->K - pc < KC ? j->K - pc : KC;
             const float be = pc == 0 ? j->beta : 1.0f;
             float *pb = s->pb_shared[blk & 1];
             for (int c; (c = atomic_fetch_add_explicit(&j->ctr[2 * blk], 1, memory_order_relaxed)) < nbc;) {
                 int q0 = c * PANEL_CHUNK * NR, q1 = q0 + PANEL_CHUNK * NR;
-                pack_b(pb, j->B, pc, kc, jc, nc, q0, q1 < nc ? q1 : nc);
+                pack_b_virt(pb, j, jc, pc, kc, q0, q1 < nc ? q1 : nc);
             }
             qa_pool_barrier(s->pool);      /* block packed; every thread is done with block blk-1 */
             for (int c; (c = atomic_fetch_add_explicit(&j->ctr[2 * blk + 1], 1, memory_order_relaxed)) < nrc;) {
                 const int i0 = c * ROW_CHUNK, mc = j->M - i0 < ROW_CHUNK ? j->M - i0 : ROW_CHUNK;
-                pack_a(w->pa, j->ta, j->A, j->lda, i0, mc, pc, kc, j->alpha);
-                macro(uk, mc, nc, kc, w->pa, pb, j->C + (size_t)i0 * j->ldc + jc, j->ldc, be);
+                pack_a_op(w->pa, j->A, i0, mc, pc, kc, j->alpha);
+                macro_virt(uk, j, i0, mc, jc, nc, kc, w->pa, pb, be);
             }
         }
     }
 }
 
-/* columns split (few rows): each thread multiplies all of A by the column chunks it takes */
+/* columns split (few rows, one segment, plain A): each thread multiplies all of A by the column chunks
+ * it takes */
 static void gemm_cols_task(void *ctx, int tid, int nt) {
     (void)nt;
     gemm_job *j = ctx;
-    const int ncc = (j->N + COL_CHUNK - 1) / COL_CHUNK;
-    const size_t es = j->B.dt == QA_DT_BF16 ? 2 : 4;
+    const qa_gemm_seg *g = &j->seg[0];
+    const int ncc = (g->n + COL_CHUNK - 1) / COL_CHUNK;
+    const size_t es = g->B.dt == QA_DT_BF16 ? 2 : 4;
     for (int c; (c = atomic_fetch_add_explicit(&j->ctr[0], 1, memory_order_relaxed)) < ncc;) {
-        const int c0 = c * COL_CHUNK, n = j->N - c0 < COL_CHUNK ? j->N - c0 : COL_CHUNK;
-        qa_gemm_b B = j->B;
+        const int c0 = c * COL_CHUNK, n = g->n - c0 < COL_CHUNK ? g->n - c0 : COL_CHUNK;
+        qa_gemm_b B = g->B;
         B.p = (const char *)B.p + (B.trans ? (size_t)c0 * B.ld : (size_t)c0) * es;
-        qa_gemm_st(&j->s->tws[tid], j->ta, j->M, n, j->K, j->alpha, j->A, j->lda, B, j->beta, j->C + c0, j->ldc);
+        qa_gemm_st(&j->s->tws[tid], j->A.ta, j->M, n, j->K, j->alpha, j->A.p, j->A.ld, B, j->beta, g->C + c0, g->ldc);
     }
+}
+
+/* A with a prologue materialized (few rows: the column split packs A per chunk) */
+static void materialize_a(const qa_gemm_a *A, int M, int K, float *dst) {
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            size_t o = (size_t)i * A->ld + k;
+            dst[(size_t)i * K + k] = swiglu1(A->p[o], A->u[o]);
+        }
+}
+
+void qa_gemm_ex(qa_stream *s, int M, int K, float alpha, qa_gemm_a A, int nseg, const qa_gemm_seg *seg,
+                float beta) {
+    if (M <= 0 || nseg <= 0) return;
+    if (nseg > QA_GEMM_MAX_SEG) {
+        for (int i = 0; i < nseg; i += QA_GEMM_MAX_SEG)
+            qa_gemm_ex(s, M, K, alpha, A, nseg - i < QA_GEMM_MAX_SEG ? nseg - i : QA_GEMM_MAX_SEG, seg + i, beta);
+        return;
+    }
+    int NV = 0;
+    for (int i = 0; i < nseg; i++) NV += (seg[i].n + NR - 1) / NR * NR;
+    if (NV <= 0) return;
+    const double flops = 2.0 * M * NV * (K > 0 ? K : 1);
+    if (!s || K <= 0 || flops < 4e5 || M < 2 * ROW_CHUNK) {
+        /* one segment at a time on the plain paths (A materialized when it has a prologue) */
+        float *buf = NULL;
+        qa_gemm_a a = A;
+        if (A.u && K > 0) {
+            buf = qa_malloc(sizeof(float) * (size_t)M * K);
+            materialize_a(&A, M, K, buf);
+            a = (qa_gemm_a){buf, K, 0, NULL};
+        }
+        for (int i = 0; i < nseg; i++) qa_gemm(s, a.ta, M, seg[i].n, K, alpha, a.p, a.ld, seg[i].B, beta, seg[i].C, seg[i].ldc);
+        free(buf);
+        return;
+    }
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.s = s; j.M = M; j.K = K; j.nseg = nseg; j.NV = NV; j.alpha = alpha; j.beta = beta; j.A = A;
+    for (int i = 0; i < nseg; i++) {
+        j.seg[i] = seg[i];
+        j.vs[i + 1] = j.vs[i] + (seg[i].n + NR - 1) / NR * NR;
+    }
+    const int nblk = ((NV + NC - 1) / NC) * ((K + KC - 1) / KC);
+    _Atomic int local[256];
+    j.ctr = 2 * nblk <= 256 ? local : qa_malloc(sizeof(_Atomic int) * 2 * (size_t)nblk);
+    for (int i = 0; i < 2 * nblk; i++) atomic_init(&j.ctr[i], 0);
+    qa_pool_run(s->pool, gemm_rows_task, &j);
+    if (j.ctr != local) free((void *)j.ctr);
 }
 
 void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B, float beta,
@@ -443,17 +613,17 @@ void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float
     }
     const int nt = s->nt;
     const double flops = 2.0 * M * N * K;
-    gemm_job j = {s, ta, M, N, K, alpha, beta, A, lda, B, C, ldc, NULL};
     if (nt == 1 || flops < 4e5) {
         qa_gemm_st(&s->tws[0], ta, M, N, K, alpha, A, lda, B, beta, C, ldc);
     } else if (M >= 2 * ROW_CHUNK) {
-        const int nblk = ((N + NC - 1) / NC) * ((K + KC - 1) / KC);
-        _Atomic int local[256];
-        j.ctr = 2 * nblk <= 256 ? local : qa_malloc(sizeof(_Atomic int) * 2 * (size_t)nblk);
-        for (int i = 0; i < 2 * nblk; i++) atomic_init(&j.ctr[i], 0);
-        qa_pool_run(s->pool, gemm_rows_task, &j);
-        if (j.ctr != local) free((void *)j.ctr);
+        qa_gemm_seg g = {B, N, C, ldc};
+        qa_gemm_ex(s, M, K, alpha, (qa_gemm_a){A, lda, ta, NULL}, 1, &g, beta);
     } else if (N >= 2 * COL_CHUNK) {
+        gemm_job j;
+        memset(&j, 0, sizeof j);
+        j.s = s; j.M = M; j.K = K; j.nseg = 1; j.alpha = alpha; j.beta = beta;
+        j.A = (qa_gemm_a){A, lda, ta, NULL};
+        j.seg[0] = (qa_gemm_seg){B, N, C, ldc};
         _Atomic int c0;
         atomic_init(&c0, 0);
         j.ctr = &c0;

@@ -24,8 +24,7 @@ static int cpu_stream_create(qa_stream **s, qa_err *e) {
     st->pool = n > 1 ? qa_pool_create(n) : NULL;
     st->nt = st->pool ? n : 1;
     for (int i = 0; i < st->nt; i++) qa_cpu_tws_init(&st->tws[i]);
-    if (st->pool)
-        for (int i = 0; i < 2; i++) st->pb_shared[i] = qa_aligned_alloc(64, sizeof(float) * (size_t)QA_GEMM_KC * QA_GEMM_NC);
+    for (int i = 0; i < 2; i++) st->pb_shared[i] = qa_aligned_alloc(64, sizeof(float) * (size_t)QA_GEMM_KC * QA_GEMM_NC);
     *s = st;
     return 0;
 }
@@ -595,6 +594,33 @@ static void cpu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const 
     qa_gemm(s, 0, N, K, M, 1.0f, dy, M, (qa_gemm_b){W.data, W.dtype, K, 0}, beta, dx, K);
 }
 
+static void cpu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
+                                 const qa_weight *bias, float *const *y) {
+    if (N <= 0 || n <= 0) return;
+    qa_gemm_seg seg[QA_GEMM_MAX_SEG];
+    for (int i0 = 0; i0 < n; i0 += QA_GEMM_MAX_SEG) {
+        const int ns = n - i0 < QA_GEMM_MAX_SEG ? n - i0 : QA_GEMM_MAX_SEG;
+        for (int i = 0; i < ns; i++)
+            seg[i] = (qa_gemm_seg){{W[i0 + i].data, W[i0 + i].dtype, K, 1}, M[i0 + i], y[i0 + i], M[i0 + i]};
+        qa_gemm_ex(s, N, K, 1.0f, (qa_gemm_a){x, K, 0, NULL}, ns, seg, 0.0f);
+    }
+    for (int i = 0; i < n; i++)
+        if (bias[i].data) {
+            bias_ctx c = {M[i], bias[i], y[i]};
+            par_range(s, N, 1, 16, bias_range, &c);
+        }
+}
+static void cpu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *g, const float *u,
+                                  qa_weight W, qa_weight bias, float *y) {
+    if (N <= 0 || M <= 0) return;
+    qa_gemm_seg seg = {{W.data, W.dtype, K, 1}, M, y, M};
+    qa_gemm_ex(s, N, K, 1.0f, (qa_gemm_a){g, K, 0, u}, 1, &seg, beta);
+    if (bias.data) {
+        bias_ctx c = {M, bias, y};
+        par_range(s, N, 1, 16, bias_range, &c);
+    }
+}
+
 /* ---- LoRA ----------------------------------------------------------------------------- */
 typedef struct { int K; float p, keep; uint64_t key; const float *x; float *buf, *dx; const float *tmp; } drop_ctx;
 static void drop_range(void *pp, long lo, long hi, qa_cpu_tws *w) {
@@ -781,6 +807,8 @@ static const qa_ops CPU_OPS = {
     .cross_entropy_bwd = cpu_cross_entropy_bwd,
     .adamw_step = cpu_adamw_step,
     .attention_prefix_fwd = qa_cpu_attention_prefix_fwd,
+    .linear_multi_fwd = cpu_linear_multi_fwd,
+    .swiglu_linear_fwd = cpu_swiglu_linear_fwd,
 };
 
 const qa_ops *qa_ops_cpu(void) { return &CPU_OPS; }
