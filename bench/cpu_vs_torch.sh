@@ -6,8 +6,10 @@
 # same run (the faster of OpenBLAS and torch.mm on [2048 x 2048]^2).
 #
 # usage: bench/cpu_vs_torch.sh [BUILD_DIR] [WORK_DIR]
-#   env: THREADS (2), ROUNDS (3), STEPS (timed steps per process, 3), VENV (repo/.venv), TORCH_DTYPE
-#        (fp32 | bf16 | auto = both measured, the faster is the peer)
+#   env: THREADS (2), ROUNDS (4), STEPS (timed training steps per process, 3; the evaluation forward gets
+#        3x as many), LABELS (half: the second half of each row is labelled, as in instruction data; all),
+#        VENV (repo/.venv), TORCH_DTYPE (fp32 | bf16 | auto: bf16 autocast's evaluation forward is timed in
+#        the first round, and its training step too unless that forward is >= 1.5x slower than fp32)
 # Creates / reuses the venv and pip-installs torch (PyPI) into it when missing. Rounds alternate
 # qalign and PyTorch so that load from other processes hits both; each side keeps its best step.
 # The last line reads: train_ratio=R1 eval_ratio=R2 ceiling_fraction=F
@@ -18,8 +20,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$here/build}
 work=${2:-$build/bench-cpu-vs-torch}
 threads=${THREADS:-2}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-4}
 steps=${STEPS:-3}
+labels=${LABELS:-half}
 venv=${VENV:-$here/.venv}
 want_dtype=${TORCH_DTYPE:-auto}
 mkdir -p "$work"
@@ -48,24 +51,30 @@ fi
 export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 log=$work/results.txt
 : > "$log"
-q() { "$bench" "$model" "$1" --threads "$threads" --steps "$steps" | tee -a "$log"; }
-t() { "$py" "$here/bench/cpu_vs_torch.py" "$model" "$1" --threads "$threads" --steps "$steps" ${2:+--dtype $2} |
-        tee -a "$log"; }
+q() { "$bench" "$model" "$1" --threads "$threads" --steps "$2" --labels "$labels" | tee -a "$log"; }
+t() { "$py" "$here/bench/cpu_vs_torch.py" "$model" "$1" --threads "$threads" --steps "$2" --labels "$labels" \
+        --dtype "$3" | tee -a "$log"; }
+sec() { sed -n 's/.* sec=\([0-9.]*\).*/\1/p' | tail -1; }
 
-echo "== $(nproc) cores online, $threads threads; torch $("$py" -c 'import torch; print(torch.__version__)'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-dtypes=$want_dtype
-[ "$want_dtype" = auto ] && dtypes="fp32 bf16"
+echo "== $(nproc) cores online, $threads threads, labels $labels; torch $("$py" -c 'import torch; print(torch.__version__)'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+bf16_train=0
+[ "$want_dtype" = bf16 ] && bf16_train=1
 for r in $(seq 1 "$rounds"); do
   echo "== round $r / $rounds"
-  q ceiling; t mm
-  for mode in train eval; do
-    q "$mode"
-    for dt in $dtypes; do
-      # bf16 autocast is measured in the first round only when auto: it is the slower one here
-      if [ "$want_dtype" = auto ] && [ "$dt" = bf16 ] && [ "$r" -gt 1 ]; then continue; fi
-      t "$mode" "$dt"
-    done
-  done
+  q ceiling "$steps"; t mm "$steps" fp32
+  q eval $((3 * steps))
+  if [ "$want_dtype" != bf16 ]; then t eval $((3 * steps)) fp32; fi
+  if [ "$want_dtype" = bf16 ] || { [ "$want_dtype" = auto ] && [ "$r" = 1 ]; }; then
+    s16=$(t eval $((3 * steps)) bf16 | sec)
+    if [ "$want_dtype" = auto ]; then
+      s32=$(grep '^torch eval dtype=fp32' "$log" | tail -1 | sec)
+      if awk -v a="$s16" -v b="$s32" 'BEGIN { exit !(a < 1.5 * b) }'; then bf16_train=1
+      else echo "   (torch bf16 autocast: evaluation forward ${s16}s vs ${s32}s fp32 -- its training step is not timed)"; fi
+    fi
+  fi
+  q train "$steps"
+  if [ "$want_dtype" != bf16 ]; then t train "$steps" fp32; fi
+  if [ "$bf16_train" = 1 ] && { [ "$want_dtype" = bf16 ] || [ "$r" = 1 ]; }; then t train "$steps" bf16; fi
 done
 
 "$py" - "$log" "$threads" <<'PY'
@@ -110,6 +119,12 @@ for mode in ("train", "eval"):
     print(f"{'  above setup MiB':22s}{bq:14.0f}{''.join(bp)}")
     print(f"{mode + ' loss (step 1)':22s}{float(qa['loss']):14.6f}" +
           "".join(f"{float(peers[d]['loss']):14.6f}" if d in peers else f"{'-':>14s}" for d in ("fp32", "bf16")))
+    # per-round ratios (qalign and the peer dtype measured in the same round), as a check on the best-of
+    qr = [float(kv["sec"]) for kv in rows[("qalign", mode, "")]]
+    pr = [float(kv["sec"]) for kv in rows[("torch", mode, pdt)]]
+    rr = sorted(p / q for q, p in zip(qr, pr))
+    if rr:
+        print(f"{'  per-round ratios':22s}{' '.join(f'{x:.2f}' for x in rr)}   (median {rr[len(rr) // 2]:.2f})")
     out[mode] = (ps / qs, gq / ceiling)
 print(f"train_ratio={out['train'][0]:.2f} eval_ratio={out['eval'][0]:.2f} ceiling_fraction={out['train'][1]:.2f}")
 PY
