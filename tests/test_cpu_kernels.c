@@ -120,6 +120,32 @@ static void test_linear_case(int N, int K, int M) {
     free(x); free(wf); free(b); free(dy); free(wb); free(ref); free(yf);
 }
 
+/* ---- a row of a product does not depend on the rows computed with it ----------------------------- */
+static void test_row_independence(void) {
+    const int N = 113, K = 600, M = 1300;
+    float *x = rvec((size_t)N * K, 1), *wf = rvec((size_t)M * K, 0.1f), *bias = rvec(M, 1);
+    uint16_t *wb = tobf16(wf, (size_t)M * K);
+    float *all = qa_malloc(sizeof(float) * (size_t)N * M), *part = qa_malloc(sizeof(float) * (size_t)N * M);
+    O->linear_fwd(SS[2], N, K, M, 0, x, (qa_weight){QA_DT_BF16, wb}, (qa_weight){QA_DT_F32, bias}, all);
+    const int groups[] = {1, 2, 3, 4, 5, 7, 6, 13, 40, 32};
+    int r0 = 0, gi = 0;
+    while (r0 < N) {
+        int g = groups[gi++ % 10];
+        if (g > N - r0) g = N - r0;
+        O->linear_fwd(SS[gi % NS], g, K, M, 0, x + (size_t)r0 * K, (qa_weight){QA_DT_BF16, wb},
+                      (qa_weight){QA_DT_F32, bias}, part + (size_t)r0 * M);
+        r0 += g;
+    }
+    QT_CHECK(!memcmp(all, part, sizeof(float) * (size_t)N * M),
+             "linear_fwd: %d rows at once == in groups of 1..40 rows on mixed streams, bitwise", N);
+    /* general beta: full and partial tiles round the same way */
+    float *c0 = rvec((size_t)N * M, 1), *c1 = cvec(c0, (size_t)N * M), *c2 = cvec(c0, (size_t)N * M);
+    O->gemm(SS[3], 0, 1, N, M, K, 0.5f, x, K, wf, K, -0.75f, c1, M);
+    for (int i = 0; i < N; i++) O->gemm(SS[1], 0, 1, 1, M, K, 0.5f, x + (size_t)i * K, K, wf, K, -0.75f, c2 + (size_t)i * M, M);
+    QT_CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)N * M), "gemm alpha 0.5 beta -0.75: all rows == row by row, bitwise");
+    free(x); free(wf); free(bias); free(wb); free(all); free(part); free(c0); free(c1); free(c2);
+}
+
 /* ---- fused ops == unfused ops, bitwise ---------------------------------------------------------- */
 static void test_fused(int N) {
     const int K = 72, Ms[3] = {40, 17, 33}, F = 90, D = 24;
@@ -310,6 +336,19 @@ static int run_model(const char *dir, int threads, model_run *r) {
         r->infer = qa_malloc(sizeof(float) * r->ni);
         qa_infer_batch ib = {B, T, ids, len, NULL};
         if (!rc) rc = qa_model_infer(&m, &l, &w, NULL, &ib, NULL, NULL, r->infer, &e);
+        /* full rows: the inference forward (last layer on the last positions only) == the training graph's
+         * forward, bitwise */
+        if (!rc) {
+            for (int i = 0; i < B; i++) len[i] = T;
+            float *inf = qa_malloc(sizeof(float) * r->ni);
+            qa_fwd_opts fl = {QA_LOGITS_LAST, NULL, 0};
+            rc = qa_model_infer(&m, &l, &w, NULL, &ib, NULL, NULL, inf, &e);
+            if (!rc) rc = qa_model_forward(&m, &l, &a, &(qa_batch){B, T, ids, NULL, NULL, NULL, NULL}, &fl, &e);
+            if (!rc)
+                QT_CHECK(a.n_logit_rows == B && !memcmp(inf, a.logits, sizeof(float) * r->ni),
+                         "%d threads: qa_model_infer == qa_model_forward (last positions), bitwise", threads);
+            free(inf);
+        }
         if (!rc) qa_infer_ws_free(&w);
     }
     if (rc) printf("  model run: %s\n", e.msg);
@@ -356,6 +395,7 @@ int main(void) {
                            t == 0 ? 0.0f : t == 1 ? 1.0f : -0.75f);
     const int lin[][3] = {{2, 64, 5000}, {4, 520, 3500}, {9, 300, 777}, {120, 264, 40}, {200, 1030, 300}, {513, 96, 3100}};
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) test_linear_case(lin[i][0], lin[i][1], lin[i][2]);
+    test_row_independence();
     test_fused(3);
     test_fused(250);
     test_ops_threads();

@@ -11,6 +11,7 @@
 #include "kernels/cpu/vecmath.h"
 #include "common/qa_mem.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,12 +240,14 @@ static void pack_b(float *dst, qa_gemm_b B, int p0, int kc, int j0, int n, int j
 }
 
 /* ---- microkernels: C[mr, nr] = acc + beta C over one A panel and one B panel ------------------ */
-static void store_tile(const float *acc, float *C, int ldc, int mr, int nr, float beta) {
+/* fused: general beta rounds once (beta * C + acc), like the AVX2 full tile */
+static void store_tile(const float *acc, float *C, int ldc, int mr, int nr, float beta, int fused) {
     for (int i = 0; i < mr; i++) {
         float *c = C + (size_t)i * ldc;
         const float *a = acc + i * NR;
         if (beta == 0) for (int j = 0; j < nr; j++) c[j] = a[j];
         else if (beta == 1) for (int j = 0; j < nr; j++) c[j] += a[j];
+        else if (fused) for (int j = 0; j < nr; j++) c[j] = fmaf(beta, c[j], a[j]);
         else for (int j = 0; j < nr; j++) c[j] = beta * c[j] + a[j];
     }
 }
@@ -257,7 +260,7 @@ static void ukr_c(int kc, const float *a, const float *b, float *C, int ldc, int
             const float ai = a[k * MR + i];
             for (int j = 0; j < NR; j++) acc[i * NR + j] += ai * b[k * NR + j];
         }
-    store_tile(acc, C, ldc, mr, nr, beta);
+    store_tile(acc, C, ldc, mr, nr, beta, 0);
 }
 
 #ifdef QA_HAVE_X86
@@ -316,7 +319,7 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a,
     _mm256_store_ps(acc + 48, c30); _mm256_store_ps(acc + 56, c31);
     _mm256_store_ps(acc + 64, c40); _mm256_store_ps(acc + 72, c41);
     _mm256_store_ps(acc + 80, c50); _mm256_store_ps(acc + 88, c51);
-    store_tile(acc, C, ldc, mr, nr, beta);
+    store_tile(acc, C, ldc, mr, nr, beta, 1);
 }
 #endif
 
@@ -347,37 +350,60 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
     }
 }
 
-/* ---- few rows against a transposed B (lm_head of a few positions): no packing ------------------ */
+/* ---- few rows against a transposed B (lm_head of a few positions): no packing ------------------ *
+ * Each B row is read once; 8 of them are transposed in registers and every output lane takes the same
+ * steps as in the microkernel (alpha folded into A, one FMA per k in order, a fresh accumulator per
+ * KC block added to C), so the result is bitwise the one of the packed path: a row of C does not depend
+ * on how many rows are computed with it. */
 enum { GEMV_MAX_M = 4 };
 #ifdef QA_HAVE_X86
-__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
-    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-    a = _mm_add_ss(a, _mm_movehdup_ps(a));
-    return _mm_cvtss_f32(a);
+/* 8 consecutive k of 8 B rows (row stride ld elements; rows past nj read as 0) -> t[q] = lanes j, k + q */
+__attribute__((target("avx2,fma"))) static inline void ld8x8(const void *p, qa_dtype dt, size_t ld, int nj, size_t k,
+                                                             float t[64]) {
+    __m256 r[8];
+    for (int q = 0; q < 8; q++)
+        r[q] = q >= nj ? _mm256_setzero_ps()
+             : dt == QA_DT_BF16 ? ld8_bf16((const uint16_t *)p + q * ld + k)
+                                : _mm256_loadu_ps((const float *)p + q * ld + k);
+    tr8x8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], t, 8);
 }
-__attribute__((target("avx2,fma"))) static inline __m256 ldb8(const void *p, qa_dtype dt, size_t i) {
-    return dt == QA_DT_BF16 ? ld8_bf16((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
-}
-/* C[i, j] = alpha * A_i . B_j + beta C[i, j] for i < M <= 4, j in [j0, j1): each B row read once */
 __attribute__((target("avx2,fma"))) static void gemv_bt(int M, int j0, int j1, int K, float alpha, const float *A,
                                                         int lda, qa_gemm_b B, float beta, float *C, int ldc) {
     const size_t es = B.dt == QA_DT_BF16 ? 2 : 4;
-    const int K8 = K / 8 * 8;
-    for (int j = j0; j < j1; j++) {
-        const void *w = (const char *)B.p + (size_t)j * B.ld * es;
-        __m256 acc[GEMV_MAX_M];
-        for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
-        for (int k = 0; k < K8; k += 8) {
-            const __m256 wv = ldb8(w, B.dt, (size_t)k);
-            for (int i = 0; i < M; i++) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(A + (size_t)i * lda + k), wv, acc[i]);
-        }
-        for (int i = 0; i < M; i++) {
-            float sum = hsum8(acc[i]);
-            for (int k = K8; k < K; k++)
-                sum += A[(size_t)i * lda + k] * (B.dt == QA_DT_BF16 ? bf(((const uint16_t *)w)[k]) : ((const float *)w)[k]);
-            float *c = C + (size_t)i * ldc + j;
-            *c = beta == 0 ? alpha * sum : beta * *c + alpha * sum;
+    float t[64] __attribute__((aligned(32)));
+    for (int j = j0; j < j1; j += 8) {
+        const int nj = j1 - j < 8 ? j1 - j : 8;
+        const char *w = (const char *)B.p + (size_t)j * B.ld * es;
+        for (int pc = 0; pc < K; pc += KC) {
+            const int kc = K - pc < KC ? K - pc : KC;
+            const float be = pc == 0 ? beta : 1.0f;
+            __m256 acc[GEMV_MAX_M];
+            for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                ld8x8(w, B.dt, (size_t)B.ld, nj, (size_t)(pc + k), t);
+                for (int q = 0; q < 8; q++) {
+                    const __m256 bq = _mm256_load_ps(t + 8 * q);
+                    for (int i = 0; i < M; i++)
+                        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(alpha * A[(size_t)i * lda + pc + k + q]), bq, acc[i]);
+                }
+            }
+            for (; k < kc; k++) {
+                float bk[8] = {0};
+                for (int q = 0; q < nj; q++)
+                    bk[q] = B.dt == QA_DT_BF16 ? bf(((const uint16_t *)w)[(size_t)q * B.ld + pc + k])
+                                               : ((const float *)w)[(size_t)q * B.ld + pc + k];
+                const __m256 bq = _mm256_loadu_ps(bk);
+                for (int i = 0; i < M; i++)
+                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(alpha * A[(size_t)i * lda + pc + k]), bq, acc[i]);
+            }
+            for (int i = 0; i < M; i++) {
+                float r[8];
+                _mm256_storeu_ps(r, acc[i]);
+                float *c = C + (size_t)i * ldc + j;
+                for (int q = 0; q < nj; q++)
+                    c[q] = be == 0 ? r[q] : be == 1 ? c[q] + r[q] : fmaf(be, c[q], r[q]);
+            }
         }
     }
 }
