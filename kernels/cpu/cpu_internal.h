@@ -74,6 +74,12 @@ void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float
 void qa_gemm_ex(qa_stream *s, int M, int K, float alpha, qa_gemm_a A, int nseg, const qa_gemm_seg *seg,
                 float beta);
 
+/* fn(ctx, task, w) for task in [0, n) over the threads of s (NULL: the caller, per-call workspace), handed
+ * out one at a time in order (put the costly tasks first); w is the running thread's workspace. A task's
+ * result must not depend on the thread that runs it. Not reentrant: tasks use qa_gemm_st, not qa_gemm. */
+typedef void (*qa_cpu_task_fn)(void *ctx, long task, qa_cpu_tws *w);
+void qa_cpu_par_tasks(qa_stream *s, long n, qa_cpu_task_fn fn, void *ctx);
+
 /* ---- stream ---------------------------------------------------------------------------------- */
 #define QA_CPU_MAX_THREADS 64
 struct qa_stream {

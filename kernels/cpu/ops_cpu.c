@@ -85,16 +85,13 @@ static void par_range(qa_stream *s, long n, long align, long min_par, range_fn f
     qa_pool_run(s->pool, range_task, &j);
 }
 
-/* fn(ctx, task, w) for task in [0, n), handed out one at a time through an atomic counter (in order:
- * put the costly tasks first). A task's result must not depend on the thread that runs it. */
-typedef void (*task_fn)(void *ctx, long task, qa_cpu_tws *w);
-typedef struct { task_fn fn; void *ctx; long n; qa_stream *s; _Atomic long next; } task_job;
+typedef struct { qa_cpu_task_fn fn; void *ctx; long n; qa_stream *s; _Atomic long next; } task_job;
 static void task_run(void *p, int tid, int nt) {
     (void)nt;
     task_job *j = p;
     for (long t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) j->fn(j->ctx, t, &j->s->tws[tid]);
 }
-static void par_tasks(qa_stream *s, long n, task_fn fn, void *ctx) {
+void qa_cpu_par_tasks(qa_stream *s, long n, qa_cpu_task_fn fn, void *ctx) {
     if (n <= 0) return;
     if (!s || s->nt == 1 || n == 1) {
         qa_cpu_tws w, *wp = s ? &s->tws[0] : &w;
@@ -107,6 +104,7 @@ static void par_tasks(qa_stream *s, long n, task_fn fn, void *ctx) {
     atomic_init(&j.next, 0);
     qa_pool_run(s->pool, task_run, &j);
 }
+#define par_tasks qa_cpu_par_tasks
 
 /* ---- memory ----------------------------------------------------------------------------------- */
 /* large copies and clears are split over the threads (the source and destination do not overlap
