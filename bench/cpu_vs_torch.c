@@ -15,11 +15,12 @@
  * The batch is ids[i] = (i * 7919 + 13) % V, as in the PyTorch peer. Each mode prints one line:
  *   qalign MODE sec=<best wall seconds per step> cpu_sec=<its process CPU seconds> flops=<model FLOPs per
  *   step> peak_rss_kb=<ru_maxrss> base_rss_kb=<after setup> loss=<first step loss>
- * Model FLOPs count what both implementations must do: 2 per multiply-add of every projection, the
- * LoRA products, lm_head, and causal attention (the visible half of QKᵀ and PV); backward adds dX of
- * every frozen projection above the lowest LoRA module (not q,k,v of layer 0: no gradient flows to the
- * embeddings), the LoRA gradients, attention backward (4 products over the visible keys) and
- * dX of lm_head. */
+ * Model FLOPs count the work the step needs, the same count for both sides: 2 per multiply-add of
+ * every projection, the LoRA products, lm_head on the rows that need logits, and causal attention (the
+ * visible half of QKᵀ and PV); backward adds dX of every frozen projection above the lowest LoRA module
+ * (not q,k,v of layer 0: no gradient flows to the embeddings), the LoRA gradients, attention backward
+ * (4 products over the visible keys) and dX of lm_head. The evaluation forward needs, in its last
+ * layer, only the keys and values of every position and the rest for the last positions. */
 #include "model/model.h"
 #include "kernels/cpu_threads.h"
 #include "common/qa_mem.h"
@@ -53,20 +54,26 @@ static void die(const char *what, qa_err *e) {
     exit(1);
 }
 
-/* model FLOPs of one step (see the header) */
+/* model FLOPs of one step (see the header): 2 per multiply-add the step needs */
 static double model_flops(const qa_hf_config *c, int B, int T, int r, int train, double rows) {
     const double D = c->hidden, F = c->intermediate, V = c->vocab, Q = (double)c->n_heads * c->head_dim,
-                 KV = (double)c->n_kv_heads * c->head_dim, L = c->n_layers, N = (double)B * T;
+                 KV = (double)c->n_kv_heads * c->head_dim, L = c->n_layers, N = (double)B * T, H = c->n_heads;
     const double proj = D * (Q + 2 * KV) + Q * D + 3 * D * F;           /* MACs per token and layer */
-    const double lora = r * (2 * D + Q + KV);                           /* q and v: x Aᵀ and (x Aᵀ) Bᵀ */
-    const double attn = 2.0 * B * c->n_heads * ((double)T * (T + 1) / 2) * c->head_dim; /* QKᵀ + PV, visible */
-    /* rows: through lm_head (train: labelled positions; eval: the last position of each row) */
-    double macs = N * L * (proj + lora) + L * attn + rows * D * V;
-    if (train)
-        macs += N * (L * proj - D * (Q + 2 * KV))                         /* dX of the frozen projections */
-              + N * L * 2 * lora                                          /* dA, dB, d(xa), dX of LoRA */
-              + L * 2 * attn                                              /* dV, dP, dQ, dK */
-              + rows * D * V;                                             /* dX of lm_head */
+    const double attn = 2.0 * B * H * ((double)T * (T + 1) / 2) * c->head_dim; /* QKᵀ + PV, visible pairs */
+    double macs;
+    if (train) {
+        const double lora = r * (2 * D + Q + KV);                       /* q and v: x Aᵀ and (x Aᵀ) Bᵀ */
+        macs = N * L * (proj + lora) + L * attn + rows * D * V          /* forward; lm_head: labelled rows */
+             + N * (L * proj - D * (Q + 2 * KV))                          /* dX of the frozen projections */
+             + N * L * 2 * lora                                           /* dA, dB, d(xa), dX of LoRA */
+             + L * 2 * attn                                               /* dV, dP, dQ, dK */
+             + rows * D * V;                                              /* dX of lm_head */
+    } else {
+        /* next-token logits at the last position (rows = B): the last layer needs keys and values of
+         * every position, but queries, o_proj and the MLP of the last positions only */
+        macs = N * (L - 1) * proj + (L - 1) * attn + N * D * 2 * KV
+             + rows * (D * Q + Q * D + 3 * D * F) + rows * H * (double)T * c->head_dim * 2 + rows * D * V;
+    }
     return 2 * macs;
 }
 

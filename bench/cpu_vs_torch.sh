@@ -6,7 +6,7 @@
 # same run (the faster of OpenBLAS and torch.mm on [2048 x 2048]^2).
 #
 # usage: bench/cpu_vs_torch.sh [BUILD_DIR] [WORK_DIR]
-#   env: THREADS (2), ROUNDS (4), STEPS (timed training steps per process, 3; the evaluation forward gets
+#   env: THREADS (2), ROUNDS (6), STEPS (timed training steps per process, 3; the evaluation forward gets
 #        3x as many), LABELS (half: the second half of each row is labelled, as in instruction data; all),
 #        VENV (repo/.venv), TORCH_DTYPE (fp32 | bf16 | auto: bf16 autocast's evaluation forward is timed in
 #        the first round, and its training step too unless that forward is >= 1.5x slower than fp32)
@@ -20,7 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$here/build}
 work=${2:-$build/bench-cpu-vs-torch}
 threads=${THREADS:-2}
-rounds=${ROUNDS:-4}
+rounds=${ROUNDS:-6}
 steps=${STEPS:-3}
 labels=${LABELS:-half}
 venv=${VENV:-$here/.venv}
