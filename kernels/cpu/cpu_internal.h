@@ -66,6 +66,9 @@ typedef struct qa_gemm_seg {
  * Single-threaded, on thread workspace w (inside a pool task or with no pool). */
 void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
                 float beta, float *C, int ldc);
+/* nA products against the same B (packed once): C[i] = alpha op(A[i]) op(B) + beta C[i], single-threaded. */
+void qa_gemm_st_batch(qa_cpu_tws *w, int nA, int ta, int M, int N, int K, float alpha, const float *const *A, int lda,
+                      qa_gemm_b B, float beta, float *const *C, int ldc);
 /* The same over all threads of stream s (NULL: single-threaded with per-call buffers). */
 void qa_gemm(qa_stream *s, int ta, int M, int N, int K, float alpha, const float *A, int lda, qa_gemm_b B,
              float beta, float *C, int ldc);

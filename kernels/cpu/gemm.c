@@ -441,6 +441,30 @@ void qa_gemm_st(qa_cpu_tws *w, int ta, int M, int N, int K, float alpha, const f
     }
 }
 
+void qa_gemm_st_batch(qa_cpu_tws *w, int nA, int ta, int M, int N, int K, float alpha, const float *const *A, int lda,
+                      qa_gemm_b B, float beta, float *const *C, int ldc) {
+    if (M <= 0 || N <= 0 || nA <= 0) return;
+    if (K <= 0 || use_gemv(ta, M, B)) {
+        for (int i = 0; i < nA; i++) qa_gemm_st(w, ta, M, N, K, alpha, A[i], lda, B, beta, C[i], ldc);
+        return;
+    }
+    ukr_fn uk = pick_ukr();
+    for (int jc = 0; jc < N; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            const int kc = K - pc < KC ? K - pc : KC;
+            const float be = pc == 0 ? beta : 1.0f;
+            pack_b(w->pb, B, pc, kc, jc, nc, 0, nc);
+            for (int i = 0; i < nA; i++)
+                for (int ic = 0; ic < M; ic += MC) {
+                    const int mc = M - ic < MC ? M - ic : MC;
+                    pack_a(w->pa, ta, A[i], lda, ic, mc, pc, kc, alpha);
+                    macro(uk, mc, nc, kc, w->pa, w->pb, C[i] + (size_t)ic * ldc + jc, ldc, be);
+                }
+        }
+    }
+}
+
 /* ---- A with a SwiGLU prologue: A(i, k) = silu(g[i, k]) * u[i, k], computed while packing -------- */
 static inline float swiglu1(float g, float u) { return g / (1.0f + qa_expf(-g)) * u; }
 #ifdef QA_HAVE_X86

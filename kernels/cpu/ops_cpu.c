@@ -345,9 +345,11 @@ static inline void att_range(const qa_attn_desc *d, int i, int *lo, int *hi) {
     *hi = i + 1;
 }
 
-/* row = scores of keys [j0, j0+nk) for query i of row b -> probabilities (0 where not visible);
- * returns the log-sum-exp, -inf when no key is visible (row all 0). */
-static float softmax_row(const qa_attn_desc *d, int b, int i, int j0, int nk, float *row) {
+/* row = scores of keys [j0, j0+nk) for query i of row b -> exp(score - max) (0 where not visible), *inv =
+ * 1 / their sum (the caller scales the output row: P V = (E V) * inv); returns the log-sum-exp, -inf when no
+ * key is visible (row all 0, *inv 0). */
+static float softmax_row(const qa_attn_desc *d, int b, int i, int j0, int nk, float *row, float *inv) {
+    *inv = 0.0f;
     int lo, hi;
     att_range(d, i, &lo, &hi);
     lo -= j0;
@@ -360,7 +362,11 @@ static float softmax_row(const qa_attn_desc *d, int b, int i, int j0, int nk, fl
         for (int j = lo; j < hi; j++)
             if (!att_visible(d, b, i, j0 + j)) row[j] = -INFINITY;
     float mx = -INFINITY;
-    for (int j = lo; j < hi; j++) mx = row[j] > mx ? row[j] : mx;
+    int jm = lo;
+#ifdef QA_VEC
+    if (qa_cpu_have_avx2()) { jm = lo + (hi - lo) / 8 * 8; mx = qa_max8(jm - lo, row + lo, mx); }
+#endif
+    for (int j = jm; j < hi; j++) mx = row[j] > mx ? row[j] : mx;
     if (mx == -INFINITY) {
         for (int j = lo; j < hi; j++) row[j] = 0;
         return -INFINITY;
@@ -396,8 +402,7 @@ static float softmax_row(const qa_attn_desc *d, int b, int i, int j0, int nk, fl
         row[j] = e;
         sum += e;
     }
-    const float inv = (float)(1.0 / sum);
-    for (j = lo; j < hi; j++) row[j] *= inv;
+    *inv = (float)(1.0 / sum);
     return mx + (float)log(sum);
 }
 
@@ -425,30 +430,47 @@ static void att_scatter(const qa_attn_desc *d, const float *src, int b, int g, i
 }
 
 /* forward: one task per (query block, b, kv head g), the latest (costliest) query blocks first. The grp
- * query heads that share g are stacked into one [grp*nq, hd] block: one product against g's keys and
- * one against its values serve them all. */
+ * query heads that share g go through one product against g's keys and one against its values, each
+ * packing those once (qa_gemm_st_batch). */
+enum { ATT_HCHUNK = 16 }; /* query heads per batch of products */
 static void att_fwd_task(void *p, long task, qa_cpu_tws *w) {
     att_ctx *c = p;
     const qa_attn_desc *d = c->d;
-    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk, ldk = Hk * hd;
+    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk;
+    const int ldq = H * hd, ldk = Hk * hd;
     const int qb = c->nqb - 1 - (int)(task / ((long)d->B * Hk)), bg = (int)(task % ((long)d->B * Hk));
     const int b = bg / Hk, g = bg % Hk;
     const int i0 = qb * ATT_QB, i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, nq = i1 - i0;
-    const int j0 = att_key_start(d, i0), nk = i1 - j0, M = grp * nq;
-    float *Qs = qa_cpu_tws_tmp(w, (size_t)M * (2 * hd + T));
-    float *Os = Qs + (size_t)M * hd, *S = Os + (size_t)M * hd;
+    const int j0 = att_key_start(d, i0), nk = i1 - j0;
+    const int nh = grp < ATT_HCHUNK ? grp : ATT_HCHUNK;
+    float *S = qa_cpu_tws_tmp(w, (size_t)nh * nq * (nk + 1)), *inv = S + (size_t)nh * nq * nk;
     const float *K = c->k + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
     const float *Vv = c->v + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
-    att_gather(d, c->q, b, g, i0, nq, Qs);
-    /* S = scale * Qs K_[j0,i1)ᵀ */
-    qa_gemm_st(w, 0, M, nk, hd, d->scale, Qs, hd, gb_f32(K, ldk, 1), 0.0f, S, nk);
-    for (int r = 0; r < M; r++) {
-        const int h = g * grp + r / nq, i = i0 + r % nq;
-        c->lse_out[((size_t)b * H + h) * T + i] = softmax_row(d, b, i, j0, nk, S + (size_t)r * nk);
+    for (int h0 = 0; h0 < grp; h0 += nh) {
+        const int n = grp - h0 < nh ? grp - h0 : nh;
+        const float *Qh[ATT_HCHUNK], *Ph[ATT_HCHUNK];
+        float *Sh[ATT_HCHUNK], *Oh[ATT_HCHUNK];
+        for (int x = 0; x < n; x++) {
+            const size_t qo = ((size_t)b * T + i0) * ldq + (size_t)(g * grp + h0 + x) * hd;
+            Qh[x] = c->q + qo;
+            Oh[x] = c->out + qo;
+            Sh[x] = S + (size_t)x * nq * nk;
+            Ph[x] = Sh[x];
+        }
+        /* S_h = scale * Q_h K_[j0,i1)ᵀ */
+        qa_gemm_st_batch(w, n, 0, nq, nk, hd, d->scale, Qh, ldq, gb_f32(K, ldk, 1), 0.0f, Sh, nk);
+        for (int r = 0; r < n * nq; r++) {
+            const int h = g * grp + h0 + r / nq, i = i0 + r % nq;
+            c->lse_out[((size_t)b * H + h) * T + i] = softmax_row(d, b, i, j0, nk, S + (size_t)r * nk, inv + r);
+        }
+        /* O_h = (E_h V_[j0,i1)) * inv */
+        qa_gemm_st_batch(w, n, 0, nq, hd, nk, 1.0f, Ph, nk, gb_f32(Vv, ldk, 0), 0.0f, Oh, ldq);
+        for (int r = 0; r < n * nq; r++) {
+            float *o = Oh[r / nq] + (size_t)(r % nq) * ldq;
+            const float s = inv[r];
+            for (int e = 0; e < hd; e++) o[e] *= s;
+        }
     }
-    /* Os = P V_[j0,i1) */
-    qa_gemm_st(w, 0, M, hd, nk, 1.0f, S, nk, gb_f32(Vv, ldk, 0), 0.0f, Os, hd);
-    att_scatter(d, Os, b, g, i0, nq, c->out);
 }
 static void cpu_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
                               float *o, float *lse) {
