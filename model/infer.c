@@ -284,32 +284,31 @@ int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv
          * the rows computed with it. */
         const int last = li == L - 1, nr = last ? B : N;
         const float *att = w->att;
+        float *x = w->x; /* the residual stream, updated in place (nothing is kept for a backward) */
         if (last) {
             ops->gather_rows(st, B, Q, w->att, w->rows, w->q);
             ops->gather_rows(st, B, D, w->x, w->rows, w->h);
             att = w->q;
-        } else {
-            ops->memcpy_d2d(st, w->h, w->x, sizeof(float) * (size_t)N * D);
+            x = w->h;
         }
-        proj(m, lora, w, li, QA_LORA_O, nr, Q, D, 1, att, lw->wo, lw->bo, w->h);
-        ops->rmsnorm_fwd(st, nr, D, eps, w->h, lw->mlp_norm, w->xn, NULL);
+        proj(m, lora, w, li, QA_LORA_O, nr, Q, D, 1, att, lw->wo, lw->bo, x);
+        ops->rmsnorm_fwd(st, nr, D, eps, x, lw->mlp_norm, w->xn, NULL);
         {
             const int mods[2] = {QA_LORA_GATE, QA_LORA_UP}, Ms[2] = {F, F};
             const qa_weight Ws[2] = {lw->wgate, lw->wup}, Bs[2] = {lw->bgate, lw->bup};
             float *const ys[2] = {w->g, w->u};
             projs(m, lora, w, li, 2, mods, nr, D, Ms, w->xn, Ws, Bs, ys);
         }
-        ops->memcpy_d2d(st, w->x, w->h, sizeof(float) * (size_t)nr * D);
         if (ops->swiglu_linear_fwd && !lmat(lora, li, QA_LORA_DOWN)) { /* silu(g) * u only inside the product */
-            ops->swiglu_linear_fwd(st, nr, F, D, 1, w->g, w->u, lw->wdown, lw->bdown, w->x);
+            ops->swiglu_linear_fwd(st, nr, F, D, 1, w->g, w->u, lw->wdown, lw->bdown, x);
         } else {
             ops->swiglu_fwd(st, (size_t)nr * F, w->g, w->u, w->act);
-            proj(m, lora, w, li, QA_LORA_DOWN, nr, F, D, 1, w->act, lw->wdown, lw->bdown, w->x);
+            proj(m, lora, w, li, QA_LORA_DOWN, nr, F, D, 1, w->act, lw->wdown, lw->bdown, x);
         }
     }
     if (store) store->len = b->len[0];
-    /* the last layer left the last real position of each row in rows 0..B-1 -> final norm -> head */
-    ops->memcpy_d2d(st, w->rowbuf, w->x, sizeof(float) * (size_t)B * D);
+    /* the last layer left the last real position of each row in w->h rows 0..B-1 -> final norm -> head */
+    ops->memcpy_d2d(st, w->rowbuf, w->h, sizeof(float) * (size_t)B * D);
     ops->rmsnorm_fwd(st, B, D, eps, w->rowbuf, m->final_norm, w->rowbuf, NULL);
     int nout;
     if (head) {
