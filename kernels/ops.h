@@ -235,6 +235,15 @@ typedef struct qa_ops {
                              const qa_weight *W,    /* [n] each [M_i, K] */
                              const qa_weight *bias, /* [n] each [M_i] or data NULL */
                              float *const *y);      /* [n] each [N, M_i], overwritten */
+    /* Attention of R single queries (inference): query r is token qrow[r] = b*T + t of the batch and sees
+     * the keys of row b that attention_fwd would let token t see (d: causal, window, key_mask, segment);
+     * o[r] is bitwise the row attention_fwd computes for that token. */
+    void (*attention_rows_fwd)(qa_stream *s, const qa_attn_desc *d, int R,
+                               const int32_t *qrow,  /* [R] backend memory: flat b*T + t */
+                               const float *q,       /* [R, H, hd] (after RoPE) */
+                               const float *k,       /* [B, T, Hk, hd] (after RoPE) */
+                               const float *v,       /* [B, T, Hk, hd] */
+                               float *o);            /* [R, H, hd] */
     /* y = beta*y + (silu(g) * u) Wᵀ + b: swiglu_fwd then linear_fwd, without the SwiGLU output in memory */
     void (*swiglu_linear_fwd)(qa_stream *s, int N, int K, int M, float beta,
                               const float *g,       /* [N, K] gate_proj output */

@@ -246,18 +246,35 @@ int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv
     ops->memcpy_h2d(st, w->rows, w->rows_host, sizeof(int32_t) * (size_t)B);
     if (any_ctx) ops->memcpy_h2d(st, w->ctx, b->ctx, sizeof(int32_t) * (size_t)B);
     ops->sync(st, NULL); /* the host staging buffers are reused by the next call */
+    /* last layer without a prefix cache: queries of the last real positions only (their positions in w->ctx,
+     * which serves the cache otherwise) */
+    const int rows_attn = !any_ctx && ops->attention_rows_fwd;
+    if (rows_attn) {
+        for (int i = 0; i < B; i++) w->pos_host[i] = b->len[i] - 1;
+        ops->memcpy_h2d(st, w->ctx, w->pos_host, sizeof(int32_t) * (size_t)B);
+        ops->sync(st, NULL);
+    }
 
     ops->embedding_fwd(st, N, D, m->embed, w->ids, w->x);
     for (int li = 0; li < L; li++) {
         const qa_layer_weights *lw = &m->layers[li];
+        const int last = li == L - 1, qrows = last && rows_attn; /* queries of the last positions only */
         ops->rmsnorm_fwd(st, N, D, eps, w->x, lw->attn_norm, w->xn, NULL);
-        {
+        if (qrows) {
+            const int mods[2] = {QA_LORA_K, QA_LORA_V}, Ms[2] = {KV, KV};
+            const qa_weight Ws[2] = {lw->wk, lw->wv}, Bs[2] = {lw->bk, lw->bv};
+            float *const ys[2] = {w->k, w->v};
+            projs(m, lora, w, li, 2, mods, N, D, Ms, w->xn, Ws, Bs, ys);
+            ops->gather_rows(st, B, D, w->xn, w->rows, w->rowbuf);
+            proj(m, lora, w, li, QA_LORA_Q, B, D, Q, 0, w->rowbuf, lw->wq, lw->bq, w->q);
+            ops->rope_fwd(st, B, H, hd, theta, w->ctx, w->q);
+        } else {
             const int mods[3] = {QA_LORA_Q, QA_LORA_K, QA_LORA_V}, Ms[3] = {Q, KV, KV};
             const qa_weight Ws[3] = {lw->wq, lw->wk, lw->wv}, Bs[3] = {lw->bq, lw->bk, lw->bv};
             float *const ys[3] = {w->q, w->k, w->v};
             projs(m, lora, w, li, 3, mods, N, D, Ms, w->xn, Ws, Bs, ys);
+            ops->rope_fwd(st, N, H, hd, theta, w->pos, w->q);
         }
-        ops->rope_fwd(st, N, H, hd, theta, w->pos, w->q);
         ops->rope_fwd(st, N, Hk, hd, theta, w->pos, w->k);
         if (store) {
             size_t off = (size_t)li * store->cap * KV, n = sizeof(float) * (size_t)b->len[0] * KV;
@@ -276,19 +293,22 @@ int qa_model_infer(qa_model *m, const qa_lora *lora, qa_infer_ws *w, const qa_kv
                 .B = B, .T = T, .n_heads = H, .n_kv_heads = Hk, .head_dim = hd, .window = c->window[li],
                 .scale = (float)(1.0 / sqrt((double)hd)), .key_mask = NULL, .segment = NULL,
             };
-            ops->attention_fwd(st, &d, w->q, w->k, w->v, w->att, w->lse);
+            if (qrows) ops->attention_rows_fwd(st, &d, B, w->rows, w->q, w->k, w->v, w->att);
+            else ops->attention_fwd(st, &d, w->q, w->k, w->v, w->att, w->lse);
         }
         /* Only the last real position of each row reaches the head: in the last layer (its keys and values
          * done above) o_proj and the MLP run on those B rows alone (w->q, free now, holds their attention
          * output). Each row's result is the same as with all rows: a row of a product does not depend on
          * the rows computed with it. */
-        const int last = li == L - 1, nr = last ? B : N;
+        const int nr = last ? B : N;
         const float *att = w->att;
         float *x = w->x; /* the residual stream, updated in place (nothing is kept for a backward) */
         if (last) {
-            ops->gather_rows(st, B, Q, w->att, w->rows, w->q);
+            if (!qrows) { /* attention output of the last positions */
+                ops->gather_rows(st, B, Q, w->att, w->rows, w->q);
+                att = w->q;
+            }
             ops->gather_rows(st, B, D, w->x, w->rows, w->h);
-            att = w->q;
             x = w->h;
         }
         proj(m, lora, w, li, QA_LORA_O, nr, Q, D, 1, att, lw->wo, lw->bo, x);

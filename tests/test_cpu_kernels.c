@@ -246,6 +246,25 @@ static void test_ops_threads(void) {
                           O->attention_bwd(S, &d, q, k, v, ao, lse, dout, grads, grads + nq, grads + nq + nk);
                           for (size_t i = 0; i < 16; i++) grads[i] += ao[i * 97 % nq]);
     }
+    /* single-query attention == the rows of the full attention, bitwise */
+    {
+        const int R = 7;
+        int32_t qrow[7] = {0, 5, T - 1, T + 37, 2 * T + 64, 2 * T + 63, 3 * T - 1};
+        float *qr7 = qa_malloc(sizeof(float) * R * H * hd), *or7 = qa_malloc(sizeof(float) * R * H * hd);
+        for (int variant = 0; variant < 3; variant++) {
+            qa_attn_desc d = {Bt, T, H, Hk, hd, variant == 1 ? 37 : 0, 0.35f, variant ? mask : NULL, variant == 2 ? seg : NULL};
+            O->attention_fwd(SS[1], &d, q, k, v, ao, lse);
+            for (int r = 0; r < R; r++) memcpy(qr7 + (size_t)r * H * hd, q + (size_t)qrow[r] * H * hd, sizeof(float) * H * hd);
+            int same = 1;
+            for (int st = 0; st < NS; st++) {
+                O->attention_rows_fwd(SS[st], &d, R, qrow, qr7, k, v, or7);
+                for (int r = 0; r < R; r++) same &= !memcmp(or7 + (size_t)r * H * hd, ao + (size_t)qrow[r] * H * hd, sizeof(float) * H * hd);
+            }
+            QT_CHECK(same, "attention_rows_fwd == rows of attention_fwd (%s), bitwise, all streams",
+                     variant == 0 ? "causal" : variant == 1 ? "window, padding" : "segments, padding");
+        }
+        free(qr7); free(or7);
+    }
     /* lora with dropout, adamw, big copies */
     const int r = 8, Kl = 40, Ml = 56;
     float *A = rvec((size_t)r * Kl, 1), *Bl = rvec((size_t)Ml * r, 1), *xa = qa_malloc(sizeof(float) * N * r);

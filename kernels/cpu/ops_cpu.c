@@ -472,6 +472,34 @@ static void att_fwd_task(void *p, long task, qa_cpu_tws *w) {
         }
     }
 }
+/* single queries: one task per (query, kv head g); the same steps as att_fwd_task for that row */
+typedef struct { const qa_attn_desc *d; const int32_t *qrow; const float *q, *k, *v; float *o; } attrows_ctx;
+static void att_rows_task(void *p, long task, qa_cpu_tws *w) {
+    const attrows_ctx *c = p;
+    const qa_attn_desc *d = c->d;
+    const int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim, grp = H / Hk, ldk = Hk * hd;
+    const int r = (int)(task / Hk), g = (int)(task % Hk), b = c->qrow[r] / T, i = c->qrow[r] % T;
+    /* the key range of i's query block in attention_fwd, cut at i: the same columns, minus trailing zeros */
+    const int j0 = att_key_start(d, i / ATT_QB * ATT_QB), nk = i + 1 - j0;
+    float *S = qa_cpu_tws_tmp(w, (size_t)grp * (nk + 1)), *inv = S + (size_t)grp * nk;
+    const float *K = c->k + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
+    const float *Vv = c->v + ((size_t)b * T + j0) * ldk + (size_t)g * hd;
+    const float *Q = c->q + ((size_t)r * H + (size_t)g * grp) * hd; /* the grp heads of g: rows of hd */
+    float *O = c->o + ((size_t)r * H + (size_t)g * grp) * hd;
+    for (int h = 0; h < grp; h++) {
+        /* row by row, as attention_fwd's products compute each row on its own */
+        qa_gemm_st(w, 0, 1, nk, hd, d->scale, Q + (size_t)h * hd, hd, gb_f32(K, ldk, 1), 0.0f, S + (size_t)h * nk, nk);
+        softmax_row(d, b, i, j0, nk, S + (size_t)h * nk, inv + h);
+        qa_gemm_st(w, 0, 1, hd, nk, 1.0f, S + (size_t)h * nk, nk, gb_f32(Vv, ldk, 0), 0.0f, O + (size_t)h * hd, hd);
+        for (int e = 0; e < hd; e++) O[(size_t)h * hd + e] *= inv[h];
+    }
+}
+static void cpu_attention_rows_fwd(qa_stream *s, const qa_attn_desc *d, int R, const int32_t *qrow, const float *q,
+                                   const float *k, const float *v, float *o) {
+    attrows_ctx c = {d, qrow, q, k, v, o};
+    par_tasks(s, (long)R * d->n_kv_heads, att_rows_task, &c);
+}
+
 static void cpu_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
                               float *o, float *lse) {
     const int nqb = (d->T + ATT_QB - 1) / ATT_QB;
@@ -828,6 +856,7 @@ static const qa_ops CPU_OPS = {
     .adamw_step = cpu_adamw_step,
     .attention_prefix_fwd = qa_cpu_attention_prefix_fwd,
     .linear_multi_fwd = cpu_linear_multi_fwd,
+    .attention_rows_fwd = cpu_attention_rows_fwd,
     .swiglu_linear_fwd = cpu_swiglu_linear_fwd,
 };
 
