@@ -243,9 +243,10 @@ static void proj_bwd(const qa_model *m, qa_lora *l, const qa_layer_acts *s, int 
 
 static int has(const qa_lora *l, int layer, int mod) { return lmat(l, layer, mod) != NULL; }
 
-/* in: in->dx = d loss / d x_out (layer output); out: in->dx = d loss / d x_in */
+/* in: in->dx = d loss / d x_out (layer output); out: in->dx = d loss / d x_in when need_dx (otherwise only the
+ * LoRA gradients of the layer are produced: the dX of q/k/v and of the input norm are skipped) */
 static void layer_bwd(qa_model *m, qa_lora *l, qa_acts *a, const qa_batch *b, int li, const float *x_in, float p,
-                      uint64_t call) {
+                      uint64_t call, int need_dx) {
     const qa_ops *ops = m->ops;
     qa_stream *st = m->stream;
     const qa_hf_config *c = &m->cfg;
@@ -276,6 +277,17 @@ static void layer_bwd(qa_model *m, qa_lora *l, qa_acts *a, const qa_batch *b, in
     ops->rope_bwd(st, N, c->n_kv_heads, c->head_dim, theta, in->pos, in->dk);
     if (has(l, li, QA_LORA_Q) || has(l, li, QA_LORA_K) || has(l, li, QA_LORA_V))
         ops->rmsnorm_fwd(st, N, D, eps, x_in, w->attn_norm, in->xn, NULL);
+    if (!need_dx) { /* the lowest trained layer: only dA, dB of its q/k/v adapters */
+        const int mods[3] = {QA_LORA_Q, QA_LORA_K, QA_LORA_V}, outs[3] = {Q, KV, KV};
+        float *dys[3] = {in->dq, in->dk, in->dv};
+        for (int i = 0; i < 3; i++) {
+            const qa_lora_mat *t = lmat(l, li, mods[i]);
+            if (t)
+                ops->lora_bwd(st, N, D, outs[i], l->r, l->scale, p, drop_key(call, li, mods[i]), in->xn, t->A, t->B,
+                              s->xa[mods[i]], dys[i], t->dA, t->dB, NULL);
+        }
+        return;
+    }
     proj_bwd(m, l, s, li, QA_LORA_Q, N, D, Q, 0, in->xn, w->wq, in->dq, in->dxn, p, call);
     proj_bwd(m, l, s, li, QA_LORA_K, N, D, KV, 1, in->xn, w->wk, in->dk, in->dxn, p, call);
     proj_bwd(m, l, s, li, QA_LORA_V, N, D, KV, 1, in->xn, w->wv, in->dv, in->dxn, p, call);
@@ -346,6 +358,8 @@ int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_b
             for (int mod = 0; mod < QA_LORA_N_MODULES; mod++)
                 if (has(lora, li, mod) && li < lowest) lowest = li;
     }
-    for (int li = L - 1; li >= lowest; li--) layer_bwd(m, lora, a, b, li, a->hidden[li], p, call);
+    const int need_embed = opts && opts->want_embed_grad;
+    for (int li = L - 1; li >= lowest; li--)
+        layer_bwd(m, lora, a, b, li, a->hidden[li], p, call, need_embed || li > lowest);
     return ops->sync(st, e);
 }
