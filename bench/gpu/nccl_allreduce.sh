@@ -15,7 +15,7 @@ OUTDIR=${OUT:-$B/bench-out}
 mkdir -p "$OUTDIR"
 log() { echo "== $*" | tee -a "$OUTDIR/summary.txt"; }
 for t in cmake mpicc mpirun nvidia-smi; do
-  command -v $t >/dev/null || { echo "nccl_allreduce.sh: '$t' not found: install it (see docs/hpc.md §1)" >&2; exit 2; }
+  command -v $t >/dev/null || { echo "nccl_allreduce.sh: '$t' not found: install it (Debian: cmake, openmpi-bin, libopenmpi-dev; the CUDA toolkit and driver)" >&2; exit 2; }
 done
 # as root in a container (docs/distributed.md "Launch")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
