@@ -38,7 +38,7 @@ if [ "$NGPU" -gt 1 ]; then
   mpirun -np "$NGPU" "$B/tests/test_dist_nccl" 2>&1 | tee -a "$OUTDIR/summary.txt" || rc=1
 fi
 log "timing nccl np=1 (forced collectives: self send/recv + tree + all-gather)"
-QALIGN_NCCL_FORCE_COLLECTIVES=1 mpirun -np 1 "$B/bench/bench_dist_allreduce" --nccl --quick 2>&1 | tee "$OUTDIR/nccl_np1.txt" \
+QALIGN_NCCL_FORCE_COLLECTIVES=1 mpirun -np 1 "$B/bench/bench_dist_allreduce" --nccl 2>&1 | tee "$OUTDIR/nccl_np1.txt" \
   | tee -a "$OUTDIR/summary.txt"
 if [ "$NGPU" -gt 1 ]; then
   log "timing nccl np=$NGPU"
