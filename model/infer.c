@@ -3,6 +3,7 @@
  * logits of each row's last real token. Same math as forward.c (HF semantics); no dropout, nothing
  * kept for a backward. */
 #include "model/model.h"
+#include "model/model_internal.h"
 #include "common/qa_mem.h"
 
 #include <math.h>
@@ -73,20 +74,7 @@ void qa_head_rows_free(qa_head_rows *h) {
 }
 
 /* ---- workspace ---------------------------------------------------------------------------- */
-typedef struct carve {
-    size_t off;
-    uint8_t *base; /* NULL: dry run */
-} carve;
-static void *take(carve *c, size_t bytes) {
-    c->off = (c->off + 63) / 64 * 64;
-    void *p = c->base ? c->base + c->off : NULL;
-    c->off += bytes;
-    return p;
-}
-#define TAKEF(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
-#define TAKEI(c, n) ((int32_t *)take(c, (size_t)(n) * sizeof(int32_t)))
-
-static void ws_layout(qa_infer_ws *w, const qa_model *m, carve *cv) {
+static void ws_layout(qa_infer_ws *w, const qa_model *m, qa_carve *cv) {
     const qa_hf_config *c = &m->cfg;
     const size_t N = (size_t)w->max_tokens, R = (size_t)w->max_rows, D = c->hidden, F = c->intermediate;
     const size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
@@ -121,7 +109,7 @@ int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int m
     w->max_out = max_out;
     w->lora_r = l ? l->r : 0;
     w->ops = m->ops;
-    carve cv = {0, NULL};
+    qa_carve cv = {0, NULL};
     ws_layout(w, m, &cv);
     w->bytes = cv.off;
     w->block = m->ops->alloc(w->bytes, e);
@@ -131,7 +119,7 @@ int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int m
         memset(w, 0, sizeof *w);
         return -1;
     }
-    cv = (carve){0, w->block};
+    cv = (qa_carve){0, w->block};
     ws_layout(w, m, &cv);
     w->pos_host = qa_malloc(sizeof(int32_t) * (size_t)max_tokens);
     w->rows_host = qa_malloc(sizeof(int32_t) * (size_t)max_rows);

@@ -152,21 +152,7 @@ void qa_model_free(qa_model *m) {
 }
 
 /* ---- workspace ----------------------------------------------------------------------- */
-typedef struct carve {
-    size_t off;
-    int dry;
-    uint8_t *base;
-} carve;
-static void *take(carve *c, size_t bytes) {
-    c->off = (c->off + 63) / 64 * 64;
-    void *p = c->dry ? NULL : c->base + c->off;
-    c->off += bytes;
-    return p;
-}
-#define TAKEF(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
-#define TAKEI(c, n) ((int32_t *)take(c, (size_t)(n) * sizeof(int32_t)))
-
-static void layout(qa_acts *a, const qa_model *m, carve *cv) {
+static void layout(qa_acts *a, const qa_model *m, qa_carve *cv) {
     const qa_hf_config *c = &m->cfg;
     qa_acts_int *in = a->in;
     const size_t N = (size_t)a->N, D = c->hidden, F = c->intermediate, V = c->vocab;
@@ -241,7 +227,7 @@ int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T,
         a->in->lora_r = l->r;
         a->in->lora_modules = l->modules;
     }
-    carve cv = {0, 1, NULL};
+    qa_carve cv = {0, NULL};
     layout(a, m, &cv);
     a->bytes = cv.off;
     a->block = m->ops->alloc(a->bytes, e);
@@ -250,7 +236,7 @@ int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T,
         qa_acts_free(a);
         return -1;
     }
-    cv = (carve){0, 0, a->block};
+    cv = (qa_carve){0, a->block};
     layout(a, m, &cv);
     a->in->ops = m->ops;
     return 0;

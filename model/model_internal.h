@@ -3,6 +3,23 @@
 #define QA_MODEL_INTERNAL_H
 #include "model/model.h"
 
+#include <stdint.h>
+
+/* Carving one backend block into 64-byte-aligned typed views: a dry pass (base NULL) only sums the
+ * offsets, which sizes the block; the second pass over the allocated block hands out the views. */
+typedef struct qa_carve {
+    size_t off;
+    uint8_t *base;                   /* NULL: dry run */
+} qa_carve;
+static inline void *qa_carve_take(qa_carve *c, size_t bytes) {
+    c->off = (c->off + 63) / 64 * 64;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += bytes;
+    return p;
+}
+#define TAKEF(c, n) ((float *)qa_carve_take(c, (size_t)(n) * sizeof(float)))
+#define TAKEI(c, n) ((int32_t *)qa_carve_take(c, (size_t)(n) * sizeof(int32_t)))
+
 /* what one layer's forward leaves for its backward (train: one set per layer; infer: one set) */
 typedef struct qa_layer_acts {
     float *rstd1, *rstd2;            /* [N] */
