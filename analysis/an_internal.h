@@ -26,5 +26,5 @@ int qa_an_pick_task(const qa_actdump *d, const char *want, const char **out, qa_
 int qa_an_pick_langs(const qa_actdump *d, const char *task, const char *want, char ***out, int *n, qa_err *e);
 /* the last path component ("models/Mistral-7B/" -> "Mistral-7B") into buf */
 void qa_an_basename(const char *path, char *buf, size_t cap);
-void qa_an_logf(qa_an_log_fn fn, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include "common/qa_log.h"
 #endif

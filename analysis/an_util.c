@@ -139,12 +139,3 @@ void qa_an_basename(const char *path, char *buf, size_t cap) {
     buf[k] = 0;
 }
 
-void qa_an_logf(qa_an_log_fn fn, void *ctx, const char *fmt, ...) {
-    if (!fn) return;
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fn(ctx, line);
-}

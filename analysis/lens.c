@@ -381,7 +381,7 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
         S[s].open = 1;
         if (qa_lens_check_dump(&S[s].d, m, e)) goto out;
         if (o->model_id && S[s].d.model[0] && !same_path(o->model_id, S[s].d.model))
-            qa_an_logf(o->log, o->log_ctx, "lens: warning: %s was dumped from model %s; unembedding with %s (same "
+            qa_logf(o->log, o->log_ctx, "lens: warning: %s was dumped from model %s; unembedding with %s (same "
                        "shape)", S[s].d.path, S[s].d.model, o->model_id);
     }
     if (qa_an_pick_task(&S[0].d, o->task, &task, e)) goto out;
@@ -423,7 +423,7 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
             if (c->overlap || c->empty || c->no_gold)
                 qa_sb_printf(&kl, " (dropped: %d overlap, %d empty set, %d no gold)", c->overlap, c->empty, c->no_gold);
         }
-        qa_an_logf(o->log, o->log_ctx, "lens: %s (%s): kept %s; %d layers x %d vocabulary", S[s].label, S[s].d.path,
+        qa_logf(o->log, o->log_ctx, "lens: %s (%s): kept %s; %d layers x %d vocabulary", S[s].label, S[s].d.path,
                    kl.p ? kl.p : "", L, V);
         qa_sb_free(&kl);
         if (compute_series(&S[s], m, sets, e)) goto out;
@@ -493,7 +493,7 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
             p->entropy = ent;
         }
         if (!any) {
-            qa_an_logf(o->log, o->log_ctx, "lens: %s: no item kept (shared label prefixes, §8 filter): no figure",
+            qa_logf(o->log, o->log_ctx, "lens: %s: no item kept (shared label prefixes, §8 filter): no figure",
                        langs[li]);
             free(buf);
             continue;

@@ -435,7 +435,7 @@ int qa_pca_run(const qa_pca_opts *o, qa_err *e) {
                 pairs[npairs++][1] = b;
             }
     if (qa_mkdir_p(o->out_dir, e)) goto out;
-    qa_an_logf(o->log, o->log_ctx, "pca: %s: task %s, %d languages, %d items, pool %s, %d layers, %d pairs", d.path,
+    qa_logf(o->log, o->log_ctx, "pca: %s: task %s, %d languages, %d items, pool %s, %d layers, %d pairs", d.path,
                task, nl, n, pool, nlay, npairs);
 
     layer = qa_malloc(sizeof(float) * (size_t)d.n * D);

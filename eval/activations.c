@@ -2,10 +2,10 @@
  * position and the mean over positions, through the plain forward, gathered on rank 0 into an
  * HDF5 activation dump (io/actdump.h). */
 #include "eval/eval_internal.h"
+#include "common/qa_log.h"
 #include "io/actdump.h"
 #include "common/qa_mem.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +20,7 @@ void qa_eval_dump_opts_default(qa_eval_dump_opts *o) {
     o->mean = 1;
 }
 
-static void logf_(const qa_eval_dump_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const qa_eval_dump_opts *o, const char *fmt, ...) {
-    if (!o->log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    o->log(o->log_ctx, line);
-}
+#define logf_(o, ...) qa_logf((o)->log, (o)->log_ctx, __VA_ARGS__)
 
 typedef struct item_ref {
     int t, l, i;

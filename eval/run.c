@@ -1,11 +1,11 @@
 /* run.c — qa_eval_run: plan (rank 0), sharded computation with the prefix KV cache and label-only
  * logits, gather on rank 0, scoring (paper-protocol.md §6.5) and accuracies. */
 #include "eval/eval_internal.h"
+#include "common/qa_log.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +24,7 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void logf_(const qa_eval_run_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const qa_eval_run_opts *o, const char *fmt, ...) {
-    if (!o->log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    o->log(o->log_ctx, line);
-}
+#define logf_(o, ...) qa_logf((o)->log, (o)->log_ctx, __VA_ARGS__)
 
 /* ---- the plan: batches of each cell, assigned to ranks in contiguous chunks ----------------- */
 typedef struct plan_batch {
