@@ -5,15 +5,7 @@
 
 #include <stddef.h>
 
-/* a growing text buffer */
-typedef struct qa_sbuf {
-    char *p;
-    size_t n, cap;
-} qa_sbuf;
-void qa_sb_printf(qa_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void qa_sb_free(qa_sbuf *b);
-/* write the buffer to dir/name atomically */
-int qa_sb_write(const qa_sbuf *b, const char *dir, const char *name, qa_err *e);
+#include "common/qa_sbuf.h"
 
 /* split "a,b , c" into a heap array of heap strings (*n entries); free with qa_an_free_list */
 char **qa_an_split(const char *s, int *n);

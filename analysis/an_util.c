@@ -1,43 +1,11 @@
-/* an_util.c — text buffers, lists and dump selections shared by lens.c and pca.c. */
+/* an_util.c — lists and dump selections shared by lens.c and pca.c. */
 #include "analysis/an_internal.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void qa_sb_printf(qa_sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        size_t room = b->cap - b->n;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if (b->p && (size_t)k < room) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + (size_t)k + 1) cap *= 2;
-        b->p = qa_realloc(b->p, cap);
-        b->cap = cap;
-    }
-}
-
-void qa_sb_free(qa_sbuf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-int qa_sb_write(const qa_sbuf *b, const char *dir, const char *name, qa_err *e) {
-    char *path = qa_path_join(dir, name);
-    int rc = qa_write_file_atomic(path, b->p ? b->p : "", b->n, e);
-    free(path);
-    return rc;
-}
 
 char **qa_an_split(const char *s, int *n) {
     *n = 0;

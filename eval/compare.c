@@ -4,27 +4,14 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_sbuf.h"
 
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct sbuf { char *p; size_t n, cap; } sbuf;
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (b->p && (size_t)k < b->cap - b->n) { b->n += (size_t)k; return; }
-        b->cap = (b->cap + (size_t)k + 1) * 2;
-        b->p = qa_realloc(b->p, b->cap);
-    }
-}
 
 static int load_results(const char *path, json_t **out, qa_err *e) {
     char *p = qa_is_dir(path) ? qa_path_join(path, "results.json") : qa_strdup(path);
@@ -61,39 +48,39 @@ int qa_eval_compare_md(const char *before, const char *after, const char *label_
                after, str_of(b, "gold"));
         json_decref(a); json_decref(b); return -1;
     }
-    sbuf s = {0};
+    qa_sbuf s = {0};
     json_t *la = json_object_get(a, "limit"), *lb = json_object_get(b, "limit");
-    sb_printf(&s, "# Before / after question alignment\n\n");
-    sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_before, str_of(a, "model"), str_of(a, "adapter"));
-    sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_after, str_of(b, "model"), str_of(b, "adapter"));
-    sb_printf(&s, "- gold labels: %s; precision: %s\n", str_of(a, "gold"), str_of(b, "precision"));
+    qa_sb_printf(&s, "# Before / after question alignment\n\n");
+    qa_sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_before, str_of(a, "model"), str_of(a, "adapter"));
+    qa_sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_after, str_of(b, "model"), str_of(b, "adapter"));
+    qa_sb_printf(&s, "- gold labels: %s; precision: %s\n", str_of(a, "gold"), str_of(b, "precision"));
     if (json_is_integer(la) || json_is_integer(lb))
-        sb_printf(&s, "- items per task and language: %s %lld, %s %lld (--limit; 0 = all)\n", label_before,
+        qa_sb_printf(&s, "- items per task and language: %s %lld, %s %lld (--limit; 0 = all)\n", label_before,
                   (long long)json_integer_value(la), label_after, (long long)json_integer_value(lb));
-    sb_printf(&s, "\nAccuracy (%%):\n\n| task | run |");
+    qa_sb_printf(&s, "\nAccuracy (%%):\n\n| task | run |");
     json_t *langs = json_object_get(b, "languages"), *tasks = json_object_get(b, "tasks");
     size_t nl = json_array_size(langs);
-    for (size_t i = 0; i < nl; i++) sb_printf(&s, " %s |", json_string_value(json_array_get(langs, i)));
-    sb_printf(&s, " Avg |\n|---|---|");
-    for (size_t i = 0; i <= nl; i++) sb_printf(&s, "---:|");
-    sb_printf(&s, "\n");
+    for (size_t i = 0; i < nl; i++) qa_sb_printf(&s, " %s |", json_string_value(json_array_get(langs, i)));
+    qa_sb_printf(&s, " Avg |\n|---|---|");
+    for (size_t i = 0; i <= nl; i++) qa_sb_printf(&s, "---:|");
+    qa_sb_printf(&s, "\n");
     for (size_t t = 0; t < json_array_size(tasks); t++) {
         const char *task = json_string_value(json_array_get(tasks, t));
         for (int row = 0; row < 3; row++) {
-            sb_printf(&s, "| %s | %s |", row == 0 ? task : "", row == 0 ? label_before : row == 1 ? label_after : "Δ");
+            qa_sb_printf(&s, "| %s | %s |", row == 0 ? task : "", row == 0 ? label_before : row == 1 ? label_after : "Δ");
             double sum = 0;
             int cnt = 0;
             for (size_t i = 0; i < nl; i++) {
                 const char *lang = json_string_value(json_array_get(langs, i));
                 double x = acc_of(a, task, lang), y = acc_of(b, task, lang);
                 double v = row == 0 ? x : row == 1 ? y : y - x;
-                if (isnan(v)) { sb_printf(&s, " – |"); continue; }
-                sb_printf(&s, row == 2 ? " %+.1f |" : " %.1f |", 100 * v);
+                if (isnan(v)) { qa_sb_printf(&s, " – |"); continue; }
+                qa_sb_printf(&s, row == 2 ? " %+.1f |" : " %.1f |", 100 * v);
                 sum += v;
                 cnt++;
             }
-            if (cnt) sb_printf(&s, row == 2 ? " %+.1f |\n" : " %.1f |\n", 100 * sum / cnt);
-            else sb_printf(&s, " – |\n");
+            if (cnt) qa_sb_printf(&s, row == 2 ? " %+.1f |\n" : " %.1f |\n", 100 * sum / cnt);
+            else qa_sb_printf(&s, " – |\n");
         }
     }
     json_decref(a);

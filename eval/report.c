@@ -2,44 +2,14 @@
 #include "eval/eval_internal.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_sbuf.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* a growable text buffer */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 4096;
-        b->p = qa_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) { sb_put(b, tmp, (size_t)n); return; }
-    char *big = qa_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_put(b, big, (size_t)n);
-    free(big);
-}
 
 static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
@@ -132,36 +102,36 @@ static json_t *results_json(const qa_eval_results *r) {
 
 static char *results_md(const qa_eval_results *r) {
     const qa_eval_suite *s = r->suite;
-    sbuf b = {0};
-    sb_printf(&b, "# qalign evaluation\n\n");
-    sb_printf(&b, "- model: `%s`\n- adapter: %s%s%s\n", r->model_id[0] ? r->model_id : "?",
+    qa_sbuf b = {0};
+    qa_sb_printf(&b, "# qalign evaluation\n\n");
+    qa_sb_printf(&b, "- model: `%s`\n- adapter: %s%s%s\n", r->model_id[0] ? r->model_id : "?",
               r->adapter_id[0] ? "`" : "", r->adapter_id[0] ? r->adapter_id : "none (base model)",
               r->adapter_id[0] ? "`" : "");
-    sb_printf(&b, "- gold labels: **%s**%s\n", qa_eval_gold_name(r->gold),
+    qa_sb_printf(&b, "- gold labels: **%s**%s\n", qa_eval_gold_name(r->gold),
               r->gold == QA_EVAL_GOLD_PAPER ? " (the original scripts: SNLI ja/bn capped at 66.7%, no scored swapped)"
                                             : " (gold of item i = the English record i)");
-    sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, r->tokenizer_kind,
+    qa_sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, r->tokenizer_kind,
               (unsigned long long)r->seed, r->ties);
-    sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n", QA_EVAL_PROTOCOL,
+    qa_sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n", QA_EVAL_PROTOCOL,
               QA_EVAL_PROTOCOL_VERSION, r->n_items, s->limit > 0 ? " (--limit)" : "");
     if (s->prompt != QA_EVAL_PROMPT_ENGLISH_LABELS)
-        sb_printf(&b, "- prompt: **%s** demonstrations (scored on the English label words)\n",
+        qa_sb_printf(&b, "- prompt: **%s** demonstrations (scored on the English label words)\n",
                   qa_eval_prompt_variant_name(s->prompt));
-    sb_printf(&b, "\n");
-    sb_printf(&b, "Accuracy (%%):\n\n| task |");
-    for (int l = 0; l < s->n_langs; l++) sb_printf(&b, " %s |", s->langs[l]);
-    sb_printf(&b, " Avg |\n|---|");
-    for (int l = 0; l <= s->n_langs; l++) sb_printf(&b, "---:|");
-    sb_printf(&b, "\n");
+    qa_sb_printf(&b, "\n");
+    qa_sb_printf(&b, "Accuracy (%%):\n\n| task |");
+    for (int l = 0; l < s->n_langs; l++) qa_sb_printf(&b, " %s |", s->langs[l]);
+    qa_sb_printf(&b, " Avg |\n|---|");
+    for (int l = 0; l <= s->n_langs; l++) qa_sb_printf(&b, "---:|");
+    qa_sb_printf(&b, "\n");
     for (int t = 0; t < s->n_tasks; t++) {
-        if (s->tasks[t].shots > 0) sb_printf(&b, "| %s (%d-shot) |", s->tasks[t].name, s->tasks[t].shots);
-        else sb_printf(&b, "| %s |", s->tasks[t].name);
+        if (s->tasks[t].shots > 0) qa_sb_printf(&b, "| %s (%d-shot) |", s->tasks[t].name, s->tasks[t].shots);
+        else qa_sb_printf(&b, "| %s |", s->tasks[t].name);
         for (int l = 0; l < s->n_langs; l++)
-            sb_printf(&b, " %.1f |", 100.0 * r->cells[(size_t)t * s->n_langs + l].accuracy);
-        sb_printf(&b, " %.1f |\n", 100.0 * r->task_avg[t]);
+            qa_sb_printf(&b, " %.1f |", 100.0 * r->cells[(size_t)t * s->n_langs + l].accuracy);
+        qa_sb_printf(&b, " %.1f |\n", 100.0 * r->task_avg[t]);
     }
-    if (s->n_tasks > 1) sb_printf(&b, "\nAverage over tasks: %.2f%%\n", 100.0 * r->avg);
-    sb_printf(&b, "\nItems per cell:");
+    if (s->n_tasks > 1) qa_sb_printf(&b, "\nAverage over tasks: %.2f%%\n", 100.0 * r->avg);
+    qa_sb_printf(&b, "\nItems per cell:");
     for (int t = 0; t < s->n_tasks; t++) {
         int lo = r->cells[(size_t)t * s->n_langs].n, hi = lo;
         for (int l = 0; l < s->n_langs; l++) {
@@ -169,17 +139,17 @@ static char *results_md(const qa_eval_results *r) {
             if (n < lo) lo = n;
             if (n > hi) hi = n;
         }
-        if (lo == hi) sb_printf(&b, " %s %d%s", s->tasks[t].name, lo, t + 1 < s->n_tasks ? ";" : "");
-        else sb_printf(&b, " %s %d-%d%s", s->tasks[t].name, lo, hi, t + 1 < s->n_tasks ? ";" : "");
+        if (lo == hi) qa_sb_printf(&b, " %s %d%s", s->tasks[t].name, lo, t + 1 < s->n_tasks ? ";" : "");
+        else qa_sb_printf(&b, " %s %d-%d%s", s->tasks[t].name, lo, hi, t + 1 < s->n_tasks ? ";" : "");
     }
-    sb_printf(&b, ".\n");
+    qa_sb_printf(&b, ".\n");
     return b.p;
 }
 
 static int write_predictions(const qa_eval_results *r, const char *dir, qa_err *e) {
     const qa_eval_suite *s = r->suite;
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    qa_sbuf b = {0};
+    qa_sb_put(&b, "", 0);
     for (int i = 0; i < r->n_items; i++) {
         const qa_eval_pred *p = &r->preds[i];
         const qa_eval_taskdef *td = &s->tasks[p->task];
@@ -205,8 +175,8 @@ static int write_predictions(const qa_eval_results *r, const char *dir, qa_err *
         char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_decref(j);
         if (!line) { free(b.p); return QA_ERR(e, "predictions: could not serialize item %d", i); }
-        sb_put(&b, line, strlen(line));
-        sb_put(&b, "\n", 1);
+        qa_sb_put(&b, line, strlen(line));
+        qa_sb_put(&b, "\n", 1);
         free(line);
     }
     char *path = qa_path_join(dir, "predictions.jsonl");

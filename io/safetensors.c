@@ -2,6 +2,7 @@
  * Every message starts with the file (or directory) and names the tensor or key at fault. */
 #include "io/safetensors.h"
 #include "common/qa_mem.h"
+#include "common/qa_sbuf.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -452,36 +453,25 @@ static int cmp_witem(const void *a, const void *b) {
     return strcmp(x->ent->name, y->ent->name);
 }
 
-typedef struct sbuf { char *p; size_t n, cap; } sbuf;
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = qa_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 /* a JSON string as serde_json writes it */
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_json_str(qa_sbuf *b, const char *s) {
+    qa_sb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         switch (*p) {
-        case '"': sb_str(b, "\\\""); break;
-        case '\\': sb_str(b, "\\\\"); break;
-        case '\n': sb_str(b, "\\n"); break;
-        case '\r': sb_str(b, "\\r"); break;
-        case '\t': sb_str(b, "\\t"); break;
-        case '\b': sb_str(b, "\\b"); break;
-        case '\f': sb_str(b, "\\f"); break;
+        case '"': qa_sb_puts(b, "\\\""); break;
+        case '\\': qa_sb_puts(b, "\\\\"); break;
+        case '\n': qa_sb_puts(b, "\\n"); break;
+        case '\r': qa_sb_puts(b, "\\r"); break;
+        case '\t': qa_sb_puts(b, "\\t"); break;
+        case '\b': qa_sb_puts(b, "\\b"); break;
+        case '\f': qa_sb_puts(b, "\\f"); break;
         default:
-            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); sb_str(b, esc); }
-            else sb_put(b, (const char *)p, 1);
+            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); qa_sb_puts(b, esc); }
+            else qa_sb_put(b, (const char *)p, 1);
         }
     }
-    sb_put(b, "\"", 1);
+    qa_sb_put(b, "\"", 1);
 }
 
 static int write_all(int fd, const void *buf, size_t len, const char *tmp, const char *path, qa_err *e) {
@@ -535,40 +525,40 @@ int qa_st_write_stream(const char *path, const qa_st_entry *entries, size_t n, c
             return -1;
         }
     /* header: {"__metadata__":{...},"name":{"dtype":..,"shape":[..],"data_offsets":[b,e]},...} */
-    sbuf h = {0};
+    qa_sbuf h = {0};
     char num[64];
-    sb_str(&h, "{");
+    qa_sb_puts(&h, "{");
     int first = 1;
     if (metadata_kv && metadata_kv[0]) {
-        sb_str(&h, "\"__metadata__\":{");
+        qa_sb_puts(&h, "\"__metadata__\":{");
         for (size_t k = 0; metadata_kv[k] && metadata_kv[k + 1]; k += 2) {
-            if (k) sb_str(&h, ",");
+            if (k) qa_sb_puts(&h, ",");
             sb_json_str(&h, metadata_kv[k]);
-            sb_str(&h, ":");
+            qa_sb_puts(&h, ":");
             sb_json_str(&h, metadata_kv[k + 1]);
         }
-        sb_str(&h, "}");
+        qa_sb_puts(&h, "}");
         first = 0;
     }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const qa_st_entry *en = items[i].ent;
-        if (!first) sb_str(&h, ",");
+        if (!first) qa_sb_puts(&h, ",");
         first = 0;
         sb_json_str(&h, en->name);
-        sb_str(&h, ":{\"dtype\":\"");
-        sb_str(&h, DTYPES[items[i].rank].name);
-        sb_str(&h, "\",\"shape\":[");
+        qa_sb_puts(&h, ":{\"dtype\":\"");
+        qa_sb_puts(&h, DTYPES[items[i].rank].name);
+        qa_sb_puts(&h, "\",\"shape\":[");
         for (int k = 0; k < en->ndim; k++) {
             snprintf(num, sizeof num, k ? ",%" PRId64 : "%" PRId64, en->shape[k]);
-            sb_str(&h, num);
+            qa_sb_puts(&h, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + items[i].nbytes);
-        sb_str(&h, num);
+        qa_sb_puts(&h, num);
         off += items[i].nbytes;
     }
-    sb_str(&h, "}");
-    while (h.n % 8) sb_str(&h, " ");
+    qa_sb_puts(&h, "}");
+    while (h.n % 8) qa_sb_puts(&h, " ");
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)h.n >> (8 * k));
 

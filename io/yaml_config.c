@@ -3,12 +3,12 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_sbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,53 +605,23 @@ int qa_cfg_load_file(qa_cfg *c, const char *path, qa_err *e) {
 
 /* ---- dumping ------------------------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2 + 64;
-        b->p = qa_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < (int)sizeof tmp) { sb_put(b, tmp, (size_t)n); return; }
-    char *big = qa_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_put(b, big, (size_t)n);
-    free(big);
-}
 
 /* JSON-style double-quoted string (also valid YAML). */
-static void sb_quoted(sbuf *b, const char *s) {
-    sb_puts(b, "\"");
+static void sb_quoted(qa_sbuf *b, const char *s) {
+    qa_sb_puts(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
-        case '"': sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\t': sb_puts(b, "\\t"); break;
-        case '\r': sb_puts(b, "\\r"); break;
+        case '"': qa_sb_puts(b, "\\\""); break;
+        case '\\': qa_sb_puts(b, "\\\\"); break;
+        case '\n': qa_sb_puts(b, "\\n"); break;
+        case '\t': qa_sb_puts(b, "\\t"); break;
+        case '\r': qa_sb_puts(b, "\\r"); break;
         default:
-            if (*p < 0x20) sb_printf(b, "\\u%04x", *p);
-            else sb_put(b, (const char *)p, 1);
+            if (*p < 0x20) qa_sb_printf(b, "\\u%04x", *p);
+            else qa_sb_put(b, (const char *)p, 1);
         }
     }
-    sb_puts(b, "\"");
+    qa_sb_puts(b, "\"");
 }
 
 /* Shortest text that reads back as the same double, with a '.' so YAML 1.1 readers see a float. */
@@ -671,34 +641,34 @@ static void format_double(char *out, size_t n, double v) {
     out[at + 1] = '0';
 }
 
-static void value_text(const qa_cfg *c, int i, sbuf *b, int quoted) {
+static void value_text(const qa_cfg *c, int i, qa_sbuf *b, int quoted) {
     void *f = field(c, i);
     char num[64];
     switch (c->keys[i].type) {
-    case QA_CFG_INT: sb_printf(b, "%d", *(int *)f); break;
-    case QA_CFG_FLOAT: format_double(num, sizeof num, *(double *)f); sb_puts(b, num); break;
-    case QA_CFG_BOOL: sb_puts(b, *(int *)f ? "true" : "false"); break;
+    case QA_CFG_INT: qa_sb_printf(b, "%d", *(int *)f); break;
+    case QA_CFG_FLOAT: format_double(num, sizeof num, *(double *)f); qa_sb_puts(b, num); break;
+    case QA_CFG_BOOL: qa_sb_puts(b, *(int *)f ? "true" : "false"); break;
     case QA_CFG_STRING:
         if (quoted) sb_quoted(b, *(char **)f);
-        else sb_puts(b, *(char **)f);
+        else qa_sb_puts(b, *(char **)f);
         break;
     case QA_CFG_LIST: {
         const qa_strlist *l = f;
-        if (quoted) sb_puts(b, "[");
+        if (quoted) qa_sb_puts(b, "[");
         for (int j = 0; j < l->n; j++) {
-            if (j) sb_puts(b, quoted ? ", " : ",");
+            if (j) qa_sb_puts(b, quoted ? ", " : ",");
             if (quoted) sb_quoted(b, l->v[j]);
-            else sb_puts(b, l->v[j]);
+            else qa_sb_puts(b, l->v[j]);
         }
-        if (quoted) sb_puts(b, "]");
+        if (quoted) qa_sb_puts(b, "]");
         break;
     }
     }
 }
 
 char *qa_cfg_value_text(const qa_cfg *c, int i) {
-    sbuf b = {0};
-    sb_puts(&b, "");
+    qa_sbuf b = {0};
+    qa_sb_puts(&b, "");
     value_text(c, i, &b, 0);
     return b.p;
 }
@@ -729,7 +699,7 @@ static int same_prefix(const char *name, const char *prefix_name, int depth) {
 }
 
 /* Emit the keys under the first `depth` components of keys[anchor] (all keys when depth == 0). */
-static void emit(const qa_cfg *c, sbuf *b, int fmt, int with_origin, int anchor, int depth, char *done) {
+static void emit(const qa_cfg *c, qa_sbuf *b, int fmt, int with_origin, int anchor, int depth, char *done) {
     int first = 1;
     for (int i = 0; i < c->n_keys; i++) {
         if (done[i] || !same_prefix(c->keys[i].name, c->keys[anchor].name, depth)) continue;
@@ -737,46 +707,46 @@ static void emit(const qa_cfg *c, sbuf *b, int fmt, int with_origin, int anchor,
         component(c->keys[i].name, depth, &cb, &ce);
         int is_leaf = depth_of(c->keys[i].name) == depth + 1;
         if (fmt == QA_CFG_JSON) {
-            sb_puts(b, first ? "\n" : ",\n");
-            for (int k = 0; k <= depth; k++) sb_puts(b, "  ");
+            qa_sb_puts(b, first ? "\n" : ",\n");
+            for (int k = 0; k <= depth; k++) qa_sb_puts(b, "  ");
             char *nm = qa_strndup(cb, (size_t)(ce - cb));
             sb_quoted(b, nm);
             free(nm);
-            sb_puts(b, ": ");
+            qa_sb_puts(b, ": ");
         } else {
-            for (int k = 0; k < depth; k++) sb_puts(b, "  ");
-            sb_put(b, cb, (size_t)(ce - cb));
-            sb_puts(b, ":");
+            for (int k = 0; k < depth; k++) qa_sb_puts(b, "  ");
+            qa_sb_put(b, cb, (size_t)(ce - cb));
+            qa_sb_puts(b, ":");
         }
         first = 0;
         if (is_leaf) {
             done[i] = 1;
-            if (fmt == QA_CFG_YAML) sb_puts(b, " ");
+            if (fmt == QA_CFG_YAML) qa_sb_puts(b, " ");
             value_text(c, i, b, 1);
             if (fmt == QA_CFG_YAML) {
-                if (with_origin && c->origin[i]) sb_printf(b, "   # %s", c->origin[i]);
-                sb_puts(b, "\n");
+                if (with_origin && c->origin[i]) qa_sb_printf(b, "   # %s", c->origin[i]);
+                qa_sb_puts(b, "\n");
             }
         } else {
-            if (fmt == QA_CFG_JSON) sb_puts(b, "{");
-            else sb_puts(b, "\n");
+            if (fmt == QA_CFG_JSON) qa_sb_puts(b, "{");
+            else qa_sb_puts(b, "\n");
             emit(c, b, fmt, with_origin, i, depth + 1, done);
             if (fmt == QA_CFG_JSON) {
-                sb_puts(b, "\n");
-                for (int k = 0; k <= depth; k++) sb_puts(b, "  ");
-                sb_puts(b, "}");
+                qa_sb_puts(b, "\n");
+                for (int k = 0; k <= depth; k++) qa_sb_puts(b, "  ");
+                qa_sb_puts(b, "}");
             }
         }
     }
 }
 
 char *qa_cfg_dump(const qa_cfg *c, int format, int with_origin) {
-    sbuf b = {0};
-    sb_puts(&b, format == QA_CFG_JSON ? "{" : "");
+    qa_sbuf b = {0};
+    qa_sb_puts(&b, format == QA_CFG_JSON ? "{" : "");
     char *done = qa_calloc((size_t)c->n_keys + 1, 1);
     if (c->n_keys) emit(c, &b, format, with_origin, 0, 0, done);
     free(done);
-    if (format == QA_CFG_JSON) sb_puts(&b, "\n}\n");
+    if (format == QA_CFG_JSON) qa_sb_puts(&b, "\n}\n");
     return b.p;
 }
 
