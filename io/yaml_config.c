@@ -77,7 +77,7 @@ int qa_strlist_parse(qa_strlist *out, const char *text, qa_err *e) {
                 return QA_ERR(e, "list '%s': text after a quoted item", text);
             }
         } else {
-            const char *comma = memchr(q, ',', (size_t)(end - q));
+            const char *comma = q < end ? memchr(q, ',', (size_t)(end - q)) : NULL;
             ib = q;
             ie = comma ? comma : end;
             q = ie;
