@@ -23,20 +23,7 @@ static qa_stream *SS[NS]; /* NULL, 1, 2, 3 threads */
 static const char *SNAME[NS] = {"no stream", "1 thread", "2 threads", "3 threads"};
 
 static uint64_t rng = 777;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rvec(size_t n, float s) {
-    float *v = qa_malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = s * frand();
-    return v;
-}
-static float *cvec(const float *x, size_t n) {
-    float *v = qa_malloc((n ? n : 1) * sizeof(float));
-    memcpy(v, x, n * sizeof(float));
-    return v;
-}
+static float *rvec(size_t n, float s) { return qt_rvec(&rng, n, s); }
 static uint16_t *tobf16(float *w, size_t n) { /* w rounded to bf16 in place; returns the bf16 copy */
     uint16_t *b = qa_malloc(2 * (n ? n : 1));
     for (size_t i = 0; i < n; i++) { b[i] = qa_f32_to_bf16(w[i]); w[i] = qa_bf16_to_f32(b[i]); }
@@ -60,7 +47,7 @@ static void test_gemm_case(int M, int N, int K, int ta, int tb, float alpha, flo
     float *C[NS];
     float *got = qa_malloc(sizeof(float) * (size_t)M * N);
     for (int s = 0; s < NS; s++) {
-        C[s] = cvec(C0, (size_t)M * ldc);
+        C[s] = qt_fcopy(C0, (size_t)M * ldc);
         if (beta == 0) for (size_t i = 0; i < (size_t)M * ldc; i++) C[s][i] = NAN; /* beta 0: C is not read */
         O->gemm(SS[s], ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C[s], ldc);
     }
@@ -139,7 +126,7 @@ static void test_row_independence(void) {
     QT_CHECK(!memcmp(all, part, sizeof(float) * (size_t)N * M),
              "linear_fwd: %d rows at once == in groups of 1..40 rows on mixed streams, bitwise", N);
     /* general beta: full and partial tiles round the same way */
-    float *c0 = rvec((size_t)N * M, 1), *c1 = cvec(c0, (size_t)N * M), *c2 = cvec(c0, (size_t)N * M);
+    float *c0 = rvec((size_t)N * M, 1), *c1 = qt_fcopy(c0, (size_t)N * M), *c2 = qt_fcopy(c0, (size_t)N * M);
     O->gemm(SS[3], 0, 1, N, M, K, 0.5f, x, K, wf, K, -0.75f, c1, M);
     for (int i = 0; i < N; i++) O->gemm(SS[1], 0, 1, 1, M, K, 0.5f, x + (size_t)i * K, K, wf, K, -0.75f, c2 + (size_t)i * M, M);
     QT_CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)N * M), "gemm alpha 0.5 beta -0.75: all rows == row by row, bitwise");
@@ -173,7 +160,7 @@ static void test_fused(int N) {
     float *g = rvec((size_t)N * F, 3), *u = rvec((size_t)N * F, 1), *act = qa_malloc(sizeof(float) * (size_t)N * F);
     float *wdf = rvec((size_t)D * F, 0.2f);
     qa_weight Wd = {QA_DT_BF16, tobf16(wdf, (size_t)D * F)};
-    float *r0 = rvec((size_t)N * D, 1), *ra = cvec(r0, (size_t)N * D), *rb = qa_malloc(sizeof(float) * (size_t)N * D);
+    float *r0 = rvec((size_t)N * D, 1), *ra = qt_fcopy(r0, (size_t)N * D), *rb = qa_malloc(sizeof(float) * (size_t)N * D);
     O->swiglu_fwd(SS[1], (size_t)N * F, g, u, act);
     O->linear_fwd(SS[1], N, F, D, 1, act, Wd, (qa_weight){0}, ra);
     same = 1;
@@ -195,7 +182,7 @@ static void test_fused(int N) {
         for (int s_ = 0; s_ < NS; s_++) {                                                           \
             qa_stream *S = SS[s_];                                                                  \
             __VA_ARGS__;                                                                            \
-            if (!ref_) ref_ = cvec(out, n);                                                         \
+            if (!ref_) ref_ = qt_fcopy(out, n);                                                         \
             else if (memcmp(ref_, out, sizeof(float) * (n))) { same_ = 0; printf("  %s differs on %s\n", what, SNAME[s_]); } \
         }                                                                                           \
         QT_CHECK(same_, "%s: bitwise equal without a stream and on 1, 2, 3 threads", what);         \
@@ -289,22 +276,6 @@ static void test_ops_threads(void) {
 }
 
 /* ---- a whole model: 1 thread vs 3 threads ------------------------------------------------------- */
-static int first_fixture(const char *root, char *out, size_t n) {
-    DIR *d = opendir(root);
-    if (!d) return -1;
-    struct dirent *de;
-    char best[512] = "";
-    while ((de = readdir(d))) {
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s/model/config.json", root, de->d_name);
-        if (de->d_name[0] != '.' && qa_path_exists(p) && (!best[0] || strcmp(de->d_name, best) < 0))
-            snprintf(best, sizeof best, "%s", de->d_name);
-    }
-    closedir(d);
-    if (!best[0]) return -1;
-    snprintf(out, n, "%s/%s/model", root, best);
-    return 0;
-}
 
 typedef struct { double loss; float *grads, *logits, *infer; size_t ng, nl, ni; } model_run;
 
@@ -346,7 +317,7 @@ static int run_model(const char *dir, int threads, model_run *r) {
         qa_fwd_opts fo = {QA_LOGITS_ROWS, rows, N / 5};
         rc = qa_model_forward(&m, &l, &a, &(qa_batch){B, T, ids, mask, NULL, NULL, NULL}, &fo, &e);
         r->nl = (size_t)a.n_logit_rows * V;
-        r->logits = rc ? NULL : cvec(a.logits, r->nl);
+        r->logits = rc ? NULL : qt_fcopy(a.logits, r->nl);
     }
     if (!rc) {
         qa_infer_ws w;
@@ -381,7 +352,7 @@ static int run_model(const char *dir, int threads, model_run *r) {
 static void test_model_threads(void) {
     char dir[1200];
     const char *root = qt_env_or("QALIGN_FIXTURES", getenv("QALIGN_FIXTURES_DEFAULT"));
-    if (!root || first_fixture(root, dir, sizeof dir)) {
+    if (!root || qt_first_fixture(root, dir, sizeof dir)) {
         QT_CHECK(0, "no fixture model under %s (QALIGN_FIXTURES)", root ? root : "(unset)");
         return;
     }

@@ -297,25 +297,7 @@ static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     qa_lora_free(&l);
 }
 
-static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* sorted names of the entries of dir that satisfy keep() */
-static int list_dir(const char *dir, char ***out, int (*keep)(const char *dir, const char *name)) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0, cap = 16;
-    char **v = qa_malloc(sizeof(char *) * cap);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !keep(dir, de->d_name)) continue;
-        if (n == cap) v = qa_realloc(v, sizeof(char *) * (cap *= 2));
-        v[n++] = qa_strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(v, n, sizeof *v, cmpstr);
-    *out = v;
-    return n;
-}
 static int is_fixture(const char *dir, const char *name) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s/golden.safetensors", dir, name);
@@ -356,7 +338,7 @@ static void run_fixture(const char *root, const char *name) {
            m.cfg.window[0]);
     run_base(&f, &m);
     char **ad;
-    int na = list_dir(dir, &ad, is_adapter_init);
+    int na = qt_list_dir(dir, &ad, is_adapter_init);
     for (int i = 0; i < na; i++) {
         char tag[256];
         snprintf(tag, sizeof tag, "%.*s", (int)strlen(ad[i]) - 13, ad[i] + 8);
@@ -391,7 +373,7 @@ int main(void) {
     printf("backend %s, tolerance %.0e\n", OPS->name, REL_TOL);
     const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
     char **names;
-    int n = list_dir(root, &names, is_fixture);
+    int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixture directories with golden.safetensors under %s (set QALIGN_FIXTURES)", root);
     for (int i = 0; i < n; i++) {
         run_fixture(root, names[i]);

@@ -13,22 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int first_fixture(const char *root, char *out, size_t n) {
-    DIR *d = opendir(root);
-    if (!d) return -1;
-    struct dirent *de;
-    char best[512] = "";
-    while ((de = readdir(d))) {
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s/model/config.json", root, de->d_name);
-        if (de->d_name[0] != '.' && qa_path_exists(p) && (!best[0] || strcmp(de->d_name, best) < 0))
-            snprintf(best, sizeof best, "%s", de->d_name);
-    }
-    closedir(d);
-    if (!best[0]) return -1;
-    snprintf(out, n, "%s/%s/model", root, best);
-    return 0;
-}
 
 static uint64_t rng = 99;
 static float frand(void) {
@@ -251,7 +235,7 @@ static void test_bad_inputs(qa_model *m) {
 int main(void) {
     const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
     char dir[1024];
-    if (first_fixture(root, dir, sizeof dir)) {
+    if (qt_first_fixture(root, dir, sizeof dir)) {
         QT_CHECK(0, "a fixture model under %s (set QALIGN_FIXTURES)", root);
         return qt_finish();
     }

@@ -13,20 +13,8 @@ static qa_stream *S;
 
 /* deterministic normal-ish numbers */
 static uint64_t rng = 12345;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rvec(size_t n, float s) {
-    float *v = qa_malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = s * frand();
-    return v;
-}
-static float *cvec(const float *x, size_t n) {
-    float *v = qa_malloc(n * sizeof(float));
-    memcpy(v, x, n * sizeof(float));
-    return v;
-}
+static float frand(void) { return qt_frand(&rng); }
+static float *rvec(size_t n, float s) { return qt_rvec(&rng, n, s); }
 static double dot(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
@@ -73,7 +61,7 @@ static void test_rmsnorm(void) {
     }
     double fe = rel(c.y, ref, n);
     QT_CHECK(fe < 1e-6, "rmsnorm fwd rel err %.2e", fe);
-    float *dx = rvec(n, 1), *dx0 = cvec(dx, n);
+    float *dx = rvec(n, 1), *dx0 = qt_fcopy(dx, n);
     O->rmsnorm_bwd(S, c.N, c.D, 1, c.x, (qa_weight){QA_DT_F32, c.w}, rstd, c.wout, dx); /* beta 1: accumulate */
     fd_grad(c.x, n, rms_f, &c, ref, 1e-3f);
     for (size_t i = 0; i < n; i++) ref[i] += dx0[i];
@@ -121,7 +109,7 @@ static void test_rope(void) {
             }
     double fe = rel(c.y, ref, n);
     QT_CHECK(fe < 1e-5, "rope fwd (rotate_half) rel err %.2e", fe);
-    float *dx = cvec(c.wout, n);
+    float *dx = qt_fcopy(c.wout, n);
     O->rope_bwd(S, c.N, c.H, c.hd, 10000.0f, c.pos, dx);
     fd_grad(c.x, n, rope_f, &c, ref, 1e-2f);
     double be = rel(dx, ref, n);
@@ -240,7 +228,7 @@ static void test_linear(int N, int K, int M) {
     float *x = rvec((size_t)N * K, 1), *wf = rvec(nw, 0.1f), *b = rvec(M, 1);
     uint16_t *wb = qa_malloc(2 * nw);
     for (size_t i = 0; i < nw; i++) { wb[i] = qa_f32_to_bf16(wf[i]); wf[i] = qa_bf16_to_f32(wb[i]); }
-    float *y1 = rvec((size_t)N * M, 1), *y2 = cvec(y1, (size_t)N * M), *y0 = cvec(y1, (size_t)N * M);
+    float *y1 = rvec((size_t)N * M, 1), *y2 = qt_fcopy(y1, (size_t)N * M), *y0 = qt_fcopy(y1, (size_t)N * M);
     O->linear_fwd(S, N, K, M, 1, x, (qa_weight){QA_DT_BF16, wb}, (qa_weight){QA_DT_F32, b}, y1);
     O->linear_fwd(S, N, K, M, 1, x, (qa_weight){QA_DT_F32, wf}, (qa_weight){QA_DT_F32, b}, y2);
     double *ref = qa_malloc(sizeof(double) * (size_t)N * (M > K ? M : K));
@@ -301,7 +289,7 @@ static void test_lora(float p) {
     QT_CHECK(fe < 1e-5, "lora fwd p=%.2f rel err %.2e (kept %d of %zu)", p, fe, kept, nx);
     if (p > 0) QT_CHECK(kept > 0 && kept < (int)nx, "dropout keeps some and drops some (%d of %zu)", kept, nx);
     float *dA = rvec(na, 1), *dB = rvec(nb, 1), *dx = rvec(nx, 1);
-    float *dA0 = cvec(dA, na), *dB0 = cvec(dB, nb), *dx0 = cvec(dx, nx);
+    float *dA0 = qt_fcopy(dA, na), *dB0 = qt_fcopy(dB, nb), *dx0 = qt_fcopy(dx, nx);
     O->lora_bwd(S, c.N, c.K, c.M, c.r, c.scale, c.p, c.key, c.x, c.A, c.B, c.xa, c.wout, dA, dB, dx);
     for (size_t i = 0; i < na; i++) dA[i] -= dA0[i];
     for (size_t i = 0; i < nb; i++) dB[i] -= dB0[i];
@@ -349,7 +337,7 @@ static void test_ce(void) {
     double be = rel(d, ref, 120);
     QT_CHECK(be < 1e-3, "cross-entropy bwd vs finite differences: rel err %.2e", be);
     /* in place */
-    float *x2 = cvec(c.x, 120);
+    float *x2 = qt_fcopy(c.x, 120);
     O->cross_entropy_bwd(S, 1, 30, 1.0f, x2, t, c.lse, x2);
     QT_CHECK(fabsf(x2[0] - d[0]) < 1e-6f, "cross-entropy bwd in place");
     free(x2); free(c.x); free(c.loss); free(c.lse);

@@ -20,20 +20,7 @@ static const qa_ops *C, *G;
 static qa_stream *GS;
 static uint64_t rng = 0x5eed;
 
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rvec(size_t n, float s) {
-    float *v = qa_malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = s * frand();
-    return v;
-}
-static float *hcopy(const float *x, size_t n) {
-    float *v = qa_malloc((n ? n : 1) * sizeof(float));
-    memcpy(v, x, n * sizeof(float));
-    return v;
-}
+static float *rvec(size_t n, float s) { return qt_rvec(&rng, n, s); }
 /* device copy of host data */
 static void *up(const void *h, size_t bytes) {
     qa_err e = {0};
@@ -195,10 +182,10 @@ static void t_linear(void) {
         qa_weight bc = {bf ? QA_DT_BF16 : QA_DT_F32, bf ? (const void *)bb : b};
         qa_weight wg = {wc.dtype, up(wc.data, (size_t)M * K * (bf ? 2 : 4))};
         qa_weight bg = {bc.dtype, up(bc.data, (size_t)M * (bf ? 2 : 4))};
-        float *y = hcopy(y0, (size_t)N * M), *Dy = upf(y0, (size_t)N * M);
+        float *y = qt_fcopy(y0, (size_t)N * M), *Dy = upf(y0, (size_t)N * M);
         C->linear_fwd(NULL, N, K, M, 1.0f, x, wc, bc, y);
         G->linear_fwd(GS, N, K, M, 1.0f, Dx, wg, bg, Dy);
-        float *dx = hcopy(dx0, (size_t)N * K), *Ddx = upf(dx0, (size_t)N * K);
+        float *dx = qt_fcopy(dx0, (size_t)N * K), *Ddx = upf(dx0, (size_t)N * K);
         C->linear_bwd(NULL, N, K, M, 0.5f, dy, wc, dx);
         G->linear_bwd(GS, N, K, M, 0.5f, Ddy, wg, Ddx);
         float *y2 = qa_malloc(sizeof(float) * N * M), *Dy2 = poison((size_t)N * M);

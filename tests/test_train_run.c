@@ -126,24 +126,7 @@ static void no_sanitizer_report(const char *text) {
 
 /* ---- fixtures ----------------------------------------------------------------------------------- */
 
-static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static int list_dir(const char *dir, char ***names, int (*keep)(const char *dir, const char *name)) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0, cap = 16;
-    char **v = qa_malloc(sizeof(char *) * cap);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !keep(dir, de->d_name)) continue;
-        if (n == cap) v = qa_realloc(v, sizeof(char *) * (cap *= 2));
-        v[n++] = qa_strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(v, n, sizeof *v, cmpstr);
-    *names = v;
-    return n;
-}
 static int is_fixture(const char *dir, const char *name) {
     char p[1024], q[1024];
     snprintf(p, sizeof p, "%s/%s/golden.safetensors", dir, name);
@@ -165,7 +148,7 @@ static const char *fixtures_root(void) {
 static char *first_model(int *vocab) {
     char **names;
     const char *root = fixtures_root();
-    int n = list_dir(root, &names, is_fixture);
+    int n = qt_list_dir(root, &names, is_fixture);
     if (n <= 0) {
         fprintf(stderr, "test_train_run: no fixture with golden.safetensors and model/ under %s (set QALIGN_FIXTURES)\n", root);
         exit(1);
@@ -557,7 +540,7 @@ static int golden_train(const char *model, const char *data, const char *run, co
 static void case_golden(void) {
     const char *root = fixtures_root();
     char **names;
-    int n = list_dir(root, &names, is_fixture);
+    int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixtures under %s", root);
     for (int i = 0; i < n; i++) {
         char dir[1024], gp[1100], model[1100];
@@ -571,7 +554,7 @@ static void case_golden(void) {
         write_golden_data(&g, data);
         int B = (int)qa_st_find(&g, "input_ids")->shape[0];
         char **ads;
-        int na = list_dir(dir, &ads, is_adapter_init);
+        int na = qt_list_dir(dir, &ads, is_adapter_init);
         QT_CHECK(na > 0, "%s: adapter_*_init directories", names[i]);
         for (int k = 0; k < na; k++) {
             char tag[256], lora[2048], prefix[300], ref[1300];
@@ -670,7 +653,7 @@ static double ce_rows(const float *logits, const int32_t *labels, int B, int T, 
 static void case_validation(void) {
     const char *root = fixtures_root();
     char **names;
-    int n = list_dir(root, &names, is_fixture);
+    int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixtures under %s", root);
     for (int i = 0; i < n; i++) {
         char dir[1024], gp[1100], model[1100];
@@ -685,7 +668,7 @@ static void case_validation(void) {
         const qa_st_tensor *ti = qa_st_find(&g, "input_ids"), *tl = qa_st_find(&g, "labels");
         int B = (int)ti->shape[0], T = (int)ti->shape[1];
         char **ads;
-        int na = list_dir(dir, &ads, is_adapter_init);
+        int na = qt_list_dir(dir, &ads, is_adapter_init);
         for (int k = 0; k < na && B <= 16; k++) {
             char tag[256], lora[2048], nm[300];
             snprintf(tag, sizeof tag, "%.*s", (int)strlen(ads[k]) - 13, ads[k] + 8);
@@ -760,7 +743,7 @@ static int forward_logits(const char *model_dir, const char *adapter, const int3
 static void case_adapter(void) {
     const char *root = fixtures_root();
     char **names;
-    int n = list_dir(root, &names, is_fixture);
+    int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixtures under %s", root);
     for (int i = 0; i < n; i++) {
         char dir[1024], gp[1100], model[1100];
@@ -775,7 +758,7 @@ static void case_adapter(void) {
         const qa_st_tensor *ti = qa_st_find(&g, "input_ids");
         int B = (int)ti->shape[0], T = (int)ti->shape[1];
         char **ads;
-        int na = list_dir(dir, &ads, is_adapter_init);
+        int na = qt_list_dir(dir, &ads, is_adapter_init);
         if (na <= 0) { QT_CHECK(0, "%s: an adapter_*_init directory", names[i]); continue; }
         char lora[2048];
         char *ad0 = qa_path_join(dir, ads[0]);

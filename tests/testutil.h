@@ -3,6 +3,7 @@
 #ifndef QA_TESTUTIL_H
 #define QA_TESTUTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 extern int qt_passed, qt_failed;
@@ -16,4 +17,14 @@ double qt_rel_err_f32_f64(const float *a, const double *b, size_t n);
 const char *qt_env_or(const char *name, const char *dflt);
 /* run a shell command, capture stdout+stderr into buf (NUL-terminated), return exit status */
 int qt_run(const char *cmd, char *buf, size_t buflen);
+/* sorted names of the entries of dir (no dot files) that satisfy keep(dir, name); returns how many and
+ * sets *out (free each name and the array); an unreadable dir gives 0 and *out NULL */
+int qt_list_dir(const char *dir, char ***out, int (*keep)(const char *dir, const char *name));
+/* root/<first fixture name in sort order with model/config.json>/model into out; -1: none */
+int qt_first_fixture(const char *root, char *out, size_t n);
+/* deterministic uniform numbers in [-1, 1) from a 64-bit LCG state; qt_rvec: n of them times s (malloc'd) */
+float qt_frand(uint64_t *state);
+float *qt_rvec(uint64_t *state, size_t n, float s);
+/* a malloc'd copy of n floats */
+float *qt_fcopy(const float *x, size_t n);
 #endif
