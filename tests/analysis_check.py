@@ -17,17 +17,9 @@ except ImportError as ex:
     sys.exit(77)
 
 d = sys.argv[1]
-fails = 0
-passes = 0
+from qtcheck import Checks
 
-
-def check(ok, what):
-    global fails, passes
-    if ok:
-        passes += 1
-    else:
-        fails += 1
-        print("FAIL:", what)
+check = Checks()
 
 
 # ---- 1. the dump ---------------------------------------------------------------------------------
@@ -125,5 +117,4 @@ vals = np.concatenate([lh["series_0"][l]["values"][()].reshape(-1, 5) for l in l
 check((vals[:, :4] >= 0).all() and (vals[:, :4] <= 1 + 1e-9).all() and (vals[:, 2] + 1e-12 >= vals[:, 0]).all(),
       "masses in [0, 1], all-target >= target")
 check(((vals[:, 4] >= 0) & (vals[:, 4] <= np.log2(int(a["vocab"])) + 1e-6)).all(), "entropy in [0, log2 V]")
-print("%d passed, %d failed" % (passes, fails))
-sys.exit(1 if fails else 0)
+check.finish()

@@ -13,17 +13,9 @@ try:
 except ImportError as exc:  # CI installs them: a missing module is a failure, not a skip
     sys.exit(f"FAIL: {exc}: install h5py and numpy (pip install h5py numpy)")
 
-failed = 0
-passed = 0
+from qtcheck import Checks
 
-
-def check(cond, what):
-    global failed, passed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"  FAIL {what}")
+check = Checks()
 
 
 _TABLE = []
@@ -117,5 +109,4 @@ with h5py.File(path, "r") as f:
     check(per_ok, "every dataset's crc32c attr")
     check(total == int(a["checksum"]), f"file checksum {total:08x} vs {int(a['checksum']):08x}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish()

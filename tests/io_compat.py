@@ -19,19 +19,10 @@ except ImportError as ex:  # pragma: no cover
     print(f"skipped: {ex}")
     sys.exit(77)
 
-tool, fixtures = sys.argv[1], os.environ.get("QALIGN_FIXTURES", sys.argv[2])
-if os.path.isdir(os.path.join(fixtures, "hf")):
-    fixtures = os.path.join(fixtures, "hf")
-failed = passed = 0
+from qtcheck import Checks, hf_fixtures
 
-
-def check(cond, msg):
-    global failed, passed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("  FAIL", msg)
+tool, fixtures = sys.argv[1], hf_fixtures(sys.argv[2])
+check = Checks()
 
 
 def fnv1a64(b):
@@ -126,5 +117,4 @@ with tempfile.TemporaryDirectory() as tmp:
         check(cfg["r"] == 4 and cfg["lora_alpha"] == 8 and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
               and cfg["peft_type"] == "LORA" and cfg["task_type"] == "CAUSAL_LM", f"{arch}: adapter_config values")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed or not passed else 0)
+check.finish(need_one=True)

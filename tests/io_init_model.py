@@ -17,19 +17,10 @@ except ImportError as ex:  # pragma: no cover
     print(f"skipped: {ex}")
     sys.exit(77)
 
-qalign, fixtures = sys.argv[1], os.environ.get("QALIGN_FIXTURES", sys.argv[2])
-if os.path.isdir(os.path.join(fixtures, "hf")):
-    fixtures = os.path.join(fixtures, "hf")
-failed = passed = 0
+from qtcheck import Checks, hf_fixtures
 
-
-def check(cond, msg):
-    global failed, passed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("  FAIL", msg)
+qalign, fixtures = sys.argv[1], hf_fixtures(sys.argv[2])
+check = Checks()
 
 
 def run(*args, ok=True):
@@ -190,5 +181,4 @@ with tempfile.TemporaryDirectory() as tmp:
                 "--out", out, "--hidden", "32", "--layers", "1", "--intermediate", "32")
             check(json.load(open(os.path.join(out, "config.json")))["vocab_size"] == v, f"{name}: vocab_size {v}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed or not passed else 0)
+check.finish(need_one=True)
