@@ -31,6 +31,12 @@ static double now(void) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
+/* a JSON number, or null for NaN/Inf (JSON has neither) */
+static const char *jnum(char buf[32], double v) {
+    if (isfinite(v)) snprintf(buf, 32, "%.6f", v);
+    else snprintf(buf, 32, "null");
+    return buf;
+}
 static int cmpd(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -224,6 +230,7 @@ int main(int argc, char **argv) {
             if (s >= warmup) dt[s - warmup] = now() - s0;
         }
         double med = median(dt, steps), tps = N / med;
+        char lossbuf[32];
         double flops_tok = (train ? 4.0 : 2.0) * Np, tflops = tps * flops_tok * 1e-12;
         printf("%s %s %dx%d: step %.1f ms (median of %d), %.0f tokens/s, %.0f TFLOP/s (%s), MFU %.1f%% of %.0f "
                "TFLOP/s%s", mode, shape, B, T, med * 1e3, steps, tps, tflops, train ? "4N" : "2N",
@@ -235,8 +242,8 @@ int main(int argc, char **argv) {
             fprintf(jf, "{\"mode\": \"%s\", \"shape\": \"%s\", \"backend\": \"%s\", \"batch\": %d, \"seq\": %d, "
                         "\"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"tflops\": %.1f, \"mfu_pct\": %.2f, "
                         "\"peak_tflops\": %.1f, \"anchor_tokens_per_s\": %.1f, \"ratio_to_anchor\": %.3f, "
-                        "\"loss\": %.6f}\n", mode, shape, ops->name, B, T, med * 1e3, tps, tflops,
-                    100.0 * tflops / peak, peak, anchor, anchor > 0 ? tps / anchor : 0.0, loss.loss);
+                        "\"loss\": %s}\n", mode, shape, ops->name, B, T, med * 1e3, tps, tflops,
+                    100.0 * tflops / peak, peak, anchor, anchor > 0 ? tps / anchor : 0.0, jnum(lossbuf, loss.loss));
         free(dt);
         free(ids);
         free(labels);

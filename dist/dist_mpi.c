@@ -622,12 +622,17 @@ void qa_dist_tree_free(qa_dist_tree *t) {
 
 /* ---------------------------------------------------------------- host collectives */
 
-static void need_world(qa_dist *d, const char *phase) {
-    if (d->mpi_world || d->ctl_ops.allreduce) return;
+/* 1 when the collective has nothing to do: a world of one rank without MPI or NCCL (srun -n 1 --mpi=none,
+ * or QALIGN_DIST_ENV_BOOTSTRAP=1 at size 1). Otherwise aborts unless MPI or an NCCL control plane spans
+ * the ranks. */
+static int solo(qa_dist *d, const char *phase) {
+    if (d->mpi_world || d->ctl_ops.allreduce) return 0;
+    if (d->size == 1) return 1;
     qa_dist_abort(d, 1, "collective '%s' needs a communicator: MPI does not span the %d ranks (srun without PMI, "
                   "QALIGN_DIST_ENV_BOOTSTRAP=1) and no NCCL communicator exists yet; create it first "
                   "(qa_dist_nccl_comm) or launch with srun --mpi=pmix",
                   phase, d->size);
+    return 0;
 }
 
 /* Deterministic in-place sum (see the top of this file). elem: MPI_FLOAT or MPI_DOUBLE. */
@@ -669,7 +674,7 @@ static void mpi_allreduce(qa_dist *d, void *buf, size_t n, MPI_Datatype dt, size
 static MPI_Op mpi_op(qa_dist_op op) { return op == QA_DIST_MAX ? MPI_MAX : op == QA_DIST_MIN ? MPI_MIN : MPI_SUM; }
 
 void qa_dist_barrier(qa_dist *d, const char *phase) {
-    need_world(d, phase);
+    if (solo(d, phase)) return;
     qa_dist__coll_begin(d, phase);
     if (d->mpi_world) {
         QA_MPI_CHECK(d, phase, MPI_Barrier(d->comm));
@@ -682,7 +687,7 @@ void qa_dist_barrier(qa_dist *d, const char *phase) {
 
 void qa_dist_bcast(qa_dist *d, void *buf, size_t nbytes, int root, const char *phase) {
     if (root < 0 || root >= d->size) qa_dist_abort(d, 1, "qa_dist_bcast '%s': root %d outside 0..%d", phase, root, d->size - 1);
-    need_world(d, phase);
+    if (solo(d, phase)) return;
     qa_dist__coll_begin(d, phase);
     if (!d->mpi_world) {
         d->ctl_ops.bcast(d->ctl_ops.ctx, buf, nbytes, root, phase);
@@ -697,7 +702,7 @@ void qa_dist_bcast(qa_dist *d, void *buf, size_t nbytes, int root, const char *p
 }
 
 void qa_dist_allreduce_sum_f32(qa_dist *d, float *buf, size_t n, const char *phase) {
-    need_world(d, phase);
+    if (solo(d, phase)) return;
     qa_dist__coll_begin(d, phase);
     if (!d->mpi_world) d->ctl_ops.allreduce(d->ctl_ops.ctx, buf, n, QA_DT_F32, QA_DIST_SUM, phase);
     else if (d->size > 1) {
@@ -708,7 +713,7 @@ void qa_dist_allreduce_sum_f32(qa_dist *d, float *buf, size_t n, const char *pha
 }
 
 void qa_dist_allreduce_f64(qa_dist *d, double *buf, size_t n, qa_dist_op op, const char *phase) {
-    need_world(d, phase);
+    if (solo(d, phase)) return;
     qa_dist__coll_begin(d, phase);
     if (!d->mpi_world) d->ctl_ops.allreduce(d->ctl_ops.ctx, buf, n, QA_DT_F64, op, phase);
     else if (d->size > 1) {
@@ -719,7 +724,7 @@ void qa_dist_allreduce_f64(qa_dist *d, double *buf, size_t n, qa_dist_op op, con
 }
 
 void qa_dist_allreduce_i64(qa_dist *d, int64_t *buf, size_t n, qa_dist_op op, const char *phase) {
-    need_world(d, phase);
+    if (solo(d, phase)) return;
     qa_dist__coll_begin(d, phase);
     if (!d->mpi_world) d->ctl_ops.allreduce(d->ctl_ops.ctx, buf, n, QA_DT_I64, op, phase);
     else if (d->size > 1) mpi_allreduce(d, buf, n, MPI_INT64_T, 8, mpi_op(op), phase);

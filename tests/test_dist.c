@@ -8,8 +8,8 @@
  *   test_dist fail-freeze RANK     RANK SIGSTOPs itself (watchdog included) while the others wait
  *   test_dist stop-loop READYFILE  step loop until an agreed stop (SIGUSR1 via mpirun); exit 0
  *   test_dist env-probe            print rank/size/local rank and their source, then try a barrier
- *                                  (under srun --mpi=none with QALIGN_DIST_ENV_BOOTSTRAP=1 it must abort
- *                                  with "needs a communicator")
+ *                                  (under srun -n N>1 --mpi=none with QALIGN_DIST_ENV_BOOTSTRAP=1 it must
+ *                                  abort with "needs a communicator"; at N=1 every collective is a no-op)
  *
  * Values are generated from (rank, index) so every rank can compute the serial reference itself.
  */

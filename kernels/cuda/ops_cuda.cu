@@ -46,12 +46,20 @@ static int cu_stream_create(qa_stream **out, qa_err *e) {
         free(s);
         return QA_ERR(e, "cuBLAS handle: %s", cublasGetStatusString(b));
     }
-    cublasSetStream(s->blas, s->st);
+    b = cublasSetStream(s->blas, s->st);
     s->blas_ws_bytes = (size_t)32 << 20; /* Hopper: cuBLAS recommends 32 MiB */
-    if (cudaMalloc(&s->blas_ws, s->blas_ws_bytes) == cudaSuccess)
-        cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes);
+    if (b == CUBLAS_STATUS_SUCCESS && cudaMalloc(&s->blas_ws, s->blas_ws_bytes) == cudaSuccess)
+        b = cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes);
     else
         s->blas_ws = NULL, s->blas_ws_bytes = 0, (void)cudaGetLastError();
+    if (b != CUBLAS_STATUS_SUCCESS) {
+        if (s->blas_ws) cudaFree(s->blas_ws);
+        cublasDestroy(s->blas);
+        cudaStreamDestroy(s->st);
+        free(s);
+        return QA_ERR(e, "cuBLAS stream/workspace set-up: %s (check the CUDA/cuBLAS installation)",
+                      cublasGetStatusString(b));
+    }
     *out = s;
     return 0;
 }
@@ -75,8 +83,12 @@ static int cu_sync(qa_stream *s, qa_err *e) {
     cudaError_t r = cudaStreamSynchronize(s->st);
     if (r != cudaSuccess) QC_FAIL(s, "CUDA stream: %s", cudaGetErrorString(r));
     if (s->failed) {
-        QA_ERR(e, "CUDA backend: %s", s->err);
-        s->failed = 0; /* reported once; a sticky device error shows up again at the next sync */
+        /* reported once, to a caller that takes the error (e != NULL); a sync without one keeps it recorded
+         * for the next. A sticky device error shows up again at the next sync anyway. */
+        if (e) {
+            QA_ERR(e, "CUDA backend: %s", s->err);
+            s->failed = 0;
+        }
         return -1;
     }
     return 0;
