@@ -10,6 +10,7 @@
 #include "kernels/cpu_threads.h"
 #include "model/model.h"
 #include "train/data.h"
+#include "train/run_checks.h"
 #include "train/template.h"
 #include "eval/eval.h"
 
@@ -65,6 +66,7 @@ typedef struct trainer {
     int64_t tokens_this_run;
     char *config_yaml;
     char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
+    char model_id[64];     /* content id of model.path (checkpoints record it) */
     /* checkpoint tensor tables */
     qa_ckpt_tensor *ck_lora;
     float **ck_m, **ck_v;
@@ -183,7 +185,7 @@ static int save_checkpoint(trainer *t, qa_err *e) {
                              .tokens_seen = t->tokens_seen, .skipped_steps = t->skipped,
                              .shuffle_seed = t->shuffle_seed, .world_size = t->world, .lora_r = t->l.r,
                              .lora_alpha = t->l.alpha, .target_modules = targets, .n_target_modules = nt,
-                             .base_model = tc->model.path, .base_model_id = tc->model.path,
+                             .base_model = tc->model.path, .base_model_id = t->model_id,
                              .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
         qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
         double t0 = now_s();
@@ -258,6 +260,9 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
                 QA_ERR(&le, "%s was written with data.shuffle_seed %llu but this run uses %llu: the data order would "
                        "change; use the same seed or a new checkpoint.dir", qa_ckpt_path(ck),
                        (unsigned long long)mt->shuffle_seed, (unsigned long long)t->shuffle_seed);
+                found = -1;
+            } else if (qa_train_resume_check(mt, qa_ckpt_path(ck), &t->plan, t->model_id, &le) ||
+                       qa_train_resume_check_state(t->ck_lora, t->ck_m, t->ck_v, t->n_ck, qa_ckpt_path(ck), &le)) {
                 found = -1;
             } else {
                 warn_config_changes(t, qa_ckpt_path(ck), mt->config_yaml);
@@ -337,7 +342,7 @@ static int open_metrics(trainer *t, qa_err *e) {
         if (rc) { free(path); return -1; }
     }
     t->metrics = fopen(path, "a");
-    if (!t->metrics) { int en = errno; QA_ERR(e, "cannot open %s for appending: %s", path, strerror(en)); free(path); return -1; }
+    if (!t->metrics) { QA_ERRNO(e, errno, "cannot open %s for appending", path); free(path); return -1; }
     free(path);
     return 0;
 }
@@ -348,8 +353,8 @@ static int metrics_flush(trainer *t, qa_err *e) {
     if (fflush(t->metrics) == 0 && !ferror(t->metrics)) return 0;
     int en = errno;
     char *path = qa_path_join(t->tc->checkpoint.dir, "metrics.jsonl");
-    QA_ERR(e, "cannot append to %s at step %lld: %s (disk full?); the last checkpoint is intact, free space and rerun "
-           "to resume", path, (long long)t->step, strerror(en ? en : EIO));
+    QA_ERRNO(e, en ? en : EIO, "cannot append to %s at step %lld (the last checkpoint is intact: fix the cause and "
+             "rerun to resume)", path, (long long)t->step);
     free(path);
     return -1;
 }
@@ -578,6 +583,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->order_epoch = -1;
     t->t_start = now_s();
     int rc = 0;
+    if ((rc = qa_train_config_agree(tc, d, e))) goto out;
 
     int threads = tc->train.threads;
     if (threads <= 0) {
@@ -608,6 +614,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int no_template = qa_template_is_none(tc->data.template_name);
     rc = qa_model_load(&t->m, tc->model.path, NULL, e);
     if (!rc) t->model_loaded = 1;
+    if (!rc && t->coord) qa_train_model_id(tc->model.path, t->model_id, sizeof t->model_id);
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");
     if (!rc && !no_template) {
@@ -717,7 +724,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
 
     double t_loop = now_s();
     int consecutive_skips = 0;
-    int64_t start_step = t->step;
+    int64_t start_step = t->step, start_skipped = t->skipped;
     while (t->step < total) {
         if (qa_dist_agree_stop(d)) {
             logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
@@ -794,6 +801,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     res->steps_done = t->step;
     res->skipped_steps = t->skipped;
     if (res->stopped) goto out;
+    if ((rc = qa_train_check_skips(t->steps_this_run, t->skipped - start_skipped, e))) goto out;
 
     /* the end: a final checkpoint (resumable, e.g. to extend max_steps) and the PEFT adapter */
     if (t->steps_this_run == 0 && resumed >= 0)
