@@ -11,6 +11,8 @@
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <inttypes.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -286,6 +289,66 @@ static int parse_i(const char *s, const char *opt, long lo, long hi, long *out) 
     return 0;
 }
 
+/* A name init-model writes into its staging directory: the HF files and their atomic temporaries. */
+static int is_init_file(const char *n) {
+    static const char *const names[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "model.safetensors", "model.safetensors.index.json"};
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        size_t l = strlen(names[k]);
+        if (!strncmp(n, names[k], l) && (!n[l] || !strncmp(n + l, ".tmp.", 5))) return 1;
+    }
+    int a, b, used = 0;
+    return sscanf(n, "model-%5d-of-%5d.safetensors%n", &a, &b, &used) == 2 && used > 0 &&
+           (!n[used] || !strncmp(n + used, ".tmp.", 5));
+}
+
+/* 1 when p is a staging directory of an interrupted init-model: a directory of this user, still 0700
+ * (qa_stage_dir_create's mode until the commit), holding nothing but regular files init-model writes. */
+static int is_stale_stage(const char *p) {
+    struct stat st;
+    if (lstat(p, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != 0700) return 0;
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    int ok = 1;
+    struct dirent *de;
+    while (ok && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *f = qa_path_join(p, de->d_name);
+        struct stat fs;
+        ok = is_init_file(de->d_name) && lstat(f, &fs) == 0 && S_ISREG(fs.st_mode);
+        free(f);
+    }
+    closedir(d);
+    return ok;
+}
+
+/* Staging directories "<out>.tmp.XXXXXX" (mkdtemp's six characters) that a killed init-model (SIGKILL, a
+ * lost node) left behind. Only what is recognisably init-model's own is removed: "<out>.tmp.<12 hex>" is
+ * the previous model moved aside by --force and is never touched, nor is anything holding other files. */
+static void remove_stale_stages(const char *dst) {
+    char *dcopy = qa_strdup(dst), *bcopy = qa_strdup(dst);
+    const char *parent = dirname(dcopy), *base = basename(bcopy);
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5) || strlen(n + bl + 5) != 6) continue;
+        int alnum = 1;
+        for (const char *c = n + bl + 5; *c; c++) alnum &= isalnum((unsigned char)*c) != 0;
+        if (!alnum) continue;
+        char *p = qa_path_join(parent, n);
+        if (is_stale_stage(p)) {
+            fprintf(stderr, "qalign init-model: removing %s, left by an interrupted init-model\n", p);
+            qa_rm_tree(p);
+        }
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dcopy);
+    free(bcopy);
+}
+
 /* Sizes past these are no model anyone trains with qalign (the largest vocabularies are ~256k ids) and
  * would only fill a disk: refused before anything is written. */
 #define INIT_MAX_VOCAB (1L << 22)
@@ -376,6 +439,7 @@ int cmd_init_model(int argc, char **argv) {
         rc = 1;
         goto done;
     }
+    remove_stale_stages(dst);
     if (!(tmp = qa_stage_dir_create(dst, &e))) { qa_err_print(&e); rc = 1; goto done; }
     {   /* the disk must hold the weights: checked before writing gigabytes */
         struct statvfs fs;

@@ -79,10 +79,20 @@ if small_fs "$TMP/small" 4m; then
   umount "$TMP/small"
 else skip=$((skip+1)); echo "SKIP: no tmpfs mount (init-model on a full disk)"; fi
 "$Q" init-model --arch qwen2 --tokenizer "$TOK" --seed 1 --hidden 768 --tie --out "$TMP/killed/m" >/dev/null 2>&1 &
-pid=$!; sleep 0.4; kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
+pid=$!
+for _ in $(seq 200); do [ -n "$(ls -d "$TMP"/killed/m.tmp.* 2>/dev/null)" ] && break; sleep 0.05; done   # staging
+kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
 if [ $rc -ne 0 ]; then
   check "init-model killed by SIGTERM: no temporary directory left" '[ -z "$(ls -d "$TMP"/killed/m.tmp.* 2>/dev/null)" ]'
 else echo "note: init-model finished before SIGTERM arrived (nothing to check)"; fi
+mkdir -p "$TMP/killed"; mkdir -m 700 "$TMP/killed/m2.tmp.Ab12Cd"; echo partial >"$TMP/killed/m2.tmp.Ab12Cd/model.safetensors"   # after a SIGKILL
+mkdir -m 700 "$TMP/killed/m2.tmp.Xy34Zw"; echo mine >"$TMP/killed/m2.tmp.Xy34Zw/notes.txt"     # not init-model's
+mkdir -m 700 "$TMP/killed/m2.tmp.0123456789ab"; echo old >"$TMP/killed/m2.tmp.0123456789ab/config.json"  # moved aside by --force
+"$Q" init-model --arch qwen2 --tokenizer "$TOK" --seed 1 --out "$TMP/killed/m2" >/dev/null 2>&1
+check "init-model removes the staging directory a killed run left" \
+  '[ -s "$TMP/killed/m2/model.safetensors" ] && [ ! -e "$TMP/killed/m2.tmp.Ab12Cd" ]'
+check "init-model keeps directories at staging names that hold other files or an older model" \
+  '[ -s "$TMP/killed/m2.tmp.Xy34Zw/notes.txt" ] && [ -s "$TMP/killed/m2.tmp.0123456789ab/config.json" ]'
 
 # ---- a run directory with checkpoints for the next checks ----
 "$Q" "${TRAIN[@]}" --set train.max_steps=2 --set checkpoint.dir="$TMP/run" >"$TMP/log" 2>&1
