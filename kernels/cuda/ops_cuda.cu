@@ -569,12 +569,83 @@ static void cu_adamw_step(qa_stream *s, size_t n, float lr, float beta1, float b
     QC_LAUNCH(s);
 }
 
+/* ---- the LoRA state: global squared norm (deterministic two-pass reduction in double) and scale ---- */
+#define SUMSQ_BLOCKS 1024
+#define SUMSQ_THREADS 256
+__device__ static double block_sum_d(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    return sh[0];
+}
+__global__ void k_sumsq_partial(size_t n, const float *__restrict__ x, double *__restrict__ part) {
+    __shared__ double sh[SUMSQ_THREADS];
+    double acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += (double)x[i] * x[i];
+    double b = block_sum_d(acc, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = b;
+}
+__global__ void k_sumsq_final(int nparts, const double *__restrict__ part, double *__restrict__ out) {
+    __shared__ double sh[SUMSQ_THREADS];
+    double acc = 0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += part[i];
+    double b = block_sum_d(acc, sh);
+    if (threadIdx.x == 0) *out = b;
+}
+static void cu_sumsq(qa_stream *s, size_t n, const float *x, double *out) {
+    double *part = (double *)qa_cuda_scratch(s, SUMSQ_BLOCKS * sizeof(double));
+    if (!part) return;
+    k_sumsq_partial<<<SUMSQ_BLOCKS, SUMSQ_THREADS, 0, s->st>>>(n, x, part);
+    QC_LAUNCH(s);
+    k_sumsq_final<<<1, SUMSQ_THREADS, 0, s->st>>>(SUMSQ_BLOCKS, part, out);
+    QC_LAUNCH(s);
+}
+__global__ void k_scale(size_t n, double alpha, float *__restrict__ x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = (float)(x[i] * alpha);
+}
+static void cu_scale(qa_stream *s, size_t n, double alpha, float *x) {
+    if (!n) return;
+    k_scale<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, alpha, x);
+    QC_LAUNCH(s);
+}
+
+/* ---- the device ------------------------------------------------------------------------------ */
+static int cu_select_device(int ordinal, char *desc, size_t desc_n, qa_err *e) {
+    int n = 0;
+    cudaError_t r = cudaGetDeviceCount(&n);
+    if (r != cudaSuccess || n <= 0) {
+        (void)cudaGetLastError();
+        return QA_ERR(e, "no usable GPU (%s)%s; use --device cpu", r != cudaSuccess ? cudaGetErrorString(r) : "0 devices",
+                      r == cudaErrorInsufficientDriver ? ": the NVIDIA driver is older than this CUDA runtime (CUDA 13 "
+                      "needs driver 580 or newer): update it" : "");
+    }
+    int dev = ordinal % n;
+    cudaDeviceProp p;
+    if ((r = cudaGetDeviceProperties(&p, dev)) != cudaSuccess)
+        return QA_ERR(e, "GPU %d: %s (check nvidia-smi)", dev, cudaGetErrorString(r));
+    if (p.major < 8)
+        return QA_ERR(e, "GPU %d (%s) has compute capability %d.%d, but qalign's CUDA kernels need 8.0 or newer (bf16 "
+                      "tensor cores: A100, H100, H200): use --device cpu", dev, p.name, p.major, p.minor);
+    if ((r = cudaSetDevice(dev)) != cudaSuccess)
+        return QA_ERR(e, "cudaSetDevice(%d): %s (CUDA_VISIBLE_DEVICES, exclusive-process mode?)", dev,
+                      cudaGetErrorString(r));
+    if (desc && desc_n)
+        snprintf(desc, desc_n, "GPU %d of %d: %s, %.1f GiB", dev, n, p.name, p.totalGlobalMem / 1073741824.0);
+    return 0;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 static qa_ops make_ops(void) {
     qa_ops o;
     memset(&o, 0, sizeof o);
     o.name = "cuda";
     o.host_memory = 0;
+    o.select_device = cu_select_device;
     o.stream_create = cu_stream_create;
     o.stream_destroy = cu_stream_destroy;
     o.sync = cu_sync;
@@ -604,6 +675,8 @@ static qa_ops make_ops(void) {
     o.cross_entropy_fwd = cu_cross_entropy_fwd;
     o.cross_entropy_bwd = cu_cross_entropy_bwd;
     o.adamw_step = cu_adamw_step;
+    o.sumsq = cu_sumsq;
+    o.scale = cu_scale;
     o.attention_prefix_fwd = qa_cuda_attention_prefix_fwd;
     return o;
 }
@@ -616,8 +689,10 @@ extern "C" const qa_ops *qa_ops_cuda(qa_err *e) {
     cudaError_t r = cudaGetDeviceCount(&n);
     if (r != cudaSuccess || n <= 0) {
         (void)cudaGetLastError();
-        QA_ERR(e, "backend 'cuda': no usable GPU (%s); use --device cpu / --backend cpu",
-               r != cudaSuccess ? cudaGetErrorString(r) : "no device");
+        QA_ERR(e, "backend 'cuda': no usable GPU (%s)%s; use --device cpu",
+               r != cudaSuccess ? cudaGetErrorString(r) : "no device",
+               r == cudaErrorInsufficientDriver ? ": the NVIDIA driver is older than this CUDA runtime (CUDA 13 needs "
+               "driver 580 or newer)" : "");
         return NULL;
     }
     return &CUDA_OPS;
