@@ -4,6 +4,9 @@
  *   - Frozen BF16 weights are used as they are: the fp32 activations of the interface are converted
  *     to bf16 into stream scratch and multiplied by cuBLAS on the tensor cores (bf16 x bf16, fp32
  *     accumulation and fp32 output, CUBLAS_COMPUTE_32F). F32 weights and the generic gemm stay fp32.
+ *   - Two tables: "cuda" (the above) and "cuda-fp32", the verification mode: its streams convert BF16
+ *     weights to fp32 in bounded row blocks and multiply in fp32 (cuBLAS pedantic math: no TF32), and the
+ *     attention keeps fp32 operands; the Hugging Face goldens hold at the CPU's 1e-4 there.
  *   - LoRA (tiny rank) runs in fp32 through cuBLAS; dropout recomputes the counter-based mask of
  *     qa_dropout_keep on the device (same hash as the CPU).
  *   - Norm, RoPE, SwiGLU, embedding, gather/scatter, cross-entropy and AdamW are one kernel each,
@@ -30,7 +33,7 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
     s->failed = 1;
 }
 
-static int cu_stream_create(qa_stream **out, qa_err *e) {
+static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
     qa_stream *s = (qa_stream *)calloc(1, sizeof *s);
     if (!s) return QA_ERR(e, "out of host memory creating a CUDA stream");
     cudaError_t r = cudaGetDevice(&s->device);
@@ -46,7 +49,9 @@ static int cu_stream_create(qa_stream **out, qa_err *e) {
         free(s);
         return QA_ERR(e, "cuBLAS handle: %s", cublasGetStatusString(b));
     }
+    s->fp32 = fp32;
     b = cublasSetStream(s->blas, s->st);
+    if (b == CUBLAS_STATUS_SUCCESS) b = cublasSetMathMode(s->blas, fp32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
     s->blas_ws_bytes = (size_t)32 << 20; /* Hopper: cuBLAS recommends 32 MiB */
     if (b == CUBLAS_STATUS_SUCCESS && cudaMalloc(&s->blas_ws, s->blas_ws_bytes) == cudaSuccess)
         b = cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes);
@@ -63,6 +68,9 @@ static int cu_stream_create(qa_stream **out, qa_err *e) {
     *out = s;
     return 0;
 }
+
+static int cu_stream_create(qa_stream **out, qa_err *e) { return stream_create_mode(out, 0, e); }
+static int cu_stream_create_fp32(qa_stream **out, qa_err *e) { return stream_create_mode(out, 1, e); }
 
 static void cu_stream_destroy(qa_stream *s) {
     if (!s) return;
@@ -397,6 +405,32 @@ static void cu_swiglu_bwd(qa_stream *s, size_t n, const float *g, const float *u
 }
 
 /* ---- frozen linear ------------------------------------------------------------------------ */
+__global__ void k_bf16_to_f32(size_t n, const __nv_bfloat16 *__restrict__ src, float *__restrict__ dst) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+#define FP32_W_BLOCK ((size_t)64 << 20) /* bytes of fp32 weight rows converted at a time (fp32 mode) */
+/* fp32 mode, W BF16 [M, K]: forward y[:, m0:m1] = beta y + x W[m0:m1]ᵀ, backward dx = beta dx + Σ_blocks
+ * dy[:, m0:m1] W[m0:m1] — W converted exactly to fp32 one row block at a time (bounded scratch). */
+static void linear_fp32_rows(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, const void *W,
+                             float *out) {
+    int rows = (int)(FP32_W_BLOCK / (sizeof(float) * (size_t)K));
+    if (rows < 1) rows = 1;
+    if (rows > M) rows = M;
+    float *wf = (float *)qa_cuda_scratch(s, sizeof(float) * (size_t)rows * K);
+    if (!wf) return;
+    for (int m0 = 0; m0 < M; m0 += rows) {
+        const int mb = M - m0 < rows ? M - m0 : rows;
+        const size_t n = (size_t)mb * K;
+        k_bf16_to_f32<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, (const __nv_bfloat16 *)W + (size_t)m0 * K, wf);
+        QC_LAUNCH(s);
+        if (!bwd) /* y[:, m0:m0+mb] (ldc M) = x [N,K] wfᵀ */
+            qa_cuda_gemm_rm(s, 0, 1, N, mb, K, 1.0f, in, CUDA_R_32F, K, wf, CUDA_R_32F, K, beta, out + m0, CUDA_R_32F, M);
+        else /* dx [N,K] (+)= dy[:, m0:m0+mb] (lda M) wf */
+            qa_cuda_gemm_rm(s, 0, 0, N, K, mb, 1.0f, in + m0, CUDA_R_32F, M, wf, CUDA_R_32F, K, m0 ? 1.0f : beta, out,
+                            CUDA_R_32F, K);
+    }
+}
 __global__ void k_add_bias(int N, int M, qa_dtype dt, const void *__restrict__ b, float *y) {
     size_t n = (size_t)N * M;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -408,6 +442,8 @@ static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (K <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, beta, y, M);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 0, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
         if (!xb) return;
@@ -426,6 +462,8 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (M <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * K, 256), 256, 0, s->st>>>(N, K, beta, dx, K);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 1, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * M);
         if (!db) return;
@@ -680,7 +718,14 @@ static qa_ops make_ops(void) {
     o.attention_prefix_fwd = qa_cuda_attention_prefix_fwd;
     return o;
 }
+static qa_ops make_ops_fp32(void) {
+    qa_ops o = make_ops();
+    o.name = "cuda-fp32";
+    o.stream_create = cu_stream_create_fp32;
+    return o;
+}
 static const qa_ops CUDA_OPS = make_ops();
+static const qa_ops CUDA_FP32_OPS = make_ops_fp32();
 
 /* The CUDA table; NULL + error when no device is usable. */
 extern "C" const qa_ops *qa_ops_cuda(qa_err *e);
@@ -697,3 +742,6 @@ extern "C" const qa_ops *qa_ops_cuda(qa_err *e) {
     }
     return &CUDA_OPS;
 }
+/* The verification mode: the same table with fp32 streams. */
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e);
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e) { return qa_ops_cuda(e) ? &CUDA_FP32_OPS : NULL; }
