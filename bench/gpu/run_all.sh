@@ -274,6 +274,30 @@ skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode f
 skipped eval || bench eval_mistral7b_32000 75 --shape mistral-7b --mode eval --prefix 350 --suffix 65 --rows 64 \
   --batches 8 --prompts 32000 --groups 60
 
+# the paper's recipe on the real data (configs/paper-mistral7b.yaml: SNLI zh+es, 16 examples per step, 3 epochs)
+# with a Mistral-7B-shaped random model written here: a few steps timed, the whole recipe extrapolated from
+# the plan's step count (printed as such)
+if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -ge 120 ]; then
+  to=$(tmo 150)
+  say "time: paper recipe, Mistral-7B shape (timeout ${to}s)"
+  recipe() {
+    "$Q" init-model --arch mistral --tokenizer "$WORK/assets/tokenizers/mistral-7b-v0.1.tokenizer.json" --hidden 4096 \
+      --layers 32 --heads 32 --kv-heads 8 --intermediate 14336 --seed 1 --out "$WORK/m7b" --force >/dev/null || return 1
+    local A=(--config configs/paper-mistral7b.yaml --set model.path="$WORK/m7b" --set model.device=cuda
+             --set "data.files=[$WORK/assets/paper-data/snli/snli_zh10k_train_question.json,$WORK/assets/paper-data/snli/snli_es10k_train_question.json]"
+             --set checkpoint.dir="$WORK/recipe" --set checkpoint.every=0 --set train.eval_every=0)
+    "$Q" train "${A[@]}" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
+    "$Q" train "${A[@]}" --set train.max_steps=12 || return 1
+    python3 bench/gpu/extrapolate.py "$WORK/recipe/metrics.jsonl" "$WORK/recipe.plan"
+  }
+  recipe >"$WORK/recipe.out" 2>&1
+  r=$?
+  tail -3 "$WORK/recipe.out" | tee -a "$LOG"
+  cat "$WORK/recipe.out" >>"$BLOG"
+  if [ $r = 0 ]; then record "$(grep '^{"bench"' "$WORK/recipe.out" | tail -1)"; else record "{\"bench\": \"paper_recipe_mistral7b\", \"rc\": $r}"; rc=1; fi
+  rm -rf "$WORK/m7b"
+fi
+
 # ---- 4. ratios against the peer measured in this run ----------------------------------------------------
 python3 - "$RES" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys
