@@ -474,6 +474,62 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
     }
 }
 
+/* ---- fused forms (kernels/ops.h): fewer passes over the fp32 activations ------------------------- */
+/* q,k,v (or gate,up) of one input: x converted to bf16 once for all n products (instead of once each) */
+static void cu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
+                                const qa_weight *bias, float *const *y) {
+    if (N <= 0) return;
+    int all_bf16 = K > 0;
+    for (int i = 0; i < n; i++) all_bf16 = all_bf16 && W[i].dtype == QA_DT_BF16;
+    if (!all_bf16) { /* F32 weights: the plain op per product */
+        for (int i = 0; i < n; i++) cu_linear_fwd(s, N, K, M[i], 0.0f, x, W[i], bias[i], y[i]);
+        return;
+    }
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
+    if (!xb) return;
+    qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
+    for (int i = 0; i < n; i++) {
+        if (M[i] <= 0) continue;
+        qa_cuda_gemm_rm(s, 0, 1, N, M[i], K, 1.0f, xb, CUDA_R_16BF, K, W[i].data, CUDA_R_16BF, K, 0.0f, y[i],
+                        CUDA_R_32F, M[i]);
+        if (bias[i].data) {
+            k_add_bias<<<qa_cuda_blocks((size_t)N * M[i], 256), 256, 0, s->st>>>(N, M[i], bias[i].dtype, bias[i].data,
+                                                                                y[i]);
+            QC_LAUNCH(s);
+        }
+    }
+}
+/* silu(g) * u written straight as the bf16 operand of the down projection (never as fp32) */
+__global__ void k_swiglu_bf16(size_t n, const float *__restrict__ g, const float *__restrict__ u,
+                              __nv_bfloat16 *__restrict__ out) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(g[i] / (1.0f + expf(-g[i])) * u[i]);
+}
+static void cu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *g, const float *u,
+                                 qa_weight W, qa_weight bias, float *y) {
+    if (N <= 0 || M <= 0) return;
+    const size_t n = (size_t)N * K;
+    if (K <= 0 || W.dtype != QA_DT_BF16) { /* F32 weights: fp32 act in scratch, then the plain op (no scratch) */
+        float *act = (float *)qa_cuda_scratch(s, sizeof(float) * (n ? n : 1));
+        if (!act) return;
+        if (n) {
+            k_swiglu_fwd<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, act);
+            QC_LAUNCH(s);
+        }
+        cu_linear_fwd(s, N, K, M, beta, act, W, bias, y);
+        return;
+    }
+    __nv_bfloat16 *ab = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * n);
+    if (!ab) return;
+    k_swiglu_bf16<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, ab);
+    QC_LAUNCH(s);
+    qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, ab, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
+    if (bias.data) {
+        k_add_bias<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, bias.dtype, bias.data, y);
+        QC_LAUNCH(s);
+    }
+}
+
 /* ---- LoRA ------------------------------------------------------------------------------------ */
 __global__ void k_dropout(int N, int K, float p, uint64_t key, const float *__restrict__ x, float *__restrict__ out) {
     const float keep = 1.0f / (1.0f - p);
@@ -706,6 +762,8 @@ static qa_ops make_ops(void) {
     o.attention_bwd = qa_cuda_attention_bwd;
     o.swiglu_fwd = cu_swiglu_fwd;
     o.swiglu_bwd = cu_swiglu_bwd;
+    o.linear_multi_fwd = cu_linear_multi_fwd;
+    o.swiglu_linear_fwd = cu_swiglu_linear_fwd;
     o.linear_fwd = cu_linear_fwd;
     o.linear_bwd = cu_linear_bwd;
     o.lora_fwd = cu_lora_fwd;
@@ -722,6 +780,8 @@ static qa_ops make_ops_fp32(void) {
     qa_ops o = make_ops();
     o.name = "cuda-fp32";
     o.stream_create = cu_stream_create_fp32;
+    o.linear_multi_fwd = NULL; /* the fused forms are bf16-operand shortcuts: fp32 runs the plain ops */
+    o.swiglu_linear_fwd = NULL;
     return o;
 }
 static const qa_ops CUDA_OPS = make_ops();
