@@ -16,6 +16,7 @@
 #include "io/peft.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "kernels/ops.h"
 #include "train/data.h"
 #include "train/train_config.h"
 #include "dist/dist.h"
@@ -99,16 +100,11 @@ static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int T
 }
 
 /* The dry run: everything a run resolves, printed; no model weights are read. */
-/* What the run would refuse, refused by --dry-run too: the device, a checkpoint.dir that cannot be a
- * directory qalign writes into, a missing lora.init_adapter. (The weights are not read: a dry run plans
- * a model from its config.json alone.) 0 = fine. */
+/* What the run would refuse, refused by --dry-run too: a checkpoint.dir that cannot be a directory qalign
+ * writes into, a missing lora.init_adapter (the device is opened by train_dry_run itself). The weights
+ * are not read: a dry run plans a model from its config.json alone. 0 = fine. */
 static int dry_run_refusals(const qa_train_config *tc) {
     qa_err e = {0};
-    if (strcmp(tc->model.device, "cpu") != 0) {
-        fprintf(stderr, "qalign train: error: model.device is %s (%s), but the training loop runs on the CPU backend "
-                        "only: --set model.device=cpu\n", tc->model.device, qa_cfg_origin(&tc->cfg, "model.device"));
-        return 2;
-    }
     /* checkpoint.dir: an existing directory we may write to, or creatable under its nearest existing parent */
     char *d = qa_strdup(tc->checkpoint.dir);
     int ok = 1;
@@ -163,6 +159,15 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     }
     printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
            in.hf.hidden, in.hf.vocab);
+    char dev[160];
+    if (!qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e)) {
+        fprintf(stderr, "qalign: error: model.device %s (%s): %s\n", tc->model.device,
+                qa_cfg_origin(&tc->cfg, "model.device"), e.msg);
+        qa_train_inputs_free(&in);
+        return 2;
+    }
+    printf("device: %s (model.device %s, %s; each rank uses its node-local index modulo the visible GPUs)\n", dev,
+           tc->model.device, qa_cfg_origin(&tc->cfg, "model.device"));
     if (in.has_template) {
         printf("tokenizer: %s (%d ids)\n", tc->tokenizer.path, (int)qa_tok_vocab_size(in.tok));
         printf("template: %s (%s); end token %d '%s'%s\n", in.tpl.name, in.template_path, (int)in.tpl.end_id,
@@ -299,13 +304,6 @@ int cmd_train(int argc, char **argv) {
         if (!world) world = world_from_env(&src);
         rc = dry_run_refusals(&tc);
         if (!rc) rc = train_dry_run(&tc, world, src);
-        goto done;
-    }
-    if (strcmp(tc.model.device, "cpu") != 0) {
-        fprintf(stderr, "qalign train: error: model.device is %s (%s), but the training loop runs on the CPU backend "
-                        "only (the CUDA backend serves qalign eval / forward): --set model.device=cpu\n",
-                tc.model.device, qa_cfg_origin(&tc.cfg, "model.device"));
-        rc = 2;
         goto done;
     }
     rc = run_training(&tc, &argc, &argv);

@@ -189,8 +189,15 @@ msg=$("$Q" label-tokens --tokenizer "$TOK" yes --show 2>&1); rc=$?
 check "label-tokens: options after the words still work ($rc)" '[ $rc -eq 0 ] && [ $(wc -l <<<"$msg") -eq 1 ]'
 msg=$("$Q" label-tokens --tokenizer "$TOK" -- -x 2>&1); rc=$?
 check "label-tokens -- -x: a word starting with '-' ($rc)" '[ $rc -eq 0 ]'
+# the dry run opens the device as the run would: refused exactly where the device cannot be used
+"$Q" forward --model "$M" --ids 1,2,3 --device cuda >/dev/null 2>&1; cuda_rc=$?
 msg=$("$Q" "${TRAIN[@]}" --set checkpoint.dir="$TMP/dry" --set model.device=cuda --dry-run 2>&1); rc=$?
-check "train --dry-run with model.device=cuda: refused as the run would ($rc: ${msg: -200})" '[ $rc -eq 2 ] && grep -q "model.device" <<<"$msg"'
+if [ $cuda_rc -ne 0 ]; then
+  check "train --dry-run with model.device=cuda and no usable GPU: refused as the run would ($rc: ${msg: -200})" \
+    '[ $rc -eq 2 ] && grep -q "model.device" <<<"$msg"'
+else
+  check "train --dry-run with model.device=cuda on a usable GPU: accepted ($rc: ${msg: -200})" '[ $rc -eq 0 ]'
+fi
 echo x >"$TMP/a_file"
 msg=$("$Q" "${TRAIN[@]}" --set checkpoint.dir="$TMP/a_file" --dry-run 2>&1); rc=$?
 check "train --dry-run with checkpoint.dir a file: refused ($rc: ${msg: -200})" '[ $rc -ne 0 ] && grep -q "checkpoint.dir" <<<"$msg"'
