@@ -83,11 +83,14 @@ typedef struct qa_pca_opts {
     const char *pool;        /* "mean" (default, the paper) or "last" */
     const char *layers;      /* "all" (default) or a list "0,12,24" */
     const char *plot_layers; /* scatter figures; NULL: about L/4, L/2, 3L/4 and L */
+    int bucket_size;         /* items per record-index bucket of pca_buckets.png/.svg, the notebook's scatter
+                                coloured by index (0-100, 100-200, ...; default 100); 0 = no such figure */
     int all_pairs;           /* 1: every language pair; 0 (default): the paper's pairs among the present
                                 languages (en-de en-fr en-hi de-fr de-hi fr-hi en-th en-sw en-ms), all pairs
                                 when none of them is present */
     const char *out_dir;     /* pca.h5, pca_scores.csv, pca_variance.csv, pearson.csv, pearson.md,
-                                pca_layer_XX.png/.svg, pca.png/.svg (the plotted layers side by side) */
+                                pca_layer_XX.png/.svg, pca.png/.svg (the plotted layers side by side),
+                                pca_buckets.png/.svg (the same points coloured by record-index bucket) */
     const char *title;
     int png, svg;
     qa_an_log_fn log;
