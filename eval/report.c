@@ -27,6 +27,13 @@ static int write_json(const char *dir, const char *name, json_t *j, qa_err *e) {
     return rc;
 }
 
+/* the tokenizer as scored: the control's label sets never get the Qwen first-token rule */
+static const char *tokenizer_desc(const qa_eval_results *r) {
+    if (r->suite->scoring == QA_EVAL_SCORING_IRRELEVANT && strstr(r->tokenizer_kind, "byte-level"))
+        return "byte-level (no first-token rule: the control)";
+    return r->tokenizer_kind;
+}
+
 static json_t *results_json(const qa_eval_results *r) {
     const qa_eval_suite *s = r->suite;
     json_t *j = json_object();
@@ -64,7 +71,7 @@ static json_t *results_json(const qa_eval_results *r) {
     json_object_set_new(j, "model", str_or_null(r->model_id));
     json_object_set_new(j, "adapter", str_or_null(r->adapter_id));
     json_object_set_new(j, "precision", json_string(r->precision));
-    json_object_set_new(j, "tokenizer", json_string(r->tokenizer_kind));
+    json_object_set_new(j, "tokenizer", json_string(tokenizer_desc(r)));
     json_object_set_new(j, "gold", json_string(qa_eval_gold_name(r->gold)));
     json_object_set_new(j, "seed", json_integer((json_int_t)r->seed));
     json_object_set_new(j, "ties", json_integer(r->ties));
@@ -125,9 +132,9 @@ static char *results_md(const qa_eval_results *r) {
     qa_sb_printf(&b, "- gold labels: **%s**%s\n", qa_eval_gold_name(r->gold),
               r->gold == QA_EVAL_GOLD_PAPER ? " (the original scripts: SNLI ja/bn capped at 66.7%, no scored swapped)"
                                             : " (gold of item i = the English record i)");
-    qa_sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, r->tokenizer_kind,
+    qa_sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, tokenizer_desc(r),
               (unsigned long long)r->seed, r->ties);
-    qa_sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n", QA_EVAL_PROTOCOL,
+    qa_sb_printf(&b, "- protocol: %s v%d; %d items%s\n", qa_eval_scoring_protocol(s->scoring),
               QA_EVAL_PROTOCOL_VERSION, r->n_items, s->limit > 0 ? " (--limit)" : "");
     qa_sb_printf(&b, "- scoring: **%s** (%s)\n", qa_eval_scoring_name(s->scoring),
               s->scoring == QA_EVAL_SCORING_TARGET

@@ -299,7 +299,8 @@ static void test_cli(void) {
         char *md = NULL;
         size_t len;
         qa_err e = {0};
-        QT_CHECK(qa_read_file(path, 1 << 20, &md, &len, &e) == 0 && strstr(md, mode), "results.md names %s", mode);
+        QT_CHECK(qa_read_file(path, 1 << 20, &md, &len, &e) == 0 && strstr(md, mode) &&
+                 strstr(md, qa_eval_scoring_protocol((qa_eval_scoring)m)), "results.md names %s and its protocol", mode);
         free(md);
         snprintf(path, sizeof path, "%s/predictions.jsonl", dir);
         char *txt = NULL;
