@@ -90,7 +90,7 @@ if(QA_EVAL_PYTHON)
   add_test(NAME eval_scoring_hf
            COMMAND ${QA_EVAL_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/eval_scoring_hf.py --qalign $<TARGET_FILE:qalign>
                    --data ${QA_EVAL_DATA} --model ${QA_EVAL_TMP}/tiny-mistral --model ${QA_EVAL_TMP}/tiny-qwen2
-                   --out ${QA_EVAL_TMP}/scoring_hf --limit 3)
+                   --out ${QA_EVAL_TMP}/scoring_hf --limit 2)
   set_tests_properties(eval_scoring_hf PROPERTIES LABELS "eval" SKIP_RETURN_CODE 77 TIMEOUT 600
     FIXTURES_REQUIRED eval_models ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1")
 endif()
