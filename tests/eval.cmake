@@ -11,8 +11,8 @@
 #   eval_mpi_np2        mpirun -np 2 gives byte-identical predictions to one process
 #   eval_scoring_*      the scoring modes (english-labels, target-labels with Thai's two steps, the irrelevant-label
 #                       control): hand-checked prompts, scored words and ids, correctness rules, the CLI
-#   eval_scoring_hf     the three emotion modes vs a re-implementation of the paper's scripts on transformers (CPU;
-#                       skipped without torch/transformers)
+#   eval_scoring_hf     the three emotion modes vs a re-implementation of the paper's scripts: transformers when
+#                       torch is installed, else a NumPy decoder + HF `tokenizers` (skipped without numpy/tokenizers)
 set(QA_EVAL_DATA "${QALIGN_ASSETS}/paper-data")
 set(QA_EVAL_TOK "${QALIGN_ASSETS}/tokenizers")
 set(QA_EVAL_TMP "${CMAKE_CURRENT_BINARY_DIR}/eval_tmp")
