@@ -16,6 +16,7 @@
 #include "io/peft.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "train/best.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -24,13 +25,16 @@
 #include <string.h>
 
 static void export_usage(FILE *f) {
-    fprintf(f, "usage: qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--model DIR] [--force]\n\n"
+    fprintf(f, "usage: qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--model DIR] [--force]\n"
+               "       qalign export-peft RUN_DIR OUT_DIR --best [--model DIR] [--force]\n\n"
                "Write the LoRA adapter of a training checkpoint as a PEFT adapter directory\n"
                "(adapter_config.json + adapter_model.safetensors in F32), loadable with\n"
                "peft.PeftModel.from_pretrained(base, OUT_DIR) and with qalign --adapter OUT_DIR.\n"
                "OUT_DIR may be new, empty or an adapter directory (its two adapter files are replaced, nothing\n"
                "else in it is touched); any other existing directory is refused unless --force.\n\n"
                "  CKPT_OR_RUN_DIR  checkpoints/step_N.h5, or a run directory (its newest valid checkpoint)\n"
+               "  --best           the checkpoint of the lowest validation loss in RUN_DIR/metrics.jsonl (the\n"
+               "                   earliest on ties; kept in RUN_DIR/best by checkpoint.keep_best); says its step\n"
                "  --model DIR      the base model (default: base_model recorded in the checkpoint)\n"
                "  --force          write the two adapter files into an existing directory that holds other files\n"
                "                   (those stay untouched)\n");
@@ -75,9 +79,10 @@ static int base_model_of(const char *path, char *out, size_t cap, qa_err *e) {
 
 int cmd_export_peft(int argc, char **argv) {
     const char *pos[2] = {NULL, NULL}, *model = NULL;
-    int np = 0, force = 0;
+    int np = 0, force = 0, best = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { export_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--best")) { best = 1; continue; }
         if (!strcmp(argv[i], "--model") && i + 1 < argc) { model = argv[++i]; continue; }
         if (!strcmp(argv[i], "--force")) { force = 1; continue; }
         if (argv[i][0] == '-' || np == 2) {
@@ -89,6 +94,18 @@ int cmd_export_peft(int argc, char **argv) {
     }
     if (np != 2) { export_usage(stderr); return 2; }
     qa_err e = {0};
+    char best_ckpt[4096];
+    if (best) { /* the run's lowest validation loss (train/best.h) */
+        qa_best_val bv;
+        if (!qa_is_dir(pos[0])) {
+            fprintf(stderr, "qalign export-peft: error: --best needs the run directory, not %s\n", pos[0]);
+            return 2;
+        }
+        if (qa_best_find(pos[0], best_ckpt, sizeof best_ckpt, &bv, &e)) { qa_err_print(&e); return 1; }
+        printf("best: step %lld, validation loss %.6f, the lowest of %lld validation(s) in %s/metrics.jsonl: %s\n",
+               (long long)bv.step, bv.val_loss, (long long)bv.n_val, pos[0], best_ckpt);
+        pos[0] = best_ckpt;
+    }
     /* refused before the model is loaded: never remove or overwrite what qalign did not write */
     int into = 0;
     if (qa_peft_check_dir(pos[1], &e)) {

@@ -54,7 +54,7 @@ static const qa_cfg_key KEYS[] = {
       "[1,)"),
     K("train.grad_accum", QA_CFG_INT, train.grad_accum, "4",
       "micro-batches per optimizer step, counted over all ranks (a multiple of the rank count)", NULL, "[1,)"),
-    K("train.lr", QA_CFG_FLOAT, train.lr, "5e-5", "peak learning rate (AdamW)", NULL, "[0,1]"),
+    K("train.lr", QA_CFG_FLOAT, train.lr, "5e-5", "peak learning rate (AdamW)", NULL, "[0,10]"),
     K("train.weight_decay", QA_CFG_FLOAT, train.weight_decay, "0", "AdamW decoupled weight decay", NULL, "[0,)"),
     K("train.warmup_ratio", QA_CFG_FLOAT, train.warmup_ratio, "0.1",
       "linear warmup over ceil(ratio * total steps) steps", NULL, "[0,1]"),
@@ -74,6 +74,9 @@ static const qa_cfg_key KEYS[] = {
     K("checkpoint.every", QA_CFG_INT, checkpoint.every, "500",
       "optimizer steps between resumable checkpoints (0 = only at the end)", NULL, "[0,)"),
     K("checkpoint.keep_last", QA_CFG_INT, checkpoint.keep_last, "2", "checkpoints kept (0 = all)", NULL, "[0,)"),
+    K("checkpoint.keep_best", QA_CFG_BOOL, checkpoint.keep_best, "true",
+      "keep the checkpoint of the lowest validation loss in RUN_DIR/best (whatever keep_last removes) and export "
+      "RUN_DIR/adapter-best at the end, as the paper's load_best_model_at_end", NULL, NULL),
 
     K("eval.every", QA_CFG_INT, eval.every, "0",
       "optimizer steps between multilingual evaluations of the adapter (0 = never; docs/evaluation.md)", NULL, "[0,)"),
