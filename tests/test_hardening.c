@@ -754,18 +754,23 @@ static int case_data_labels(void) {
 }
 
 /* ---- 14. packing never changes the loss ---------------------------------------------------------------- */
-static double total_loss(qa_model *m, const qa_dataset *d, int64_t *n_tok) {
+/* the summed loss over the training rows, mbs rows per micro-batch */
+static double total_loss(qa_model *m, const qa_dataset *d, int mbs, int64_t *n_tok) {
     qa_microbatch mb;
-    int cap_T = d->packing ? d->row_len : d->max_len;
-    qa_microbatch_alloc(&mb, 1, cap_T);
+    int cap_B, cap_T;
+    qa_data_batch_shape(d, mbs, &cap_B, &cap_T);
+    qa_microbatch_alloc(&mb, cap_B, cap_T);
     qa_acts a;
     qa_err e = {0};
-    if (qa_acts_alloc(&a, m, NULL, 1, cap_T, QA_ACTS_TRAIN, 64, &e)) { printf("acts: %s\n", e.msg); return NAN; }
+    if (qa_acts_alloc(&a, m, NULL, cap_B, cap_T, QA_ACTS_TRAIN, 64, &e)) { printf("acts: %s\n", e.msg); return NAN; }
     double sum = 0;
     *n_tok = 0;
     const qa_rows *R = &d->rows[QA_SPLIT_TRAIN];
-    for (int64_t r = 0; r < R->n_rows; r++) {
-        qa_data_fill_batch(d, QA_SPLIT_TRAIN, &r, 1, &mb);
+    int64_t ids[16];
+    for (int64_t r = 0; r < R->n_rows; r += mbs) {
+        int cnt = (int)(R->n_rows - r < mbs ? R->n_rows - r : mbs);
+        for (int k = 0; k < cnt; k++) ids[k] = r + k;
+        qa_data_fill_batch(d, QA_SPLIT_TRAIN, ids, cnt, &mb);
         qa_batch v;
         qa_microbatch_view(&mb, &v);
         qa_train_opts to = {1.0f, 0, 0};
@@ -801,25 +806,32 @@ static int case_packing(const char *fixtures) {
         qa_record *recs[1] = {r};
         int64_t nr[1] = {n};
         const char *files[1] = {"random.json"};
-        double tot[2];
-        int64_t tok[2];
-        for (int pk = 0; pk < 2; pk++) {
+        /* unpacked; packed; unpacked and packed padding-free (a micro-batch's rows end to end in one row) */
+        static const char *const mode[4] = {"unpacked", "packed", "padding-free", "packed padding-free"};
+        double tot[4];
+        int64_t tok[4];
+        for (int md_ = 0; md_ < 4; md_++) {
+            int pk = md_ & 1, pf = md_ >> 1;
             qa_data_opts o = {.files = files, .n_files = 1, .cutoff = 16, .packing = pk, .pack_length = 24,
-                              .threads = 1, .vocab = m.cfg.vocab, .seed = (uint64_t)trial};
+                              .padding_free = pf, .threads = 1, .vocab = m.cfg.vocab, .seed = (uint64_t)trial};
             qa_dataset d;
             e = (qa_err){0};
+            tot[md_] = NAN;
+            tok[md_] = -1;
             if (qa_data_build_records(&d, &o, NULL, NULL, recs, nr, &e)) {
                 QT_CHECK(0, "build: %s", e.msg);
-                tot[pk] = NAN;
                 continue;
             }
-            tot[pk] = total_loss(&m, &d, &tok[pk]);
+            tot[md_] = total_loss(&m, &d, pf ? 3 : 1, &tok[md_]);
             qa_data_free(&d);
         }
-        QT_CHECK(tok[0] == tok[1], "trial %d: packed and unpacked count the same loss tokens (%lld vs %lld)", trial,
-                 (long long)tok[1], (long long)tok[0]);
-        QT_CHECK(fabs(tot[0] - tot[1]) <= 1e-4 * fabs(tot[0]) + 1e-6,
-                 "trial %d: packed and unpacked give the same summed loss (%.6f vs %.6f)", trial, tot[1], tot[0]);
+        for (int md_ = 1; md_ < 4; md_++) {
+            QT_CHECK(tok[0] == tok[md_], "trial %d: %s and unpacked count the same loss tokens (%lld vs %lld)", trial,
+                     mode[md_], (long long)tok[md_], (long long)tok[0]);
+            QT_CHECK(fabs(tot[0] - tot[md_]) <= 1e-4 * fabs(tot[0]) + 1e-6,
+                     "trial %d: %s and unpacked give the same summed loss (%.6f vs %.6f)", trial, mode[md_], tot[md_],
+                     tot[0]);
+        }
         qa_records_free(r, n);
     }
     qa_model_free(&m);

@@ -726,6 +726,7 @@ static void fill_flat(const qa_dataset *d, const qa_rows *R, const int64_t *row_
         const int32_t *seg = b->segments, *lab = b->labels;
         b->targets[t] = t + 1 < T && seg[t] != 0 && seg[t + 1] == seg[t] ? lab[t + 1] : QA_IGNORE_INDEX;
         b->n_targets += b->targets[t] != QA_IGNORE_INDEX;
+        b->loss_labels[t] = t ? b->targets[t - 1] : QA_IGNORE_INDEX;   /* what the model reads (see the padded path) */
     }
 }
 
