@@ -1,0 +1,23 @@
+# The CUDA backend's own code on the CPU (kernels/cuda/sim, label cudasim): kernels/cuda/*.cu translated to
+# C++ and run with real block/warp semantics and a CPU cuBLAS (docs/cuda-sim.md). Test binaries link
+# libqa_cudasim and get it as the backend "cuda"; nothing here needs nvcc or a GPU, and nothing may skip.
+if(TARGET qa_cudasim)
+  # the simulator itself: tests/test_cudasim.cu through translate.py, against the runtime library
+  qa_cuda_translate(_cudasim_test ${CMAKE_CURRENT_SOURCE_DIR}/test_cudasim.cu)
+  add_executable(test_cudasim ${_cudasim_test} ${CMAKE_CURRENT_SOURCE_DIR}/testutil.c)
+  target_include_directories(test_cudasim PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_link_libraries(test_cudasim PRIVATE qa_cudasim_rt m)
+  add_test(NAME cudasim_self COMMAND test_cudasim)
+  set_tests_properties(cudasim_self PROPERTIES LABELS "cudasim" TIMEOUT 120)
+
+  qa_test_exe(test_ops_cudasim SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_cuda.c LIBS qa_kernels m)
+  qa_link_cudasim(test_ops_cudasim)
+  add_test(NAME cudasim_ops COMMAND test_ops_cudasim)
+  set_tests_properties(cudasim_ops PROPERTIES LABELS "cudasim" TIMEOUT 300)
+
+  qa_test_exe(test_golden_cudasim SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_golden.c LIBS qa_model qa_io m)
+  qa_link_cudasim(test_golden_cudasim)
+  add_test(NAME cudasim_golden COMMAND test_golden_cudasim)
+  set_tests_properties(cudasim_golden PROPERTIES LABELS "cudasim;golden" TIMEOUT 300
+    ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf;QALIGN_BACKEND=cuda;QT_VERBOSE=1")
+endif()
