@@ -267,7 +267,7 @@ static void gemm_one(int ta, int tb, int m, int n, int k, T alpha, const void *A
         return;
     }
     const int MB = 128, KB = 256;
-    std::vector<T> acc((size_t)(m < MB ? m : MB) * n), ap((size_t)KB * MB), bcol(KB);
+    std::vector<T> acc((size_t)(m < MB ? m : MB) * n), ap((size_t)KB * MB), bcol((size_t)KB * 4);
     for (int i0 = 0; i0 < m; i0 += MB) {
         const int mb = m - i0 < MB ? m - i0 : MB;
         std::fill(acc.begin(), acc.begin() + (size_t)mb * n, (T)0);
@@ -279,16 +279,39 @@ static void gemm_one(int ta, int tb, int m, int n, int k, T alpha, const void *A
                     size_t idx = ta ? (size_t)(l0 + l) + (size_t)(i0 + i) * lda : (size_t)(i0 + i) + (size_t)(l0 + l) * lda;
                     ap[(size_t)l * mb + i] = load<T>(A, at, idx, round);
                 }
-            for (int j = 0; j < n; j++) {
-                for (int l = 0; l < kb; l++) {
-                    size_t idx = tb ? (size_t)j + (size_t)(l0 + l) * ldb : (size_t)(l0 + l) + (size_t)j * ldb;
-                    bcol[l] = load<T>(B, bt, idx, round);
-                }
-                T *__restrict__ c = &acc[(size_t)j * mb];
-                for (int l = 0; l < kb; l++) {
-                    const T b = bcol[l];
-                    const T *__restrict__ a = &ap[(size_t)l * mb];
-                    for (int i = 0; i < mb; i++) c[i] += a[i] * b;
+            /* four columns of C at a time (each element still summed in k order) */
+            for (int j0 = 0; j0 < n; j0 += 4) {
+                const int nj = n - j0 < 4 ? n - j0 : 4;
+                for (int jj = 0; jj < 4; jj++)
+                    for (int l = 0; l < kb; l++) {
+                        const int j = j0 + (jj < nj ? jj : 0);
+                        size_t idx = tb ? (size_t)j + (size_t)(l0 + l) * ldb : (size_t)(l0 + l) + (size_t)j * ldb;
+                        bcol[(size_t)l * 4 + jj] = load<T>(B, bt, idx, round);
+                    }
+                if (nj == 4) {
+                    T *__restrict__ c0 = &acc[(size_t)j0 * mb], *__restrict__ c1 = c0 + mb, *__restrict__ c2 = c1 + mb,
+                                     *__restrict__ c3 = c2 + mb;
+                    for (int l = 0; l < kb; l++) {
+                        const T b0 = bcol[(size_t)l * 4], b1 = bcol[(size_t)l * 4 + 1], b2 = bcol[(size_t)l * 4 + 2],
+                                b3 = bcol[(size_t)l * 4 + 3];
+                        const T *__restrict__ a = &ap[(size_t)l * mb];
+                        for (int i = 0; i < mb; i++) {
+                            const T x = a[i];
+                            c0[i] += x * b0;
+                            c1[i] += x * b1;
+                            c2[i] += x * b2;
+                            c3[i] += x * b3;
+                        }
+                    }
+                } else {
+                    for (int jj = 0; jj < nj; jj++) {
+                        T *__restrict__ c = &acc[(size_t)(j0 + jj) * mb];
+                        for (int l = 0; l < kb; l++) {
+                            const T b = bcol[(size_t)l * 4 + jj];
+                            const T *__restrict__ a = &ap[(size_t)l * mb];
+                            for (int i = 0; i < mb; i++) c[i] += a[i] * b;
+                        }
+                    }
                 }
             }
         }

@@ -30,6 +30,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #if !defined(__x86_64__) && !defined(__aarch64__)
@@ -49,13 +50,14 @@ static int env_int(const char *name, int dflt) {
     return v && *v ? atoi(v) : dflt;
 }
 struct settings {
-    int devices, poison, reverse, abort_on_fault, verbose, sm;
+    int devices, poison, reverse, greedy, abort_on_fault, verbose, sm;
     size_t mem_bytes;
     settings() {
         devices = env_int("QASIM_DEVICE_COUNT", 1);
         poison = env_int("QASIM_POISON", 1);
         const char *o = getenv("QASIM_ORDER");
         reverse = o && !strcmp(o, "reverse");
+        greedy = o && !strcmp(o, "greedy");
         abort_on_fault = env_int("QASIM_ABORT", 0);
         verbose = env_int("QASIM_VERBOSE", 0);
         sm = env_int("QASIM_SM", 90);
@@ -239,17 +241,16 @@ struct fiber {
 #ifndef QASIM_UCONTEXT
 extern "C" void qasim_ctx_switch(void **save_sp, void *to_sp);
 #if defined(__x86_64__)
-/* callee-saved registers, MXCSR and the x87 control word on the stack; the stack pointer in *save_sp */
+/* the callee-saved registers on the stack, the stack pointer in *save_sp (kernels never change the FP control
+ * state: MXCSR and the x87 control word are left alone, as fast fiber libraries do) */
 __asm__(".text\n"
         ".globl qasim_ctx_switch\n"
         ".hidden qasim_ctx_switch\n"
         ".type qasim_ctx_switch,@function\n"
         "qasim_ctx_switch:\n"
         "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
-        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
         "  movq %rsp, (%rdi)\n"
         "  movq %rsi, %rsp\n"
-        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
         "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
         "  ret\n"
         ".size qasim_ctx_switch, .-qasim_ctx_switch\n"
@@ -294,6 +295,9 @@ static bool stacks_init() {
     g_stacks = m;
     return true;
 }
+/* free stacks, most recently released last: a thread that runs to its end without blocking hands a cache-hot
+ * stack to the next */
+static unsigned g_free_stacks[1024], g_nfree;
 static void fiber_init(fiber *f, unsigned i) {
     char *top = stack_top(i);
 #ifdef QASIM_UCONTEXT
@@ -303,12 +307,10 @@ static void fiber_init(fiber *f, unsigned i) {
     f->uc.uc_link = NULL;
     makecontext(&f->uc, fiber_entry, 0);
 #elif defined(__x86_64__)
-    uint64_t *sp = (uint64_t *)(top - 72);
-    memset(sp, 0, 72);
-    uint32_t csr[2] = {0, 0};
-    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(csr[0]), "=m"(csr[1]));
-    memcpy(sp, csr, 8);
-    sp[7] = (uint64_t)(uintptr_t)&fiber_entry; /* ret target; sp[8] = 0: fake return address */
+    /* six registers, the entry as return address, a zero return address for it (entered like a call) */
+    uint64_t *sp = (uint64_t *)(top - 64);
+    memset(sp, 0, 64);
+    sp[6] = (uint64_t)(uintptr_t)&fiber_entry;
     f->sp = sp;
 #else
     uint64_t *sp = (uint64_t *)(top - 176);
@@ -330,7 +332,7 @@ enum { T_NEW, T_READY, T_RUN, T_BAR, T_WARP, T_DONE };
 struct gthread {
     fiber f;
     int state;
-    unsigned lin;
+    unsigned lin, stack;
     uint3 tid;
     /* a pending warp collective */
     int wkind, warg, wwidth;
@@ -345,7 +347,8 @@ struct pending {
 };
 struct gwarp {
     unsigned exist, exited;
-    std::vector<pending> p;
+    int np;
+    pending p[32]; /* a lane waits in at most one */
 };
 struct svar {
     const void *key;
@@ -374,6 +377,7 @@ struct launch_state {
     const char *fault_context;
 };
 static launch_state L;
+static int g_reverse, g_greedy, g_poison; /* settings, read once per launch */
 static std::recursive_mutex &launch_mu() {
     static std::recursive_mutex m;
     return m;
@@ -425,20 +429,58 @@ void kernel_fault(const char *fmt, ...) {
     abort();
 }
 
-static void yield_to_scheduler(int state) {
-    gthread *t = L.cur;
+/* The run queue: threads that may run (new, or released by a barrier or collective), in the order they became
+ * runnable; each thread is in it at most once. A thread that blocks or ends hands over to the next one
+ * directly; the scheduler's context is entered only when the queue is empty (block done, or deadlock). */
+static std::vector<unsigned> g_rq; /* a ring of L.n entries */
+static unsigned g_rq_head, g_rq_count;
+static inline void rq_push_back(unsigned i) { g_rq[(g_rq_head + g_rq_count++) % L.n] = i; }
+static inline void rq_push_front(unsigned i) {
+    g_rq_head = (g_rq_head + L.n - 1) % L.n;
+    g_rq[g_rq_head] = i;
+    g_rq_count++;
+}
+static inline unsigned rq_pop() {
+    unsigned i = g_rq[g_rq_head];
+    g_rq_head = (g_rq_head + 1) % L.n;
+    g_rq_count--;
+    return i;
+}
+static inline void make_ready(gthread *t) {
+    t->state = T_READY;
+    rq_push_back(t->lin);
+}
+/* t stops running (state: waiting or done); the next runnable thread continues */
+static void switch_away(gthread *t, int state) {
     t->state = state;
-    fiber_switch(&t->f, &g_sched);
+    if (g_rq_count) {
+        gthread *u = &L.th[rq_pop()];
+        if (u->state == T_NEW) {
+            u->stack = g_free_stacks[--g_nfree];
+            fiber_init(&u->f, u->stack);
+        }
+        if (state == T_DONE) g_free_stacks[g_nfree++] = t->stack; /* no one runs on it before the switch */
+        u->state = T_RUN;
+        L.cur = u;
+        threadIdx = u->tid;
+        fiber_switch(&t->f, &u->f);
+    } else {
+        if (state == T_DONE) g_free_stacks[g_nfree++] = t->stack;
+        L.cur = NULL;
+        fiber_switch(&t->f, &g_sched);
+    }
 }
 
 static void release_barrier() {
     int res = L.bar_kind == SYNC_COUNT ? L.bar_count : L.bar_kind == SYNC_AND ? L.bar_and
                                                       : L.bar_kind == SYNC_OR ? L.bar_or : 0;
-    for (unsigned i = 0; i < L.n; i++)
-        if (L.th[i].state == T_BAR) {
-            L.th[i].state = T_READY;
-            L.th[i].bres = res;
+    for (unsigned ii = 0; ii < L.n; ii++) {
+        gthread *t = &L.th[g_reverse ? L.n - 1 - ii : ii];
+        if (t->state == T_BAR) {
+            t->bres = res;
+            make_ready(t);
         }
+    }
     L.bar_arrived = 0;
     L.cur->bres = res;
 }
@@ -452,7 +494,7 @@ static int barrier_at(int kind, int pred, const char *file, int line) {
         L.bar_count = 0;
         L.bar_and = 1;
         L.bar_or = 0;
-    } else if (line != L.bar_line || strcmp(file, L.bar_file)) {
+    } else if (line != L.bar_line || (file != L.bar_file && strcmp(file, L.bar_file))) {
         kernel_fault("reaches the barrier at %s:%d while %u thread(s) of its block wait at the barrier at %s:%d: "
                      "__syncthreads() in divergent code", file, line, L.bar_arrived, L.bar_file, L.bar_line);
     } else if (kind != L.bar_kind) {
@@ -466,8 +508,9 @@ static int barrier_at(int kind, int pred, const char *file, int line) {
         release_barrier();
         return L.cur->bres;
     }
-    yield_to_scheduler(T_BAR);
-    return L.cur->bres;
+    gthread *t = L.cur;
+    switch_away(t, T_BAR);
+    return t->bres;
 }
 
 /* every lane of p has arrived: compute each lane's result and wake the others */
@@ -479,7 +522,7 @@ static void complete(unsigned w, const pending &p) {
     int first = __builtin_ctz(mask);
     int64_t sadd = 0, smin = INT64_MAX, smax = INT64_MIN;
     uint32_t umin = UINT32_MAX, umax = 0, uand = ~0u, uor = 0, uxor = 0;
-    for (unsigned l = 0; l < 32; l++) {
+    for (unsigned l = 0; l < 32 && p.kind >= W_BALLOT; l++) {
         if (!(mask >> l & 1)) continue;
         const gthread &x = lanes[l];
         if (x.wval) all |= 1u << l;
@@ -495,7 +538,8 @@ static void complete(unsigned w, const pending &p) {
         uor |= uv;
         uxor ^= uv;
     }
-    for (unsigned l = 0; l < 32; l++) {
+    for (unsigned l0 = 0; l0 < 32; l0++) {
+        const unsigned l = g_greedy ? 31 - l0 : l0; /* greedy: pushed to the front in reverse, run in lane order */
         if (!(mask >> l & 1)) continue;
         gthread &x = lanes[l];
         uint64_t r = 0;
@@ -538,7 +582,11 @@ static void complete(unsigned w, const pending &p) {
         case W_RED_XOR: r = uxor; break;
         }
         x.wres = r;
-        if (&x != L.cur) x.state = T_READY;
+        if (&x != L.cur) {
+            x.state = T_READY;
+            if (g_greedy) rq_push_front(x.lin);
+            else rq_push_back(x.lin);
+        }
     }
 }
 
@@ -559,14 +607,14 @@ uint64_t warp_collective(int kind, unsigned mask, uint64_t value, int arg, int w
      * once (lanes 0-15 in one of mask 0xffff while lanes 16-31 wait in a full-warp one for them): lanes that
      * never meet end in a deadlock, which the scheduler reports with every pending collective */
     pending *p = NULL;
-    for (auto &q : W.p)
-        if (q.mask == mask && q.kind == kind) {
-            p = &q;
+    for (int i = 0; i < W.np; i++)
+        if (W.p[i].mask == mask && W.p[i].kind == kind) {
+            p = &W.p[i];
             break;
         }
     if (!p) {
-        W.p.push_back(pending{mask, 0, kind, what});
-        p = &W.p.back();
+        p = &W.p[W.np++];
+        *p = pending{mask, 0, kind, what};
     }
     t->wkind = kind;
     t->wmask = mask;
@@ -576,11 +624,11 @@ uint64_t warp_collective(int kind, unsigned mask, uint64_t value, int arg, int w
     p->arrived |= 1u << lane;
     if (p->arrived == mask) {
         pending done = *p;
-        W.p.erase(W.p.begin() + (p - W.p.data()));
+        *p = W.p[--W.np];
         complete(w, done);
         return t->wres;
     }
-    yield_to_scheduler(T_WARP);
+    switch_away(t, T_WARP);
     return t->wres;
 }
 
@@ -594,15 +642,15 @@ static void thread_exit() {
     gthread *t = L.cur;
     const unsigned lane = t->lin & 31, w = t->lin >> 5;
     gwarp &W = L.warps[w];
-    for (auto &q : W.p)
-        if ((q.mask >> lane & 1) && !(q.arrived >> lane & 1))
-            kernel_fault("exits while lanes 0x%08x of its warp wait for it in %s (mask 0x%08x)", q.arrived, q.what,
-                         q.mask);
+    for (int i = 0; i < W.np; i++)
+        if ((W.p[i].mask >> lane & 1) && !(W.p[i].arrived >> lane & 1))
+            kernel_fault("exits while lanes 0x%08x of its warp wait for it in %s (mask 0x%08x)", W.p[i].arrived,
+                         W.p[i].what, W.p[i].mask);
     W.exited |= 1u << lane;
-    t->state = T_DONE;
     L.alive--;
     if (L.bar_arrived && L.bar_arrived == L.alive) release_barrier();
-    fiber_switch(&t->f, &g_sched); /* never resumed */
+    switch_away(t, T_DONE); /* never resumed */
+    abort();
 }
 
 static void fiber_entry() {
@@ -618,7 +666,7 @@ void *shared_var(const void *key, size_t bytes, size_t align) {
     if (off + bytes > SMEM_STATIC_MAX || off + bytes + L.dyn > L.smem_limit)
         kernel_fault("__shared__ variables of %zu bytes (+%zu dynamic) exceed the shared memory of a block (%zu static, "
                      "%zu in all)", off + bytes, L.dyn, SMEM_STATIC_MAX, L.smem_limit);
-    if (S().poison) memset(L.smem + off, 0xff, bytes);
+    if (g_poison) memset(L.smem + off, 0xff, bytes);
     L.smem_used = off + bytes;
     L.svars.push_back(svar{key, off, bytes});
     return L.smem + off;
@@ -636,37 +684,40 @@ static void run_block() {
     L.smem = g_smem_arena;
     L.smem_used = 0;
     L.svars.clear();
-    if (L.dyn && S().poison) memset(dynamic_shared(16), 0xff, L.dyn);
+    if (L.dyn && g_poison) memset(dynamic_shared(16), 0xff, L.dyn);
     for (unsigned i = 0; i < n; i++) L.th[i].state = T_NEW;
     for (auto &w : L.warps) {
         w.exited = 0;
-        w.p.clear();
+        w.np = 0;
     }
-    for (;;) {
-        bool progress = false;
-        for (unsigned ii = 0; ii < n; ii++) {
-            gthread *t = &L.th[S().reverse ? n - 1 - ii : ii];
-            if (t->state != T_NEW && t->state != T_READY) continue;
-            if (t->state == T_NEW) fiber_init(&t->f, t->lin);
-            t->state = T_RUN;
-            L.cur = t;
-            threadIdx = t->tid;
-            fiber_switch(&g_sched, &t->f);
-            L.cur = NULL;
-            progress = true;
-            if (L.abort) return;
-        }
-        if (L.alive == 0) return;
-        if (!progress) {
+    if (g_nfree != 1024) { /* after an aborted block: every stack is free again */
+        for (unsigned i = 0; i < 1024; i++) g_free_stacks[i] = 1023 - i;
+        g_nfree = 1024;
+    }
+    if (g_rq.size() < n) g_rq.resize(n);
+    g_rq_head = g_rq_count = 0;
+    for (unsigned ii = 0; ii < n; ii++) rq_push_back(g_reverse ? n - 1 - ii : ii);
+    {
+        /* the threads run until the queue is empty */
+        gthread *t = &L.th[rq_pop()];
+        t->stack = g_free_stacks[--g_nfree];
+        fiber_init(&t->f, t->stack);
+        t->state = T_RUN;
+        L.cur = t;
+        threadIdx = t->tid;
+        fiber_switch(&g_sched, &t->f);
+        L.cur = NULL;
+        if (L.abort || L.alive == 0) return;
+        {
             char msg[1024];
             int k = snprintf(msg, sizeof msg, "deadlock: %u thread(s) alive", L.alive);
             if (L.bar_arrived)
                 k += snprintf(msg + k, sizeof msg - k, ", %u wait at the barrier at %s:%d", L.bar_arrived, L.bar_file,
                               L.bar_line);
-            for (size_t w = 0; w < L.warps.size() && k < (int)sizeof msg - 100; w++)
-                for (const pending &q : L.warps[w].p)
+            for (size_t w = 0; w < L.warps.size(); w++)
+                for (int i = 0; i < L.warps[w].np && k < (int)sizeof msg - 100; i++)
                     k += snprintf(msg + k, sizeof msg - k, ", warp %zu: lanes 0x%08x wait in %s (mask 0x%08x)", w,
-                                  q.arrived, q.what, q.mask);
+                                  L.warps[w].p[i].arrived, L.warps[w].p[i].what, L.warps[w].p[i].mask);
             char w[512];
             where(w, sizeof w);
             device_fault(cudaErrorLaunchFailure, "%s: %s", w, msg);
@@ -762,12 +813,30 @@ launch_bounds_reg::launch_bounds_reg(const void *fn, const char *name, int max_t
     g_launch_bounds[fn] = max_threads;
 }
 
-static struct launch_stats {
+/* QASIM_VERBOSE=1: totals at exit; 2: per kernel */
+struct kstat {
     unsigned long long launches, blocks, threads;
     double seconds;
+};
+static struct launch_stats {
+    kstat all;
+    std::map<std::string, kstat> per;
+    void add(const char *name, unsigned long long blocks, unsigned long long threads, double s) {
+        for (kstat *k : {&all, &per[name]}) {
+            k->launches++;
+            k->blocks += blocks;
+            k->threads += threads;
+            k->seconds += s;
+        }
+    }
     ~launch_stats() {
+        if (S().verbose >= 2)
+            for (auto &kv : per)
+                note("%-24s %8llu launches %10llu blocks %12llu threads %8.3f s", kv.first.c_str(), kv.second.launches,
+                     kv.second.blocks, kv.second.threads, kv.second.seconds);
         if (S().verbose)
-            note("%llu launches, %llu blocks, %llu threads, %.2f s in kernels", launches, blocks, threads, seconds);
+            note("%llu launches, %llu blocks, %llu threads, %.2f s in kernels", all.launches, all.blocks, all.threads,
+                 all.seconds);
     }
 } g_stats;
 
@@ -822,6 +891,9 @@ void run_launch(const launch_cfg &c, void (*body)(void *), void *ctx) {
         mprotect(m + len - pg, pg, PROT_NONE);
     }
     install_fault_handler();
+    g_reverse = S().reverse;
+    g_greedy = S().greedy;
+    g_poison = S().poison;
     double t0 = now_s();
     L.cfg = &c;
     L.body = body;
@@ -844,17 +916,14 @@ void run_launch(const launch_cfg &c, void (*body)(void *), void *ctx) {
     g_in_kernel = true;
     const unsigned long long nblocks = (unsigned long long)g.x * g.y * g.z;
     for (unsigned long long i = 0; i < nblocks && !L.abort; i++) {
-        unsigned long long bi = S().reverse ? nblocks - 1 - i : i;
+        unsigned long long bi = g_reverse ? nblocks - 1 - i : i;
         blockIdx = uint3{(unsigned)(bi % g.x), (unsigned)(bi / g.x % g.y), (unsigned)(bi / ((unsigned long long)g.x * g.y))};
         run_block();
     }
     g_in_kernel = false;
     L.cur = NULL;
     L.cfg = NULL;
-    g_stats.launches++;
-    g_stats.blocks += nblocks;
-    g_stats.threads += nblocks * nthreads;
-    g_stats.seconds += now_s() - t0;
+    if (S().verbose) g_stats.add(c.name, nblocks, nblocks * nthreads, now_s() - t0);
 }
 
 } // namespace qasim
