@@ -265,6 +265,39 @@ static void t_ce_adamw(void) {
     G->free(Dl); G->free(Dt); G->free(Dloss); G->free(Dlse); G->free(Dp); G->free(Dg); G->free(Dm); G->free(Dv);
 }
 
+/* ---- the LoRA state: global squared norm (two-pass, in double, deterministic) and scale -------- */
+static void t_lora_state(void) {
+    const size_t n = 300007; /* more than the reduction's 1024 x 256 threads: grid-stride loops */
+    float *x = rvec(n, 1);
+    double ref = 0, got = NAN, again = NAN, inf_got = 0, zero = NAN;
+    C->sumsq(NULL, n, x, &ref);
+    float *dx = upf(x, n);
+    double nan8 = NAN, *dout = up(&nan8, sizeof(double));
+    G->sumsq(GS, n, dx, dout);
+    G->memcpy_d2h(GS, &got, dout, sizeof got);
+    G->sumsq(GS, n, dx, dout);
+    G->memcpy_d2h(GS, &again, dout, sizeof again);
+    G->sumsq(GS, 0, dx, dout);
+    G->memcpy_d2h(GS, &zero, dout, sizeof zero);
+    gsync("sumsq");
+    QT_CHECK(fabs(got - ref) <= 1e-12 * ref && memcmp(&got, &again, sizeof got) == 0 && zero == 0,
+             "sumsq: %.17g vs cpu %.17g (rel %.1e), the same bits twice, 0 for n = 0", got, ref, fabs(got - ref) / ref);
+    printf("  %-40s rel %.3e\n", "sumsq", fabs(got - ref) / ref);
+    float inf = INFINITY;
+    G->memcpy_h2d(GS, dx + n / 2, &inf, sizeof inf);
+    G->sumsq(GS, n, dx, dout);
+    G->memcpy_d2h(GS, &inf_got, dout, sizeof inf_got);
+    gsync("sumsq inf");
+    QT_CHECK(!isfinite(inf_got), "sumsq of a vector holding inf is not finite (%g)", inf_got);
+    G->memcpy_h2d(GS, dx + n / 2, x + n / 2, sizeof(float));
+    C->scale(NULL, n, 0.3711, x);
+    G->scale(GS, n, 0.3711, dx);
+    gsync("scale");
+    cmp("scale (product in double)", dx, x, n, 0);
+    free(x);
+    G->free(dx); G->free(dout);
+}
+
 /* ---- attention --------------------------------------------------------------------------- */
 /* mode bit 1: key mask (left padding of row 1 + a hole), bit 2: segments (packing) */
 static void t_attention(int B, int T, int H, int Hk, int hd, int window, int mode) {
@@ -355,6 +388,7 @@ int main(void) {
     t_linear();
     t_lora();
     t_ce_adamw();
+    t_lora_state();
     t_attention(2, 37, 4, 2, 16, 0, 0);
     t_attention(2, 37, 4, 2, 16, 0, 3);
     t_attention(3, 150, 4, 1, 16, 0, 1);
