@@ -20,4 +20,19 @@ if(TARGET qa_cudasim)
   add_test(NAME cudasim_golden COMMAND test_golden_cudasim)
   set_tests_properties(cudasim_golden PROPERTIES LABELS "cudasim;golden" TIMEOUT 300
     ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf;QALIGN_BACKEND=cuda;QT_VERBOSE=1")
+
+  # qalign itself with the simulator as its cuda device: training, resume and evaluation on model.device=cuda
+  # against the CPU backend (tests/cudasim_train.sh)
+  add_executable(qalign_cudasim ${QA_LAUNCH_SRC})
+  target_link_libraries(qalign_cudasim PRIVATE qa_train qa_eval qa_analysis qa_model qa_io qa_dist)
+  target_compile_definitions(qalign_cudasim PRIVATE QALIGN_VERSION="${PROJECT_VERSION}")
+  qa_link_cudasim(qalign_cudasim)
+  find_program(QA_CUDASIM_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
+  if(NOT QA_CUDASIM_PYTHON)
+    find_program(QA_CUDASIM_PYTHON NAMES python3 python)
+  endif()
+  add_test(NAME cudasim_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cudasim_train.sh $<TARGET_FILE:qalign_cudasim>
+           ${QALIGN_ASSETS} ${QA_CUDASIM_PYTHON} ${QA_FIXTURES_DEFAULT}/hf)
+  set_tests_properties(cudasim_train PROPERTIES LABELS "cudasim;train;eval" TIMEOUT 300
+    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates;OPENBLAS_NUM_THREADS=1")
 endif()
