@@ -1,5 +1,5 @@
 # The CUDA backend's own code on the CPU (kernels/cuda/sim, label cudasim): kernels/cuda/*.cu translated to
-# C++ and run with real block/warp semantics and a CPU cuBLAS (docs/cuda-sim.md). Test binaries link
+# C++ and run with real block/warp semantics and a CPU cuBLAS (docs/cuda.md, "The CUDA simulator"). Test binaries link
 # libqa_cudasim and get it as the backend "cuda"; nothing here needs nvcc or a GPU, and nothing may skip.
 if(TARGET qa_cudasim)
   # the simulator itself: tests/test_cudasim.cu through translate.py, against the runtime library
@@ -23,9 +23,8 @@ if(TARGET qa_cudasim)
 
   # qalign itself with the simulator as its cuda device: training, resume and evaluation on model.device=cuda
   # against the CPU backend (tests/cudasim_train.sh)
-  add_executable(qalign_cudasim ${QA_LAUNCH_SRC})
-  target_link_libraries(qalign_cudasim PRIVATE qa_train qa_eval qa_analysis qa_model qa_io qa_dist)
-  target_compile_definitions(qalign_cudasim PRIVATE QALIGN_VERSION="${PROJECT_VERSION}")
+  add_executable(qalign_cudasim)
+  target_link_libraries(qalign_cudasim PRIVATE qa_launch)
   qa_link_cudasim(qalign_cudasim)
   find_program(QA_CUDASIM_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
   if(NOT QA_CUDASIM_PYTHON)
