@@ -20,6 +20,10 @@ if(TARGET qa_cudasim)
   add_test(NAME cudasim_golden COMMAND test_golden_cudasim)
   set_tests_properties(cudasim_golden PROPERTIES LABELS "cudasim;golden" TIMEOUT 300
     ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf;QALIGN_BACKEND=cuda;QT_VERBOSE=1")
+  # the verification mode: fp32 GEMMs and attention operands hold the CPU's 1e-4
+  add_test(NAME cudasim_golden_fp32 COMMAND test_golden_cudasim)
+  set_tests_properties(cudasim_golden_fp32 PROPERTIES LABELS "cudasim;golden" TIMEOUT 300
+    ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf;QALIGN_BACKEND=cuda-fp32")
 
   # qalign itself with the simulator as its cuda device: training, resume and evaluation on model.device=cuda
   # against the CPU backend (tests/cudasim_train.sh)
