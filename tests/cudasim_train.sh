@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # qalign on model.device=cuda through the CUDA simulator (kernels/cuda/sim) against model.device=cpu:
 #   training (a fixture model, pre-tokenized random data, packing, LoRA on all 7 projections with dropout,
-#   gradient clipping active, 4 steps of 2 micro-batches): every step's loss within 2e-3 (absolute) and
-#   grad_norm within 2e-2 (relative) of the CPU's; the checkpointed LoRA tensors and AdamW moments after
-#   4 steps within 3e-2 relative (norm over each tensor). These bounds are the bf16 tolerance of the CUDA
-#   backend (bf16 GEMM operands); measured on the CPU runs of this test: loss 4e-5, grad_norm 2e-3, LoRA
-#   3e-3, moments 1e-2 at most.
+#   gradient clipping active, 4 steps of 2 micro-batches):
+#   - cuda (bf16 GEMM and attention operands): every step's loss within 2e-3 (absolute) and grad_norm within
+#     2e-2 (relative) of the CPU's; the checkpointed LoRA tensors and AdamW moments after 4 steps within 6e-2
+#     relative (norm over each tensor). Measured here: loss 8.3e-4, grad_norm 5.3e-4, LoRA 2.1e-2, moments
+#     2.9e-2 (the first moments of q/k lora_A, whose gradients pass through the bf16 attention scores: AdamW's
+#     early steps are ~lr * sign(g), as in test_golden's "after step" kind); each bound about twice that.
+#   - cuda-fp32 (the verification mode): loss within 1e-5, grad_norm and every checkpointed tensor within
+#     1e-4 relative, the CPU's tolerance (measured 4.3e-8, 1.4e-7, 8.2e-6).
 #   resume on the device: stopped after step 2 and resumed == uninterrupted (adapter bytes: the simulator
 #   is deterministic, as the device must be)
 #   evaluation (prefix cache): the same predictions, label log-masses within 1e-2
@@ -40,12 +43,15 @@ run() { # name device [extra --set ...]
 }
 run cpu cpu; rc_cpu=$?
 run cuda cuda; rc_cuda=$?
-check "train on cpu and on cuda (simulated) exit 0 ($(tail -1 "$d/cuda.log"))" '[ $rc_cpu -eq 0 ] && [ $rc_cuda -eq 0 ]'
+run f32 cuda-fp32; rc_f32=$?
+check "train on cpu, cuda and cuda-fp32 (simulated) exit 0 ($(tail -1 "$d/cuda.log"))" \
+  '[ $rc_cpu -eq 0 ] && [ $rc_cuda -eq 0 ] && [ $rc_f32 -eq 0 ]'
 check "the cuda run says where it ran" 'grep -q "on cuda" "$d/cuda.log"'
 cat > "$d/cmp_train.py" <<'PYEOF'
 import json, sys
 import h5py, numpy as np
 a, b = sys.argv[1], sys.argv[2]
+loss_tol, gn_tol, ck_tol = (float(x) for x in sys.argv[3:6])
 ma = [json.loads(l) for l in open(a + "/metrics.jsonl") if '"loss"' in l]
 mb = [json.loads(l) for l in open(b + "/metrics.jsonl") if '"loss"' in l]
 ok = len(ma) == len(mb) == 4
@@ -53,7 +59,7 @@ for x, y in zip(ma, mb):
     dl, dg = abs(x["loss"] - y["loss"]), abs(x["grad_norm"] - y["grad_norm"]) / abs(x["grad_norm"])
     print("  step %d: loss %.6f vs %.6f (abs %.1e), grad_norm %.6f vs %.6f (rel %.1e)"
           % (x["step"], x["loss"], y["loss"], dl, x["grad_norm"], y["grad_norm"], dg))
-    ok &= dl <= 2e-3 and dg <= 2e-2
+    ok &= dl <= loss_tol and dg <= gn_tol
 worst = {}
 def walk(g, path):
     for k, v in g.items():
@@ -69,7 +75,7 @@ with h5py.File(a + "/checkpoints/step_00000004.h5") as fa, h5py.File(b + "/check
             x, y = np.asarray(fa[n], np.float64), np.asarray(fb[n], np.float64)
             e = np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)
             worst[grp] = max(worst.get(grp, 0.0), e)
-            ok &= e <= 3e-2
+            ok &= e <= ck_tol
 print("  checkpoint step 4, max relative error: " + ", ".join("%s %.1e" % kv for kv in sorted(worst.items())))
 sys.exit(0 if ok else 1)
 PYEOF
@@ -86,7 +92,9 @@ print("  %d predictions, label log-mass max abs difference %.1e" % (len(a), wors
 sys.exit(0 if ok and worst <= 1e-2 else 1)
 PYEOF
 check "losses, grad norms, checkpointed LoRA tensors and moments: cuda == cpu within the bf16 bounds" \
-  '"$PY" "$d/cmp_train.py" "$d/cpu" "$d/cuda"'
+  '"$PY" "$d/cmp_train.py" "$d/cpu" "$d/cuda" 2e-3 2e-2 6e-2'
+check "losses, grad norms, checkpointed LoRA tensors and moments: cuda-fp32 == cpu within 1e-4" \
+  '"$PY" "$d/cmp_train.py" "$d/cpu" "$d/f32" 1e-5 1e-4 1e-4'
 
 # resume on the device
 run res cuda --set train.max_steps=2; r1=$?
