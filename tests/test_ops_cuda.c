@@ -265,6 +265,70 @@ static void t_ce_adamw(void) {
     G->free(Dl); G->free(Dt); G->free(Dloss); G->free(Dlse); G->free(Dp); G->free(Dg); G->free(Dm); G->free(Dv);
 }
 
+/* ---- the fused forms: several linears of one input, SwiGLU into the down projection ------------- */
+static void t_fused(void) {
+    if (!G->linear_multi_fwd && !G->swiglu_linear_fwd) return;
+    const int N = 37, K = 72, n = 3, M[3] = {40, 17, 33};
+    float *x = rvec((size_t)N * K, 1);
+    for (int bf = 0; bf < 2; bf++) {
+        float *Wf[3], *bf32[3], *ref[3], *Dy[3];
+        uint16_t *Wb[3], *bb[3];
+        qa_weight wc[3], bc[3], wg[3], bg[3];
+        for (int i = 0; i < n; i++) {
+            Wf[i] = rvec((size_t)M[i] * K, 0.1f);
+            bf32[i] = rvec(M[i], 1);
+            Wb[i] = to_bf16(Wf[i], (size_t)M[i] * K);
+            bb[i] = to_bf16(bf32[i], M[i]);
+            const int hasb = i == 1;
+            wc[i] = (qa_weight){bf ? QA_DT_BF16 : QA_DT_F32, bf ? (const void *)Wb[i] : Wf[i]};
+            bc[i] = hasb ? (qa_weight){bf ? QA_DT_BF16 : QA_DT_F32, bf ? (const void *)bb[i] : bf32[i]} : (qa_weight){0};
+            wg[i] = (qa_weight){wc[i].dtype, up(wc[i].data, (size_t)M[i] * K * (bf ? 2 : 4))};
+            bg[i] = hasb ? (qa_weight){bc[i].dtype, up(bc[i].data, (size_t)M[i] * (bf ? 2 : 4))} : (qa_weight){0};
+            ref[i] = qa_malloc(sizeof(float) * N * M[i]);
+            C->linear_fwd(NULL, N, K, M[i], 0.0f, x, wc[i], bc[i], ref[i]);
+            Dy[i] = poison((size_t)N * M[i]);
+        }
+        float *Dx = upf(x, (size_t)N * K);
+        if (G->linear_multi_fwd) {
+            G->linear_multi_fwd(GS, N, K, n, Dx, M, wg, bg, Dy);
+            gsync("linear_multi_fwd");
+            for (int i = 0; i < n; i++) {
+                char what[64];
+                snprintf(what, sizeof what, "linear_multi_fwd %s out %d (M %d%s)", bf ? "bf16" : "f32", i, M[i],
+                         i == 1 ? ", bias" : "");
+                cmp(what, Dy[i], ref[i], (size_t)N * M[i], bf ? TOLBF : TOL32);
+            }
+        }
+        if (G->swiglu_linear_fwd) {
+            /* (silu(g) * u) W1ᵀ + b1 with beta 1 onto y0, and W0 with beta 0 onto NaN */
+            float *g = rvec((size_t)N * K, 2), *u = rvec((size_t)N * K, 1), *h = qa_malloc(sizeof(float) * N * K);
+            float *y0 = rvec((size_t)N * M[1], 1), *y = qt_fcopy(y0, (size_t)N * M[1]);
+            C->swiglu_fwd(NULL, (size_t)N * K, g, u, h);
+            C->linear_fwd(NULL, N, K, M[1], 1.0f, h, wc[1], bc[1], y);
+            C->linear_fwd(NULL, N, K, M[0], 0.0f, h, wc[0], (qa_weight){0}, ref[0]);
+            float *Dg = upf(g, (size_t)N * K), *Du = upf(u, (size_t)N * K), *Dy1 = upf(y0, (size_t)N * M[1]);
+            float *Dy0 = poison((size_t)N * M[0]);
+            G->swiglu_linear_fwd(GS, N, K, M[1], 1.0f, Dg, Du, wg[1], bg[1], Dy1);
+            G->swiglu_linear_fwd(GS, N, K, M[0], 0.0f, Dg, Du, wg[0], (qa_weight){0}, Dy0);
+            gsync("swiglu_linear_fwd");
+            cmp(bf ? "swiglu_linear_fwd bf16 (beta 1, bias)" : "swiglu_linear_fwd f32 (beta 1, bias)", Dy1, y,
+                (size_t)N * M[1], bf ? TOLBF : TOL32);
+            cmp(bf ? "swiglu_linear_fwd bf16 (beta 0, NaN y)" : "swiglu_linear_fwd f32 (beta 0, NaN y)", Dy0, ref[0],
+                (size_t)N * M[0], bf ? TOLBF : TOL32);
+            free(g); free(u); free(h); free(y0); free(y);
+            G->free(Dg); G->free(Du); G->free(Dy1); G->free(Dy0);
+        }
+        for (int i = 0; i < n; i++) {
+            free(Wf[i]); free(bf32[i]); free(Wb[i]); free(bb[i]); free(ref[i]);
+            G->free((void *)wg[i].data);
+            if (bg[i].data) G->free((void *)bg[i].data);
+            G->free(Dy[i]);
+        }
+        G->free(Dx);
+    }
+    free(x);
+}
+
 /* ---- the LoRA state: global squared norm (two-pass, in double, deterministic) and scale -------- */
 static void t_lora_state(void) {
     const size_t n = 300007; /* more than the reduction's 1024 x 256 threads: grid-stride loops */
@@ -388,6 +452,7 @@ int main(void) {
     t_linear();
     t_lora();
     t_ce_adamw();
+    t_fused();
     t_lora_state();
     t_attention(2, 37, 4, 2, 16, 0, 0);
     t_attention(2, 37, 4, 2, 16, 0, 3);
