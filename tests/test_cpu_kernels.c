@@ -1,11 +1,12 @@
 /* test_cpu_kernels.c — the CPU backend's blocked GEMM and thread pool: products against a double
  * reference over shapes that cross every blocking edge (MR, NR, KC, NC, the few-row and column-split
- * paths), BF16 and F32 operands, all transposes, alpha / beta; the fused ops against the unfused ones
- * (bitwise); and every op run on streams of 1, 2 and 3 threads and without a stream: results must be
+ * paths; the GEMM is called directly: it is no qa_ops slot), BF16 and F32 operands, all transposes, alpha /
+ * beta; the fused ops against the unfused ones (bitwise); and every op run on streams of 1, 2 and 3 threads and without a stream: results must be
  * bitwise identical (work is split so that each output is computed by one thread in a fixed order).
  * Then the same for a whole model: forward, forward_backward (LoRA grads, dropout, padding, packed
  * segments) and the inference forward of the first fixture model, 1 thread vs 3 threads. */
 #include "kernels/ops.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu_threads.h"
 #include "model/model.h"
 #include "common/qa_file.h"
@@ -49,7 +50,7 @@ static void test_gemm_case(int M, int N, int K, int ta, int tb, float alpha, flo
     for (int s = 0; s < NS; s++) {
         C[s] = qt_fcopy(C0, (size_t)M * ldc);
         if (beta == 0) for (size_t i = 0; i < (size_t)M * ldc; i++) C[s][i] = NAN; /* beta 0: C is not read */
-        O->gemm(SS[s], ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C[s], ldc);
+        qa_gemm(SS[s], ta, M, N, K, alpha, A, lda, (qa_gemm_b){Bm, QA_DT_F32, ldb, tb}, beta, C[s], ldc);
     }
     for (int i = 0; i < M; i++) memcpy(got + (size_t)i * N, C[1] + (size_t)i * ldc, sizeof(float) * N);
     double e = qt_rel_err_f32_f64(got, ref, (size_t)M * N);
@@ -127,8 +128,9 @@ static void test_row_independence(void) {
              "linear_fwd: %d rows at once == in groups of 1..40 rows on mixed streams, bitwise", N);
     /* general beta: full and partial tiles round the same way */
     float *c0 = rvec((size_t)N * M, 1), *c1 = qt_fcopy(c0, (size_t)N * M), *c2 = qt_fcopy(c0, (size_t)N * M);
-    O->gemm(SS[3], 0, 1, N, M, K, 0.5f, x, K, wf, K, -0.75f, c1, M);
-    for (int i = 0; i < N; i++) O->gemm(SS[1], 0, 1, 1, M, K, 0.5f, x + (size_t)i * K, K, wf, K, -0.75f, c2 + (size_t)i * M, M);
+    const qa_gemm_b wt = {wf, QA_DT_F32, K, 1};
+    qa_gemm(SS[3], 0, N, M, K, 0.5f, x, K, wt, -0.75f, c1, M);
+    for (int i = 0; i < N; i++) qa_gemm(SS[1], 0, 1, M, K, 0.5f, x + (size_t)i * K, K, wt, -0.75f, c2 + (size_t)i * M, M);
     QT_CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)N * M), "gemm alpha 0.5 beta -0.75: all rows == row by row, bitwise");
     free(x); free(wf); free(bias); free(wb); free(all); free(part); free(c0); free(c1); free(c2);
 }

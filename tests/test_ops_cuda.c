@@ -63,23 +63,6 @@ static uint16_t *to_bf16(const float *x, size_t n) {
 }
 
 /* ---- generic algebra ------------------------------------------------------------------- */
-static void t_gemm(void) {
-    const int M = 37, Nc = 45, K = 29;
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            int lda = ta ? M + 3 : K + 2, ldb = tb ? K + 1 : Nc + 5, ldc = Nc + 4;
-            size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? Nc : K) * ldb, nc = (size_t)M * ldc;
-            float *A = rvec(na, 1), *B = rvec(nb, 1), *Cc = rvec(nc, 1);
-            float *dA = upf(A, na), *dB = upf(B, nb), *dC = upf(Cc, nc);
-            C->gemm(NULL, ta, tb, M, Nc, K, 0.7f, A, lda, B, ldb, 0.5f, Cc, ldc);
-            G->gemm(GS, ta, tb, M, Nc, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
-            gsync("gemm");
-            char nm[64];
-            snprintf(nm, sizeof nm, "gemm ta=%d tb=%d", ta, tb);
-            cmp(nm, dC, Cc, nc, TOL32);
-            free(A); free(B); free(Cc); G->free(dA); G->free(dB); G->free(dC);
-        }
-}
 static void t_rows(void) {
     const int M = 50, D = 70, R = 80;
     float *src = rvec((size_t)R * D, 1), *dst = rvec((size_t)R * D, 1), *x = rvec((size_t)M * D, 1);
@@ -349,7 +332,6 @@ int main(void) {
         printf("SKIP: %s\n", e.msg);
         return 77;
     }
-    t_gemm();
     t_rows();
     t_elementwise();
     t_linear();
