@@ -3,26 +3,12 @@
 # (badinput) and real multi-process runs under mpirun (mpi). Every run uses train.threads=1.
 qa_test_exe(test_train_run SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_train_run.c LIBS qa_model qa_io m)
 
-set(_tr_mpiexec "${MPIEXEC_EXECUTABLE}")
-if(NOT _tr_mpiexec)
-  find_program(_tr_mpiexec NAMES mpiexec mpirun)
-endif()
-set(_tr_npflag "${MPIEXEC_NUMPROC_FLAG}")
-if(NOT _tr_npflag)
-  set(_tr_npflag -n)
-endif()
 set(_tr_env
   "QALIGN_BIN=$<TARGET_FILE:qalign>"
   "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf"
-  "QA_MPIRUN=${_tr_mpiexec} --allow-run-as-root --oversubscribe ${_tr_npflag}"
-  "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1" "OMPI_MCA_rmaps_base_oversubscribe=1"
-  # no CMA in containers without SYS_PTRACE; no stray output from the openib probe
-  "OMPI_MCA_btl_vader_single_copy_mechanism=none" "OMPI_MCA_btl=self,vader,tcp"
+  "QA_MPIRUN=${QA_MPIRUN_STR}"
+  ${QA_MPI_ENV}
   "OPENBLAS_NUM_THREADS=1")
-if(QALIGN_ASAN)
-  # Open MPI keeps allocations until exit inside dlclose()d components (unsymbolizable "leaks")
-  list(APPEND _tr_env "ASAN_OPTIONS=detect_leaks=0")
-endif()
 
 function(_qa_train_test name labels timeout)
   add_test(NAME ${name} COMMAND test_train_run ${ARGN})
@@ -37,13 +23,11 @@ _qa_train_test(train_packing "train" 60 packing)
 _qa_train_test(train_corrupt_ckpt "train;badinput" 120 corrupt)
 _qa_train_test(train_disk_full "train;badinput" 180 diskfull)
 _qa_train_test(train_bad_pretokenized "train;badinput" 120 baddata)
-if(_tr_mpiexec)
+if(QA_MPIEXEC)
   _qa_train_test(train_ranks "train;mpi" 180 ranks)
   _qa_train_test(train_kill_rank1 "train;mpi;badinput" 180 kill 1)
   _qa_train_test(train_kill_rank0 "train;mpi;badinput" 180 kill 0)
   _qa_train_test(train_signal "train;mpi" 300 signal)
-else()
-  message(STATUS "qalign: no mpiexec found: the multi-rank training tests are not registered")
 endif()
 
 # the multilingual evaluation during training (eval.every / eval.at_end)
