@@ -175,8 +175,8 @@ static const qt_family SCATTER = {.name = "scatter_add_rows", .slots = "scatter_
     .run = scatter_run, .ref = scatter_ref};
 
 /* ---- embedding_fwd --------------------------------------------------------------------------------
- * i: V, D, N, table BF16 (1) or F32 (0). ids (7 i) mod V, the last row (V-1) and a repeated id among them.
- * alt (BF16): the same lookup of the table's F32 values. */
+ * i: V, D, N, table BF16 (1) or F32 (0). table [V, D], ids [N]: (7 i) mod V, the last row (V-1) and a repeated id
+ * among them; out [N, D]. alt (BF16): the same lookup of the table's F32 values. */
 enum { EM_TAB, EM_IDS, EM_OUT, EM_TABF };
 static void emb_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int V = c->i[0], D = c->i[1], N = c->i[2];
@@ -208,7 +208,8 @@ static const qt_family EMBEDDING = {.name = "embedding_fwd", .slots = "embedding
     .run = emb_run, .ref = emb_ref, .alt = emb_alt, .alt_what = "BF16 table == its F32 values"};
 
 /* ---- rmsnorm_fwd + rmsnorm_bwd ----------------------------------------------------------------------
- * i: N, D, weight BF16 (1) or F32 (0); f: bwd beta, x scale. eps 1e-5. alt (BF16): the weight's F32 values. */
+ * i: N, D, weight BF16 (1) or F32 (0); f: bwd beta, x scale. eps 1e-5. x, y, dy, dx [N, D], w [D], rstd [N].
+ * alt (BF16): the weight's F32 values. */
 enum { RN_X, RN_W, RN_Y, RN_RSTD, RN_DY, RN_DX, RN_WF };
 #define RN_EPS 1e-5f
 static void rms_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
@@ -267,7 +268,7 @@ static const qt_family RMSNORM = {.name = "rmsnorm", .slots = "rmsnorm_fwd rmsno
 
 /* ---- rope_fwd + rope_bwd (in place) -----------------------------------------------------------------
  * i: N, H, hd, positions (0: 0 1 2 7 0 300, 1: 13 n mod 5000, 2: 3 n + 100); f: theta of fwd, theta of bwd.
- * y = x rotated by fwd; dx = dy rotated back by bwd. */
+ * pos [N]; y [N, H, hd] = x rotated by fwd; dx [N, H, hd] = dy rotated back by bwd. */
 enum { RP_POS, RP_Y, RP_DX };
 static void rope_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], H = c->i[1], hd = c->i[2];
@@ -316,7 +317,8 @@ static const qt_family ROPE = {.name = "rope", .slots = "rope_fwd rope_bwd", .in
  * i: B, T, H, Hk, hd, window, key mask pattern, segment pattern; f: scale (0: 1/sqrt(hd)), q/k magnitude.
  * Key masks: 1 right padding of row 1 (3 keys) + key 2 of row 0 + key 0 of row 2 (its query 0 sees nothing);
  *            2 left padding of row 1 (T/5 keys) + key T/2 of every row; 3 right padding of row 2 (19 keys).
- * Segments:  1 [0, T/3) [T/3, T/2) [T/2, T); 2 thirds; 3 blocks of 50. */
+ * Segments:  1 [0, T/3) [T/3, T/2) [T/2, T); 2 thirds; 3 blocks of 50.
+ * q, o, dout, dq [B, T, H, hd]; k, v, dk, dv [B, T, Hk, hd]; key_mask, segment [B, T]; lse [B, H, T]. */
 static void att_patterns(const qt_case *c, int32_t *mask, int32_t *seg) {
     const int B = c->i[0], T = c->i[1];
     for (int b = 0; b < B; b++)
@@ -423,7 +425,8 @@ static const qt_family ATTENTION = {.name = "attention", .slots = "attention_fwd
 
 /* ---- attention_rows_fwd: single queries ---------------------------------------------------------------
  * The attention shape and patterns as above (B = 3, T >= 65); queries: tokens 0, 5, T-1 of row 0, 37 of row 1,
- * 64, 63 and T-1 of row 2. alt (the op's contract): attention_fwd of the whole batch, then those rows. */
+ * 64, 63 and T-1 of row 2. q [B, T, H, hd], q_rows and o [7, H, hd], rows [7] (flat b T + t). alt (the op's
+ * contract): attention_fwd of the whole batch into o_all [B, T, H, hd], then those rows. */
 enum { AR_Q, AR_QR, AR_K, AR_V, AR_MASK, AR_SEG, AR_ROWS, AR_O, AR_OF, AR_LF };
 #define AR_R 7
 static void arows_list(int T, int32_t *rows) {
@@ -469,7 +472,8 @@ static const qt_family ATTENTION_ROWS = {.name = "attention_rows_fwd", .slots = 
     .alt_what = "== rows of attention_fwd"};
 
 /* ---- attention_prefix_fwd: suffix rows over a shared cached prefix ------------------------------------
- * i: B, T, Tc, H, Hk, hd, window. ctx[0] = Tc (the whole cache), ctx[b] = 13 b mod (Tc + 1). */
+ * i: B, T, Tc, H, Hk, hd, window. q, o [B, T, H, hd]; k, v [B, T, Hk, hd]; k_cache, v_cache [Tc, Hk, hd]; ctx [B]:
+ * ctx[0] = Tc (the whole cache), ctx[b] = 13 b mod (Tc + 1). */
 enum { AP_Q, AP_KC, AP_VC, AP_K, AP_V, AP_CTX, AP_O };
 static qa_attn_prefix_desc apre_desc(const qt_case *c, const int32_t *ctx) {
     const int hd = c->i[5];
@@ -531,7 +535,7 @@ static const qt_family ATTENTION_PREFIX = {.name = "attention_prefix_fwd", .slot
     .init = apre_init, .run = apre_run, .ref = apre_ref};
 
 /* ---- swiglu_fwd + swiglu_bwd -------------------------------------------------------------------------
- * i: n, dg aliases dout (1); f: g magnitude, u magnitude. */
+ * i: n, dg aliases dout (1); f: g magnitude, u magnitude. Every buffer [n]. */
 enum { SW_G, SW_U, SW_O, SW_DOUT, SW_DU, SW_DG };
 static void sw_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const size_t n = (size_t)c->i[0];
@@ -569,7 +573,8 @@ static const qt_family SWIGLU = {.name = "swiglu", .slots = "swiglu_fwd swiglu_b
 
 /* ---- linear_fwd + linear_bwd (frozen weight) ----------------------------------------------------------
  * i: N, K, M, weight BF16 (1) or F32 (0), bias (0 none, 1 F32, 2 BF16); f: fwd beta, bwd beta, weight magnitude.
- * y = beta y + x Wᵀ + b; dx = beta dx + dy W. alt (BF16 weight): the weight's and bias's F32 values. */
+ * x, dx [N, K]; W [M, K]; bias [M]; y, dy [N, M]. y = beta y + x Wᵀ + b; dx = beta dx + dy W.
+ * alt (BF16 weight): the weight's and bias's F32 values. */
 enum { LI_X, LI_W, LI_B, LI_Y, LI_DY, LI_DX, LI_WF, LI_BF };
 static void lin_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1], M = c->i[2];
@@ -623,7 +628,8 @@ static const qt_family LINEAR = {.name = "linear", .slots = "linear_fwd linear_b
     .run = lin_run, .ref = lin_ref, .alt = lin_alt, .alt_what = "BF16 weight and bias == their F32 values"};
 
 /* ---- linear_multi_fwd: three frozen linears of one input -------------------------------------------------
- * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none). BF16 weights. alt: linear_fwd of each. */
+ * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none). x [N, K]; BF16 W_i [M_i, K]; y_i [N, M_i].
+ * alt: linear_fwd of each. */
 enum { LM_X, LM_W0, LM_B = LM_W0 + 3, LM_Y0 };
 static void lmul_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1];
@@ -665,7 +671,8 @@ static const qt_family LINEAR_MULTI = {.name = "linear_multi_fwd", .slots = "lin
     .run = lmul_run, .ref = lmul_ref, .alt = lmul_alt, .alt_what = "== linear_fwd of each output"};
 
 /* ---- swiglu_linear_fwd: y = beta y + (silu(g) u) Wᵀ ------------------------------------------------------
- * i: N, F (the product's K), D (its M); f: beta. BF16 weight, no bias. alt: swiglu_fwd, then linear_fwd. */
+ * i: N, F (the product's K), D (its M); f: beta. g, u, act [N, F]; BF16 W [D, F], no bias; y [N, D].
+ * alt: swiglu_fwd into act, then linear_fwd. */
 enum { SL_G, SL_U, SL_W, SL_Y, SL_ACT };
 static void swl_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], Fk = c->i[1], D = c->i[2];
@@ -701,7 +708,8 @@ static const qt_family SWIGLU_LINEAR = {.name = "swiglu_linear_fwd", .slots = "s
 
 /* ---- lora_fwd + lora_bwd ---------------------------------------------------------------------------------
  * i: N, K, M, r, accumulators start at 0 (0) or random (1); f: scale, dropout p, A/B magnitude; u: dropout key.
- * y += scale (drop(x) Aᵀ) Bᵀ; dA, dB, dx accumulated into. */
+ * x, dx [N, K]; A, dA [r, K]; B, dB [M, r]; xa [N, r]; y, dy [N, M]. y += scale (drop(x) Aᵀ) Bᵀ; dA, dB, dx
+ * accumulated into. */
 enum { LO_X, LO_A, LO_B, LO_XA, LO_Y, LO_DY, LO_DA, LO_DB, LO_DX };
 static void lora_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1], M = c->i[2], r = c->i[3];
@@ -787,7 +795,8 @@ static const qt_family LORA = {.name = "lora", .slots = "lora_fwd lora_bwd", .in
 
 /* ---- cross_entropy_fwd + cross_entropy_bwd ------------------------------------------------------------------
  * i: M, V, targets (0: mult i mod V, 1: 0, V-1, 7, 7), mult, bwd in place (dlogits = logits), row i's bwd scale
- * i + 1 (one call per row; else one call with scale f[0]); f: scale, logit magnitude. */
+ * i + 1 (one call per row; else one call with scale f[0]); f: scale, logit magnitude. logits, dlogits [M, V];
+ * target, loss, lse [M]. */
 enum { CE_LG, CE_TG, CE_LOSS, CE_LSE, CE_D };
 static void ce_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int M = c->i[0], V = c->i[1];
@@ -840,7 +849,7 @@ static const qt_family CROSS_ENTROPY = {.name = "cross_entropy", .slots = "cross
 
 /* ---- adamw_step ------------------------------------------------------------------------------------------------
  * i: n, steps, a new gradient every step (g_t = g_{t-1}/2 + noise/10), m and v start random (else 0);
- * f: lr. beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0.01. */
+ * f: lr. beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0.01. p, m, v [n]; g [n] or [steps, n]. */
 enum { AD_P, AD_G, AD_M, AD_V };
 static void adamw_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const size_t n = (size_t)c->i[0], ng = c->i[2] ? n * c->i[1] : n;

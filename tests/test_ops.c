@@ -52,9 +52,9 @@ static int run_on(const qt_case *c, const qt_inst *t, const qa_ops *o, qa_stream
     void *d[QT_MAXBUF] = {0}, *nan[QT_MAXBUF] = {0};
     qa_err e = {0};
     int rc = 0;
+    for (int i = 0; i < QT_MAXBUF; i++) out[i] = NULL;
     for (int i = 0; i < t->nb; i++) {
         const qt_buf *b = &t->b[i];
-        out[i] = NULL;
         if (!(d[i] = o->alloc(bytes_of(b) ? bytes_of(b) : 4, &e))) { rc = -1; break; }
         const void *src = b->role == QT_IN || b->role == QT_INOUT ? b->h : (nan[i] = nan_fill(b));
         if (bytes_of(b)) o->memcpy_h2d(s, d[i], src, bytes_of(b));
@@ -73,7 +73,10 @@ static int run_on(const qt_case *c, const qt_inst *t, const qa_ops *o, qa_stream
         if (d[i]) o->free(d[i]);
         free(nan[i]);
     }
-    if (rc) printf("  %s %s on %s: %s\n", c->op->name, c->what, o->name, e.msg);
+    if (rc) {
+        printf("  %s on %s: %s\n", name_of(c), o->name, e.msg);
+        for (int i = 0; i < t->nb; i++) { free(out[i]); out[i] = NULL; }
+    }
     return rc;
 }
 static void free_out(const qt_inst *t, void **out) {
@@ -150,7 +153,11 @@ static void mode_ref(void) {
         double *r[QT_MAXBUF] = {0};
         c->op->init(c, &t, &rng);
         printf("  %s %s\n", c->op->name, c->what);
-        if (run_on(c, &t, C, s, 0, out)) { QT_CHECK(0, "%s %s runs on the CPU backend", c->op->name, c->what); continue; }
+        if (run_on(c, &t, C, s, 0, out)) {
+            QT_CHECK(0, "%s runs on the CPU backend", name_of(c));
+            qt_inst_free(&t);
+            continue;
+        }
         c->op->ref(c, &t, r);
         int nref = 0;
         for (int i = 0; i < t.nb; i++) {
@@ -213,8 +220,7 @@ static void mode_threads(void) {
                 }
         QT_CHECK(ok && same, "%s %s: bitwise equal without a stream and on 1, 2, 3 threads", c->op->name, c->what);
         printf("  %-80.80s %s\n", name_of(c), ok && same ? "same" : "DIFFERENT");
-        for (int k = 0; k < NS; k++)
-            if (ok) free_out(&t, out[k]);
+        for (int k = 0; k < NS; k++) free_out(&t, out[k]);
         qt_inst_free(&t);
     }
     for (int k = 1; k < NS; k++) C->stream_destroy(ss[k]);
@@ -359,8 +365,10 @@ static int mode_backend(const char *name) {
         uint64_t rng = qt_case_seed(c);
         void *want[QT_MAXBUF], *got[QT_MAXBUF];
         c->op->init(c, &t, &rng);
-        if (run_on(c, &t, C, cs, 0, want) || run_on(c, &t, G, gs, 0, got)) {
-            QT_CHECK(0, "%s %s runs on cpu and %s", c->op->name, c->what, name);
+        if (run_on(c, &t, C, cs, 0, want) | run_on(c, &t, G, gs, 0, got)) {
+            QT_CHECK(0, "%s runs on cpu and %s", name_of(c), name);
+            free_out(&t, want);
+            free_out(&t, got);
             qt_inst_free(&t);
             continue;
         }
