@@ -7,6 +7,8 @@
 #   analysis_cli          qalign eval --dump-activations (1 and 2 ranks: identical), qalign lens and qalign pca:
 #                         CSV, HDF5, PNG and SVG
 #   analysis_numpy        h5py reads the dump (names, shapes, attributes); PCA and Pearson vs NumPy's SVD
+#   analysis_paper        the lens "energy" vs the paper's formula in NumPy (the tiny model, and a copy with a random
+#                         final-norm weight); the PCA scatter by record-index bucket
 #   analysis_badinput     dumps of another model (layers, width), missing datasets / attributes, not a dump,
 #                         usage errors: clear messages naming the file and the object
 set(QA_AN_DATA "${QALIGN_ASSETS}/paper-data")
@@ -43,6 +45,8 @@ set_tests_properties(analysis_cli PROPERTIES LABELS "analysis" TIMEOUT 300 FIXTU
 
 qa_python_test(analysis_numpy analysis_check.py ARGS ${QA_AN_TMP}/cli LABELS analysis TIMEOUT 120
                FIXTURES_REQUIRED analysis_cli)
+qa_python_test(analysis_paper analysis_paper.py ARGS $<TARGET_FILE:qalign> ${QA_AN_TMP} LABELS analysis TIMEOUT 180
+               FIXTURES_REQUIRED analysis_cli ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 
 add_test(NAME analysis_badinput COMMAND sh -c
   "'$<TARGET_FILE:test_analysis>' badinput '${QA_AN_TMP}/cli/base.h5' '${QA_AN_TMP}/tiny' '${QA_AN_TMP}/tiny-l3' \

@@ -34,3 +34,7 @@ endif()
 add_test(NAME train_eval_hook COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_eval_hook.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS})
 set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300
     ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+
+# the checkpoint of the lowest validation loss (train/best.c), export-peft --best, qalign loss-curve
+qa_python_test(train_best train_best.py ARGS $<TARGET_FILE:qalign> ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp
+               LABELS train TIMEOUT 300 ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
