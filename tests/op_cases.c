@@ -628,14 +628,17 @@ static const qt_family LINEAR = {.name = "linear", .slots = "linear_fwd linear_b
     .run = lin_run, .ref = lin_ref, .alt = lin_alt, .alt_what = "BF16 weight and bias == their F32 values"};
 
 /* ---- linear_multi_fwd: three frozen linears of one input -------------------------------------------------
- * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none). x [N, K]; BF16 W_i [M_i, K]; y_i [N, M_i].
- * alt: linear_fwd of each. */
+ * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none), weights F32 (1) or BF16 (0). x [N, K];
+ * W_i [M_i, K]; y_i [N, M_i]. alt: linear_fwd of each. (The CUDA op converts x to bf16 once for BF16 weights and
+ * runs the plain op per output for F32 weights: both paths have cases.) */
 enum { LM_X, LM_W0, LM_B = LM_W0 + 3, LM_Y0 };
 static void lmul_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1];
     add_rand(t, "x", QT_IN, (size_t)N * K, 1, rng);
     static const char *wn[3] = {"W0", "W1", "W2"}, *yn[3] = {"y0", "y1", "y2"};
-    for (int i = 0; i < 3; i++) add_bf16(t, wn[i], (size_t)c->i[2 + i] * K, 0.2f, rng);
+    for (int i = 0; i < 3; i++)
+        if (c->i[6]) add_rand(t, wn[i], QT_IN, (size_t)c->i[2 + i] * K, 0.2f, rng);
+        else add_bf16(t, wn[i], (size_t)c->i[2 + i] * K, 0.2f, rng);
     add_rand(t, "bias", QT_IN, (size_t)(c->i[5] >= 0 ? c->i[2 + c->i[5]] : 1), 1, rng);
     for (int i = 0; i < 3; i++) qt_buf_add(t, yn[i], QA_DT_F32, QT_OUT, (size_t)N * c->i[2 + i]);
 }
@@ -671,31 +674,37 @@ static const qt_family LINEAR_MULTI = {.name = "linear_multi_fwd", .slots = "lin
     .run = lmul_run, .ref = lmul_ref, .alt = lmul_alt, .alt_what = "== linear_fwd of each output"};
 
 /* ---- swiglu_linear_fwd: y = beta y + (silu(g) u) Wᵀ ------------------------------------------------------
- * i: N, F (the product's K), D (its M); f: beta. g, u, act [N, F]; BF16 W [D, F], no bias; y [N, D].
- * alt: swiglu_fwd into act, then linear_fwd. */
-enum { SL_G, SL_U, SL_W, SL_Y, SL_ACT };
+ * i: N, F (the product's K), D (its M), weight F32 (1) or BF16 (0), bias (0 none, 1 F32, 2 BF16); f: beta.
+ * g, u, act [N, F]; W [D, F]; bias [D]; y [N, D]. alt: swiglu_fwd into act, then linear_fwd. (The CUDA op writes
+ * silu(g) u as the bf16 operand for a BF16 weight, and runs the fp32 activation through the plain op for an F32
+ * weight: both paths have cases.) */
+enum { SL_G, SL_U, SL_W, SL_B, SL_Y, SL_ACT };
 static void swl_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], Fk = c->i[1], D = c->i[2];
     add_rand(t, "g", QT_IN, (size_t)N * Fk, 3, rng);
     add_rand(t, "u", QT_IN, (size_t)N * Fk, 1, rng);
-    add_bf16(t, "W", (size_t)D * Fk, 0.2f, rng);
+    if (c->i[3]) add_rand(t, "W", QT_IN, (size_t)D * Fk, 0.2f, rng);
+    else add_bf16(t, "W", (size_t)D * Fk, 0.2f, rng);
+    if (c->i[4] == 2) add_bf16(t, "bias", (size_t)D, 1, rng);
+    else add_rand(t, "bias", QT_IN, (size_t)(c->i[4] ? D : 1), 1, rng);
     add_rand(t, "y", QT_INOUT, (size_t)N * D, 1, rng);
     qt_buf_add(t, "act", QA_DT_F32, QT_TMP, (size_t)N * Fk);
 }
 static void swl_run(const qt_case *c, const qt_inst *t, const qa_ops *o, qa_stream *s, void *const *d) {
     o->swiglu_linear_fwd(s, c->i[0], c->i[1], c->i[2], c->f[0], DF(d, SL_G), DF(d, SL_U), wt(t, d, SL_W),
-                         wt(t, d, -1), DF(d, SL_Y));
+                         wt(t, d, c->i[4] ? SL_B : -1), DF(d, SL_Y));
 }
 static void swl_alt(const qt_case *c, const qt_inst *t, const qa_ops *o, qa_stream *s, void *const *d) {
     o->swiglu_fwd(s, (size_t)c->i[0] * c->i[1], DF(d, SL_G), DF(d, SL_U), DF(d, SL_ACT));
-    o->linear_fwd(s, c->i[0], c->i[1], c->i[2], c->f[0], DF(d, SL_ACT), wt(t, d, SL_W), wt(t, d, -1), DF(d, SL_Y));
+    o->linear_fwd(s, c->i[0], c->i[1], c->i[2], c->f[0], DF(d, SL_ACT), wt(t, d, SL_W), wt(t, d, c->i[4] ? SL_B : -1),
+                  DF(d, SL_Y));
 }
 static void swl_ref(const qt_case *c, const qt_inst *t, double **r) {
     const int N = c->i[0], Fk = c->i[1], D = c->i[2];
     double *y = dref(t, r, SL_Y);
     for (int n = 0; n < N; n++)
         for (int m = 0; m < D; m++) {
-            double acc = c->f[0] * F(t, SL_Y)[(size_t)n * D + m];
+            double acc = c->f[0] * F(t, SL_Y)[(size_t)n * D + m] + (c->i[4] ? val(t, SL_B, (size_t)m) : 0);
             for (int k = 0; k < Fk; k++) {
                 double g = F(t, SL_G)[(size_t)n * Fk + k];
                 acc += g * sigm(g) * F(t, SL_U)[(size_t)n * Fk + k] * val(t, SL_W, (size_t)m * Fk + k);
@@ -1001,8 +1010,14 @@ const qt_case qt_cases[] = {
     /* fused forms */
     {&LINEAR_MULTI, "N3 K72 M40/17/33, bias on 17", {3, 72, 40, 17, 33, 1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&LINEAR_MULTI, "N250 K72 M40/17/33, bias on 17", {250, 72, 40, 17, 33, 1}, .tol = T_BF(2e-6, 0), .alt = 1},
+    {&LINEAR_MULTI, "N40 K72 M40/17/33, no bias", {40, 72, 40, 17, 33, -1}, .tol = T_BF(2e-6, 0), .alt = 1},
+    {&LINEAR_MULTI, "N40 K72 M40/17/33 f32 weights, bias on 40", {40, 72, 40, 17, 33, 0, 1}, .tol = T_EW(2e-6, 0),
+     .alt = 1},
     {&SWIGLU_LINEAR, "N3 F90 D24 beta 1", {3, 90, 24}, {1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&SWIGLU_LINEAR, "N250 F90 D24 beta 1", {250, 90, 24}, {1}, .tol = T_BF(2e-6, 0), .alt = 1},
+    {&SWIGLU_LINEAR, "N40 F90 D24 bf16 bias, beta 0", {40, 90, 24, 0, 2}, {0}, .tol = T_BF(2e-6, 0), .alt = 1},
+    {&SWIGLU_LINEAR, "N40 F90 D24 f32 weight, f32 bias, beta 0.5", {40, 90, 24, 1, 1}, {0.5f}, .tol = T_EW(2e-6, 0),
+     .alt = 1},
     /* lora */
     {&LORA, "N7 K12 M9 r3 scale 2.5 p 0", {7, 12, 9, 3, 0}, {2.5f, 0, 1}, 0xabcdef, .tol = T_EW(1e-5, 1e-3), .fd = 1},
     {&LORA, "N7 K12 M9 r3 scale 2.5 p 0.3", {7, 12, 9, 3, 0}, {2.5f, 0.3f, 1}, 0xabcdef, .tol = T_EW(1e-5, 1e-3), .fd = 1},
