@@ -38,3 +38,9 @@ set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300
 # the checkpoint of the lowest validation loss (train/best.c), export-peft --best, qalign loss-curve
 qa_python_test(train_best train_best.py ARGS $<TARGET_FILE:qalign> ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp
                LABELS train TIMEOUT 300 ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+# data.padding_free: a micro-batch's rows end to end in one row == the padded rows (its comparisons in
+# QA_TEST_PYTHON: skipped, exit 77, without numpy / safetensors or without a Python)
+add_test(NAME train_padding_free COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_padding_free.sh $<TARGET_FILE:qalign>
+         ${QALIGN_ASSETS} "${QA_TEST_PYTHON}")
+set_tests_properties(train_padding_free PROPERTIES LABELS "train" TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
