@@ -15,6 +15,8 @@
 #   usage: cudasim_train.sh QALIGN_CUDASIM ASSETS PYTHON3 FIXTURES_HF
 set -u
 Q=$1 ASSETS=$2 PY=$3 FIX=$4
+# the comparisons read HDF5 with h5py and numpy (scripts/setup.sh installs them into .venv): without them, skipped
+if [ -z "$PY" ] || ! "$PY" -c 'import h5py, numpy' 2>/dev/null; then echo "SKIP: no Python with h5py and numpy"; exit 77; fi
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 fail=0; pass=0
