@@ -16,17 +16,17 @@ foreach(c dump-flips atomic ckpt-stale fifo h5-foreign expf misaligned overflow 
                        ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endforeach()
 
-find_program(QA_HARD_PY NAMES python3 python)
+# the launcher, Python and Open MPI settings of tests/CMakeLists.txt (QA_MPIEXEC, QA_TEST_PYTHON, QA_MPI_ENV)
 set(_hd_mpi "-")
-if(MPIEXEC_EXECUTABLE)
-  set(_hd_mpi "${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
+if(QA_MPIEXEC)
+  string(REPLACE ";" " " _hd_mpi "${QA_MPIEXEC};${QA_MPI_PREFLAGS}")
+endif()
+set(_hd_py "${QA_TEST_PYTHON}")
+if(NOT _hd_py)
+  set(_hd_py python3)
 endif()
 add_test(NAME hardening_cli
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/hardening_cli.sh $<TARGET_FILE:qalign> $<TARGET_FILE:test_hardening>
-                 ${QA_FIXTURES_DEFAULT}/hf ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/hardening_tmp "${_hd_mpi}")
-set(_hd_env "OPENBLAS_NUM_THREADS=1" "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
-            "OMPI_MCA_btl_vader_single_copy_mechanism=none" "OMPI_MCA_btl=self,vader,tcp")
-if(QALIGN_ASAN)
-  list(APPEND _hd_env "ASAN_OPTIONS=detect_leaks=0")   # Open MPI's dlclose()d components under mpirun
-endif()
-set_tests_properties(hardening_cli PROPERTIES LABELS "hardening;badinput" TIMEOUT 900 ENVIRONMENT "${_hd_env}")
+                 ${QA_FIXTURES_DEFAULT}/hf ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/hardening_tmp "${_hd_mpi}" ${_hd_py})
+set_tests_properties(hardening_cli PROPERTIES LABELS "hardening;badinput" TIMEOUT 900
+                     ENVIRONMENT "OPENBLAS_NUM_THREADS=1;${QA_MPI_ENV}")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# hardening_cli.sh QALIGN TEST_HARDENING FIXTURES_HF ASSETS TMP [MPIEXEC] — hostile inputs and file systems
+# hardening_cli.sh QALIGN TEST_HARDENING FIXTURES_HF ASSETS TMP [MPIEXEC|-] [PYTHON] — hostile inputs and file systems
 # through the command line. Every check names the failure mode it guards against; each one failed before
 # (crash, hang, silent success, lost files) and must now give one clear error and the right exit code.
 # Mounting a small tmpfs (a full disk) needs CAP_SYS_ADMIN: without it those checks are reported as
 # skipped, the rest still runs.
 set -u
-Q=$1 TH=$2 FX=$3 ASSETS=$4 TMP=$5 MPI=${6:-}
+Q=$1 TH=$2 FX=$3 ASSETS=$4 TMP=$5 MPI=${6:-} PY=${7:-python3}
 fail=0 pass=0 skip=0
 check() { if eval "$2"; then pass=$((pass+1)); else echo "FAIL: $1"; fail=$((fail+1)); fi; }
 crashed() { [ "$1" -ge 126 ]; }   # a signal (128+N) or an exec failure, never an orderly error
@@ -15,7 +15,7 @@ TOK=$ASSETS/tokenizers/qwen1_5-qwen2.tokenizer.json
 DATA=$ASSETS/paper-data
 
 # pre-tokenized training data below the fixture's vocab (384)
-python3 - "$TMP/data.json" <<'EOF' || { echo "FAIL: writing the data"; exit 1; }
+"$PY" - "$TMP/data.json" <<'EOF' || { echo "FAIL: writing the data"; exit 1; }
 import json, random, sys
 random.seed(5)
 recs = []
