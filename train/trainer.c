@@ -65,6 +65,7 @@ typedef struct trainer {
     int64_t tokens_this_run;
     char *config_yaml;
     char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
+    int64_t ckpt_step;     /* step of the newest committed or resumed checkpoint (every rank), -1 = none */
     /* checkpoint tensor tables */
     qa_ckpt_tensor *ck_lora;
     float **ck_m, **ck_v;
@@ -207,6 +208,7 @@ static int save_checkpoint(trainer *t, qa_err *e) {
         return QA_ERR(e, "rank %d: rank 0 failed to commit the checkpoint of step %lld (see its message)", t->rank,
                       (long long)t->step);
     }
+    t->ckpt_step = t->step;
     return 0;
 }
 
@@ -312,6 +314,7 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
         qa_ckpt_close(ck);
     }
     *resumed_from = t->step;
+    t->ckpt_step = t->step;
     return 0;
 }
 
@@ -576,6 +579,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->world = qa_dist_size(d);
     t->coord = qa_dist_is_coordinator(d);
     t->order_epoch = -1;
+    t->ckpt_step = -1;
     t->t_start = now_s();
     int rc = 0;
 
@@ -720,8 +724,13 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int64_t start_step = t->step;
     while (t->step < total) {
         if (qa_dist_agree_stop(d)) {
-            logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
-            if ((rc = save_checkpoint(t, e))) goto out;
+            /* a stop right after a checkpoint.every step (or the resume) finds that step committed already */
+            if (t->ckpt_step == t->step) {
+                logmsg(t, "stop requested (signal): the checkpoint of step %lld is committed; exiting", (long long)t->step);
+            } else {
+                logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
+                if ((rc = save_checkpoint(t, e))) goto out;
+            }
             res->stopped = 1;
             break;
         }
