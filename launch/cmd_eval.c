@@ -20,7 +20,9 @@ static void usage(FILE *f) {
             "Runs under mpirun/srun: items are sharded over the ranks and gathered on rank 0.\n\n"
             "options:\n"
             "  --model DIR          Hugging Face model directory (config.json + safetensors [+ tokenizer.json])\n"
-            "  --adapter PATH       PEFT adapter directory, training checkpoint (step_N.h5) or run directory\n"
+            "  --adapter PATH       PEFT adapter directory, training checkpoint (step_N.h5) or run directory;\n"
+            "                       none = the base model. Several --adapter A --out DIR pairs evaluate each\n"
+            "                       adapter on one load of the model (results as separate runs write them)\n"
             "  --tokenizer FILE     tokenizer.json (default: DIR/tokenizer.json)\n"
             "  --data DIR           paper-data directory with tasks.json (default: $QALIGN_DATA or assets/paper-data)\n"
             "  --tasks LIST         emotion,snli,paws (default: all)\n"
@@ -119,6 +121,9 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_run_opts_default(&ro);
     int stats = 0;
     long v;
+    enum { MAX_ADAPTERS = 256 }; /* --adapter A --out DIR pairs, eval/multi.c */
+    const char *adapters[MAX_ADAPTERS], *outs[MAX_ADAPTERS];
+    int n_adapters = 0, n_outs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -127,12 +132,12 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--full-vocab")) ro.full_vocab = 1;
         else if (!strcmp(a, "--token-stats")) stats = 1;
         else if (more && !strcmp(a, "--model")) model_dir = argv[++i];
-        else if (more && !strcmp(a, "--adapter")) adapter = argv[++i];
+        else if (more && !strcmp(a, "--adapter") && n_adapters < MAX_ADAPTERS) adapter = adapters[n_adapters++] = argv[++i];
         else if (more && !strcmp(a, "--tokenizer")) tfile = argv[++i];
         else if (more && !strcmp(a, "--data")) data = argv[++i];
         else if (more && !strcmp(a, "--tasks")) sel.tasks = argv[++i];
         else if (more && !strcmp(a, "--langs")) sel.langs = argv[++i];
-        else if (more && !strcmp(a, "--out")) out_dir = argv[++i];
+        else if (more && !strcmp(a, "--out") && n_outs < MAX_ADAPTERS) out_dir = outs[n_outs++] = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
         else if (more && !strcmp(a, "--backend")) backend = argv[++i];
         else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
@@ -187,6 +192,13 @@ int cmd_eval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    const int multi = n_adapters > 1 || n_outs > 1;
+    if (multi && (n_adapters != n_outs || act_path)) {
+        fprintf(stderr, "qalign eval: several adapters need one --out each, in the same order (got %d --adapter, %d "
+                        "--out)%s\n", n_adapters, n_outs, act_path ? ", and no --dump-activations" : "");
+        return 2;
+    }
+    if (multi || qa_eval_is_base(adapter)) adapter = NULL;
     sel.data_dir = data ? data : "assets/paper-data";
     qa_err e = {0};
     char *tok_path = tfile ? qa_strdup(tfile) : model_dir ? qa_path_join(model_dir, "tokenizer.json") : NULL;
@@ -252,6 +264,10 @@ int cmd_eval(int argc, char **argv) {
     }
     ro.model_id = model_dir;
     ro.adapter_id = adapter ? adapter_id : NULL;
+    if (multi) {
+        rc = qa_eval_run_many(s, &m, tok, d, &ro, adapters, outs, n_adapters, &e) ? 1 : 0;
+        goto out;
+    }
     if (act_path) {
         dopt.model_id = model_dir;
         dopt.adapter_id = adapter ? adapter_id : NULL;
