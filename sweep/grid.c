@@ -788,6 +788,7 @@ int sw_grid_load(qa_sweep *s, const char *grid_path, const char *const *sets, in
             }
         } else {
             const char *gs = qa_cfg_suggest(&s->cfg, k);
+            if (gs && sg && qa_edit_distance(k, sg) < qa_edit_distance(k, gs)) gs = sg;
             if (gs || sg) g.n += sw_problem(errs, "--set %s: unknown key '%s'; did you mean '%s'?", sets[i], k, gs ? gs : sg);
             else g.n += sw_problem(errs, "--set %s: unknown key '%s' (neither a grid setting nor a training config key)",
                                    sets[i], k);

@@ -8,6 +8,7 @@
 #include "common/qa_mem.h"
 #include "io/hf_config.h"
 #include "train/data.h"
+#include "train/template.h"
 #include "train/mem_estimate.h"
 
 #include <math.h>
@@ -76,10 +77,75 @@ static uint64_t data_key(const qa_train_config *tc) {
 
 static int round_up(int s, int to) { return (s + to - 1) / to * to; }
 
+/* tokenizers by path: the cells of a grid share a few (loading one takes about a second) */
+typedef struct tok_cache {
+    int n;
+    char **path;
+    qa_tokenizer **tok;
+} tok_cache;
+
+static void tok_cache_free(tok_cache *c) {
+    for (int i = 0; i < c->n; i++) free(c->path[i]), qa_tok_free(c->tok[i]);
+    free(c->path);
+    free(c->tok);
+    memset(c, 0, sizeof *c);
+}
+
+/* The data of a run as `qalign train --dry-run` builds it (qa_train_inputs_load, train/data.c: the
+ * model's config.json, the tokenizer, the template, qa_data_build), with the tokenizer from the cache:
+ * the training rows and the row length. */
+static int data_plan_of(const qa_train_config *tc, tok_cache *tcache, int64_t *rows, int *seq_len, qa_err *e) {
+    qa_hf_config hf;
+    char *cfgp = qa_path_join(tc->model.path, "config.json");
+    int rc = qa_hf_config_load(&hf, cfgp, e);
+    free(cfgp);
+    if (rc) return qa_err_prefix(e, "model.path %s", tc->model.path);
+    const int none = qa_template_is_none(tc->data.template_name);
+    qa_tokenizer *tok = NULL;
+    if (!none) {
+        for (int i = 0; i < tcache->n && !tok; i++)
+            if (!strcmp(tcache->path[i], tc->tokenizer.path)) tok = tcache->tok[i];
+        if (!tok) {
+            if (qa_tok_load(&tok, tc->tokenizer.path, e)) return qa_err_prefix(e, "tokenizer.path");
+            tcache->path = qa_realloc(tcache->path, sizeof(char *) * (size_t)(tcache->n + 1));
+            tcache->tok = qa_realloc(tcache->tok, sizeof(qa_tokenizer *) * (size_t)(tcache->n + 1));
+            tcache->path[tcache->n] = qa_strdup(tc->tokenizer.path);
+            tcache->tok[tcache->n++] = tok;
+        }
+    }
+    qa_template tpl;
+    int has_tpl = 0;
+    if (!none) {
+        char *tp = NULL;
+        rc = qa_template_find(tc->data.template_name, tc->config_path, &tp, e);
+        if (!rc) rc = qa_template_load(&tpl, tp, tok, hf.bos_token_id, hf.eos_token_id, e);
+        if (!rc) has_tpl = 1;
+        if (!rc && tpl.end_id >= hf.vocab)
+            rc = QA_ERR(e, "template %s: end token id %d is outside the model's vocab_size %d (%s)", tp, (int)tpl.end_id,
+                        hf.vocab, tc->model.path);
+        free(tp);
+    }
+    if (!rc) {
+        qa_data_opts o;
+        qa_data_opts_from_config(&o, tc);
+        qa_data_opts_for_model(&o, &hf);
+        qa_dataset ds;
+        rc = qa_data_build(&ds, &o, has_tpl ? &tpl : NULL, tok, e);
+        if (!rc) {
+            *rows = ds.rows[QA_SPLIT_TRAIN].n_rows;
+            *seq_len = tc->data.packing ? ds.row_len : ds.max_len;
+            qa_data_free(&ds);
+        }
+    }
+    if (has_tpl) qa_template_free(&tpl);
+    return rc;
+}
+
 int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
     int n = 0;
     data_plan *cache = NULL;
     int n_cache = 0;
+    tok_cache tcache = {0};
     const int tmin = qa_sweep_parse_time(s->set.resources.time_min), tmax = qa_sweep_parse_time(s->set.resources.time_max);
     for (int i = 0; i < s->n_cells; i++) {
         qa_sweep_cell *c = &s->cells[i];
@@ -97,8 +163,9 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
         for (int k = 0; k < n_cache; k++)
             if (cache[k].key == key) dp = &cache[k];
         if (!dp) {
-            qa_train_inputs in;
-            if (qa_train_inputs_load(&in, &tc, &e)) {
+            int64_t rows = 0;
+            int seq = 0;
+            if (data_plan_of(&tc, &tcache, &rows, &seq, &e)) {
                 n += sw_problem(errs, "cell %s: %s", c->name, e.msg);
                 qa_train_config_free(&tc);
                 continue;
@@ -106,9 +173,8 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
             cache = qa_realloc(cache, sizeof *cache * (size_t)(n_cache + 1));
             dp = &cache[n_cache++];
             dp->key = key;
-            dp->rows = in.data.rows[QA_SPLIT_TRAIN].n_rows;
-            dp->seq_len = tc.data.packing ? in.data.row_len : in.data.max_len;
-            qa_train_inputs_free(&in);
+            dp->rows = rows;
+            dp->seq_len = seq;
         }
         if (dp->rows == 0) {
             n += sw_problem(errs, "cell %s: no training rows (every example is held out for validation)", c->name);
@@ -149,14 +215,12 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
         c->res.ranks = ranks;
         c->res.gpus_per_rank = cuda;
         double gpu_mem = (m->gpu_mem_gb > 0 ? m->gpu_mem_gb : s->set.resources.gpu_mem_gb) * GIB;
-        if (cuda && c->mem_train > gpu_mem)
+        if (cuda && (c->mem_train > gpu_mem || c->mem_eval > gpu_mem))
             n += sw_problem(errs, "cell %s: needs ~%.1f GiB per GPU for training (the dry run's estimate at micro-batch "
-                            "%d x %d tokens), more than the %.0f GiB of a GPU (resources.gpu_mem_gb); lower "
-                            "train.micro_batch (and raise train.grad_accum) or data.cutoff", c->name, c->mem_train / GIB,
-                            tc.train.micro_batch, c->seq_len, gpu_mem / GIB);
-        if (cuda && c->mem_eval > gpu_mem)
-            n += sw_problem(errs, "cell %s: its evaluation needs ~%.1f GiB per GPU, more than the %.0f GiB of a GPU; "
-                            "lower evaluation.batch", c->name, c->mem_eval / GIB, gpu_mem / GIB);
+                            "%d x %d tokens) and ~%.1f GiB for its evaluation (batch %d), more than the %.0f GiB of a GPU "
+                            "(resources.gpu_mem_gb); lower train.micro_batch (raising train.grad_accum), data.cutoff or "
+                            "evaluation.batch", c->name, c->mem_train / GIB, tc.train.micro_batch, c->seq_len,
+                            c->mem_eval / GIB, s->set.evaluation.batch, gpu_mem / GIB);
         const double slack = s->set.resources.mem_slack;
         double need = cuda ? ranks * (mem.weights + 2 * GIB) : ranks * (c->mem_train * slack + 512 * MIB);
         if (m->has_mem) {
@@ -199,6 +263,7 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
         qa_train_config_free(&tc);
     }
     free(cache);
+    tok_cache_free(&tcache);
     if (n) return n;
     /* groups: equal training and evaluation resources */
     for (int i = 0; i < s->n_groups; i++) free(s->groups[i].cells);

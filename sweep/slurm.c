@@ -279,6 +279,7 @@ int sw_write_plan_json(const qa_sweep *s, qa_err *e) {
         for (int a = 0; a < s->n_axes; a++) json_object_set_new(ax, s->axes[a].key, json_string(c->axis_text[a]));
         json_object_set_new(o, "axes", ax);
         json_object_set_new(o, "run_dir", json_string(c->run_dir));
+        json_object_set_new(o, "config", json_string(c->config_yaml));
         json_object_set_new(o, "total_steps", json_integer(c->total_steps));
         json_object_set_new(o, "rows_per_step", json_integer(c->rows_per_step));
         json_object_set_new(o, "seq_len", json_integer(c->seq_len));
@@ -537,9 +538,19 @@ int qa_sweep_submit(qa_sweep *s, const qa_sweep_run_opts *o, FILE *f, qa_err *e)
         sw_argv_free(&a);
         if (!rc && !o->dry_run) rc = record(s, sub, "report", id, 0, NULL, 0, NULL, e);
     }
-    if (!rc && f && !o->dry_run)
-        fprintf(f, "submitted (recorded in %s/slurm/jobs.tsv); follow with: qalign sweep status %s\n", s->set.dir,
-                s->grid_path);
+    if (!rc && f && !o->dry_run) {
+        qa_sbuf cmd = {0};
+        sw_argv a = {0};
+        sw_argv_add(&a, "qalign");
+        sw_argv_add(&a, "sweep");
+        sw_argv_add(&a, "status");
+        sw_argv_add(&a, s->grid_path);
+        for (int i = 0; i < s->sets.n; i++) sw_argv_add(&a, "--set"), sw_argv_add(&a, s->sets.v[i]);
+        sw_sh_argv(&cmd, sw_argv_get(&a));
+        fprintf(f, "submitted (recorded in %s/slurm/jobs.tsv); follow with: %s\n", s->set.dir, cmd.p);
+        sw_argv_free(&a);
+        qa_sb_free(&cmd);
+    }
     if (rc) qa_err_prefix(e, "submission %d stopped; jobs already submitted are in %s/slurm/jobs.tsv", sub, s->set.dir);
     qa_sb_free(&deps);
     free(subdir);
