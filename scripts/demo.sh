@@ -7,6 +7,8 @@
 #   5. evaluate again with the trained adapter: a before/after table for all 20 languages
 #   6. look inside (paper Figures 1-2): activation dumps of base and aligned model on the emotion prompt with
 #      target-language demo labels, the logit lens (base vs aligned) and PCA / Pearson by language
+#   7. a sweep: the tiny grid (2 random models x 3 language mixes, configs/sweeps/tiny.yaml) trained,
+#      evaluated and reported on this machine: a table per task, heatmaps, loss curves (docs/sweeps.md)
 # The model is random, so the accuracies are chance-level noise: the demo shows the machinery.
 # Point configs/demo.yaml (model.path) at a real checkpoint for real numbers (README.md).
 set -euo pipefail
@@ -49,3 +51,11 @@ mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --t
 "$Q" pca --dump demo/analysis/aligned.h5 --langs en,de,fr,hi,th,sw,ms --out demo/analysis/pca
 echo "demo: loss curve runs/demo/metrics.jsonl, adapter runs/demo/adapter, table demo/before-after.md,"
 echo "      logit lens demo/analysis/lens/lens_<lang>.png, PCA demo/analysis/pca/pca.png + pearson.md"
+
+echo "== a sweep: the tiny grid (2 random models x 3 mixes) on this machine (qalign sweep submit --local) =="
+if [ ! -f demo/model-mistral/model.safetensors ]; then
+  "$Q" init-model --arch mistral --tokenizer assets/tokenizers/mistral-7b-v0.1.tokenizer.json --seed 1 --out demo/model-mistral
+fi
+"$Q" sweep submit configs/sweeps/tiny.yaml --local
+echo "sweep: tables runs/sweeps/tiny/report/{emotion,snli,paws,summary}.md, heatmaps runs/sweeps/tiny/report/heatmap_*.png"
+echo "       (e.g. heatmap_tiny-mistral_emotion.png: training mix x evaluation language), losses loss.png"

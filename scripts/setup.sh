@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh — install what qalign needs on Debian 12 (idempotent; safe to run again).
 #   Debian packages: compilers, CMake, Open MPI, HDF5, OpenBLAS, PCRE2, utf8proc, jansson, libyaml,
-#   PLplot with its cairo driver (PNG/SVG figures of qalign lens / pca).
+#   PLplot with its cairo driver (PNG/SVG figures of qalign lens / pca / sweep report), Slurm + munge
+#   (slurm-wlm: `ctest -L slurm` starts a private single-node Slurm; no service is configured here).
 #   Python venv (.venv) with the test oracles: tokenizers, numpy, h5py, safetensors, matplotlib.
 #   Assets (tokenizers, the paper's data): scripts/fetch-assets.sh.
 # Environment: QALIGN_SKIP_APT=1 skips apt; QALIGN_SKIP_PIP=1 skips the venv.
@@ -11,7 +12,7 @@ cd "$here"
 
 DEB_PKGS=(build-essential cmake pkg-config xz-utils curl ca-certificates
           libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libopenblas-dev libpcre2-dev libutf8proc-dev
-          libjansson-dev libyaml-dev libplplot-dev plplot-driver-cairo python3 python3-venv)
+          libjansson-dev libyaml-dev libplplot-dev plplot-driver-cairo python3 python3-venv slurm-wlm munge)
 if [ "${QALIGN_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${DEB_PKGS[@]}"; do
