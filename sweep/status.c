@@ -160,6 +160,23 @@ static void progress(const char *run_dir, qa_cell_status *st) {
     free(p);
 }
 
+/* the final state of a job that left the queue, from sacct when Slurm keeps accounting ("" if not) */
+static void sacct_state(const char *ref, char *buf, size_t n) {
+    if (!sw_in_path("sacct")) return;
+    const char *argv[] = {"sacct", "-n", "-P", "-X", "-j", ref, "-o", "State,ExitCode", NULL};
+    char *out = NULL;
+    int st = 1;
+    qa_err e = {0};
+    if (sw_capture(argv, &out, NULL, &st, &e) == 0 && st == 0 && out && *out) {
+        char *nl = strchr(out, '\n');
+        if (nl) *nl = 0;
+        char *bar = strchr(out, '|');
+        if (bar) *bar = ' ';
+        snprintf(buf, n, "%s %s (sacct)", ref, out);
+    }
+    free(out);
+}
+
 void qa_sweep_cell_status(const qa_sweep *s, int i, const qa_sweep_jobs *jobs, qa_cell_status *st) {
     const qa_sweep_cell *c = &s->cells[i];
     memset(st, 0, sizeof *st);
@@ -186,12 +203,13 @@ void qa_sweep_cell_status(const qa_sweep *s, int i, const qa_sweep_jobs *jobs, q
     /* Slurm: the jobs recorded for this cell, the latest submission first */
     sw_job *rec = NULL;
     int nr = 0;
-    char last_final[64] = "";
+    char last_final[128] = "", last_ref[96] = "";
     if (sw_jobs_read(s, &rec, &nr, &e) == 0) {
         for (int r = nr - 1; r >= 0; r--) {
             char ref[96];
             ref_in(&rec[r], c->id, ref, sizeof ref);
             if (!*ref) continue;
+            if (!*last_ref) snprintf(last_ref, sizeof last_ref, "%s", ref);
             const char *reason = NULL, *js = jobs && jobs->slurm ? job_state(jobs, ref, &reason) : NULL;
             if (js && is_active(js)) {
                 int running = !strcmp(js, "RUNNING") || !strcmp(js, "COMPLETING");
@@ -240,6 +258,7 @@ void qa_sweep_cell_status(const qa_sweep *s, int i, const qa_sweep_jobs *jobs, q
                      "resume", (long long)st->step, (long long)st->total);
         else snprintf(st->detail, sizeof st->detail, "no longer queued and never trained (cancelled?)");
     }
+    if (!*last_final && *last_ref && jobs && jobs->slurm) sacct_state(last_ref, last_final, sizeof last_final);
     if (*last_final) {
         size_t l = strlen(st->detail);
         snprintf(st->detail + l, sizeof st->detail - l, " [Slurm: %s]", last_final);
