@@ -8,7 +8,9 @@
 #   3. another running cell is scancel'ed: it leaves a valid checkpoint (qalign ckpt-info);
 #   4. submitting again resubmits only the cancelled cell, which resumes from its checkpoint;
 #   5. the report's tables agree with the cells' results.json (tests/sweep_check.py);
-#   6. submit --local of the same grid gives byte-identical adapters, predictions, losses and report
+#   6. slurm/train.sbatch as shipped submits itself with CPU ranks; 2 ranks under mpirun keep a valid
+#      checkpoint through scancel;
+#   7. submit --local of the same grid gives byte-identical adapters, predictions, losses and report
 #      tables (so the preempted and the cancelled cell end where uninterrupted runs end).
 # Exit 77 (skip) only when the Slurm packages are missing and cannot be installed.
 #   slurm_sweep.sh QALIGN_BINARY SOURCE_DIR ASSETS_DIR
@@ -219,6 +221,34 @@ grep -q "6 done" "$T/status2.txt" || fail "want 6 done after the resubmission"
 grep -q "resumed from" "$CRUN/train.log" || fail "$C did not resume from the checkpoint scancel left"
 ls "$SW"/logs/report-*.out >/dev/null 2>&1 || fail "no report job ran"
 python3 "$SRC/tests/sweep_check.py" "$SW" || fail "the report's tables disagree with the cells' results.json"
+
+# ---- slurm/train.sbatch as shipped: it submits itself (CPU ranks for model.device cpu); 2 ranks under
+# mpirun; scancel leaves a checkpoint (mpirun exits on SIGTERM; its ranks get Slurm's KillWait to commit)
+python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cells"][0]["config"], end="")' "$SW/plan.json" > "$T/mp.yaml"
+MP=$T/mp-run
+(cd "$T" && RANKS=2 CPUS=1 LAUNCH=mpirun QALIGN=$Q SBATCH_FLAGS="--time=10" bash "$SRC/slurm/train.sbatch" \
+    --config "$T/mp.yaml" --set "checkpoint.dir=$MP" --set train.max_steps=60 > "$T/mp-submit.txt" 2>&1) ||
+    { cat "$T/mp-submit.txt"; fail "bash slurm/train.sbatch (submit)"; }
+cat "$T/mp-submit.txt"
+grep -q -- "sbatch --ntasks=2 --cpus-per-task=1 " "$T/mp-submit.txt" || fail "train.sbatch did not ask for 2 CPU ranks"
+grep -q -- "--gpus" "$T/mp-submit.txt" && fail "train.sbatch asked for GPUs for a cpu config"
+MJ=$(sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p' "$T/mp-submit.txt")
+ranks_of() { ps -eo pid=,args= | grep -F "train --config $T/mp.yaml" | grep -v -e grep -e mpirun -e 'train.sbatch' | awk '{print $1}'; }
+for _ in $(seq 3000); do
+    [ "$(grep -c '"loss"' "$MP/metrics.jsonl" 2>/dev/null)" -ge 2 ] 2>/dev/null && [ "$(ranks_of | wc -l)" = 2 ] && break
+    sleep 0.1
+done
+MR=$(ranks_of)
+[ "$(echo "$MR" | wc -w)" = 2 ] || fail "want 2 mpirun ranks of job $MJ, found '$MR'"
+kill -STOP $MR
+log "scancel $MJ (2 ranks under mpirun, step $(grep -c '"loss"' "$MP/metrics.jsonl"))"
+scancel "$MJ"
+kill -CONT $MR
+for _ in $(seq 120); do [ -z "$(squeue -h -j "$MJ" 2>/dev/null)" ] && break; sleep 0.5; done
+"$Q" ckpt-info "$MP" > "$T/mp-ckpt.txt" 2>&1 || { cat "$T/mp-ckpt.txt"; fail "mpirun + scancel: no valid checkpoint"; }
+grep -q "stop requested (signal)" "$T/logs/qalign-train-$MJ.out" || fail "mpirun + scancel: the ranks did not stop on the signal"
+grep -q "qalign: cancelled (SIGTERM)" "$T/logs/qalign-train-$MJ.out" || fail "mpirun + scancel: no 'cancelled' line in the job log"
+[ -e "$MP/adapter" ] && fail "mpirun + scancel: the run finished although it was cancelled"
 
 # ---- the same grid on this machine: byte-identical ----------------------------------------------------
 LW=$T/sw-local
