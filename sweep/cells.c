@@ -193,7 +193,7 @@ static int build_cell(qa_sweep *s, qa_sweep_cell *c, qa_sbuf *errs) {
     int cpus = m->has_cpus ? m->given.cpus_per_rank
                : s->set.resources.cpus_per_rank ? s->set.resources.cpus_per_rank
                : tc.train.threads ? tc.train.threads
-               : !strcmp(tc.model.device, "cuda") ? 8 : 2;
+               : sw_device_gpu(tc.model.device) ? 8 : 2;
     c->res.cpus_per_rank = cpus;
     if (tc.train.threads == 0) {
         char tb[32];

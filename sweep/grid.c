@@ -458,8 +458,9 @@ static void load_models(gctx *g, yaml_node_t *v) {
                                    s->models[j].line);
         if (!m->template_name) m->template_name = qa_strdup("");
         if (!m->device) m->device = qa_strdup("");
-        if (*m->device && strcmp(m->device, "cpu") && strcmp(m->device, "cuda") && strcmp(m->device, "auto"))
-            g->n += sw_problem(g->errs, "%s %s (line %d): device must be cpu, cuda or auto, got '%s'", g->file, what,
+        if (*m->device && strcmp(m->device, "cpu") && strcmp(m->device, "cuda") && strcmp(m->device, "cuda-fp32") &&
+            strcmp(m->device, "emu") && strcmp(m->device, "auto"))
+            g->n += sw_problem(g->errs, "%s %s (line %d): device must be auto, cpu, cuda, cuda-fp32 or emu, got '%s'", g->file, what,
                                m->line, m->device);
         if (!path) {
             g->n += sw_problem(g->errs, "%s %s (line %d): no path (the Hugging Face model directory)", g->file, what, m->line);

@@ -203,7 +203,7 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs) {
         double qdim = (double)hc.n_heads * hc.head_dim, T = c->seq_len;
         double tokens = (double)c->total_steps * (double)c->rows_per_step * T;
         c->flops = tokens * (4.0 * (double)m->params + 6.0 * hc.n_layers * T * qdim);
-        const int cuda = !strcmp(c->res.device, "cuda");
+        const int cuda = sw_device_gpu(c->res.device);
         const double per_rank = cuda ? s->set.resources.gpu_tflops * 1e12
                                      : c->res.cpus_per_rank * s->set.resources.cpu_gflops * 1e9;
         /* ranks: given, or doubled from 1 while the estimate exceeds the target */

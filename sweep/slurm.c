@@ -56,7 +56,7 @@ void sw_eval_options(const qa_sweep *s, const char *device, sw_argv *a) {
     sw_argv_add(a, s->set.evaluation.gold);
     sw_argv_add(a, "--batch");
     sw_argv_addf(a, "%d", s->set.evaluation.batch);
-    sw_argv_add(a, "--backend");
+    sw_argv_add(a, "--device");
     sw_argv_add(a, device);
     free(dd);
     qa_sb_free(&t);

@@ -64,7 +64,7 @@ typedef struct qa_sweep_settings {
 
 /* ---- resources of one job (array task) -------------------------------------------------------- */
 typedef struct qa_sweep_res {
-    char device[8];        /* "cpu" | "cuda" */
+    char device[16];       /* model.device after auto: "cpu" | "cuda" | "cuda-fp32" | "emu" */
     int ranks;             /* tasks on one node */
     int gpus_per_rank;     /* 0 | 1 */
     int cpus_per_rank;
@@ -84,8 +84,8 @@ typedef struct qa_sweep_model {
     char *name;
     char *path;            /* absolute model directory */
     char *template_name;   /* data.template for its cells ("" = the base config's) */
-    char *device;          /* cpu | cuda | auto ("" = the base config's model.device) */
-    char *resolved_device; /* cpu | cuda after auto */
+    char *device;          /* cpu | cuda | cuda-fp32 | emu | auto ("" = the base config's model.device) */
+    char *resolved_device; /* after auto */
     qa_sweep_res given;    /* fields the grid fixes; 0 / -1 = auto (see has_*) */
     int has_ranks, has_cpus, has_mem, has_time;
     double gpu_mem_gb;     /* 0 = the grid default */

@@ -14,6 +14,8 @@ int sw_grid_load(qa_sweep *s, const char *grid_path, const char *const *sets, in
 char *sw_norm_path(const char *p);                 /* lexical: no ".", ".." folded */
 char *sw_abs_path(const char *cwd, const char *p); /* cwd/p normalized; "" stays "" */
 int sw_is_train_key(const qa_train_config *tc, const char *key, const char **suggest);
+/* 1 when model.device runs on a GPU (cuda, cuda-fp32): one GPU per rank */
+int sw_device_gpu(const char *device);
 
 /* ---- subprocesses (proc.c) ------------------------------------------------------------------- */
 /* Run argv (PATH lookup), stdout captured into *out (heap, NUL-terminated), stderr to errout (heap,

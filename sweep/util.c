@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+int sw_device_gpu(const char *device) { return !strcmp(device, "cuda") || !strcmp(device, "cuda-fp32"); }
+
 int qa_sweep_res_equal(const qa_sweep_res *a, const qa_sweep_res *b) {
     return !strcmp(a->device, b->device) && a->ranks == b->ranks && a->gpus_per_rank == b->gpus_per_rank &&
            a->cpus_per_rank == b->cpus_per_rank && a->mem_mb == b->mem_mb && a->time_s == b->time_s;

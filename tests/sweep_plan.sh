@@ -61,7 +61,7 @@ done
     --set slurm.gpus=yes > "$T/gpu.txt" 2>&1 || { cat "$T/gpu.txt"; fail "plan with GPUs"; }
 grep -q "training 1 GPU rank(s) x 1 cpus" "$T/gpu.txt" || fail "model.device auto + GPUs: want GPU ranks"
 grep -q '^#SBATCH --gpus-per-task=1$' "$T/gpu/slurm/train-g0.sbatch" || fail "GPU cell without --gpus-per-task=1"
-grep -q -- '--backend cuda' "$T/gpu/slurm/eval-g0.sbatch" || fail "GPU evaluation without --backend cuda"
+grep -q -- '--device cuda' "$T/gpu/slurm/eval-g0.sbatch" || fail "GPU evaluation without --device cuda"
 grep -q 'device: "cuda"' <(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cells"][0]["config"])' "$T/gpu/plan.json") ||
     fail "model.device auto on a GPU cluster should resolve to cuda in the cell's config"
 

@@ -3,7 +3,6 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
-#include "kernels/ops.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,8 +16,9 @@
 static const qa_cfg_key KEYS[] = {
     K("model.path", QA_CFG_STRING, model.path, "",
       "HF checkpoint directory (config.json, *.safetensors, tokenizer.json)", NULL, NULL),
-    K("model.device", QA_CFG_STRING, model.device, "cpu", "where the model runs (auto: cuda when a GPU is visible, else cpu)",
-      "cpu|cuda|auto", NULL),
+    K("model.device", QA_CFG_STRING, model.device, "auto", "where the model runs (auto: cuda when a GPU is usable, "
+      "else cpu; cuda-fp32: the CUDA kernels in fp32, for verification; emu: the emulated device of the tests)",
+      "auto|cpu|cuda|cuda-fp32|emu", NULL),
     K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 
@@ -141,11 +141,6 @@ int qa_train_config_finish(qa_train_config *tc, qa_err *e) {
     if (tc->data.shuffle_seed < 0) {
         snprintf(buf, sizeof buf, "%d", tc->train.seed);
         QA_TRY(set_derived(tc, "data.shuffle_seed", buf, "derived from train.seed", e));
-    }
-    if (!strcmp(tc->model.device, "auto")) {
-        qa_err none = {0}; /* no CUDA backend compiled in, or no usable GPU: cpu */
-        QA_TRY(set_derived(tc, "model.device", qa_ops_get("cuda", &none) ? "cuda" : "cpu",
-                           "derived from model.device auto", e));
     }
     if (tc->train.epochs == 0 && tc->train.max_steps == 0)
         return QA_ERR(e, "train.epochs and train.max_steps are both 0; set one of them");

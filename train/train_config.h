@@ -15,7 +15,7 @@
 typedef struct qa_train_config {
     struct {
         char *path;            /* HF checkpoint dir (config.json, *.safetensors, tokenizer.json) */
-        char *device;          /* "cpu" | "cuda" | "auto" (finish resolves auto: cuda when a GPU is visible) */
+        char *device;          /* "auto" | "cpu" | "cuda" | "cuda-fp32" | "emu" (auto: the trainer opens cuda when a GPU is usable, else cpu) */
     } model;
     struct {
         char *path;            /* tokenizer.json; "" -> model.path/tokenizer.json after finish
