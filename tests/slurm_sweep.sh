@@ -223,11 +223,12 @@ ls "$SW"/logs/report-*.out >/dev/null 2>&1 || fail "no report job ran"
 python3 "$SRC/tests/sweep_check.py" "$SW" || fail "the report's tables disagree with the cells' results.json"
 
 # ---- slurm/train.sbatch as shipped: it submits itself (CPU ranks for model.device cpu); 2 ranks under
-# mpirun; scancel leaves a checkpoint (mpirun exits on SIGTERM; its ranks get Slurm's KillWait to commit)
+# mpirun; scancel leaves a checkpoint committed by the stop (no periodic ones: checkpoint.every 1000) and
+# the job ends once the ranks have exited (mpirun itself would linger 2 x odls_base_sigkill_timeout)
 python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cells"][0]["config"], end="")' "$SW/plan.json" > "$T/mp.yaml"
 MP=$T/mp-run
 (cd "$T" && RANKS=2 CPUS=1 LAUNCH=mpirun QALIGN=$Q SBATCH_FLAGS="--time=10" bash "$SRC/slurm/train.sbatch" \
-    --config "$T/mp.yaml" --set "checkpoint.dir=$MP" --set train.max_steps=60 > "$T/mp-submit.txt" 2>&1) ||
+    --config "$T/mp.yaml" --set "checkpoint.dir=$MP" --set train.max_steps=60 --set checkpoint.every=1000 > "$T/mp-submit.txt" 2>&1) ||
     { cat "$T/mp-submit.txt"; fail "bash slurm/train.sbatch (submit)"; }
 cat "$T/mp-submit.txt"
 grep -q -- "sbatch --ntasks=2 --cpus-per-task=1 " "$T/mp-submit.txt" || fail "train.sbatch did not ask for 2 CPU ranks"
@@ -241,13 +242,23 @@ done
 MR=$(ranks_of)
 [ "$(echo "$MR" | wc -w)" = 2 ] || fail "want 2 mpirun ranks of job $MJ, found '$MR'"
 kill -STOP $MR
-log "scancel $MJ (2 ranks under mpirun, step $(grep -c '"loss"' "$MP/metrics.jsonl"))"
+MS=$(grep -c '"loss"' "$MP/metrics.jsonl")
+log "scancel $MJ (2 ranks under mpirun, step $MS)"
+t_cancel=$(date +%s)
 scancel "$MJ"
 kill -CONT $MR
 for _ in $(seq 120); do [ -z "$(squeue -h -j "$MJ" 2>/dev/null)" ] && break; sleep 0.5; done
+t_gone=$(( $(date +%s) - t_cancel ))
+log "job $MJ left the queue $t_gone s after scancel"
+cat "$T/logs/qalign-train-$MJ.out"
 "$Q" ckpt-info "$MP" > "$T/mp-ckpt.txt" 2>&1 || { cat "$T/mp-ckpt.txt"; fail "mpirun + scancel: no valid checkpoint"; }
-grep -q "stop requested (signal)" "$T/logs/qalign-train-$MJ.out" || fail "mpirun + scancel: the ranks did not stop on the signal"
-grep -q "qalign: cancelled (SIGTERM)" "$T/logs/qalign-train-$MJ.out" || fail "mpirun + scancel: no 'cancelled' line in the job log"
+CS=$(sed -n 's/.*latest -> step_0*\([0-9][0-9]*\)\.h5.*/\1/p' "$T/mp-ckpt.txt")
+[ -n "$CS" ] && [ "$CS" -ge "$MS" ] ||
+    fail "mpirun + scancel: the latest checkpoint is step '${CS}', want the stop's (step >= $MS)"
+grep -q "qalign: cancelled (SIGTERM): the ranks stopped.*latest checkpoint: step_0*${CS}\.h5" "$T/logs/qalign-train-$MJ.out" ||
+    fail "mpirun + scancel: no 'cancelled ... latest checkpoint' line in the job log"
+[ "$t_gone" -lt 25 ] || fail "mpirun + scancel: the job took $t_gone s to end (the script should not wait for mpirun)"
+[ -z "$(ranks_of)" ] || fail "mpirun + scancel: ranks left running: $(ranks_of)"
 [ -e "$MP/adapter" ] && fail "mpirun + scancel: the run finished although it was cancelled"
 
 # ---- the same grid on this machine: byte-identical ----------------------------------------------------
