@@ -259,6 +259,8 @@ grep -q "qalign: cancelled (SIGTERM): the ranks stopped.*latest checkpoint: step
     fail "mpirun + scancel: no 'cancelled ... latest checkpoint' line in the job log"
 [ "$t_gone" -lt 25 ] || fail "mpirun + scancel: the job took $t_gone s to end (the script should not wait for mpirun)"
 [ -z "$(ranks_of)" ] || fail "mpirun + scancel: ranks left running: $(ranks_of)"
+LEFT=$(ps -eo pid=,stat=,args= | grep -F "mpirun" | grep -F "$T/mp.yaml" | grep -v -e grep -e ' Z')
+[ -z "$LEFT" ] || fail "mpirun + scancel: mpirun outlived the job: $LEFT"
 [ -e "$MP/adapter" ] && fail "mpirun + scancel: the run finished although it was cancelled"
 
 # ---- the same grid on this machine: byte-identical ----------------------------------------------------
