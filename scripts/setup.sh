@@ -2,7 +2,7 @@
 # setup.sh — install what qalign needs on Debian 12 (idempotent; safe to run again).
 #   Debian packages: compilers, CMake, Open MPI, HDF5, OpenBLAS, PCRE2, utf8proc, jansson, libyaml,
 #   PLplot with its cairo driver (PNG/SVG figures of qalign lens / pca).
-#   Python venv (.venv) with the test oracles: tokenizers, numpy, h5py, safetensors, matplotlib.
+#   Python venv (.venv) with the test oracles: tokenizers, numpy, h5py, safetensors, matplotlib, tensorboard.
 #   Assets (tokenizers, the paper's data): scripts/fetch-assets.sh.
 # Environment: QALIGN_SKIP_APT=1 skips apt; QALIGN_SKIP_PIP=1 skips the venv.
 set -euo pipefail
@@ -25,13 +25,13 @@ if [ "${QALIGN_SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
-PY_PKGS=(numpy h5py safetensors tokenizers matplotlib)
+PY_PKGS=(numpy h5py safetensors tokenizers matplotlib tensorboard)
 if [ "${QALIGN_SKIP_PIP:-0}" != 1 ]; then
   if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c "import numpy, h5py, safetensors, tokenizers, matplotlib" 2>/dev/null; then
+  if ! .venv/bin/python -c "import numpy, h5py, safetensors, tokenizers, matplotlib, tensorboard" 2>/dev/null; then
     echo "setup: installing Python test oracles into .venv: ${PY_PKGS[*]}"
     .venv/bin/python -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
   fi
