@@ -827,7 +827,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     else if ((rc = save_checkpoint(t, e))) goto out;
     if (t->coord) {
         char *ad = qa_path_join(tc->checkpoint.dir, "adapter");
-        rc = qa_lora_save_peft(&t->l, &t->m, ad, e);
+        rc = qa_lora_save_peft_base(&t->l, &t->m, tc->model.path, ad, e);
         if (!rc) logmsg(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign --adapter)", ad);
         free(ad);
     }
