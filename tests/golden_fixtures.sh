@@ -4,7 +4,7 @@
 # interpreter with torch, transformers and peft: .venv-hf from scripts/setup.sh). Exit 77 (skipped) with a
 # message when no such interpreter is there.
 set -euo pipefail
-OUT=$1 PY=${2:-} SHARED=${3:-../shared/fixtures/hf}
+OUT=$1 PY=${2:-} SHARED=${3:?the shared fixture directory tried first}
 GEN=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/gen_golden.py
 have_py() { [ -n "$PY" ] && "$PY" -c "import torch, transformers, peft" 2>/dev/null; }
 if ls "$OUT"/*/golden.safetensors >/dev/null 2>&1; then

@@ -371,7 +371,7 @@ int main(void) {
     if (!OPS->host_memory) REL_TOL = LOSS_TOL = 1e-2;
     if (getenv("QALIGN_GOLDEN_TOL")) REL_TOL = LOSS_TOL = atof(getenv("QALIGN_GOLDEN_TOL"));
     printf("backend %s, tolerance %.0e\n", OPS->name, REL_TOL);
-    const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    const char *root = qt_fixtures_root();
     char **names;
     int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixture directories with golden.safetensors under %s (set QALIGN_FIXTURES)", root);

@@ -141,7 +141,7 @@ static int is_adapter_init(const char *dir, const char *name) {
 }
 
 static const char *fixtures_root(void) {
-    return qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    return qt_fixtures_root();
 }
 
 /* the first fixture (sorted): the model of the cases that need any model */
