@@ -28,7 +28,8 @@ static void forward_usage(FILE *f) {
             "  --logits-out FILE  write the logits of every position at full precision: FILE.npy as a\n"
             "                     NumPy float32 array [T, vocab] (numpy.load), any other name as text,\n"
             "                     one line per position, vocab values in %%.9g (exact for float32)\n"
-            "  --backend NAME     cpu (default) or cuda\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
+            "                     (--backend is an old name of --device)\n"
             "  -h, --help         this help\n");
 }
 
@@ -101,7 +102,7 @@ static int write_logits(const char *path, const float *lg, int T, int V, qa_err 
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "cpu", *logits_out = NULL;
+    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto", *logits_out = NULL;
     int topk = 10, hidden = 0, all = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -111,7 +112,7 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--model")) model_dir = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;
@@ -135,7 +136,7 @@ int cmd_forward(int argc, char **argv) {
 
     qa_err e = {0};
     int rc = 1;
-    const qa_ops *ops = qa_ops_get(backend, &e);
+    const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) { qa_err_print(&e); free(ids); return 2; }
     qa_model m;
     qa_lora l;

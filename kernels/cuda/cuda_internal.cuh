@@ -1,8 +1,9 @@
 /* cuda_internal.cuh — what the CUDA sources of kernels/cuda share (not part of any API).
  *
  * The stream (qa_stream) holds one cudaStream_t, one cuBLAS handle with its workspace, a growable
- * device scratch buffer and the first error seen by an op (ops return void: a failed launch or
- * library call is recorded here and reported by the next sync). */
+ * device scratch buffer, its precision mode (bf16 tensor cores, or fp32 for verification) and the first
+ * error seen by an op (ops return void: a failed launch or library call is recorded here and reported by
+ * the next sync). */
 #ifndef QA_CUDA_INTERNAL_CUH
 #define QA_CUDA_INTERNAL_CUH
 
@@ -30,6 +31,7 @@ struct qa_stream {
     void *scratch;          /* device scratch, valid until the next op on this stream */
     size_t cap;             /* bytes */
     int device;
+    int fp32;               /* the "cuda-fp32" table: fp32 GEMMs (no TF32, pedantic math) and fp32 attention */
     int failed;             /* an op failed: err holds the first message */
     char err[512];
 };
