@@ -2,11 +2,13 @@
 # AutoPeftModelForCausalLM from an exported adapter, merge --dtype f32. The oracle interpreter is
 # $QALIGN_HF_PYTHON, else .venv-hf (scripts/setup.sh), else .venv; skipped (77) without torch/transformers/peft.
 if(NOT QALIGN_ASAN)
+  # looked up at every cmake run (not cached), so a .venv-hf made after the first configure is used
   if(DEFINED ENV{QALIGN_HF_PYTHON})
     set(QA_HF_PYTHON "$ENV{QALIGN_HF_PYTHON}")
+  elseif(EXISTS ${CMAKE_SOURCE_DIR}/.venv-hf/bin/python3)
+    set(QA_HF_PYTHON ${CMAKE_SOURCE_DIR}/.venv-hf/bin/python3)
   else()
-    find_program(QA_HF_PYTHON NAMES python3 python PATHS ${CMAKE_SOURCE_DIR}/.venv-hf/bin ${CMAKE_SOURCE_DIR}/.venv/bin
-                 NO_DEFAULT_PATH)
+    set(QA_HF_PYTHON ${QA_PYTHON3})
   endif()
   if(QA_HF_PYTHON)
     add_test(NAME hf_roundtrip COMMAND ${QA_HF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_roundtrip.py $<TARGET_FILE:qalign>)
