@@ -61,4 +61,9 @@ if(QA_TR_PYTHON)
            ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp)
   set_tests_properties(train_best PROPERTIES LABELS "train" TIMEOUT 300 SKIP_RETURN_CODE 77
     ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+  # data.padding_free: a micro-batch's rows end to end in one row == the padded rows
+  add_test(NAME train_padding_free COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_padding_free.sh $<TARGET_FILE:qalign>
+           ${QALIGN_ASSETS} ${QA_TR_PYTHON})
+  set_tests_properties(train_padding_free PROPERTIES LABELS "train" TIMEOUT 300
+    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
 endif()
