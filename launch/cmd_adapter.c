@@ -91,7 +91,7 @@ int cmd_export_peft(int argc, char **argv) {
     char id[1200];
     int rc = 0;
     if (qa_eval_load_adapter(&l, &m, pos[0], id, sizeof id, &e)) { qa_err_print(&e); qa_model_free(&m); return 1; }
-    if (qa_lora_save_peft(&l, &m, pos[1], &e)) { qa_err_print(&e); rc = 1; }
+    if (qa_lora_save_peft_base(&l, &m, base, pos[1], &e)) { qa_err_print(&e); rc = 1; }
     else printf("wrote %s: PEFT LoRA adapter (r=%d, alpha=%g, %zu parameters) from %s\n", pos[1], l.r, (double)l.alpha,
                 l.n_params, id);
     qa_lora_free(&l);
@@ -102,9 +102,11 @@ int cmd_export_peft(int argc, char **argv) {
 static void merge_usage(FILE *f) {
     fprintf(f, "usage: qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]\n\n"
                "Write a merged model directory: W' = W + (lora_alpha/r)·B·A on every projection the adapter\n"
-               "targets (computed in float64), every other tensor byte for byte, config.json, generation\n"
-               "config and tokenizer files copied. It loads like the original model (qalign, transformers).\n\n"
-               "  --dtype  dtype of the merged projections (default: same as the base checkpoint)\n");
+               "targets (B·A accumulated in float64, the sum in float32), generation config and tokenizer\n"
+               "files copied. It loads like the original model (qalign, transformers).\n\n"
+               "  --dtype  same (default): each projection keeps its dtype, every other tensor is copied byte\n"
+               "           for byte and config.json as it is; bf16|f16|f32: every floating tensor is written\n"
+               "           in that dtype and config.json's torch_dtype (and dtype) say so\n");
 }
 
 int cmd_merge(int argc, char **argv) {

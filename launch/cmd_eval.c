@@ -2,6 +2,7 @@
  * alone; rank 0 writes results.json, results.md and predictions.jsonl. */
 #include "launch/commands.h"
 #include "eval/eval.h"
+#include "eval/report_tb.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f) {
             "                       original scripts, with the SNLI ja/bn/no defects)\n"
             "  --seed S             seed of the tie-breaking coin (default 0)\n"
             "  --out DIR            where results.json, results.md and predictions.jsonl go\n"
+            "  --tensorboard        also TensorBoard events in OUT/tensorboard (accuracies, the table as text)\n"
             "  --dump-prompts FILE  write every prompt as a JSON string per line (task, language, index order)\n"
             "  --token-stats        print prefix / suffix token counts per task (needs a tokenizer, no model)\n"
             "  --batch N            rows per forward (default 16)\n"
@@ -117,6 +119,18 @@ static int token_stats(const qa_eval_suite *s, const qa_tokenizer *tok, qa_err *
     return 0;
 }
 
+/* OUT/tensorboard/events.out.tfevents.*: the accuracies and results.md at step 0 (eval/report_tb.h) */
+static int write_tensorboard(const qa_eval_results *r, const char *out_dir, qa_err *e) {
+    char *dir = qa_path_join(out_dir, "tensorboard");
+    qa_tb *tb = NULL;
+    int rc = qa_tb_open(&tb, dir, e);
+    free(dir);
+    if (!rc) rc = qa_eval_write_tensorboard(r, out_dir, tb, 0, e);
+    if (!rc) fprintf(stderr, "eval: TensorBoard events %s\n", qa_tb_path(tb));
+    if (qa_tb_close(tb, rc ? NULL : e)) rc = -1;
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto";
     const char *act_path = NULL;
@@ -126,7 +140,7 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
     qa_eval_run_opts_default(&ro);
-    int stats = 0, prompt_given = 0;
+    int stats = 0, prompt_given = 0, tensorboard = 0;
     long v;
     enum { MAX_ADAPTERS = 256 }; /* --adapter A --out DIR pairs, eval/multi.c */
     const char *adapters[MAX_ADAPTERS], *outs[MAX_ADAPTERS];
@@ -138,6 +152,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--no-prefix-cache")) ro.prefix_cache = 0;
         else if (!strcmp(a, "--full-vocab")) ro.full_vocab = 1;
         else if (!strcmp(a, "--token-stats")) stats = 1;
+        else if (!strcmp(a, "--tensorboard")) tensorboard = 1;
         else if (more && !strcmp(a, "--model")) model_dir = argv[++i];
         else if (more && !strcmp(a, "--adapter") && n_adapters < MAX_ADAPTERS) adapter = adapters[n_adapters++] = argv[++i];
         else if (more && !strcmp(a, "--tokenizer")) tfile = argv[++i];
@@ -308,6 +323,7 @@ int cmd_eval(int argc, char **argv) {
     if (qa_eval_run(s, &m, have_lora ? &l : NULL, tok, d, &ro, &res, &e)) goto out;
     if (me == 0) {
         if (qa_eval_write(&res, out_dir, &e)) goto out_local;
+        if (tensorboard && write_tensorboard(&res, out_dir, &e)) goto out_local;
         fprintf(stderr, "eval: %d items in %.1f s (%.1f items/s), %d exact ties; wrote %s/results.{json,md}, "
                         "predictions.jsonl\n", res.n_items, res.seconds, res.items_per_s, res.ties, out_dir);
         for (int t = 0; t < qa_eval_n_tasks(s); t++)

@@ -1,10 +1,14 @@
 /* merge.c — a merged model directory: W' = W + (alpha/r)·B·A on every LoRA-targeted projection,
- * every other tensor copied bit for bit, written tensor by tensor (memory: one 32 MiB chunk). */
+ * written tensor by tensor (memory: one 32 MiB chunk). With an output dtype every floating tensor is
+ * converted to it (one dtype for the whole directory) and config.json's torch_dtype / dtype say so;
+ * without one ("same") every other tensor is copied bit for bit and config.json as it is. */
 #include "model/model.h"
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 #include "io/safetensors.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +18,9 @@ typedef struct merge_ctx {
     const qa_model *m;
     const qa_lora *l;
     const qa_st_tensor **src;   /* [n] source tensor of each entry */
-    int *layer, *mod;           /* [n] LoRA target of each entry, mod -1 when none */
-    float *row;                 /* [max in] scratch */
+    int *layer, *mod;           /* [n] LoRA target of each entry; mod -1: copied, -2: converted */
+    float *row;                 /* [max_in] scratch */
+    int max_in;
 } merge_ctx;
 
 /* Which (layer, module) a tensor name is, if it is a targeted projection weight. */
@@ -44,6 +49,16 @@ static void store(void *dst, size_t i, qa_dtype dt, float v) {
 static int fill(void *vctx, const qa_st_entry *ent, size_t index, uint64_t first, uint64_t count, void *dst, qa_err *e) {
     merge_ctx *c = vctx;
     const qa_st_tensor *t = c->src[index];
+    if (c->mod[index] == -2) { /* converted to the output dtype, in pieces of the row scratch */
+        size_t es = qa_dtype_size(t->dtype);
+        for (uint64_t k = 0; k < count;) {
+            uint64_t n = count - k < (uint64_t)c->max_in ? count - k : (uint64_t)c->max_in;
+            qa_convert_to_f32(c->row, (const uint8_t *)t->data + (first + k) * es, t->dtype, n);
+            for (uint64_t j = 0; j < n; j++) store(dst, k + j, ent->dtype, c->row[j]);
+            k += n;
+        }
+        return 0;
+    }
     if (c->mod[index] < 0) { /* copied as is */
         size_t es = qa_dtype_size(ent->dtype) ? qa_dtype_size(ent->dtype) : (size_t)(t->nbytes / (t->numel ? t->numel : 1));
         memcpy(dst, (const uint8_t *)t->data + first * es, count * es);
@@ -81,6 +96,34 @@ static int copy_side_file(const char *src_dir, const char *dst_dir, const char *
     return rc;
 }
 
+/* config.json with torch_dtype (and dtype, where the file has that newer key) = the output dtype, so
+ * that transformers loads the merged tensors in the dtype they were written in. */
+static int write_config(const char *src_dir, const char *dst_dir, qa_dtype dt, qa_err *e) {
+    const char *name = dt == QA_DT_F32 ? "float32" : dt == QA_DT_F16 ? "float16" : "bfloat16";
+    char *src = qa_path_join(src_dir, "config.json"), *dst = qa_path_join(dst_dir, "config.json");
+    json_error_t je;
+    json_t *j = json_load_file(src, 0, &je);
+    int rc = 0;
+    if (!j || !json_is_object(j)) {
+        rc = QA_ERR(e, "merge: %s: %s (line %d)", src, j ? "not a JSON object" : je.text, j ? 0 : je.line);
+    } else {
+        json_object_set_new(j, "torch_dtype", json_string(name));
+        if (json_object_get(j, "dtype")) json_object_set_new(j, "dtype", json_string(name));
+        char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        size_t n = strlen(txt);
+        char *buf = qa_malloc(n + 2);
+        memcpy(buf, txt, n);
+        buf[n] = '\n';
+        rc = qa_write_file_atomic(dst, buf, n + 1, e);
+        free(buf);
+        free(txt);
+    }
+    json_decref(j);
+    free(src);
+    free(dst);
+    return rc;
+}
+
 int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_dir, const char *out_dir,
                         qa_dtype out_dtype, qa_err *e) {
     if (out_dtype != QA_DT_INVALID && out_dtype != QA_DT_BF16 && out_dtype != QA_DT_F32 && out_dtype != QA_DT_F16)
@@ -106,6 +149,11 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
         ents[i].dtype = t->dtype;
         ents[i].dtype_name = t->dtype == QA_DT_OTHER ? t->dtype_name : NULL;
         lora_target_of(l, t->name, &c.layer[i], &c.mod[i]);
+        int is_float = t->dtype == QA_DT_BF16 || t->dtype == QA_DT_F32 || t->dtype == QA_DT_F16 || t->dtype == QA_DT_F64;
+        if (c.mod[i] < 0 && is_float && out_dtype != QA_DT_INVALID && t->dtype != out_dtype) {
+            c.mod[i] = -2;
+            ents[i].dtype = out_dtype;
+        }
         if (c.mod[i] >= 0) {
             if (t->dtype != QA_DT_BF16 && t->dtype != QA_DT_F32 && t->dtype != QA_DT_F16 && t->dtype != QA_DT_F64) {
                 free(ents); free(c.src); free(c.layer); free(c.mod);
@@ -123,13 +171,16 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
     if (merged != expected) {
         rc = QA_ERR(e, "merge: the adapter targets %d projections but %d were found in %s", expected, merged, model_dir);
     } else {
+        if (max_in < 4096) max_in = 4096;
+        c.max_in = max_in;
         c.row = qa_malloc((size_t)max_in * sizeof *c.row);
         char *path = qa_path_join(out_dir, "model.safetensors");
         const char *meta[] = {"format", "pt", NULL};
         rc = qa_st_write_stream(path, ents, n, meta, fill, &c, e);
         free(path);
         free(c.row);
-        if (!rc) rc = copy_side_file(model_dir, out_dir, "config.json", e);
+        if (!rc) rc = out_dtype == QA_DT_INVALID ? copy_side_file(model_dir, out_dir, "config.json", e)
+                                                 : write_config(model_dir, out_dir, out_dtype, e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "generation_config.json", e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "tokenizer.json", e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "tokenizer_config.json", e);

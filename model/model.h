@@ -102,6 +102,9 @@ void qa_lora_init_params(qa_lora *l, uint64_t seed);
 int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
 /* Write a PEFT adapter directory (F32, loadable by PEFT) via io/peft.h. */
 int qa_lora_save_peft(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
+/* The same, with adapter_config.json's base_model_name_or_path = base_model (a directory is written as
+ * its absolute path, so AutoPeftModelForCausalLM.from_pretrained(dir) finds it; NULL/"" = null). */
+int qa_lora_save_peft_base(const qa_lora *l, const qa_model *m, const char *base_model, const char *dir, qa_err *e);
 /* Copy host tensors in: set A or B of (layer, mod) from f32 host data. */
 void qa_lora_set(qa_lora *l, int layer, int mod, int is_B, const float *host);
 void qa_lora_zero_grad(qa_lora *l);
@@ -261,9 +264,10 @@ int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_b
                               const qa_train_opts *opts, qa_loss *out, qa_err *e);
 /* ---- merge ------------------------------------------------------------------------------ */
 /* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
- * W' = W + (alpha/r)·B·A on the projections l targets (computed in f64, stored as out_dtype, or
- * as the source dtype when out_dtype is QA_DT_INVALID), everything else byte for byte, plus
- * config.json, generation_config.json and the tokenizer files. CPU backend only. */
+ * W' = W + (alpha/r)·B·A on the projections l targets (B·A in f64, the sum in f32). out_dtype
+ * QA_DT_INVALID: each projection keeps its dtype, everything else byte for byte, config.json copied;
+ * otherwise every floating tensor is written as out_dtype and config.json's torch_dtype (and dtype)
+ * set to match. Plus generation_config.json and the tokenizer files. CPU backend only. */
 int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_dir, const char *out_dir,
                         qa_dtype out_dtype, qa_err *e);
 #endif

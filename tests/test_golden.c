@@ -401,7 +401,7 @@ int main(void) {
     }
     printf("backend %s, tolerance: forward %.1e, gradient %.1e, after step %.1e (relative), loss %.1e (absolute)\n",
            OPS->name, REL_TOL[TOL_FWD], REL_TOL[TOL_GRAD], REL_TOL[TOL_STEP], LOSS_TOL);
-    const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    const char *root = qt_fixtures_root();
     char **names;
     int n = qt_list_dir(root, &names, is_fixture);
     QT_CHECK(n > 0, "fixture directories with golden.safetensors under %s (set QALIGN_FIXTURES)", root);

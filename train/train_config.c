@@ -92,6 +92,8 @@ static const qa_cfg_key KEYS[] = {
       "corrected|paper", NULL),
     K("eval.data_dir", QA_CFG_STRING, eval.data_dir, "assets/paper-data", "directory with tasks.json and the test files",
       NULL, NULL),
+    K("log.tensorboard", QA_CFG_BOOL, log.tensorboard, "false",
+      "also write TensorBoard event files (the metrics.jsonl scalars, evaluations) to RUN_DIR/tensorboard", NULL, NULL),
 };
 
 const qa_cfg_key *qa_train_config_keys(int *n) {

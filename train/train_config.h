@@ -73,6 +73,9 @@ typedef struct qa_train_config {
         char *gold;            /* "corrected" | "paper" */
         char *data_dir;        /* tasks.json + test files */
     } eval;
+    struct {
+        int tensorboard;       /* also TensorBoard event files in RUN_DIR/tensorboard (io/tfevents.h) */
+    } log;
 
     qa_cfg cfg;                /* the bound schema: origins, dumps */
     char *config_path;         /* the last --config file loaded ("" if none); templates are looked up
