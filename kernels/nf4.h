@@ -43,7 +43,8 @@ static inline float qa_nf4_get(const uint8_t *codes, const float *absmax, size_t
     return qa_nf4_code[(i & 1) ? (b & 15) : (b >> 4)] * absmax[i / QA_NF4_BLOCK];
 }
 
-/* Double quantization of nb absmax values: offset = their fp32 mean (summed in double, rounded once);
+/* Double quantization of nb absmax values: offset = their fp32 mean as torch sums it on the CPU (one thread,
+ * 8-lane vectors: bitsandbytes' offset where torch runs one thread on AVX2);
  * q2 [nb] = 8-bit codes of absmax - offset in blocks of 256, absmax2 [ceil(nb/256)] their block maxima. */
 float qa_nf4_dq_offset(const float *absmax, size_t nb);
 void qa_nf4_dq_quantize(const float *absmax, size_t nb, float offset, uint8_t *q2, float *absmax2);

@@ -3,8 +3,8 @@
  * order, so codes and absmax are equal bit for bit (tests/nf4_bnb.py checks them against bitsandbytes). */
 #include "kernels/nf4.h"
 
-#include <float.h>
 #include <math.h>
+#include <string.h>
 
 /* bitsandbytes' NF4 values as fp32 (the hex of its float32 table) */
 const float qa_nf4_code[16] = {
@@ -97,31 +97,82 @@ void qa_nf4_dequantize(const uint8_t *codes, const float *absmax, size_t n, floa
     }
 }
 
-float qa_nf4_dq_offset(const float *absmax, size_t nb) {
-    double s = 0;
-    for (size_t i = 0; i < nb; i++) s += absmax[i];
-    return nb ? (float)(s / (double)nb) : 0.0f;
+/* torch's fp32 mean on the CPU (aten SumKernel cascade_sum -> vectorized_inner_sum -> row_sum ->
+ * multi_row_sum, then sum / n), in its summation order for one thread and 8-lane vectors (AVX2): lane-wise
+ * fp32 sums over 4 interleaved rows of vectors, cascaded over 4 levels of 2^max(4, ceil(log2(rows)) / 4)
+ * steps; the vectors left over, then the scalar tail and the 8 lanes added in order. Fewer than 8 values take
+ * torch's scalar loop: the same cascade with one lane. */
+enum { TL = 8, TILP = 4, TLEVELS = 4 };
+static int64_t ceil_log2(int64_t x) {
+    if (x <= 2) return 1;
+    int64_t b = 63;
+    while (!(((uint64_t)(x - 1) >> b) & 1)) b--;
+    return b + 1;
+}
+float qa_nf4_dq_offset(const float *x, size_t nb) {
+    if (!nb) return 0.0f;
+    const int64_t n = (int64_t)nb, nl = n >= TL ? TL : 1;
+    const int64_t vec_size = n / nl, size = vec_size / TILP; /* rows of TILP vectors of nl lanes */
+    float acc[TLEVELS][TILP][TL];
+    memset(acc, 0, sizeof acc);
+    const int64_t lp = ceil_log2(size) / TLEVELS > 4 ? ceil_log2(size) / TLEVELS : 4;
+    const int64_t step = (int64_t)1 << lp, mask0 = step - 1;
+    int64_t i = 0;
+    for (; i + step <= size;) {
+        for (int64_t j = 0; j < step; ++j, ++i)
+            for (int k = 0; k < TILP; k++)
+                for (int l = 0; l < nl; l++) acc[0][k][l] += x[(i * TILP + k) * nl + l];
+        for (int j = 1; j < TLEVELS; ++j) {
+            for (int k = 0; k < TILP; k++)
+                for (int l = 0; l < nl; l++) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0.0f; }
+            if (i & (mask0 << (j * lp))) break;
+        }
+    }
+    for (; i < size; ++i)
+        for (int k = 0; k < TILP; k++)
+            for (int l = 0; l < nl; l++) acc[0][k][l] += x[(i * TILP + k) * nl + l];
+    for (int j = 1; j < TLEVELS; ++j)
+        for (int k = 0; k < TILP; k++)
+            for (int l = 0; l < nl; l++) acc[0][k][l] += acc[j][k][l];
+    float v[TL];
+    for (int l = 0; l < nl; l++) v[l] = acc[0][0][l];
+    for (int64_t r = size * TILP; r < vec_size; r++)     /* vectors past the last full row */
+        for (int l = 0; l < nl; l++) v[l] += x[r * nl + l];
+    for (int k = 1; k < TILP; k++)
+        for (int l = 0; l < nl; l++) v[l] += acc[0][k][l];
+    float sum = 0.0f;
+    for (int64_t r = vec_size * nl; r < n; r++) sum += x[r];
+    for (int l = 0; l < nl; l++) sum += v[l];
+    return sum / (float)n;
 }
 
-/* quantize_blockwise on the CPU (csrc/common.cpp quantize_block): per block of 256, m = max |v| (from
- * -FLT_MAX), v / m, the largest code <= it (binary search), moved one up when that code is strictly nearer */
+/* quantize_blockwise on the CPU (bitsandbytes 0.50 csrc/cpu_ops.cpp quantize_cpu_impl): per block of 256,
+ * m = max |v| (0 for an all-zero block: every code 0), s = clamp(v * (1 / m), -1, 1), then a 65536-bin
+ * lookup: bin i = (uint16)((s + 1) * 0.5 * 65535 + 0.5) (fused into one multiply-add as the compiler does;
+ * the tests could not tell the unfused form apart), code = the number of midpoints 0.5 * (code[j] + code[j+1])
+ * below the bin's value -1 + 2i / 65535. */
+static int dq_code_of(float s, const float *mid) {
+    s = s < -1.0f ? -1.0f : s > 1.0f ? 1.0f : s;
+    const uint16_t bin = (uint16_t)fmaf((s + 1.0f) * 0.5f, 65535.0f, 0.5f);
+    const float val = -1.0f + (2.0f * (float)bin) / 65535.0f;
+    int lo = 0, hi = 255; /* midpoints below val: the first index whose midpoint is >= val */
+    while (lo < hi) {
+        const int m = (lo + hi) / 2;
+        if (mid[m] < val) lo = m + 1; else hi = m;
+    }
+    return lo;
+}
 void qa_nf4_dq_quantize(const float *absmax, size_t nb, float offset, uint8_t *q2, float *absmax2) {
+    float mid[256];
+    for (int i = 0; i < 255; i++) mid[i] = 0.5f * (qa_nf4_dq_code[i] + qa_nf4_dq_code[i + 1]);
+    mid[255] = INFINITY;
     for (size_t b0 = 0; b0 < nb; b0 += QA_NF4_DQ_BLOCK) {
         const size_t end = nb - b0 < QA_NF4_DQ_BLOCK ? nb : b0 + QA_NF4_DQ_BLOCK;
-        float m = -FLT_MAX;
+        float m = 0.0f;
         for (size_t i = b0; i < end; i++) m = fmaxf(m, fabsf(absmax[i] - offset));
         absmax2[b0 / QA_NF4_DQ_BLOCK] = m;
-        for (size_t i = b0; i < end; i++) {
-            const float v = (absmax[i] - offset) / m;
-            int lo = 0, hi = 255;   /* largest idx with code[idx] <= v (0 when v is below the table) */
-            while (lo < hi) {
-                int mid = (lo + hi + 1) / 2;
-                if (qa_nf4_dq_code[mid] <= v) lo = mid; else hi = mid - 1;
-            }
-            int idx = lo;
-            if (idx < 255 && fabsf(v - qa_nf4_dq_code[idx + 1]) < fabsf(v - qa_nf4_dq_code[idx])) idx++;
-            q2[i] = (uint8_t)idx;
-        }
+        const float inv = m != 0.0f ? 1.0f / m : 0.0f;
+        for (size_t i = b0; i < end; i++) q2[i] = m == 0.0f ? 0 : (uint8_t)dq_code_of((absmax[i] - offset) * inv, mid);
     }
 }
 

@@ -1,0 +1,7 @@
+# NF4 4-bit base weights (label nf4): the format and every op with an NF4 weight bitwise equal to the op with the
+# dequantized F32 weight (test_nf4 ops); and, where the Python oracles are installed (torch, bitsandbytes,
+# transformers, peft in .venv; skipped with 77 otherwise), bit-exact quantization against bitsandbytes and the
+# fixture models against transformers + bitsandbytes + PEFT.
+qa_test_exe(test_nf4 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_nf4.c LIBS qa_kernels qa_io m)
+add_test(NAME nf4_ops COMMAND test_nf4 ops)
+set_tests_properties(nf4_ops PROPERTIES LABELS "nf4;model" TIMEOUT 300)
