@@ -45,6 +45,8 @@ static void usage(FILE *f) {
             "  --dump-batch N       rows per forward of the dump (default 4; padded tokens <= --dump-batch-tokens)\n"
             "  --dump-batch-tokens N  padded tokens per dump forward (default 4096)\n"
             "  --backend NAME       cpu (default) or cuda\n"
+            "  --quant Q            none (default), nf4 or nf4-dq: projections quantized to NF4 at load (the paper's\n"
+            "                       evaluation precision: bitsandbytes load_in_4bit); a 4-bit checkpoint is read as NF4\n"
             "  -h, --help           this help\n"
             "CPU threads: OPENBLAS_NUM_THREADS (per rank).\n");
 }
@@ -109,7 +111,8 @@ static int token_stats(const qa_eval_suite *s, const qa_tokenizer *tok, qa_err *
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "cpu";
+    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "cpu",
+               *quant_s = NULL;
     const char *act_path = NULL;
     qa_eval_dump_opts dopt;
     qa_eval_dump_opts_default(&dopt);
@@ -135,6 +138,7 @@ int cmd_eval(int argc, char **argv) {
         else if (more && !strcmp(a, "--out")) out_dir = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
         else if (more && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
         else if (more && !strcmp(a, "--prompt")) {
             qa_err e = {0};
@@ -235,7 +239,9 @@ int cmd_eval(int argc, char **argv) {
     if (ok) ok = qa_tok_load(&tok, tok_path, &e) == 0;
     const qa_ops *ops = ok ? qa_ops_get(backend, &e) : NULL;
     if (ok && !ops) ok = 0;
-    if (ok) { ok = qa_model_load(&m, model_dir, ops, &e) == 0; have_model = ok; }
+    qa_quant quant = QA_QUANT_NONE;
+    if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
+    if (ok) { ok = qa_model_load_quant(&m, model_dir, ops, quant, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;

@@ -24,6 +24,7 @@ static void forward_usage(FILE *f) {
             "                     values) and the logit lens top-1 (lm_head(final_norm(h)))\n"
             "  --all-logits       print the full logits row of the last position\n"
             "  --backend NAME     cpu (default) or cuda\n"
+            "  --quant Q          none (default), nf4 or nf4-dq: projections quantized to NF4 at load\n"
             "  -h, --help         this help\n");
 }
 
@@ -72,7 +73,7 @@ static int argmax(const float *row, int V) {
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "cpu";
+    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "cpu", *quant_s = NULL;
     int topk = 10, hidden = 0, all = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -83,6 +84,7 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -111,7 +113,12 @@ int cmd_forward(int argc, char **argv) {
     qa_lora l;
     qa_acts a;
     int have_lora = 0, have_acts = 0;
-    if (qa_model_load(&m, model_dir, ops, &e)) { qa_err_print(&e); free(ids); return 1; }
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model_dir, ops, quant, &e)) {
+        qa_err_print(&e);
+        free(ids);
+        return 1;
+    }
     if (adapter) {
         if (qa_lora_load_peft(&l, &m, adapter, &e)) goto out;
         have_lora = 1;

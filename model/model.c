@@ -73,6 +73,25 @@ static int want(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char *nam
     return 0;
 }
 
+int64_t qa_model_proj_params(const qa_hf_config *c) {
+    int64_t p = 0;
+    for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+        int in, out;
+        qa_lora_module_dims(c, mod, &in, &out);
+        p += (int64_t)in * out;
+    }
+    return p * c->n_layers;
+}
+double qa_model_proj_nf4_bytes(const qa_hf_config *c) {
+    double b = 0;
+    for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+        int in, out;
+        qa_lora_module_dims(c, mod, &in, &out);
+        b += (double)qa_nf4_bytes((size_t)in * (size_t)out);
+    }
+    return b * c->n_layers;
+}
+
 int qa_quant_parse(const char *s, qa_quant *q, qa_err *e) {
     if (!s || !*s || !strcmp(s, "none")) *q = QA_QUANT_NONE;
     else if (!strcmp(s, "nf4")) *q = QA_QUANT_NF4;

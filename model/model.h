@@ -62,6 +62,11 @@ typedef enum qa_quant { QA_QUANT_NONE = 0, QA_QUANT_NF4, QA_QUANT_NF4_DQ } qa_qu
 int qa_quant_parse(const char *s, qa_quant *q, qa_err *e);
 const char *qa_quant_name(qa_quant q);
 
+/* Parameters of the seven projections of every layer (what NF4 quantizes) and the bytes they take as NF4 in
+ * memory (codes + fp32 absmax: 0.5625 bytes per parameter) — for memory estimates (info, --dry-run). */
+int64_t qa_model_proj_params(const qa_hf_config *c);
+double qa_model_proj_nf4_bytes(const qa_hf_config *c);
+
 /* Load config.json + model.safetensors[.index.json] from dir. ops NULL = CPU. */
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
 /* The same with the projections quantized at load (quant != QA_QUANT_NONE). */

@@ -17,6 +17,9 @@ static const qa_cfg_key KEYS[] = {
     K("model.path", QA_CFG_STRING, model.path, "",
       "HF checkpoint directory (config.json, *.safetensors, tokenizer.json)", NULL, NULL),
     K("model.device", QA_CFG_STRING, model.device, "cpu", "where the model runs", "cpu|cuda", NULL),
+    K("model.quant", QA_CFG_STRING, model.quant, "none",
+      "base projections: as stored, or NF4 4-bit quantized at load (QLoRA: frozen NF4 base, fp32 LoRA)",
+      "none|nf4|nf4-dq", NULL),
     K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 
