@@ -5,3 +5,11 @@
 qa_test_exe(test_nf4 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_nf4.c LIBS qa_kernels qa_io m)
 add_test(NAME nf4_ops COMMAND test_nf4 ops)
 set_tests_properties(nf4_ops PROPERTIES LABELS "nf4;model" TIMEOUT 300)
+if(QA_PYTHON3)
+  add_test(NAME nf4_bnb_bitexact COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/nf4_bnb.py $<TARGET_FILE:test_nf4>
+                                         ${QA_FIXTURES_DEFAULT}/hf)
+  set_tests_properties(nf4_bnb_bitexact PROPERTIES LABELS "nf4" TIMEOUT 600 SKIP_RETURN_CODE 77)
+  add_test(NAME nf4_oracle COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/nf4_oracle.py $<TARGET_FILE:test_golden>
+                                   ${QA_FIXTURES_DEFAULT}/hf)
+  set_tests_properties(nf4_oracle PROPERTIES LABELS "nf4;golden" TIMEOUT 1200 SKIP_RETURN_CODE 77)
+endif()

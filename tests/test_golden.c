@@ -33,7 +33,7 @@ typedef struct fx {
     char *used;                 /* [g.n_tensors] compared */
 } fx;
 
-static double worst_rel, worst_loss;
+static double worst_rel, worst_loss, worst_steps;
 
 static const qa_st_tensor *gfind(fx *f, const char *name) {
     const qa_st_tensor *t = qa_st_find(&f->g, name);
@@ -130,7 +130,11 @@ static void cmp_lora(fx *f, const qa_model *m, const qa_lora *l, int grads, cons
                 double e = qt_rel_err_f32(out, ref, cnt);
                 char what[160];
                 snprintf(what, sizeof what, "%s L%d %s %s", prefix, i, qa_lora_module_name(mod), isB ? "B" : "A");
-                QT_CHECK(e <= REL_TOL, "%s %s rel err %.3e", f->name, what, e);
+                /* $QALIGN_GOLDEN_TOL_STEPS: parameters after AdamW steps (m / sqrt(v) magnifies the rounding of
+                 * near-zero gradients; tests/nf4_oracle.py) */
+                const double tol = !grads && getenv("QALIGN_GOLDEN_TOL_STEPS") ? atof(getenv("QALIGN_GOLDEN_TOL_STEPS"))
+                                                                               : REL_TOL;
+                QT_CHECK(e <= tol, "%s %s rel err %.3e", f->name, what, e);
                 if (getenv("QT_VERBOSE")) printf("  %-8s %-48s rel %.3e\n", f->name, what, e);
                 if (e > mx) mx = e;
                 n++;
@@ -140,7 +144,8 @@ static void cmp_lora(fx *f, const qa_model *m, const qa_lora *l, int grads, cons
         }
     QT_CHECK(missing == 0 && n > 0, "%s: %s: all %d LoRA tensors present in the golden file (%d missing)", f->name,
              prefix, n, missing);
-    if (mx > worst_rel) worst_rel = mx;
+    if (grads && mx > worst_rel) worst_rel = mx;
+    if (!grads && mx > worst_steps) worst_steps = mx;
     char what[160];
     snprintf(what, sizeof what, "%s.* (%d tensors, max)", prefix, n);
     printf("  %-8s %-48s rel %.3e\n", f->name, what, mx);
@@ -332,7 +337,11 @@ static void run_fixture(const char *root, const char *name) {
     snprintf(path, sizeof path, "%s/model", dir);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (qa_model_load(&m, path, OPS, &e)) { die_err(path, &e); goto done; }
+    qa_quant quant = QA_QUANT_NONE; /* $QALIGN_QUANT: the projections quantized at load (tests/nf4_oracle.py) */
+    if (qa_quant_parse(getenv("QALIGN_QUANT"), &quant, &e) || qa_model_load_quant(&m, path, OPS, quant, &e)) {
+        die_err(path, &e);
+        goto done;
+    }
     printf("%s: %s, B=%d T=%d, hidden %d, %d layers, heads %d/%d, vocab %d, windows[0]=%d\n", name,
            m.cfg.model_type, f.B, f.T, m.cfg.hidden, m.cfg.n_layers, m.cfg.n_heads, m.cfg.n_kv_heads, m.cfg.vocab,
            m.cfg.window[0]);
@@ -380,6 +389,7 @@ int main(void) {
         free(names[i]);
     }
     if (n > 0) free(names);
-    printf("max relative error %.3e, max loss error %.3e over %d fixture(s)\n", worst_rel, worst_loss, n < 0 ? 0 : n);
+    printf("max relative error %.3e, max loss error %.3e over %d fixture(s); LoRA after AdamW steps %.3e\n", worst_rel,
+           worst_loss, n < 0 ? 0 : n, worst_steps);
     return qt_finish();
 }
