@@ -22,6 +22,7 @@ Golden files of the same layout go to a temporary fixture root and tests/test_go
 Exit 77 (skipped) when torch / bitsandbytes / transformers / peft are not installed."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,10 @@ def main():
                     else:
                         fixture_dir(f"fp32-at-load-{variant}", fx, out, os.path.join(src, "model"), src, adapters)
                 del model
+            keep = os.environ.get("QALIGN_NF4_KEEP")  # a copy of the float64 fixtures (e.g. for a GPU run)
+            if keep:
+                shutil.copytree(os.path.join(tmp, f"f64-at-load-{variant}"), os.path.join(keep, variant),
+                                dirs_exist_ok=True)
             for ref, kind, ts in (("f64", "at-load", steps64), ("f64", "saved", steps64), ("fp32", "at-load", steps32)):
                 env = dict(os.environ, QALIGN_FIXTURES=os.path.join(tmp, f"{ref}-{kind}-{variant}"),
                            QALIGN_GOLDEN_TOL=str(tol), QALIGN_GOLDEN_TOL_STEPS=str(ts))

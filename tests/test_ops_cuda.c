@@ -3,6 +3,7 @@
  * weights, attention) to relative error <= 1e-2. Outputs are poisoned with NaN before each GPU call,
  * so an element the GPU does not write fails the comparison. Exits 77 (ctest: skipped) when no GPU. */
 #include "kernels/ops.h"
+#include "kernels/nf4.h"
 #include "common/qa_dtype.h"
 #include "common/qa_mem.h"
 #include "testutil.h"
@@ -203,6 +204,37 @@ static void t_linear(void) {
     free(x); free(W); free(b); free(y0); free(dy); free(dx0); free(Wb); free(bb);
     G->free(Dx); G->free(Ddy);
 }
+/* NF4 weights: the GPU dequantizes into bf16 tiles; against the CPU's exact NF4 product, bf16 tolerance. Shapes:
+ * K = 160 (64-blocks straddle rows), and M x K over the GPU's 16M-element chunk (two chunks, a partial one) */
+static void t_linear_nf4(int N, int K, int M) {
+    const size_t nw = (size_t)M * K;
+    float *x = rvec((size_t)N * K, 1), *W = rvec(nw, 0.1f), *b = rvec(M, 1), *y0 = rvec((size_t)N * M, 1);
+    float *dy = rvec((size_t)N * M, 1), *dx0 = rvec((size_t)N * K, 1);
+    uint8_t *blk = qa_malloc(qa_nf4_bytes(nw));
+    qa_nf4_quantize(W, QA_DT_F32, nw, blk, (float *)qa_nf4_absmax(blk, nw));
+    qa_weight wc = {QA_DT_NF4, blk}, bc = {QA_DT_F32, b};
+    qa_weight wg = {QA_DT_NF4, up(blk, qa_nf4_bytes(nw))}, bg = {QA_DT_F32, upf(b, M)};
+    float *Dx = upf(x, (size_t)N * K), *Ddy = upf(dy, (size_t)N * M);
+    float *y = qt_fcopy(y0, (size_t)N * M), *Dy = upf(y0, (size_t)N * M);
+    C->linear_fwd(NULL, N, K, M, 1.0f, x, wc, bc, y);
+    G->linear_fwd(GS, N, K, M, 1.0f, Dx, wg, bg, Dy);
+    float *dx = qt_fcopy(dx0, (size_t)N * K), *Ddx = upf(dx0, (size_t)N * K);
+    C->linear_bwd(NULL, N, K, M, 0.5f, dy, wc, dx);
+    G->linear_bwd(GS, N, K, M, 0.5f, Ddy, wg, Ddx);
+    float *y2 = qa_malloc(sizeof(float) * (size_t)N * M), *Dy2 = poison((size_t)N * M);
+    C->linear_fwd(NULL, N, K, M, 0.0f, x, wc, (qa_weight){0}, y2);
+    G->linear_fwd(GS, N, K, M, 0.0f, Dx, wg, (qa_weight){0}, Dy2);
+    gsync("linear nf4");
+    char what[96];
+    snprintf(what, sizeof what, "linear_fwd nf4 [%d,%d,%d] (beta 1, bias)", N, K, M);
+    cmp(what, Dy, y, (size_t)N * M, TOLBF);
+    snprintf(what, sizeof what, "linear_fwd nf4 [%d,%d,%d] (beta 0, NaN C)", N, K, M);
+    cmp(what, Dy2, y2, (size_t)N * M, TOLBF);
+    snprintf(what, sizeof what, "linear_bwd nf4 [%d,%d,%d] (beta 0.5)", N, K, M);
+    cmp(what, Ddx, dx, (size_t)N * K, TOLBF);
+    free(x); free(W); free(b); free(y0); free(dy); free(dx0); free(blk); free(y); free(dx); free(y2);
+    G->free(Dx); G->free(Ddy); G->free(Dy); G->free(Ddx); G->free(Dy2); G->free((void *)wg.data); G->free((void *)bg.data);
+}
 static void t_lora(void) {
     const int N = 45, K = 80, M = 72, r = 8;
     for (int pi = 0; pi < 2; pi++) {
@@ -353,6 +385,8 @@ int main(void) {
     t_rows();
     t_elementwise();
     t_linear();
+    t_linear_nf4(70, 160, 96);
+    t_linear_nf4(9, 4096, 5000);
     t_lora();
     t_ce_adamw();
     t_attention(2, 37, 4, 2, 16, 0, 0);

@@ -1,6 +1,8 @@
 /* ops_cuda.cu — the CUDA backend of kernels/ops.h (NVIDIA GPUs, built for sm_90: H100 / H200).
  *
  * Same table and semantics as kernels/cpu/ops_cpu.c; every pointer is device memory.
+ *   - NF4 weights (kernels/nf4.h): kernels/cuda/nf4_cuda.cu dequantizes chunks of rows into bf16 and runs the
+ *     same bf16 GEMM (bounded scratch).
  *   - Frozen BF16 weights are used as they are: the fp32 activations of the interface are converted
  *     to bf16 into stream scratch and multiplied by cuBLAS on the tensor cores (bf16 x bf16, fp32
  *     accumulation and fp32 output, CUBLAS_COMPUTE_32F). F32 weights and the generic gemm stay fp32.
@@ -408,6 +410,8 @@ static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (K <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, beta, y, M);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_NF4) {
+        qa_cuda_nf4_linear_fwd(s, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
         if (!xb) return;
@@ -426,6 +430,8 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (M <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * K, 256), 256, 0, s->st>>>(N, K, beta, dx, K);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_NF4) {
+        qa_cuda_nf4_linear_bwd(s, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * M);
         if (!db) return;
