@@ -13,3 +13,8 @@ if(QA_PYTHON3)
                                    ${QA_FIXTURES_DEFAULT}/hf)
   set_tests_properties(nf4_oracle PROPERTIES LABELS "nf4;golden" TIMEOUT 1200 SKIP_RETURN_CODE 77)
 endif()
+if(QA_PYTHON3)
+  add_test(NAME nf4_badinput COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/nf4_badinput.py $<TARGET_FILE:qalign>
+                                     $<TARGET_FILE:test_nf4> ${QA_FIXTURES_DEFAULT}/hf)
+  set_tests_properties(nf4_badinput PROPERTIES LABELS "nf4;badinput" TIMEOUT 300 SKIP_RETURN_CODE 77)
+endif()
