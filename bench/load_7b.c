@@ -71,26 +71,20 @@ static int quant_load(const char *dir, const char *q) {
     const qa_hf_config *c = &m.cfg;
     const int64_t params = qa_hf_config_param_count(c), proj = qa_model_proj_params(c), rest = params - proj;
     const double expect = (double)m.nf4_bytes + 2.0 * (double)rest; /* bitsandbytes: 4-bit projections, bf16 rest */
-    printf("model            %s: %s, %d layers, hidden %d, %" PRId64 " parameters (%" PRId64 " in the projections)
-",
+    printf("model            %s: %s, %d layers, hidden %d, %" PRId64 " parameters (%" PRId64 " in the projections)\n",
            dir, qa_arch_class(c->arch), c->n_layers, c->hidden, params, proj);
-    printf("load as %-8s  %.1f s (quantize %" PRId64 " projection parameters; embeddings, head, norms stay mmap'd BF16)
-",
+    printf("load as %-8s  %.1f s (quantize %" PRId64 " projection parameters; embeddings, head, norms stay mmap'd BF16)\n",
            qa_quant_name(quant), t1 - t0, proj);
-    printf("NF4 projections  %.3f GiB = %.4f bytes per projection parameter (codes + fp32 absmax)
-",
+    printf("NF4 projections  %.3f GiB = %.4f bytes per projection parameter (codes + fp32 absmax)\n",
            gib((double)m.nf4_bytes), (double)m.nf4_bytes / (double)proj);
-    printf("memory at start  VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB
-", gib_kb(m0.hwm), gib_kb(m0.anon),
+    printf("memory at start  VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB\n", gib_kb(m0.hwm), gib_kb(m0.anon),
            gib_kb(m0.file));
-    printf("after load       VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB
-", gib_kb(m1.hwm), gib_kb(m1.anon),
+    printf("after load       VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB\n", gib_kb(m1.hwm), gib_kb(m1.anon),
            gib_kb(m1.file));
     const double peak = (double)m1.hwm * 1024.0;
     printf("RESULT peak RSS %.3f GiB = %.4f bytes per parameter; bitsandbytes' layout (NF4 projections + BF16 embeddings, "
            "head, norms) %.3f GiB = %.4f bytes per parameter; peak / that = %.3f; BF16 as stored %.3f GiB (2 bytes "
-           "per parameter)
-", gib(peak), peak / (double)params, gib(expect), expect / (double)params, peak / expect,
+           "per parameter)\n", gib(peak), peak / (double)params, gib(expect), expect / (double)params, peak / expect,
            gib(2.0 * (double)params));
     qa_model_free(&m);
     return peak <= 1.15 * expect ? 0 : 1;
