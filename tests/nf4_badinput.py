@@ -10,7 +10,10 @@ From the first fixture model it builds, with numpy and safetensors only:
   - broken copies of it: absmax missing, absmax of the wrong length, absmax U8 without the nested tensors, a
     quant_map that is not NF4, blocksize 128, quant_type fp4, codes of the wrong length, a quant_state shape
     that disagrees with config.json, quant_state not JSON;
-  - a float model whose k_proj has a size that is not a multiple of 64, loaded with --quant nf4.
+  - a float model whose k_proj has a size that is not a multiple of 64, loaded with --quant nf4;
+  - `qalign merge` of a fixture adapter into the NF4 base, from the float checkpoint with --quant nf4 and from
+    the 4-bit checkpoint: the same BF16 projections bit for bit, no 4-bit tensors or quantization_config left,
+    and the merged model's logits those of the NF4 base + adapter up to the BF16 rounding of the merge.
 Each broken one must make `qalign forward` (and `qalign info` where the format is at fault) exit non-zero with an
 error that names the tensor."""
 import json
@@ -101,6 +104,33 @@ def main():
            f"a 4-bit checkpoint gives the logits of --quant nf4 on the float one: {got[-400:]} | {ref[-400:]}")
         rc, out = run([qalign, "info", good])
         ck(rc == 0 and "stored 4-bit" in out, f"qalign info reads the 4-bit checkpoint: {out[-300:]}")
+
+        # merge into the NF4 base: from --quant nf4 and from the 4-bit checkpoint
+        adapter = os.path.join(os.path.dirname(fx), "adapter_qv_init")
+        m1, m2 = os.path.join(tmp, "merged_q"), os.path.join(tmp, "merged_4bit")
+        rc1, o1 = run([qalign, "merge", "--model", fx, "--quant", "nf4", "--adapter", adapter, "--out", m1])
+        rc2, o2 = run([qalign, "merge", "--model", good, "--adapter", adapter, "--out", m2])
+        ck(rc1 == 0 and rc2 == 0, f"merge into the NF4 base: {o1[-300:]} {o2[-300:]}")
+        if rc1 == 0 and rc2 == 0:
+            h1, h2 = [json.loads(open(os.path.join(m, "model.safetensors"), "rb").read()[8:8 + int.from_bytes(
+                open(os.path.join(m, "model.safetensors"), "rb").read(8), "little")]) for m in (m1, m2)]
+            a1, a2 = read_f32(os.path.join(m1, "model.safetensors")), read_f32(os.path.join(m2, "model.safetensors"))
+            projs = [k for k in h1 if any(p in k for p in PROJ) and k.endswith(".weight")]
+            ck(projs and all(h1[k]["dtype"] == "BF16" and h2[k]["dtype"] == "BF16" and np.array_equal(a1[k], a2[k])
+                             for k in projs), f"merged projections: BF16, equal from both bases ({len(projs)})")
+            ck(not [k for k in h2 if "absmax" in k or "quant_" in k] and
+               "quantization_config" not in json.load(open(os.path.join(m2, "config.json"))),
+               "the merged 4-bit checkpoint has no 4-bit tensors and no quantization_config")
+            rc, merged = run([qalign, "forward", "--model", m1, "--ids", ids])
+            rc2, base = run([qalign, "forward", "--model", fx, "--quant", "nf4", "--adapter", adapter, "--ids", ids])
+
+            def top(sv):
+                return [(int(l.split()[2]), float(l.split()[4])) for l in sv.splitlines() if " id " in l and "logit" in l]
+            t1, t2 = top(merged), top(base)
+            d = max(abs(x[1] - y[1]) for x, y in zip(t1, t2)) if t1 and t2 else 1e9
+            ck(rc == 0 and rc2 == 0 and t1 and t1[0][0] == t2[0][0] and d < 0.02,
+               f"merged model's logits = NF4 base + adapter (top id {t1[:1]} vs {t2[:1]}, max |diff| {d:.4f})")
+            print(f"  merge: {len(projs)} projections equal from both bases; top-10 logits max |diff| {d:.4f} (BF16 merge)")
 
         w = "model.layers.1.mlp.up_proj.weight"
 
