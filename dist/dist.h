@@ -154,8 +154,18 @@ int qa_dist_nccl_comm(qa_dist *d, qa_comm **out, qa_err *e);
 /* In-place sum of a flat buffer of F32 or BF16 (BF16: summed in f32, rounded once), per the mode. */
 void qa_comm_allreduce_sum(qa_comm *c, void *buf /* [n] */, size_t n, qa_dtype dt, const char *phase);
 void qa_comm_barrier(qa_comm *c, const char *phase);
-const char *qa_comm_backend(const qa_comm *c); /* "mpi" or "nccl" */
+const char *qa_comm_backend(const qa_comm *c); /* "mpi", "nccl" or "staged" */
 int qa_comm_on_device(const qa_comm *c);       /* 1: buffers must be device pointers */
+/* A communicator on device buffers without NCCL: each collective copies the buffer to the host (d2h),
+ * runs the "mpi" backend's collective (same deterministic tree, same bits), and copies it back (h2d).
+ * The device-buffer interface of "nccl" for backends or builds without NCCL (the emulated device of the
+ * tests; a CUDA build without NCCL). Staging buffer: n floats, grown on demand. Backend name "staged". */
+typedef struct qa_comm_stage {
+    void *ctx;
+    void (*d2h)(void *ctx, void *host, const void *dev, size_t bytes); /* synchronous */
+    void (*h2d)(void *ctx, void *dev, const void *host, size_t bytes); /* done before the next d2h */
+} qa_comm_stage;
+int qa_dist_staged_comm(qa_dist *d, const qa_comm_stage *stage, qa_comm **out, qa_err *e);
 /* Free a communicator from qa_dist_nccl_comm before qa_dist_finalize (collective: flushes, then
  * ncclCommFinalize + ncclCommDestroy). The host comm belongs to d: ignored. NULL ok. */
 void qa_comm_free(qa_comm *c);
@@ -165,13 +175,26 @@ void qa_comm_free(qa_comm *c);
  * same tree qa_dist_tree_sum_f32 builds over K parts: ((x0+x1)+(x2+x3)) + ... for any K. Hence a
  * rank that pushes its K/P micro-batches and then all-reduces (deterministic mode) produces the
  * bits one rank pushing all K would, when K/P is a power of two. Memory: (log2 K + 1) * n floats. */
+/* Where the tree's buffers live: host memory by default; a device backend passes its allocator and
+ * its copy / add (a[i] = a[i] + b[i], exact as the host's) / zero on its own memory. */
+typedef struct qa_dist_tree_mem {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t bytes);          /* never NULL (abort on failure) */
+    void (*release)(void *ctx, void *p);
+    void (*copy)(void *ctx, float *dst, const float *src, size_t n);
+    void (*add)(void *ctx, float *a, const float *b, size_t n);
+    void (*zero)(void *ctx, float *dst, size_t n);
+} qa_dist_tree_mem;
 typedef struct qa_dist_tree {
     size_t n;          /* floats per buffer */
     float *level[48];  /* level[l]: a partial sum of 2^l consecutive pushes when used[l] */
     int used[48];
     long pushes;
+    qa_dist_tree_mem mem;
 } qa_dist_tree;
 void qa_dist_tree_init(qa_dist_tree *t, size_t n);
+/* The same tree on other memory (mem copied; NULL = host). */
+void qa_dist_tree_init_mem(qa_dist_tree *t, size_t n, const qa_dist_tree_mem *mem);
 void qa_dist_tree_push(qa_dist_tree *t, const float *x /* [n] */);
 /* Write the total into out [n] (zeros after no push) and reset the tree for the next step. */
 void qa_dist_tree_result(qa_dist_tree *t, float *out /* [n] */);

@@ -567,25 +567,37 @@ static void tree_sum_f64s(double *parts, int p, size_t len, size_t stride) {
 
 void qa_dist_tree_sum_f64(double *parts, int p, size_t n) { tree_sum_f64s(parts, p, n, n); }
 
-void qa_dist_tree_init(qa_dist_tree *t, size_t n) {
+static void *host_alloc(void *ctx, size_t bytes) { (void)ctx; return qa_malloc(bytes); }
+static void host_release(void *ctx, void *p) { (void)ctx; free(p); }
+static void host_copy(void *ctx, float *dst, const float *src, size_t n) { (void)ctx; memcpy(dst, src, n * sizeof(float)); }
+static void host_add(void *ctx, float *a, const float *b, size_t n) {
+    (void)ctx;
+    for (size_t k = 0; k < n; k++) a[k] = a[k] + b[k];
+}
+static void host_zero(void *ctx, float *dst, size_t n) { (void)ctx; memset(dst, 0, n * sizeof(float)); }
+
+void qa_dist_tree_init_mem(qa_dist_tree *t, size_t n, const qa_dist_tree_mem *mem) {
     memset(t, 0, sizeof *t);
     t->n = n;
+    if (mem) t->mem = *mem;
+    else t->mem = (qa_dist_tree_mem){NULL, host_alloc, host_release, host_copy, host_add, host_zero};
 }
+void qa_dist_tree_init(qa_dist_tree *t, size_t n) { qa_dist_tree_init_mem(t, n, NULL); }
 
 void qa_dist_tree_push(qa_dist_tree *t, const float *x) {
     size_t n = t->n;
-    if (!t->level[0]) t->level[0] = qa_malloc(n * sizeof(float));
+    const qa_dist_tree_mem *M = &t->mem;
+    if (!t->level[0]) t->level[0] = M->alloc(M->ctx, n * sizeof(float));
     t->pushes++;
     if (!t->used[0]) {
-        memcpy(t->level[0], x, n * sizeof(float));
+        M->copy(M->ctx, t->level[0], x, n);
         t->used[0] = 1;
         return;
     }
-    float *c = t->level[0];
-    for (size_t k = 0; k < n; k++) c[k] = c[k] + x[k];
+    M->add(M->ctx, t->level[0], x, n);
     t->used[0] = 0; /* the carry lives in level[l-1] from here on */
     for (int l = 1; l < 48; l++) {
-        if (!t->level[l]) t->level[l] = qa_malloc(n * sizeof(float));
+        if (!t->level[l]) t->level[l] = M->alloc(M->ctx, n * sizeof(float));
         if (!t->used[l]) {
             float *tmp = t->level[l];
             t->level[l] = t->level[l - 1];
@@ -593,9 +605,7 @@ void qa_dist_tree_push(qa_dist_tree *t, const float *x) {
             t->used[l] = 1;
             return;
         }
-        float *a = t->level[l];
-        const float *b = t->level[l - 1];
-        for (size_t k = 0; k < n; k++) a[k] = a[k] + b[k];
+        M->add(M->ctx, t->level[l], t->level[l - 1], n);
         t->used[l] = 0;
     }
     QA_ASSERT(0, "qa_dist_tree: more than 2^48 pushes");
@@ -603,20 +613,22 @@ void qa_dist_tree_push(qa_dist_tree *t, const float *x) {
 
 void qa_dist_tree_result(qa_dist_tree *t, float *out) {
     size_t n = t->n;
+    const qa_dist_tree_mem *M = &t->mem;
     int have = 0;
     for (int l = 0; l < 48; l++) {
         if (!t->used[l]) continue;
-        if (!have) memcpy(out, t->level[l], n * sizeof(float));
-        else for (size_t k = 0; k < n; k++) out[k] = t->level[l][k] + out[k]; /* older (higher) on the left */
+        if (!have) M->copy(M->ctx, out, t->level[l], n);
+        else M->add(M->ctx, out, t->level[l], n); /* older (higher) + out: IEEE addition commutes */
         have = 1;
         t->used[l] = 0;
     }
-    if (!have) memset(out, 0, n * sizeof(float));
+    if (!have) M->zero(M->ctx, out, n);
     t->pushes = 0;
 }
 
 void qa_dist_tree_free(qa_dist_tree *t) {
-    for (int l = 0; l < 48; l++) free(t->level[l]);
+    for (int l = 0; l < 48; l++)
+        if (t->level[l]) t->mem.release(t->mem.ctx, t->level[l]);
     memset(t, 0, sizeof *t);
 }
 
@@ -842,6 +854,51 @@ void qa_dist__host_comm_setup(qa_comm *c) {
 }
 
 qa_comm *qa_dist_host_comm(qa_dist *d) { return &d->host; }
+
+/* ---------------------------------------------------------------- the "staged" communicator */
+
+typedef struct staged_impl {
+    qa_comm_stage st;
+    void *buf;
+    size_t cap;
+} staged_impl;
+
+static void staged_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const char *phase) {
+    staged_impl *x = c->impl;
+    if (c->d->size == 1 || n == 0) return; /* a sum over one rank: nothing to move */
+    size_t bytes = n * qa_dtype_size(dt);
+    if (x->cap < bytes) {
+        free(x->buf);
+        x->buf = qa_malloc(bytes);
+        x->cap = bytes;
+    }
+    x->st.d2h(x->st.ctx, x->buf, buf, bytes);
+    host_allreduce_sum(&c->d->host, x->buf, n, dt, phase);
+    x->st.h2d(x->st.ctx, buf, x->buf, bytes);
+}
+static void staged_destroy(qa_comm *c) {
+    staged_impl *x = c->impl;
+    free(x->buf);
+    free(x);
+    free(c);
+}
+
+int qa_dist_staged_comm(qa_dist *d, const qa_comm_stage *stage, qa_comm **out, qa_err *e) {
+    *out = NULL;
+    if (!stage || !stage->d2h || !stage->h2d) return QA_ERR(e, "qa_dist_staged_comm: a stage needs d2h and h2d");
+    qa_comm *c = qa_calloc(1, sizeof *c);
+    staged_impl *x = qa_calloc(1, sizeof *x);
+    x->st = *stage;
+    c->backend = "staged";
+    c->on_device = 1;
+    c->d = d;
+    c->allreduce_sum = staged_allreduce_sum;
+    c->barrier = host_barrier;
+    c->destroy = staged_destroy;
+    c->impl = x;
+    *out = c;
+    return 0;
+}
 void qa_comm_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const char *phase) {
     c->allreduce_sum(c, buf, n, dt, phase);
 }

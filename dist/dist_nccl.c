@@ -233,15 +233,13 @@ static void c_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const 
     qa_dist__coll_end(x->d);
 }
 
+static void *stage(nccl_impl *x, size_t bytes, const char *phase);
 static void c_barrier(qa_comm *c, const char *phase) {
     nccl_impl *x = c->impl;
     qa_dist__coll_begin(x->d, phase);
     if (x->d->size > 1) {
-        if (!x->host_tmp) {
-            QA_CUDA_CHECK(x, phase, cudaMalloc(&x->host_tmp, 64));
-            x->host_tmp_bytes = 64;
-        }
-        QA_NCCL_CHECK(x, phase, ncclAllReduce(x->host_tmp, x->host_tmp, 1, ncclInt64, ncclSum, x->comm, x->stream));
+        void *tmp = stage(x, sizeof(int64_t), phase); /* one int64 of staging, whatever was staged before */
+        QA_NCCL_CHECK(x, phase, ncclAllReduce(tmp, tmp, 1, ncclInt64, ncclSum, x->comm, x->stream));
         nccl_wait_stream(x, phase);
     }
     qa_dist__coll_end(x->d);

@@ -72,6 +72,12 @@ typedef struct qa_ops {
     const char *name;           /* "cpu", "cuda" */
     int host_memory;            /* 1: backend pointers are host pointers (CPU backend) */
 
+    /* ---- device (optional: NULL on backends with one device, cpu and emu) --------------- */
+    /* Make device `ordinal` modulo the visible devices current for this thread (before stream_create and
+     * alloc); desc gets "GPU i of n: name, memory". 0, or -1 + error (no device, driver too old, a GPU
+     * these kernels were not built for). */
+    int (*select_device)(int ordinal, char *desc, size_t desc_n, qa_err *e);
+
     /* ---- context and memory ------------------------------------------------------------ */
     int (*stream_create)(qa_stream **s, qa_err *e);
     void (*stream_destroy)(qa_stream *s);
@@ -219,6 +225,16 @@ typedef struct qa_ops {
                        float *m,                  /* [n] first moment */
                        float *v);                 /* [n] second moment */
 
+    /* ---- the LoRA state's optimizer step on its flat blocks (model/lora.c: qa_lora_step) ---- */
+    /* out[0] = sum of x[i]^2 accumulated in double in a fixed order (the same value on every call with
+     * the same x; CPU: i ascending); non-finite when any x[i] is. out is backend memory. */
+    void (*sumsq)(qa_stream *s, size_t n,
+                  const float *x,                 /* [n] */
+                  double *out);                   /* [1] backend memory */
+    /* x[i] = (float)(x[i] * alpha), the product in double (gradient clipping) */
+    void (*scale)(qa_stream *s, size_t n, double alpha,
+                  float *x);                      /* [n] in place */
+
     /* ---- inference only (appended; a backend may leave these NULL) ----------------------- */
     /* Attention of suffix rows over a shared cached prefix + their own keys (see
      * qa_attn_prefix_desc). NULL: callers run without a prefix cache (attention_fwd, ctx = 0). */
@@ -258,8 +274,17 @@ typedef struct qa_ops {
 
 /* The CPU backend (always available). */
 const qa_ops *qa_ops_cpu(void);
-/* A backend by name: "cpu" or "cuda" (NULL + error when not compiled in / no device). */
+/* The emulated device (kernels/emu): the CPU kernels behind a device's discipline (host_memory 0, memory
+ * inaccessible to the host outside ops, every op pointer checked to be device memory). Tests and CI. */
+const qa_ops *qa_ops_emu(void);
+/* A backend by name: "cpu", "cuda", "cuda-fp32" (the CUDA kernels with fp32 GEMMs and attention: the
+ * verification mode) or "emu" (NULL + error when not compiled in / no device). */
 const qa_ops *qa_ops_get(const char *name, qa_err *e);
+/* The backend for a device as users name it (model.device, --device): "cpu", "cuda", "emu", or "auto" (cuda
+ * when this build has it and a GPU is usable, else cpu), with device `ordinal` (a rank's node-local index)
+ * selected where the backend has several. desc (may be NULL) gets a line for logs, e.g. "cuda (GPU 1 of 4:
+ * NVIDIA H200, 139.8 GiB)". NULL + error naming the cause and what to change. */
+const qa_ops *qa_ops_open(const char *device, int ordinal, char *desc, size_t desc_n, qa_err *e);
 
 /* Counter-based dropout mask shared by all backends: 1 if element (n,k) of call `key` is
  * kept at drop probability p. Pure function; identical on every backend (QA_HD: also compiled

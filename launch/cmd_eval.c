@@ -44,7 +44,9 @@ static void usage(FILE *f) {
             "  --dump-pools LIST    last,mean (default both) | last | mean\n"
             "  --dump-batch N       rows per forward of the dump (default 4; padded tokens <= --dump-batch-tokens)\n"
             "  --dump-batch-tokens N  padded tokens per dump forward (default 4096)\n"
-            "  --backend NAME       cpu (default) or cuda\n"
+            "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, or emu (the\n"
+            "                       emulated device of the tests); under mpirun/srun each rank takes the GPU of its\n"
+            "                       node-local index (--backend is an old name of --device)\n"
             "  --quant Q            none (default), nf4 or nf4-dq: projections quantized to NF4 at load (the paper's\n"
             "                       evaluation precision: bitsandbytes load_in_4bit); a 4-bit checkpoint is read as NF4\n"
             "  -h, --help           this help\n"
@@ -111,7 +113,7 @@ static int token_stats(const qa_eval_suite *s, const qa_tokenizer *tok, qa_err *
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "cpu",
+    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto",
                *quant_s = NULL;
     const char *act_path = NULL;
     qa_eval_dump_opts dopt;
@@ -137,7 +139,7 @@ int cmd_eval(int argc, char **argv) {
         else if (more && !strcmp(a, "--langs")) sel.langs = argv[++i];
         else if (more && !strcmp(a, "--out")) out_dir = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
-        else if (more && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
         else if (more && !strcmp(a, "--prompt")) {
@@ -237,7 +239,8 @@ int cmd_eval(int argc, char **argv) {
     int ok = qa_eval_suite_load(&s, &sel, &e) == 0;
     if (ok && me == 0 && dump) ok = qa_eval_dump_prompts(s, dump, &e) == 0;
     if (ok) ok = qa_tok_load(&tok, tok_path, &e) == 0;
-    const qa_ops *ops = ok ? qa_ops_get(backend, &e) : NULL;
+    char dev_desc[160] = "";
+    const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
     qa_quant quant = QA_QUANT_NONE;
     if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
@@ -252,9 +255,10 @@ int cmd_eval(int argc, char **argv) {
     }
     if (me == 0) {
         ro.log = log_line;
-        fprintf(stderr, "eval: model %s%s%s, %d tasks x %d languages, gold %s, prompt %s, %d rank(s)\n", model_dir,
-                adapter ? ", adapter " : "", adapter ? adapter_id : "", qa_eval_n_tasks(s), qa_eval_n_langs(s),
-                qa_eval_gold_name(sel.gold), qa_eval_prompt_variant_name(sel.prompt), qa_dist_size(d));
+        fprintf(stderr, "eval: model %s%s%s, %d tasks x %d languages, gold %s, prompt %s, %d rank(s) on %s\n",
+                model_dir, adapter ? ", adapter " : "", adapter ? adapter_id : "", qa_eval_n_tasks(s),
+                qa_eval_n_langs(s), qa_eval_gold_name(sel.gold), qa_eval_prompt_variant_name(sel.prompt),
+                qa_dist_size(d), dev_desc);
     }
     ro.model_id = model_dir;
     ro.adapter_id = adapter ? adapter_id : NULL;

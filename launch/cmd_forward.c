@@ -23,7 +23,8 @@ static void forward_usage(FILE *f) {
             "  --hidden-states    also print, per layer, the last position's hidden state (norm and first\n"
             "                     values) and the logit lens top-1 (lm_head(final_norm(h)))\n"
             "  --all-logits       print the full logits row of the last position\n"
-            "  --backend NAME     cpu (default) or cuda\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
+            "                     (--backend is an old name of --device)\n"
             "  --quant Q          none (default), nf4 or nf4-dq: projections quantized to NF4 at load\n"
             "  -h, --help         this help\n");
 }
@@ -73,7 +74,7 @@ static int argmax(const float *row, int V) {
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "cpu", *quant_s = NULL;
+    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto", *quant_s = NULL;
     int topk = 10, hidden = 0, all = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -83,7 +84,7 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--model")) model_dir = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;
@@ -107,7 +108,7 @@ int cmd_forward(int argc, char **argv) {
 
     qa_err e = {0};
     int rc = 1;
-    const qa_ops *ops = qa_ops_get(backend, &e);
+    const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) { qa_err_print(&e); free(ids); return 2; }
     qa_model m;
     qa_lora l;

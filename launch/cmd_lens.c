@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "  --format LIST      png,svg (default both) | png | svg\n"
             "  --ymax Y           top of the y axis (default: 1, zoomed to the data when every band stays below\n"
             "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
-            "  --backend NAME     cpu (default) or cuda: the lens is a full-vocabulary head per item and layer\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu: the lens\n"
+            "                     is a full-vocabulary head per item and layer (--backend: an old name)\n"
             "  --quant Q          none (default), nf4 or nf4-dq: the model the dumps came from, quantized at load\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
@@ -55,7 +56,7 @@ int qa_launch_parse_formats(const char *s, int *png, int *svg) {
 int cmd_lens(int argc, char **argv) {
     qa_lens_opts o;
     qa_lens_opts_default(&o);
-    const char *model_dir = NULL, *tfile = NULL, *backend = "cpu", *quant_s = NULL;
+    const char *model_dir = NULL, *tfile = NULL, *backend = "auto", *quant_s = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -78,7 +79,7 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--task")) o.task = argv[++i];
         else if (more && !strcmp(a, "--langs")) o.langs = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
-        else if (more && !strcmp(a, "--backend")) backend = argv[++i];
+        else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--ymax")) {
             char *end;
@@ -109,7 +110,7 @@ int cmd_lens(int argc, char **argv) {
     qa_tokenizer *tok = NULL;
     qa_model m;
     int have_model = 0, rc = 1;
-    const qa_ops *ops = qa_ops_get(backend, &e);
+    const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
     qa_quant quant;

@@ -13,6 +13,7 @@
 #include "common/qa_err.h"
 #include "io/hf_config.h"
 #include "io/peft.h"
+#include "kernels/ops.h"
 #include "train/data.h"
 #include "train/train_config.h"
 #include "dist/dist.h"
@@ -124,6 +125,15 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     }
     printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
            in.hf.hidden, in.hf.vocab);
+    char dev[160];
+    if (!qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e)) {
+        fprintf(stderr, "qalign: error: model.device %s (%s): %s\n", tc->model.device,
+                qa_cfg_origin(&tc->cfg, "model.device"), e.msg);
+        qa_train_inputs_free(&in);
+        return 2;
+    }
+    printf("device: %s (model.device %s, %s; each rank uses its node-local index modulo the visible GPUs)\n", dev,
+           tc->model.device, qa_cfg_origin(&tc->cfg, "model.device"));
     if (in.has_template) {
         printf("tokenizer: %s (%d ids)\n", tc->tokenizer.path, (int)qa_tok_vocab_size(in.tok));
         printf("template: %s (%s); end token %d '%s'%s\n", in.tpl.name, in.template_path, (int)in.tpl.end_id,
@@ -264,13 +274,6 @@ int cmd_train(int argc, char **argv) {
         const char *src = "--world-size";
         if (!world) world = world_from_env(&src);
         rc = train_dry_run(&tc, world, src);
-        goto done;
-    }
-    if (strcmp(tc.model.device, "cpu") != 0) {
-        fprintf(stderr, "qalign train: error: model.device is %s (%s), but the training loop runs on the CPU backend "
-                        "only (the CUDA backend serves qalign eval / forward): --set model.device=cpu\n",
-                tc.model.device, qa_cfg_origin(&tc.cfg, "model.device"));
-        rc = 2;
         goto done;
     }
     rc = run_training(&tc, &argc, &argv);

@@ -58,9 +58,11 @@ int qa_lora_init(qa_lora *l, const qa_model *m, unsigned modules, int r, float a
             off += (size_t)t->out * r;
         }
     l->n_params = off;
-    float *block = l->ops->alloc(4 * off * sizeof(float), e);
+    /* four blocks, then 16 floats: the double the norm reduction writes (qa_lora_step) */
+    float *block = l->ops->alloc((4 * off + 16) * sizeof(float), e);
     if (!block) { free(l->mats); l->mats = NULL; return qa_err_prefix(e, "allocating LoRA blocks"); }
-    l->ops->memset0(m->stream, block, 4 * off * sizeof(float));
+    l->ops->memset0(m->stream, block, (4 * off + 16) * sizeof(float));
+    l->red = (double *)(block + 4 * off);
     l->params = block;
     l->grads = block + off;
     l->m = block + 2 * off;
@@ -116,4 +118,19 @@ void qa_lora_adamw(qa_lora *l, const qa_adamw *o) {
     l->step++;
     l->ops->adamw_step(l->stream, l->n_params, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, l->step, l->params,
                        l->grads, l->m, l->v);
+}
+
+int qa_lora_step(qa_lora *l, const qa_adamw *opt, double max_grad_norm, int loss_finite, double *gnorm, qa_err *e) {
+    double ss = 0;
+    l->ops->sumsq(l->stream, l->n_params, l->grads, l->red);
+    l->ops->memcpy_d2h(l->stream, &ss, l->red, sizeof ss);
+    if (l->ops->sync(l->stream, e)) return qa_err_prefix(e, "LoRA gradient norm");
+    *gnorm = sqrt(ss);
+    if (!loss_finite || !isfinite(ss)) return 0;
+    if (max_grad_norm > 0) {
+        double coef = max_grad_norm / (*gnorm + 1e-6);
+        if (coef < 1.0) l->ops->scale(l->stream, l->n_params, coef, l->grads);
+    }
+    qa_lora_adamw(l, opt);
+    return 1;
 }

@@ -99,6 +99,7 @@ typedef struct qa_lora {
     int n_layers;
     size_t n_params;                          /* floats per block */
     float *params, *grads, *m, *v;            /* [n_params] each, backend memory, one allocation */
+    double *red;                              /* [1] backend memory after the blocks: the norm reduction */
     qa_lora_mat *mats;                        /* [n_layers * QA_LORA_N_MODULES] */
     int64_t step;                             /* AdamW steps taken */
     const qa_ops *ops;                        /* backend of the model it was made for */
@@ -130,6 +131,12 @@ typedef struct qa_adamw {
 /* One torch-AdamW step on the whole params block with grads (l->step is incremented first
  * and used for bias correction). Grads are not cleared. */
 void qa_lora_adamw(qa_lora *l, const qa_adamw *opt);
+/* The optimizer step once the gradients are final (summed over micro-batches and ranks), all as ops on
+ * the backend's blocks: the global norm ||g|| (sumsq, in double) and the finite check; when both the
+ * loss (loss_finite) and the gradients are finite: clipping to max_grad_norm (> 0: g *= max/(||g||+1e-6)
+ * when that is < 1, torch's clip_grad_norm_) and AdamW. *gnorm = ||g|| before clipping.
+ * Returns 1 (applied), 0 (skipped: non-finite), -1 (backend error, e set). */
+int qa_lora_step(qa_lora *l, const qa_adamw *opt, double max_grad_norm, int loss_finite, double *gnorm, qa_err *e);
 
 /* ---- batches and workspace ------------------------------------------------------------- */
 typedef struct qa_batch {

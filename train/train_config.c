@@ -16,7 +16,9 @@
 static const qa_cfg_key KEYS[] = {
     K("model.path", QA_CFG_STRING, model.path, "",
       "HF checkpoint directory (config.json, *.safetensors, tokenizer.json)", NULL, NULL),
-    K("model.device", QA_CFG_STRING, model.device, "cpu", "where the model runs", "cpu|cuda", NULL),
+    K("model.device", QA_CFG_STRING, model.device, "auto", "where the model runs (auto: cuda when a GPU is usable, "
+      "else cpu; cuda-fp32: the CUDA kernels in fp32, for verification; emu: the emulated device of the tests)",
+      "auto|cpu|cuda|cuda-fp32|emu", NULL),
     K("model.quant", QA_CFG_STRING, model.quant, "none",
       "base projections: as stored, or NF4 4-bit quantized at load (QLoRA: frozen NF4 base, fp32 LoRA)",
       "none|nf4|nf4-dq", NULL),

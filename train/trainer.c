@@ -39,6 +39,13 @@ typedef struct trainer {
     int ds_built;
     qa_lora l;
     int lora_ready;
+    const qa_ops *ops;     /* the compute backend (model.device) */
+    char device_desc[160];
+    qa_comm *comm;         /* the LoRA gradient all-reduce: host (cpu), nccl or staged (device buffers) */
+    int comm_owned;
+    float *hp, *hm, *hv;   /* host views of params / AdamW m / v: the blocks themselves on a host backend, a
+                              mirror on a device (checkpoints and resume go through it) */
+    float *mirror;
     qa_acts acts;
     int acts_ready;
     qa_microbatch mb;
@@ -119,6 +126,12 @@ static int lora_modules_from_config(const qa_train_config *tc, unsigned *mask, q
 
 static int build_ckpt_tables(trainer *t) {
     qa_lora *l = &t->l;
+    if (t->ops->host_memory) {
+        t->hp = l->params, t->hm = l->m, t->hv = l->v;
+    } else {
+        t->mirror = qa_malloc(3 * l->n_params * sizeof(float));
+        t->hp = t->mirror, t->hm = t->mirror + l->n_params, t->hv = t->mirror + 2 * l->n_params;
+    }
     size_t cap = (size_t)l->n_layers * QA_LORA_N_MODULES * 2;
     t->ck_lora = qa_calloc(cap, sizeof *t->ck_lora);
     t->ck_m = qa_calloc(cap, sizeof *t->ck_m);
@@ -140,10 +153,10 @@ static int build_ckpt_tables(trainer *t) {
                 ct->ndim = 2;
                 ct->shape[0] = isB ? mt->out : l->r;
                 ct->shape[1] = isB ? l->r : mt->in;
-                ct->data = l->params + off;
+                ct->data = t->hp + off;
                 ct->layout = isB ? "[out_features, r]" : "[r, in_features]";
-                t->ck_m[n] = l->m + off;
-                t->ck_v[n] = l->v + off;
+                t->ck_m[n] = t->hm + off;
+                t->ck_v[n] = t->hv + off;
                 n++;
             }
         }
@@ -166,7 +179,14 @@ static int save_checkpoint(trainer *t, qa_err *e) {
     int ok = 1;
     char path[4096] = "";
     qa_err le = {0};
-    if (t->coord) {
+    if (t->coord && !t->ops->host_memory) { /* the device state into the host mirror the tables point at */
+        size_t nb = t->l.n_params * sizeof(float);
+        t->ops->memcpy_d2h(t->m.stream, t->hp, t->l.params, nb);
+        t->ops->memcpy_d2h(t->m.stream, t->hm, t->l.m, nb);
+        t->ops->memcpy_d2h(t->m.stream, t->hv, t->l.v, nb);
+        if (t->ops->sync(t->m.stream, &le)) ok = 0;
+    }
+    if (t->coord && ok) {
         const char *targets[QA_LORA_N_MODULES];
         size_t nt = 0;
         for (int mod = 0; mod < QA_LORA_N_MODULES; mod++)
@@ -300,11 +320,17 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
     for (int64_t i = 0; i < nh; i++) hist_push(t, hist[i]);
     free(hist);
     size_t nb = t->l.n_params * sizeof(float);
-    qa_dist_bcast(t->d, t->l.params, nb, 0, "resume: LoRA parameters");
-    qa_dist_bcast(t->d, t->l.m, nb, 0, "resume: AdamW m");
-    qa_dist_bcast(t->d, t->l.v, nb, 0, "resume: AdamW v");
+    qa_dist_bcast(t->d, t->hp, nb, 0, "resume: LoRA parameters");
+    qa_dist_bcast(t->d, t->hm, nb, 0, "resume: AdamW m");
+    qa_dist_bcast(t->d, t->hv, nb, 0, "resume: AdamW v");
+    if (!t->ops->host_memory) {
+        t->ops->memcpy_h2d(t->m.stream, t->l.params, t->hp, nb);
+        t->ops->memcpy_h2d(t->m.stream, t->l.m, t->hm, nb);
+        t->ops->memcpy_h2d(t->m.stream, t->l.v, t->hv, nb);
+        if (t->ops->sync(t->m.stream, e)) return qa_err_prefix(e, "rank %d: resume: uploading the LoRA state", t->rank);
+    }
     if (t->coord) {
-        uint32_t crc = qa_crc32c(0, t->l.params, nb);
+        uint32_t crc = qa_crc32c(0, t->hp, nb);
         snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", qa_ckpt_path(ck));
         logmsg(t, "resumed from %s: step %lld, epoch %d, row %lld, AdamW step %lld, last loss %.6f, %zu LoRA tensors "
                "(%zu parameters, crc32c %08x)", qa_ckpt_path(ck), (long long)t->step, t->epoch, (long long)t->cursor,
@@ -354,6 +380,69 @@ static int metrics_flush(trainer *t, qa_err *e) {
     return -1;
 }
 
+/* ---- the gradient reduction: micro-batch tree and all-reduce on the backend's memory ---------------- */
+
+static void *tr_alloc(void *ctx, size_t bytes) {
+    trainer *t = ctx;
+    qa_err le = {0};
+    void *p = t->ops->alloc(bytes, &le);
+    if (!p) qa_dist_abort(t->d, 1, "gradient accumulation buffer: %s", le.msg);
+    return p;
+}
+static void tr_release(void *ctx, void *p) { ((trainer *)ctx)->ops->free(p); }
+static void tr_copy(void *ctx, float *dst, const float *src, size_t n) {
+    trainer *t = ctx;
+    t->ops->memcpy_d2d(t->m.stream, dst, src, n * sizeof(float));
+}
+static void tr_add(void *ctx, float *a, const float *b, size_t n) { /* a = 1*b + a: exactly a + b */
+    trainer *t = ctx;
+    t->ops->axpy(t->m.stream, n, 1.0f, b, a);
+}
+static void tr_zero(void *ctx, float *dst, size_t n) {
+    trainer *t = ctx;
+    t->ops->memset0(t->m.stream, dst, n * sizeof(float));
+}
+static void tr_d2h(void *ctx, void *host, const void *dev, size_t bytes) {
+    trainer *t = ctx;
+    t->ops->memcpy_d2h(t->m.stream, host, dev, bytes);
+}
+static void tr_h2d(void *ctx, void *dev, const void *host, size_t bytes) {
+    trainer *t = ctx;
+    qa_err le = {0};
+    t->ops->memcpy_h2d(t->m.stream, dev, host, bytes);
+    if (t->ops->sync(t->m.stream, &le)) qa_dist_abort(t->d, 1, "gradient all-reduce upload: %s", le.msg);
+}
+
+/* The micro-batch tree lives where the gradients do; the all-reduce is MPI on host memory (cpu), NCCL on
+ * device buffers (cuda, several ranks, a build with NCCL), or staged through the host over MPI (the
+ * emulated device; a CUDA build without NCCL) — the same deterministic tree in every case. */
+static int setup_reduction(trainer *t, qa_err *e) {
+    qa_dist_tree_mem mem = {t, tr_alloc, tr_release, tr_copy, tr_add, tr_zero};
+    qa_dist_tree_init_mem(&t->tree, t->l.n_params, &mem);
+    if (t->ops->host_memory) {
+        t->comm = qa_dist_host_comm(t->d);
+        return 0;
+    }
+    qa_err le = {0};
+    if (!strcmp(t->ops->name, "cuda") && t->world > 1) {
+        int ok = qa_dist_nccl_comm(t->d, &t->comm, &le) == 0;
+        int all = qa_dist_all_true(t->d, ok, "NCCL communicator");
+        if (all) {
+            t->comm_owned = 1;
+            return 0;
+        }
+        if (ok) { qa_comm_free(t->comm); t->comm = NULL; }
+        int none = !qa_dist_all_true(t->d, !ok, "NCCL communicator (none)") ? 0 : 1;
+        if (!none) return QA_ERR(e, "rank %d: the NCCL communicator could be made on some ranks only%s%s", t->rank,
+                                 ok ? "" : ": ", ok ? "" : le.msg);
+        logmsg(t, "NCCL unavailable (%s): the gradient all-reduce is staged through host memory over MPI", le.msg);
+    }
+    qa_comm_stage st = {t, tr_d2h, tr_h2d};
+    if (qa_dist_staged_comm(t->d, &st, &t->comm, e)) return -1;
+    t->comm_owned = 1;
+    return 0;
+}
+
 /* ---- one step --------------------------------------------------------------------------------- */
 
 static const int64_t *epoch_order(trainer *t) {
@@ -397,9 +486,13 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
         qa_dist_tree_push(&t->tree, l->grads);
     }
     qa_dist_tree_result(&t->tree, l->grads);
+    if (t->ops->sync(t->m.stream, e)) {
+        free(losses); free(toks);
+        return qa_err_prefix(e, "rank %d, step %lld: gradients", t->rank, (long long)t->step + 1);
+    }
     qa_dist_note(t->d, "gradient all-reduce");
     double tc0 = now_s();
-    qa_dist_allreduce_sum_f32(t->d, l->grads, l->n_params, "LoRA gradient all-reduce");
+    qa_comm_allreduce_sum(t->comm, l->grads, l->n_params, QA_DT_F32, "LoRA gradient all-reduce");
     qa_dist_allreduce_f64(t->d, losses, (size_t)K, QA_DIST_SUM, "micro-batch losses");
     qa_dist_allreduce_i64(t->d, toks, (size_t)K * 2, QA_DIST_SUM, "micro-batch token counts");
     t->comm_s = now_s() - tc0; /* includes waiting for the slowest rank */
@@ -415,32 +508,19 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
     }
     loss = nonempty ? loss / nonempty : 0.0;
     free(losses); free(toks);
-    /* every rank holds the same gradient bits: the same decisions everywhere, no collective */
-    double ss = 0;
-    int finite = isfinite(loss);
-    for (size_t i = 0; i < l->n_params; i++) ss += (double)l->grads[i] * l->grads[i];
-    if (!isfinite(ss)) finite = 0;
-    double gnorm = sqrt(ss);
-    *gnorm_out = gnorm;
     *loss_out = loss;
     *tok_out = ntok;
-    *skipped = 0;
     t->cursor += (int64_t)K * mbsz;
     if (t->cursor > rows) t->cursor = rows;
     t->tokens_seen += ntok;
-    if (!finite) {
-        *skipped = 1;
-        t->skipped++;
-        return 0;
-    }
-    if (tc->train.max_grad_norm > 0) {
-        double coef = tc->train.max_grad_norm / (gnorm + 1e-6);
-        if (coef < 1.0)
-            for (size_t i = 0; i < l->n_params; i++) l->grads[i] = (float)(l->grads[i] * coef);
-    }
+    /* every rank holds the same gradient bits: the same decisions everywhere, no collective. Norm, finite
+     * check, clipping and AdamW run as ops on the backend's blocks (model/lora.c). */
     double lr = qa_lr_at(tc->train.schedule, tc->train.lr, t->step, t->plan.warmup_steps, t->plan.total_steps);
     qa_adamw opt = {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = (float)tc->train.weight_decay};
-    qa_lora_adamw(l, &opt);
+    int applied = qa_lora_step(l, &opt, tc->train.max_grad_norm, isfinite(loss), gnorm_out, e);
+    if (applied < 0) return qa_err_prefix(e, "rank %d, step %lld: optimizer step", t->rank, (long long)t->step + 1);
+    *skipped = !applied;
+    if (!applied) t->skipped++;
     return 0;
 }
 
@@ -487,6 +567,8 @@ static void trainer_free(trainer *t) {
     if (t->acts_ready) qa_acts_free(&t->acts);
     qa_microbatch_free(&t->mb);
     qa_dist_tree_free(&t->tree);
+    if (t->comm_owned) qa_comm_free(t->comm);
+    free(t->mirror);
     if (t->lora_ready) qa_lora_free(&t->l);
     if (t->ds_built) qa_data_free(&t->ds);
     if (t->tpl_loaded) qa_template_free(&t->tpl);
@@ -588,11 +670,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     }
     qa_cpu_set_threads(threads);
 
-    if (strcmp(tc->model.device, "cpu") != 0) {
-        rc = QA_ERR(e, "model.device is %s, but the training loop runs on the CPU backend only (the CUDA backend serves "
-                    "qalign eval / forward): set model.device: cpu", tc->model.device);
-        goto out;
-    }
+    t->ops = qa_ops_open(tc->model.device, qa_dist_local_rank(d), t->device_desc, sizeof t->device_desc, e);
+    if ((rc = agree(t, t->ops ? 0 : qa_err_prefix(e, "rank %d: model.device", t->rank), "compute device", e))) goto out;
     t->K = tc->train.grad_accum;
     if (t->K % t->world != 0) {
         rc = QA_ERR(e, "train.grad_accum = %d micro-batches per step (over all ranks) is not divisible by the %d ranks; "
@@ -608,7 +687,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int no_template = qa_template_is_none(tc->data.template_name);
     qa_quant quant = QA_QUANT_NONE;
     rc = qa_quant_parse(tc->model.quant, &quant, e);
-    if (!rc) rc = qa_model_load_quant(&t->m, tc->model.path, NULL, quant, e);
+    if (!rc) rc = qa_model_load_quant(&t->m, tc->model.path, t->ops, quant, e);
     if (!rc) t->model_loaded = 1;
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");
@@ -647,8 +726,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     }
     if ((rc = agree(t, rc, "setup (tokenizer, model, template, data)", e))) goto out;
     if (t->coord) {
-        logmsg(t, "model %s: %s, %d layers, hidden %d, vocab %d (loaded in %.1f s)", tc->model.path, t->m.cfg.model_type,
-               t->m.cfg.n_layers, t->m.cfg.hidden, t->m.cfg.vocab, now_s() - t0);
+        logmsg(t, "model %s: %s, %d layers, hidden %d, vocab %d (loaded in %.1f s) on %s", tc->model.path,
+               t->m.cfg.model_type, t->m.cfg.n_layers, t->m.cfg.hidden, t->m.cfg.vocab, now_s() - t0, t->device_desc);
         qa_data_print_stats(&t->ds, stdout);
     }
     if (t->ds.rows[QA_SPLIT_TRAIN].n_rows == 0) {
@@ -682,7 +761,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     }
     if ((rc = agree(t, rc, "LoRA setup", e))) goto out;
     build_ckpt_tables(t);
-    qa_dist_tree_init(&t->tree, t->l.n_params);
+    if ((rc = agree(t, setup_reduction(t, e), "gradient all-reduce setup", e))) goto out;
 
     int cap_T = t->ds.packing ? t->ds.row_len : t->ds.max_len;
     if (cap_T < 1) cap_T = 1;
@@ -691,6 +770,9 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if (logit_rows > 2048) logit_rows = 2048;
     rc = qa_acts_alloc(&t->acts, &t->m, &t->l, tc->train.micro_batch, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
+    else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d x %d tokens on %s (lower "
+                       "train.micro_batch and raise train.grad_accum to keep the global batch, or lower data.pack_length "
+                       "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_T, t->device_desc);
     if ((rc = agree(t, rc, "activation workspace", e))) goto out;
 
     /* run directory */

@@ -11,10 +11,10 @@
 #     else a CMake build (system Debian libraries present); else a minimal direct build of kernels/ and
 #     model/ against the carried .debs (no qalign, no NCCL test then);
 #  2. checks: test_ops_cuda (every op case vs the CPU backend), test_golden on cuda (HF fixtures, bf16
-#     tolerance; fp32 mode at the CPU's 1e-4 where the build has it), test_dist_nccl at np=1 through the
-#     real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
-#     `qalign train` cpu vs cuda (loss curves, resume), compute-sanitizer memcheck + racecheck on a training
-#     step;
+#     tolerance) and on cuda-fp32 (the verification mode, at the CPU's 1e-4), test_dist_nccl at np=1 through
+#     the real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
+#     `qalign train` cpu vs cuda-fp32 vs cuda (loss curves) and resume on the device (train_check.sh),
+#     compute-sanitizer memcheck + racecheck on a training step;
 #  3. timing: bench_gpu_train at the anchor shapes, and the peer (HF transformers + PEFT, peft_peer.py)
 #     timed in the same run, with the ratio of the two.
 # Every step's timeout is cut to what is left of QALIGN_GPU_BUDGET_S (default 540 s) so the whole run
@@ -176,6 +176,7 @@ if [ "$DRY" = 1 ]; then
 fi
 
 # ---- 2. checks -----------------------------------------------------------------------------------------
+export QALIGN_TEMPLATES=$ROOT/configs/templates
 # A world of one rank without mpirun (the image has no MPI launcher): qalign's env bootstrap.
 export SLURM_JOB_ID=${SLURM_JOB_ID:-1} SLURM_STEP_ID=${SLURM_STEP_ID:-0} SLURM_PROCID=${SLURM_PROCID:-0} \
   SLURM_LOCALID=${SLURM_LOCALID:-0} SLURM_STEP_NUM_TASKS=${SLURM_STEP_NUM_TASKS:-1} QALIGN_DIST_ENV_BOOTSTRAP=1 \
@@ -201,10 +202,8 @@ check ops 60 "$T_OPS"
 if [ -d "$FIX" ]; then
   check golden_bf16 90 env QALIGN_BACKEND=cuda QALIGN_FIXTURES="$FIX" "$T_GOLD"
   grep -E "max relative error" "$WORK/golden_bf16.out" | tee -a "$LOG"
-  if "$T_GOLD" --help 2>&1 | grep -q QALIGN_CUDA_PRECISION; then
-    check golden_fp32 90 env QALIGN_BACKEND=cuda QALIGN_CUDA_PRECISION=fp32 QALIGN_FIXTURES="$FIX" "$T_GOLD"
-    grep -E "max relative error" "$WORK/golden_fp32.out" | tee -a "$LOG"
-  fi
+  check golden_fp32 90 env QALIGN_BACKEND=cuda-fp32 QALIGN_FIXTURES="$FIX" "$T_GOLD"
+  grep -E "max relative error" "$WORK/golden_fp32.out" | tee -a "$LOG"
 else
   say "golden: no fixtures at $FIX (bench/gpu/prepare.sh copies them; carry .gpu-carry)"; rc=1
 fi
@@ -221,9 +220,9 @@ if [ -n "$Q" ] && [ -f .gpu-carry/assets.tar.xz ] && ! skipped evalcheck; then
   check eval_compare 20 python3 bench/gpu/compare_eval.py "$WORK/ev-cpu" "$WORK/ev-cuda"
   [ -f "$WORK/eval_compare.out" ] && record "$(tail -1 "$WORK/eval_compare.out")"
 fi
-if [ -n "$Q" ] && [ -f bench/gpu/train_check.sh ] && ! skipped train; then
-  check train 150 bash bench/gpu/train_check.sh "$Q" "$WORK/train"
-  grep -E '^\{' "$WORK/train.out" | tail -3 | while read -r l; do record "$l"; done
+if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped train; then
+  check train 150 bash bench/gpu/train_check.sh "$Q" "$WORK/train" "$WORK/assets"
+  grep -E '^\{"train_check": "[^r]' "$WORK/train.out" | while read -r l; do record "$l"; done
 fi
 if [ -n "$SAN" ] && ! skipped sanitizer; then
   check memcheck 90 "$SAN" --tool memcheck --leak-check no --error-exitcode 9 \
@@ -274,6 +273,30 @@ skipped qwen || bench train_qwen1.8b_16x512 60 --shape qwen1.5-1.8b --batch 16 -
 skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode forward --batch 16 --seq 512 --steps 3 --warmup 1 --anchor 32018
 skipped eval || bench eval_mistral7b_32000 75 --shape mistral-7b --mode eval --prefix 350 --suffix 65 --rows 64 \
   --batches 8 --prompts 32000 --groups 60
+
+# the paper's recipe on the real data (configs/paper-mistral7b.yaml: SNLI zh+es, 16 examples per step, 3 epochs)
+# with a Mistral-7B-shaped random model written here: a few steps timed, the whole recipe extrapolated from
+# the plan's step count (printed as such)
+if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -ge 120 ]; then
+  to=$(tmo 150)
+  say "time: paper recipe, Mistral-7B shape (timeout ${to}s)"
+  recipe() {
+    "$Q" init-model --arch mistral --tokenizer "$WORK/assets/tokenizers/mistral-7b-v0.1.tokenizer.json" --hidden 4096 \
+      --layers 32 --heads 32 --kv-heads 8 --intermediate 14336 --seed 1 --out "$WORK/m7b" --force >/dev/null || return 1
+    local A=(--config configs/paper-mistral7b.yaml --set model.path="$WORK/m7b" --set model.device=cuda
+             --set "data.files=[$WORK/assets/paper-data/snli/snli_zh10k_train_question.json,$WORK/assets/paper-data/snli/snli_es10k_train_question.json]"
+             --set checkpoint.dir="$WORK/recipe" --set checkpoint.every=0 --set train.eval_every=0)
+    "$Q" train "${A[@]}" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
+    "$Q" train "${A[@]}" --set train.max_steps=12 || return 1
+    python3 bench/gpu/extrapolate.py "$WORK/recipe/metrics.jsonl" "$WORK/recipe.plan"
+  }
+  recipe >"$WORK/recipe.out" 2>&1
+  r=$?
+  tail -3 "$WORK/recipe.out" | tee -a "$LOG"
+  cat "$WORK/recipe.out" >>"$BLOG"
+  if [ $r = 0 ]; then record "$(grep '^{"bench"' "$WORK/recipe.out" | tail -1)"; else record "{\"bench\": \"paper_recipe_mistral7b\", \"rc\": $r}"; rc=1; fi
+  rm -rf "$WORK/m7b"
+fi
 
 # ---- 4. ratios against the peer measured in this run ----------------------------------------------------
 python3 - "$RES" <<'EOF' 2>&1 | tee -a "$LOG"

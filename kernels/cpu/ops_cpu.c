@@ -824,6 +824,24 @@ static void cpu_adamw_step(qa_stream *s, size_t n, float lr, float beta1, float 
     par_range(s, (long)n, 64, 1 << 14, adamw_range, &c);
 }
 
+/* the global squared norm: one thread, i ascending, in double (the order fixes the value) */
+static void cpu_sumsq(qa_stream *s, size_t n, const float *x, double *out) {
+    (void)s;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    *out = ss;
+}
+typedef struct { double alpha; float *x; } scale_ctx;
+static void scale_range(void *p, long lo, long hi, qa_cpu_tws *w) {
+    (void)w;
+    scale_ctx *c = p;
+    for (long i = lo; i < hi; i++) c->x[i] = (float)(c->x[i] * c->alpha);
+}
+static void cpu_scale(qa_stream *s, size_t n, double alpha, float *x) {
+    scale_ctx c = {alpha, x};
+    par_range(s, (long)n, 1024, 1 << 16, scale_range, &c);
+}
+
 /* kernels/cpu/attn_prefix.c */
 void qa_cpu_attention_prefix_fwd(qa_stream *s, const qa_attn_prefix_desc *d, const float *q, const float *kc,
                                  const float *vc, const float *k, const float *v, float *o);
@@ -860,6 +878,8 @@ static const qa_ops CPU_OPS = {
     .cross_entropy_fwd = cpu_cross_entropy_fwd,
     .cross_entropy_bwd = cpu_cross_entropy_bwd,
     .adamw_step = cpu_adamw_step,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
     .attention_prefix_fwd = qa_cpu_attention_prefix_fwd,
     .linear_multi_fwd = cpu_linear_multi_fwd,
     .attention_rows_fwd = cpu_attention_rows_fwd,

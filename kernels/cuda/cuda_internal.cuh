@@ -1,8 +1,9 @@
 /* cuda_internal.cuh — what the CUDA sources of kernels/cuda share (not part of any API).
  *
  * The stream (qa_stream) holds one cudaStream_t, one cuBLAS handle with its workspace, a growable
- * device scratch buffer and the first error seen by an op (ops return void: a failed launch or
- * library call is recorded here and reported by the next sync). */
+ * device scratch buffer, its precision mode (bf16 tensor cores, or fp32 for verification) and the first
+ * error seen by an op (ops return void: a failed launch or library call is recorded here and reported by
+ * the next sync). */
 #ifndef QA_CUDA_INTERNAL_CUH
 #define QA_CUDA_INTERNAL_CUH
 
@@ -30,6 +31,7 @@ struct qa_stream {
     void *scratch;          /* device scratch, valid until the next op on this stream */
     size_t cap;             /* bytes */
     int device;
+    int fp32;               /* the "cuda-fp32" table: fp32 GEMMs (no TF32, pedantic math) and fp32 attention */
     int failed;             /* an op failed: err holds the first message */
     char err[512];
 };
@@ -82,6 +84,12 @@ void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K,
 /* kernels/cuda/nf4_cuda.cu: frozen linears with an NF4 weight block w [M, K] (codes then fp32 absmax) */
 void qa_cuda_nf4_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, const void *w, float *y);
 void qa_cuda_nf4_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, const void *w, float *dx);
+/* bytes of the chunk buffer the NF4 GEMM dequantizes into (bf16, or fp32 for the fp32 mode) */
+size_t qa_cuda_nf4_chunk_bytes(int M, int K, int fp32);
+/* y [N, M] = beta * y + xb [N, K] Wᵀ with the bf16 operand already made (the fused forward ops); wc: a scratch
+ * buffer of qa_cuda_nf4_chunk_bytes(M, K, 0) that does not overlap xb */
+void qa_cuda_nf4_gemm_bf16(qa_stream *s, int N, int K, int M, float beta, const __nv_bfloat16 *xb, const void *w,
+                           __nv_bfloat16 *wc, float *y);
 
 /* kernels/cuda/attn_cuda.cu */
 void qa_cuda_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,

@@ -2,10 +2,13 @@
  *
  * Same table and semantics as kernels/cpu/ops_cpu.c; every pointer is device memory.
  *   - NF4 weights (kernels/nf4.h): kernels/cuda/nf4_cuda.cu dequantizes chunks of rows into bf16 and runs the
- *     same bf16 GEMM (bounded scratch).
+ *     same bf16 GEMM (bounded scratch); the fp32 table dequantizes into fp32 and runs an fp32 GEMM.
  *   - Frozen BF16 weights are used as they are: the fp32 activations of the interface are converted
  *     to bf16 into stream scratch and multiplied by cuBLAS on the tensor cores (bf16 x bf16, fp32
  *     accumulation and fp32 output, CUBLAS_COMPUTE_32F). F32 weights and the generic gemm stay fp32.
+ *   - Two tables: "cuda" (the above) and "cuda-fp32", the verification mode: its streams convert BF16
+ *     weights to fp32 in bounded row blocks and multiply in fp32 (cuBLAS pedantic math: no TF32), and the
+ *     attention keeps fp32 operands; the Hugging Face goldens hold at the CPU's 1e-4 there.
  *   - LoRA (tiny rank) runs in fp32 through cuBLAS; dropout recomputes the counter-based mask of
  *     qa_dropout_keep on the device (same hash as the CPU).
  *   - Norm, RoPE, SwiGLU, embedding, gather/scatter, cross-entropy and AdamW are one kernel each,
@@ -32,7 +35,7 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
     s->failed = 1;
 }
 
-static int cu_stream_create(qa_stream **out, qa_err *e) {
+static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
     qa_stream *s = (qa_stream *)calloc(1, sizeof *s);
     if (!s) return QA_ERR(e, "out of host memory creating a CUDA stream");
     cudaError_t r = cudaGetDevice(&s->device);
@@ -48,7 +51,9 @@ static int cu_stream_create(qa_stream **out, qa_err *e) {
         free(s);
         return QA_ERR(e, "cuBLAS handle: %s", cublasGetStatusString(b));
     }
+    s->fp32 = fp32;
     b = cublasSetStream(s->blas, s->st);
+    if (b == CUBLAS_STATUS_SUCCESS) b = cublasSetMathMode(s->blas, fp32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
     s->blas_ws_bytes = (size_t)32 << 20; /* Hopper: cuBLAS recommends 32 MiB */
     if (b == CUBLAS_STATUS_SUCCESS && cudaMalloc(&s->blas_ws, s->blas_ws_bytes) == cudaSuccess)
         b = cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes);
@@ -65,6 +70,9 @@ static int cu_stream_create(qa_stream **out, qa_err *e) {
     *out = s;
     return 0;
 }
+
+static int cu_stream_create(qa_stream **out, qa_err *e) { return stream_create_mode(out, 0, e); }
+static int cu_stream_create_fp32(qa_stream **out, qa_err *e) { return stream_create_mode(out, 1, e); }
 
 static void cu_stream_destroy(qa_stream *s) {
     if (!s) return;
@@ -399,6 +407,32 @@ static void cu_swiglu_bwd(qa_stream *s, size_t n, const float *g, const float *u
 }
 
 /* ---- frozen linear ------------------------------------------------------------------------ */
+__global__ void k_bf16_to_f32(size_t n, const __nv_bfloat16 *__restrict__ src, float *__restrict__ dst) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+#define FP32_W_BLOCK ((size_t)64 << 20) /* bytes of fp32 weight rows converted at a time (fp32 mode) */
+/* fp32 mode, W BF16 [M, K]: forward y[:, m0:m1] = beta y + x W[m0:m1]ᵀ, backward dx = beta dx + Σ_blocks
+ * dy[:, m0:m1] W[m0:m1] — W converted exactly to fp32 one row block at a time (bounded scratch). */
+static void linear_fp32_rows(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, const void *W,
+                             float *out) {
+    int rows = (int)(FP32_W_BLOCK / (sizeof(float) * (size_t)K));
+    if (rows < 1) rows = 1;
+    if (rows > M) rows = M;
+    float *wf = (float *)qa_cuda_scratch(s, sizeof(float) * (size_t)rows * K);
+    if (!wf) return;
+    for (int m0 = 0; m0 < M; m0 += rows) {
+        const int mb = M - m0 < rows ? M - m0 : rows;
+        const size_t n = (size_t)mb * K;
+        k_bf16_to_f32<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, (const __nv_bfloat16 *)W + (size_t)m0 * K, wf);
+        QC_LAUNCH(s);
+        if (!bwd) /* y[:, m0:m0+mb] (ldc M) = x [N,K] wfᵀ */
+            qa_cuda_gemm_rm(s, 0, 1, N, mb, K, 1.0f, in, CUDA_R_32F, K, wf, CUDA_R_32F, K, beta, out + m0, CUDA_R_32F, M);
+        else /* dx [N,K] (+)= dy[:, m0:m0+mb] (lda M) wf */
+            qa_cuda_gemm_rm(s, 0, 0, N, K, mb, 1.0f, in + m0, CUDA_R_32F, M, wf, CUDA_R_32F, K, m0 ? 1.0f : beta, out,
+                            CUDA_R_32F, K);
+    }
+}
 __global__ void k_add_bias(int N, int M, qa_dtype dt, const void *__restrict__ b, float *y) {
     size_t n = (size_t)N * M;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -412,6 +446,8 @@ static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const f
         QC_LAUNCH(s);
     } else if (W.dtype == QA_DT_NF4) {
         qa_cuda_nf4_linear_fwd(s, N, K, M, beta, x, W.data, y);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 0, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
         if (!xb) return;
@@ -432,6 +468,8 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
         QC_LAUNCH(s);
     } else if (W.dtype == QA_DT_NF4) {
         qa_cuda_nf4_linear_bwd(s, N, K, M, beta, dy, W.data, dx);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 1, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * M);
         if (!db) return;
@@ -439,6 +477,81 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
         qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, db, CUDA_R_16BF, M, W.data, CUDA_R_16BF, K, beta, dx, CUDA_R_32F, K);
     } else {
         qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, dy, CUDA_R_32F, M, W.data, CUDA_R_32F, K, beta, dx, CUDA_R_32F, K);
+    }
+}
+
+/* ---- fused forms (kernels/ops.h): fewer passes over the fp32 activations ------------------------- */
+/* q,k,v (or gate,up) of one input: x converted to bf16 once for all n products (instead of once each) */
+static void cu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
+                                const qa_weight *bias, float *const *y) {
+    if (N <= 0) return;
+    int all_16 = K > 0; /* BF16 and NF4 weights share the bf16 operand */
+    size_t chunk = 0;   /* the largest NF4 dequantization chunk */
+    for (int i = 0; i < n; i++) {
+        all_16 = all_16 && (W[i].dtype == QA_DT_BF16 || W[i].dtype == QA_DT_NF4);
+        if (W[i].dtype == QA_DT_NF4 && M[i] > 0) {
+            const size_t c = qa_cuda_nf4_chunk_bytes(M[i], K, 0);
+            if (c > chunk) chunk = c;
+        }
+    }
+    if (!all_16) { /* F32 weights: the plain op per product */
+        for (int i = 0; i < n; i++) cu_linear_fwd(s, N, K, M[i], 0.0f, x, W[i], bias[i], y[i]);
+        return;
+    }
+    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * (size_t)N * K) + chunk);
+    if (!cur) return;
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * (size_t)N * K);
+    __nv_bfloat16 *wc = (__nv_bfloat16 *)cur;
+    qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
+    for (int i = 0; i < n; i++) {
+        if (M[i] <= 0) continue;
+        if (W[i].dtype == QA_DT_NF4)
+            qa_cuda_nf4_gemm_bf16(s, N, K, M[i], 0.0f, xb, W[i].data, wc, y[i]);
+        else
+            qa_cuda_gemm_rm(s, 0, 1, N, M[i], K, 1.0f, xb, CUDA_R_16BF, K, W[i].data, CUDA_R_16BF, K, 0.0f, y[i],
+                            CUDA_R_32F, M[i]);
+        if (bias[i].data) {
+            k_add_bias<<<qa_cuda_blocks((size_t)N * M[i], 256), 256, 0, s->st>>>(N, M[i], bias[i].dtype, bias[i].data,
+                                                                                y[i]);
+            QC_LAUNCH(s);
+        }
+    }
+}
+/* silu(g) * u written straight as the bf16 operand of the down projection (never as fp32) */
+__global__ void k_swiglu_bf16(size_t n, const float *__restrict__ g, const float *__restrict__ u,
+                              __nv_bfloat16 *__restrict__ out) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(g[i] / (1.0f + expf(-g[i])) * u[i]);
+}
+static void cu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *g, const float *u,
+                                 qa_weight W, qa_weight bias, float *y) {
+    if (N <= 0 || M <= 0) return;
+    const size_t n = (size_t)N * K;
+    if (K <= 0 || (W.dtype != QA_DT_BF16 && W.dtype != QA_DT_NF4)) {
+        /* F32 weights: fp32 act in scratch, then the plain op (no scratch) */
+        float *act = (float *)qa_cuda_scratch(s, sizeof(float) * (n ? n : 1));
+        if (!act) return;
+        if (n) {
+            k_swiglu_fwd<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, act);
+            QC_LAUNCH(s);
+        }
+        cu_linear_fwd(s, N, K, M, beta, act, W, bias, y);
+        return;
+    }
+    /* the bf16 operand, then (NF4) the dequantization chunk, in one scratch request */
+    const size_t chunk = W.dtype == QA_DT_NF4 ? qa_cuda_nf4_chunk_bytes(M, K, 0) : 0;
+    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * n) + chunk);
+    if (!cur) return;
+    __nv_bfloat16 *ab = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * n);
+    k_swiglu_bf16<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, ab);
+    QC_LAUNCH(s);
+    if (W.dtype == QA_DT_NF4)
+        qa_cuda_nf4_gemm_bf16(s, N, K, M, beta, ab, W.data, (__nv_bfloat16 *)cur, y);
+    else
+        qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, ab, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
+    if (bias.data) {
+        k_add_bias<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, bias.dtype, bias.data, y);
+        QC_LAUNCH(s);
     }
 }
 
@@ -575,12 +688,83 @@ static void cu_adamw_step(qa_stream *s, size_t n, float lr, float beta1, float b
     QC_LAUNCH(s);
 }
 
+/* ---- the LoRA state: global squared norm (deterministic two-pass reduction in double) and scale ---- */
+#define SUMSQ_BLOCKS 1024
+#define SUMSQ_THREADS 256
+__device__ static double block_sum_d(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    return sh[0];
+}
+__global__ void k_sumsq_partial(size_t n, const float *__restrict__ x, double *__restrict__ part) {
+    __shared__ double sh[SUMSQ_THREADS];
+    double acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += (double)x[i] * x[i];
+    double b = block_sum_d(acc, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = b;
+}
+__global__ void k_sumsq_final(int nparts, const double *__restrict__ part, double *__restrict__ out) {
+    __shared__ double sh[SUMSQ_THREADS];
+    double acc = 0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += part[i];
+    double b = block_sum_d(acc, sh);
+    if (threadIdx.x == 0) *out = b;
+}
+static void cu_sumsq(qa_stream *s, size_t n, const float *x, double *out) {
+    double *part = (double *)qa_cuda_scratch(s, SUMSQ_BLOCKS * sizeof(double));
+    if (!part) return;
+    k_sumsq_partial<<<SUMSQ_BLOCKS, SUMSQ_THREADS, 0, s->st>>>(n, x, part);
+    QC_LAUNCH(s);
+    k_sumsq_final<<<1, SUMSQ_THREADS, 0, s->st>>>(SUMSQ_BLOCKS, part, out);
+    QC_LAUNCH(s);
+}
+__global__ void k_scale(size_t n, double alpha, float *__restrict__ x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = (float)(x[i] * alpha);
+}
+static void cu_scale(qa_stream *s, size_t n, double alpha, float *x) {
+    if (!n) return;
+    k_scale<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, alpha, x);
+    QC_LAUNCH(s);
+}
+
+/* ---- the device ------------------------------------------------------------------------------ */
+static int cu_select_device(int ordinal, char *desc, size_t desc_n, qa_err *e) {
+    int n = 0;
+    cudaError_t r = cudaGetDeviceCount(&n);
+    if (r != cudaSuccess || n <= 0) {
+        (void)cudaGetLastError();
+        return QA_ERR(e, "no usable GPU (%s)%s; use --device cpu", r != cudaSuccess ? cudaGetErrorString(r) : "0 devices",
+                      r == cudaErrorInsufficientDriver ? ": the NVIDIA driver is older than this CUDA runtime (CUDA 13 "
+                      "needs driver 580 or newer): update it" : "");
+    }
+    int dev = ordinal % n;
+    cudaDeviceProp p;
+    if ((r = cudaGetDeviceProperties(&p, dev)) != cudaSuccess)
+        return QA_ERR(e, "GPU %d: %s (check nvidia-smi)", dev, cudaGetErrorString(r));
+    if (p.major < 8)
+        return QA_ERR(e, "GPU %d (%s) has compute capability %d.%d, but qalign's CUDA kernels need 8.0 or newer (bf16 "
+                      "tensor cores: A100, H100, H200): use --device cpu", dev, p.name, p.major, p.minor);
+    if ((r = cudaSetDevice(dev)) != cudaSuccess)
+        return QA_ERR(e, "cudaSetDevice(%d): %s (CUDA_VISIBLE_DEVICES, exclusive-process mode?)", dev,
+                      cudaGetErrorString(r));
+    if (desc && desc_n)
+        snprintf(desc, desc_n, "GPU %d of %d: %s, %.1f GiB", dev, n, p.name, p.totalGlobalMem / 1073741824.0);
+    return 0;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 static qa_ops make_ops(void) {
     qa_ops o;
     memset(&o, 0, sizeof o);
     o.name = "cuda";
     o.host_memory = 0;
+    o.select_device = cu_select_device;
     o.stream_create = cu_stream_create;
     o.stream_destroy = cu_stream_destroy;
     o.sync = cu_sync;
@@ -603,6 +787,8 @@ static qa_ops make_ops(void) {
     o.attention_bwd = qa_cuda_attention_bwd;
     o.swiglu_fwd = cu_swiglu_fwd;
     o.swiglu_bwd = cu_swiglu_bwd;
+    o.linear_multi_fwd = cu_linear_multi_fwd;
+    o.swiglu_linear_fwd = cu_swiglu_linear_fwd;
     o.linear_fwd = cu_linear_fwd;
     o.linear_bwd = cu_linear_bwd;
     o.lora_fwd = cu_lora_fwd;
@@ -610,10 +796,21 @@ static qa_ops make_ops(void) {
     o.cross_entropy_fwd = cu_cross_entropy_fwd;
     o.cross_entropy_bwd = cu_cross_entropy_bwd;
     o.adamw_step = cu_adamw_step;
+    o.sumsq = cu_sumsq;
+    o.scale = cu_scale;
     o.attention_prefix_fwd = qa_cuda_attention_prefix_fwd;
     return o;
 }
+static qa_ops make_ops_fp32(void) {
+    qa_ops o = make_ops();
+    o.name = "cuda-fp32";
+    o.stream_create = cu_stream_create_fp32;
+    o.linear_multi_fwd = NULL; /* the fused forms are bf16-operand shortcuts: fp32 runs the plain ops */
+    o.swiglu_linear_fwd = NULL;
+    return o;
+}
 static const qa_ops CUDA_OPS = make_ops();
+static const qa_ops CUDA_FP32_OPS = make_ops_fp32();
 
 /* The CUDA table; NULL + error when no device is usable. */
 extern "C" const qa_ops *qa_ops_cuda(qa_err *e);
@@ -622,9 +819,14 @@ extern "C" const qa_ops *qa_ops_cuda(qa_err *e) {
     cudaError_t r = cudaGetDeviceCount(&n);
     if (r != cudaSuccess || n <= 0) {
         (void)cudaGetLastError();
-        QA_ERR(e, "backend 'cuda': no usable GPU (%s); use --device cpu / --backend cpu",
-               r != cudaSuccess ? cudaGetErrorString(r) : "no device");
+        QA_ERR(e, "backend 'cuda': no usable GPU (%s)%s; use --device cpu",
+               r != cudaSuccess ? cudaGetErrorString(r) : "no device",
+               r == cudaErrorInsufficientDriver ? ": the NVIDIA driver is older than this CUDA runtime (CUDA 13 needs "
+               "driver 580 or newer)" : "");
         return NULL;
     }
     return &CUDA_OPS;
 }
+/* The verification mode: the same table with fp32 streams. */
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e);
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e) { return qa_ops_cuda(e) ? &CUDA_FP32_OPS : NULL; }
