@@ -17,8 +17,8 @@
 #define TOL32 2e-5
 #define TOLBF 1e-2
 
-static const qa_ops *C, *G;
-static qa_stream *GS;
+static const qa_ops *C, *G, *F; /* F: the cuda-fp32 table (NULL: not tested) */
+static qa_stream *GS, *FS;
 static uint64_t rng = 0x5eed;
 
 static float *rvec(size_t n, float s) { return qt_rvec(&rng, n, s); }
@@ -232,6 +232,57 @@ static void t_linear_nf4(int N, int K, int M) {
     cmp(what, Dy2, y2, (size_t)N * M, TOLBF);
     snprintf(what, sizeof what, "linear_bwd nf4 [%d,%d,%d] (beta 0.5)", N, K, M);
     cmp(what, Ddx, dx, (size_t)N * K, TOLBF);
+    /* the fused forward ops: q,k,v-like (NF4, BF16, NF4 sharing one bf16 input) and silu(g)*u into an NF4 down */
+    {
+        const int M2 = 64, M3 = M / 2 > 0 ? M / 2 : 1;
+        float *W2 = rvec((size_t)M2 * K, 0.1f), *W3 = rvec((size_t)M3 * K, 0.1f);
+        uint16_t *W2b = to_bf16(W2, (size_t)M2 * K);
+        uint8_t *blk3 = qa_malloc(qa_nf4_bytes((size_t)M3 * K));
+        qa_nf4_quantize(W3, QA_DT_F32, (size_t)M3 * K, blk3, (float *)qa_nf4_absmax(blk3, (size_t)M3 * K));
+        const int Ms[3] = {M, M2, M3};
+        qa_weight Wc[3] = {wc, {QA_DT_BF16, W2b}, {QA_DT_NF4, blk3}}, Bc[3] = {bc, {0}, {0}};
+        qa_weight Wg[3] = {wg, {QA_DT_BF16, up(W2b, (size_t)M2 * K * 2)}, {QA_DT_NF4, up(blk3, qa_nf4_bytes((size_t)M3 * K))}};
+        qa_weight Bg[3] = {bg, {0}, {0}};
+        float *yc[3], *yd[3];
+        for (int i = 0; i < 3; i++) { yc[i] = qa_malloc(sizeof(float) * (size_t)N * Ms[i]); yd[i] = poison((size_t)N * Ms[i]); }
+        C->linear_multi_fwd(NULL, N, K, 3, x, Ms, Wc, Bc, yc);
+        G->linear_multi_fwd(GS, N, K, 3, Dx, Ms, Wg, Bg, yd);
+        /* swiglu_linear: g, u [N, K] -> y [N, M] through the NF4 weight, beta 1 with bias */
+        float *g = rvec((size_t)N * K, 2), *u = rvec((size_t)N * K, 1);
+        float *Dg = upf(g, (size_t)N * K), *Du = upf(u, (size_t)N * K);
+        float *ys = qt_fcopy(y0, (size_t)N * M), *Dys = upf(y0, (size_t)N * M);
+        C->swiglu_linear_fwd(NULL, N, K, M, 1.0f, g, u, wc, bc, ys);
+        G->swiglu_linear_fwd(GS, N, K, M, 1.0f, Dg, Du, wg, bg, Dys);
+        gsync("fused nf4");
+        const char *nm[3] = {"nf4+bias", "bf16", "nf4"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(what, sizeof what, "linear_multi_fwd [%d,%d,%d] %s", N, K, Ms[i], nm[i]);
+            cmp(what, yd[i], yc[i], (size_t)N * Ms[i], TOLBF);
+            free(yc[i]);
+            G->free(yd[i]);
+        }
+        snprintf(what, sizeof what, "swiglu_linear_fwd nf4 [%d,%d,%d]", N, K, M);
+        cmp(what, Dys, ys, (size_t)N * M, TOLBF);
+        free(W3); free(W2); free(W2b); free(blk3); free(g); free(u); free(ys);
+        G->free((void *)Wg[1].data); G->free((void *)Wg[2].data); G->free(Dg); G->free(Du); G->free(Dys);
+    }
+    /* cuda-fp32: the weight dequantized exactly into fp32 chunks, fp32 GEMMs: fp32 tolerance */
+    if (F) {
+        float *Fy = upf(y0, (size_t)N * M), *Fdx = upf(dx0, (size_t)N * K);
+        float *yf = qt_fcopy(y0, (size_t)N * M), *dxf = qt_fcopy(dx0, (size_t)N * K);
+        C->linear_fwd(NULL, N, K, M, 1.0f, x, wc, bc, yf);
+        F->linear_fwd(FS, N, K, M, 1.0f, Dx, wg, bg, Fy);
+        C->linear_bwd(NULL, N, K, M, 0.5f, dy, wc, dxf);
+        F->linear_bwd(FS, N, K, M, 0.5f, Ddy, wg, Fdx);
+        qa_err fe = {0};
+        QT_CHECK(F->sync(FS, &fe) == 0, "linear nf4 (cuda-fp32): %s", fe.msg);
+        snprintf(what, sizeof what, "cuda-fp32 linear_fwd nf4 [%d,%d,%d]", N, K, M);
+        cmp(what, Fy, yf, (size_t)N * M, TOL32);
+        snprintf(what, sizeof what, "cuda-fp32 linear_bwd nf4 [%d,%d,%d]", N, K, M);
+        cmp(what, Fdx, dxf, (size_t)N * K, TOL32);
+        free(yf); free(dxf);
+        G->free(Fy); G->free(Fdx);
+    }
     free(x); free(W); free(b); free(y0); free(dy); free(dx0); free(blk); free(y); free(dx); free(y2);
     G->free(Dx); G->free(Ddy); G->free(Dy); G->free(Ddx); G->free(Dy2); G->free((void *)wg.data); G->free((void *)bg.data);
 }
@@ -381,6 +432,12 @@ int main(void) {
         printf("SKIP: %s\n", e.msg);
         return 77;
     }
+    F = qa_ops_get("cuda-fp32", &e);
+    if (F && F->stream_create(&FS, &e)) {
+        printf("  cuda-fp32 stream: %s (fp32 NF4 cases not run)\n", e.msg);
+        QT_CHECK(0, "cuda-fp32 stream_create: %s", e.msg);
+        F = NULL;
+    }
     t_gemm();
     t_rows();
     t_elementwise();
@@ -400,5 +457,6 @@ int main(void) {
     t_prefix(3, 20, 50, 4, 2, 16, 24);
     t_prefix(2, 150, 0, 4, 4, 64, 0);
     G->stream_destroy(GS);
+    if (F) F->stream_destroy(FS);
     return qt_finish();
 }
