@@ -31,7 +31,8 @@ data:
   cutoff: 128
   packing: true
 lora: {targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj], r: 4, alpha: 8, dropout: 0.1}
-train: {max_steps: 4, micro_batch: 2, grad_accum: 4, lr: 1.0e-2, eval_every: 2, log_every: 1, threads: 1, max_grad_norm: 0.5}
+train: {max_steps: 4, micro_batch: 2, grad_accum: 4, lr: 1.0e-2, schedule: constant, warmup_ratio: 0, eval_every: 2,
+       log_every: 1, threads: 1, max_grad_norm: 0.5}
 checkpoint: {dir: $d/run, every: 2, keep_last: 5}
 eval: {every: 2, at_end: false, limit: 2, langs: [en, zh], tasks: [emotion], data_dir: $ASSETS/paper-data}
 YAML
@@ -49,12 +50,20 @@ for s in 2 4; do
   c=$(ls "$d/cpu/checkpoints/"*"$s".h5 2>/dev/null | head -1) g=$(ls "$d/emu/checkpoints/"*"$s".h5 2>/dev/null | head -1)
   check "checkpoint step $s: LoRA, AdamW m and v: emu == cpu" '[ -n "$c" ] && [ -n "$g" ] && h5same "$c" "$g" /lora && h5same "$c" "$g" /optim'
 done
+bestof() { sed -e 's/"checkpoint": *"[^"]*"//' "$1/best/best.json" 2>/dev/null; } # step, loss, pass: not the path
+check "best checkpoint (checkpoint.keep_best) from the host mirror: emu == cpu (best.json, /lora, adapter-best bytes)" \
+  '[ -n "$(bestof "$d/cpu")" ] && [ "$(bestof "$d/cpu")" = "$(bestof "$d/emu")" ] &&
+   h5same "$(ls "$d/cpu/best/checkpoints/"*.h5)" "$(ls "$d/emu/best/checkpoints/"*.h5)" /lora &&
+   same "$d/cpu/adapter-best/adapter_model.safetensors" "$d/emu/adapter-best/adapter_model.safetensors"'
 check "evaluation during training: emu == cpu" 'same "$d/cpu/eval/step_00000002/predictions.jsonl" "$d/emu/eval/step_00000002/predictions.jsonl"'
 
-# resume on the device: stop after step 2 (max_steps 2), then continue to 4
+# resume on the device: stop after step 2 (max_steps 2), then continue to 4 (a constant schedule: a decaying one
+# is a function of max_steps)
 run res emu --set train.max_steps=2; r1=$?
 run res emu; r2=$?
 check "resumed run exit 0" '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -q "resumed from" "$d/res.log"'
+check "resume on emu: the same best step and adapter-best" \
+  '[ "$(bestof "$d/res")" = "$(bestof "$d/emu")" ] && same "$d/res/adapter-best/adapter_model.safetensors" "$d/emu/adapter-best/adapter_model.safetensors"'
 check "resume on emu == uninterrupted emu (adapter bytes)" 'same "$d/res/adapter/adapter_model.safetensors" "$d/emu/adapter/adapter_model.safetensors"'
 
 # two ranks: the gradient all-reduce over device buffers (staged communicator) keeps the bits
@@ -63,6 +72,7 @@ if [ ${#MPIRUN[@]} -gt 0 ]; then
   "${MPIRUN[@]}" 2 "$Q" train --config "$d/c.yaml" --set model.device=cpu --set checkpoint.dir=$d/np2c >"$d/np2c.log" 2>&1; b=$?
   check "np=2 runs exit 0 ($(tail -2 "$d/np2e.log"))" '[ $a -eq 0 ] && [ $b -eq 0 ]'
   check "np=2 emu == np=2 cpu == np=1 (adapter bytes)" 'same "$d/np2e/adapter/adapter_model.safetensors" "$d/np2c/adapter/adapter_model.safetensors" && same "$d/np2e/adapter/adapter_model.safetensors" "$d/cpu/adapter/adapter_model.safetensors"'
+  check "np=2 emu: the same best step and adapter-best as np=1" '[ "$(bestof "$d/np2e")" = "$(bestof "$d/cpu")" ] && same "$d/np2e/adapter-best/adapter_model.safetensors" "$d/cpu/adapter-best/adapter_model.safetensors"'
   check "np=2 emu: losses == np=1" '[ "$(losses "$d/np2e/metrics.jsonl" | grep -v grad_norm)" = "$(losses "$d/cpu/metrics.jsonl" | grep -v grad_norm)" ]'
 else
   echo "no MPI launcher: the np=2 device all-reduce is not checked here"

@@ -77,6 +77,9 @@ static const qa_cfg_key KEYS[] = {
     K("checkpoint.every", QA_CFG_INT, checkpoint.every, "500",
       "optimizer steps between resumable checkpoints (0 = only at the end)", NULL, "[0,)"),
     K("checkpoint.keep_last", QA_CFG_INT, checkpoint.keep_last, "2", "checkpoints kept (0 = all)", NULL, "[0,)"),
+    K("checkpoint.keep_best", QA_CFG_BOOL, checkpoint.keep_best, "true",
+      "keep the checkpoint of the lowest validation loss in RUN_DIR/best (whatever keep_last removes) and export "
+      "RUN_DIR/adapter-best at the end, as the paper's load_best_model_at_end", NULL, NULL),
 
     K("eval.every", QA_CFG_INT, eval.every, "0",
       "optimizer steps between multilingual evaluations of the adapter (0 = never; docs/evaluation.md)", NULL, "[0,)"),

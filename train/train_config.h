@@ -61,6 +61,8 @@ typedef struct qa_train_config {
         char *dir;             /* run directory: checkpoints, logs, final adapter */
         int every;             /* optimizer steps between resumable checkpoints; 0 = only at the end */
         int keep_last;         /* checkpoints kept (older ones deleted); 0 = keep all */
+        int keep_best;         /* keep the checkpoint of the lowest validation loss in RUN_DIR/best and export
+                                  RUN_DIR/adapter-best at the end (train/best.h) */
     } checkpoint;
     struct {
         int every;             /* optimizer steps between multilingual evaluations; 0 = never */

@@ -24,7 +24,8 @@
 # $OUT/results.jsonl. Exit 0 only when every check that ran passed.
 # Environment: OUT (default /tmp/qalign-gpu-out); QALIGN_GPU_DRYRUN=1 (build only, run nothing: checks
 # the script and the build on a machine without a GPU); QALIGN_GPU_BUILD=carried|cmake|min;
-# QALIGN_GPU_SKIP="sanitizer racecheck peer qwen forward eval train nccl evalcheck" (steps to leave out);
+# QALIGN_GPU_SKIP="sanitizer racecheck peer qwen forward eval train nccl evalcheck profile recipe" (steps to leave
+# out); QALIGN_CUDA_PROFILE=1 (kernels/cuda) is how the profile steps see where a step's time goes;
 # QALIGN_GPU_BUDGET_S; QALIGN_FIXTURES (default .gpu-carry/fixtures/hf).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -269,6 +270,15 @@ if ! skipped peer; then
   fi
 fi
 bench train_mistral7b_4x512 60 --shape mistral-7b --batch 4 --seq 512 --steps 4 --warmup 1 --anchor 12472
+if ! skipped profile && [ "$(tmo 40)" -ge 30 ]; then
+  say "profile: train mistral-7b 16x512, one step with every launch synchronized (bench.log)"
+  echo "---- profile: train mistral-7b 16x512" >>"$BLOG"
+  QALIGN_CUDA_PROFILE=1 timeout "$(tmo 40)" "$BENCH" --shape mistral-7b --batch 16 --seq 512 --steps 1 --warmup 1 \
+    >>"$BLOG" 2>&1
+  echo "---- profile: train mistral-7b 4x160 (a recipe micro-batch)" >>"$BLOG"
+  QALIGN_CUDA_PROFILE=1 timeout "$(tmo 40)" "$BENCH" --shape mistral-7b --batch 4 --seq 160 --steps 1 --warmup 1 \
+    >>"$BLOG" 2>&1
+fi
 skipped qwen || bench train_qwen1.8b_16x512 60 --shape qwen1.5-1.8b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor 41710
 skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode forward --batch 16 --seq 512 --steps 3 --warmup 1 --anchor 32018
 skipped eval || bench eval_mistral7b_32000 75 --shape mistral-7b --mode eval --prefix 350 --suffix 65 --rows 64 \
@@ -285,16 +295,31 @@ if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -g
       --layers 32 --heads 32 --kv-heads 8 --intermediate 14336 --seed 1 --out "$WORK/m7b" --force >/dev/null || return 1
     local A=(--config configs/paper-mistral7b.yaml --set model.path="$WORK/m7b" --set model.device=cuda
              --set "data.files=[$WORK/assets/paper-data/snli/snli_zh10k_train_question.json,$WORK/assets/paper-data/snli/snli_es10k_train_question.json]"
-             --set checkpoint.dir="$WORK/recipe" --set checkpoint.every=0 --set train.eval_every=0)
-    "$Q" train "${A[@]}" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
-    "$Q" train "${A[@]}" --set train.max_steps=12 || return 1
+             --set checkpoint.every=0 --set train.eval_every=0)
+    "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
+    "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --set train.max_steps=12 || return 1
     python3 bench/gpu/extrapolate.py "$WORK/recipe/metrics.jsonl" "$WORK/recipe.plan"
+    # the same 16 examples per step as one micro-batch of 16 (one mean over the step's tokens instead of
+    # the mean of 4 micro-batch means: a different normalization, timed as the alternative it is)
+    if [ "$(tmo 40)" -ge 40 ]; then
+      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe16" --set train.micro_batch=16 --set train.grad_accum=1 \
+        --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe16/metrics.jsonl" "$WORK/recipe.plan" \
+        paper_recipe_mistral7b_mb16
+    fi
+    # where a recipe step's time goes (every launch synchronized: slower than the timed run)
+    if ! skipped profile && [ "$(tmo 40)" -ge 40 ]; then
+      QALIGN_CUDA_PROFILE=1 "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe-prof" --set train.max_steps=3 \
+        2>"$WORK/recipe-prof.txt" >/dev/null
+      echo "---- profile: paper recipe, 3 steps"; cat "$WORK/recipe-prof.txt"
+    fi
+    return 0
   }
   recipe >"$WORK/recipe.out" 2>&1
   r=$?
-  tail -3 "$WORK/recipe.out" | tee -a "$LOG"
+  grep -E '^\{"bench"|done:' "$WORK/recipe.out" | tee -a "$LOG" | cut -c1-240
   cat "$WORK/recipe.out" >>"$BLOG"
-  if [ $r = 0 ]; then record "$(grep '^{"bench"' "$WORK/recipe.out" | tail -1)"; else record "{\"bench\": \"paper_recipe_mistral7b\", \"rc\": $r}"; rc=1; fi
+  if [ $r = 0 ]; then grep '^{"bench"' "$WORK/recipe.out" | while read -r l; do record "$l"; done
+  else record "{\"bench\": \"paper_recipe_mistral7b\", \"rc\": $r}"; rc=1; fi
   rm -rf "$WORK/m7b"
 fi
 
@@ -302,17 +327,21 @@ fi
 python3 - "$RES" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-peer = {(r["shape"], r["mode"], r["batch"], r["seq"]): r for r in rows if r.get("peer") and "tokens_per_s" in r}
+key = lambda r: (r.get("shape"), r.get("mode"), r.get("batch"), r.get("seq"))
+peer = {key(r): r for r in rows if r.get("peer") and "tokens_per_s" in r}
 print(f"{'workload':34s} {'qalign tok/s':>13s} {'HF+PEFT tok/s':>14s} {'ratio':>6s} {'anchor':>8s}")
 for r in rows:
-    if "tokens_per_s" not in r or r.get("peer"):
+    if "tokens_per_s" not in r or r.get("peer") or "shape" not in r:
         continue
-    k = (r["shape"], r["mode"], r["batch"], r["seq"])
-    p = peer.get(k)
+    p = peer.get(key(r))
     ratio = f"{r['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
     print(f"{r['bench']:34s} {r['tokens_per_s']:13.0f} {p['tokens_per_s'] if p else float('nan'):14.0f} {ratio:>6s} "
           f"{r.get('anchor_tokens_per_s', 0):8.0f}")
 for r in rows:
+    if r.get("bench") == "paper_recipe_mistral7b" and "extrapolated_total_s" in r:
+        print(f"paper recipe (Mistral-7B shape, {r['recipe_steps']} steps): {r['tokens_per_s']:.0f} tokens/s, "
+              f"{r['extrapolated_total_s']:.0f} s extrapolated (target {r['target_s']} s; HF+PEFT/LLaMA-Factory "
+              f"{r['hf_peft_llamafactory_s']} s)")
     if r.get("mode") == "eval" and "extrapolated_total_s" in r:
         print(f"evaluation, {r['prompts']} prompts: {r['extrapolated_total_s']:.1f} s extrapolated (HF batch-16 anchor ~18 min)")
 EOF

@@ -5,7 +5,9 @@
 #   cpu        the reference
 #   cuda-fp32  the CUDA kernels in fp32: every step's loss within 1e-4 (relative) of the CPU's
 #   cuda       bf16 tensor cores: every step's loss within 2e-2 (relative) of the CPU's, the same curve
-#   resume     cuda stopped at step 6 and resumed == uninterrupted cuda run, bit for bit (adapter bytes, losses)
+#   resume     cuda stopped at step 6 (max_steps 6) and resumed to 12 == the uninterrupted cuda run, bit for bit
+#              (adapter bytes, losses); the schedule is constant with no warmup because a decaying schedule
+#              and its warmup are functions of max_steps (docs/training.md: extending one is a new schedule)
 # Prints one JSON line per comparison ({"train_check": ...}) and exits 1 when one fails. bench/gpu/run_all.sh
 # runs it; it also runs on a machine without a GPU with QALIGN_TRAIN_CHECK_DEVICE=emu (the emulated device).
 set -u
@@ -24,7 +26,8 @@ data:
   cutoff: 256
   packing: true
 lora: {targets: [q_proj, v_proj], r: 8, alpha: 16, dropout: 0.05}
-train: {max_steps: 12, micro_batch: 2, grad_accum: 4, lr: 2.0e-3, eval_every: 6, log_every: 6, threads: 4}
+train: {max_steps: 12, micro_batch: 2, grad_accum: 4, lr: 2.0e-3, schedule: constant, warmup_ratio: 0, eval_every: 6,
+       log_every: 6, threads: 4}
 checkpoint: {dir: $W/run, every: 6, keep_last: 3}
 YAML
 run() { # name device [--set ...]
@@ -65,10 +68,12 @@ run dev "$DEV"
 cmp_losses dev cpu "$([ "$DEV" = cuda ] && echo 2e-2 || echo 0)" "$DEV vs cpu" || fail=1
 run res "$DEV" --set train.max_steps=6
 run res "$DEV"
-same=false
-cmp -s "$W/dev/adapter/adapter_model.safetensors" "$W/res/adapter/adapter_model.safetensors" && same=true
-cmp_losses res dev 0 "$DEV resume vs uninterrupted" >/dev/null || same=false
-grep -q "resumed from" "$W/res.log" || same=false
-echo "{\"train_check\": \"$DEV resume\", \"bitwise_equal\": $same, \"ok\": $same}"
+adapter=false losses=false resumed=false
+cmp -s "$W/dev/adapter/adapter_model.safetensors" "$W/res/adapter/adapter_model.safetensors" && adapter=true
+cmp_losses res dev 0 "$DEV resume vs uninterrupted" >"$W/res.cmp" && losses=true
+grep -q "resumed from" "$W/res.log" && resumed=true
+same=false; $adapter && $losses && $resumed && same=true
+echo "{\"train_check\": \"$DEV resume\", \"bitwise_equal\": $same, \"ok\": $same, \"adapter_bytes_equal\": $adapter, \"losses_equal\": $losses, \"resumed\": $resumed}"
+$losses || cat "$W/res.cmp"
 $same || fail=1
 exit $fail

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- errors, stream, scratch --------------------------------------------------------------- */
 void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...) {
@@ -33,6 +34,67 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
     if (n >= 0 && (size_t)n < sizeof s->err)
         snprintf(s->err + n, sizeof s->err - (size_t)n, " (%s:%d)", file, line);
     s->failed = 1;
+}
+
+/* ---- the launch profiler ----------------------------------------------------------------------- */
+#define PROF_MAX 2048
+typedef struct prof_entry {
+    const char *file;
+    int line;
+    char label[72];
+    long long calls;
+    double sec;
+} prof_entry;
+struct qa_cuda_prof {
+    double last;     /* time of the previous mark */
+    double t0;
+    int n;
+    prof_entry e[PROF_MAX];
+};
+static double prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+void qa_cuda_prof_mark(qa_stream *s, const char *file, int line, const char *label) {
+    struct qa_cuda_prof *p = s->prof;
+    if (!p) return;
+    (void)cudaStreamSynchronize(s->st); /* a failure shows at the next checked sync */
+    double t = prof_now(), dt = t - p->last;
+    p->last = t;
+    const char *lb = label ? label : "";
+    int i = 0;
+    for (; i < p->n; i++)
+        if (p->e[i].line == line && !strcmp(p->e[i].file, file) && !strcmp(p->e[i].label, lb)) break;
+    if (i == p->n) {
+        if (p->n == PROF_MAX) i = PROF_MAX - 1, lb = "(other)";
+        else p->n++;
+        p->e[i].file = file;
+        p->e[i].line = line;
+        snprintf(p->e[i].label, sizeof p->e[i].label, "%s", lb);
+    }
+    p->e[i].calls++;
+    p->e[i].sec += dt;
+}
+static int prof_cmp(const void *a, const void *b) {
+    double x = ((const prof_entry *)a)->sec, y = ((const prof_entry *)b)->sec;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+void qa_cuda_prof_report(qa_stream *s) {
+    struct qa_cuda_prof *p = s->prof;
+    if (!p || !p->n) return;
+    double tot = 0;
+    for (int i = 0; i < p->n; i++) tot += p->e[i].sec;
+    qsort(p->e, (size_t)p->n, sizeof p->e[0], prof_cmp);
+    fprintf(stderr, "cuda profile (%s): %.3f s in %d call sites over %.3f s of stream life\n",
+            s->fp32 ? "cuda-fp32" : "cuda", tot, p->n, prof_now() - p->t0);
+    fprintf(stderr, "  %8s %7s %10s %9s  %s\n", "ms", "%", "calls", "us/call", "site");
+    for (int i = 0; i < p->n && i < 60; i++) {
+        const char *f = strrchr(p->e[i].file, '/');
+        fprintf(stderr, "  %8.1f %6.2f%% %10lld %9.1f  %s:%d %s\n", 1e3 * p->e[i].sec, 100.0 * p->e[i].sec / tot,
+                p->e[i].calls, 1e6 * p->e[i].sec / (double)p->e[i].calls, f ? f + 1 : p->e[i].file, p->e[i].line,
+                p->e[i].label);
+    }
 }
 
 static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
@@ -67,6 +129,11 @@ static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
         return QA_ERR(e, "cuBLAS stream/workspace set-up: %s (check the CUDA/cuBLAS installation)",
                       cublasGetStatusString(b));
     }
+    const char *pe = getenv("QALIGN_CUDA_PROFILE");
+    if (pe && *pe && strcmp(pe, "0")) {
+        s->prof = (struct qa_cuda_prof *)calloc(1, sizeof *s->prof);
+        if (s->prof) s->prof->last = s->prof->t0 = prof_now();
+    }
     *out = s;
     return 0;
 }
@@ -77,6 +144,8 @@ static int cu_stream_create_fp32(qa_stream **out, qa_err *e) { return stream_cre
 static void cu_stream_destroy(qa_stream *s) {
     if (!s) return;
     cudaStreamSynchronize(s->st);
+    qa_cuda_prof_report(s);
+    free(s->prof);
     cublasDestroy(s->blas);
     if (s->blas_ws) cudaFree(s->blas_ws);
     if (s->scratch) cudaFree(s->scratch);
@@ -143,18 +212,25 @@ static void *cu_alloc(size_t bytes, qa_err *e) {
 }
 static void cu_free(void *p) { if (p) cudaFree(p); }
 static void cu_memcpy_h2d(qa_stream *s, void *dst, const void *src, size_t bytes) {
-    if (bytes) QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->st));
+    if (!bytes) return;
+    QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy h2d");
 }
 static void cu_memcpy_d2h(qa_stream *s, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s->st));
     QC_CUDA(s, cudaStreamSynchronize(s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy d2h");
 }
 static void cu_memcpy_d2d(qa_stream *s, void *dst, const void *src, size_t bytes) {
-    if (bytes && dst != src) QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s->st));
+    if (!bytes || dst == src) return;
+    QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy d2d");
 }
 static void cu_memset0(qa_stream *s, void *dst, size_t bytes) {
-    if (bytes) QC_CUDA(s, cudaMemsetAsync(dst, 0, bytes, s->st));
+    if (!bytes) return;
+    QC_CUDA(s, cudaMemsetAsync(dst, 0, bytes, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memset");
 }
 
 /* ---- conversions and cuBLAS helpers ---------------------------------------------------------- */
@@ -192,6 +268,12 @@ void qa_cuda_gemm_rm(qa_stream *s, int ta, int tb, int M, int Nc, int K, float a
     QC_BLAS(s, cublasGemmEx(s->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, Nc, M, K,
                             &alpha, B, bt, ldb, A, at, lda, &beta, C, ct, ldc, CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
+    if (s->prof) {
+        char lb[72];
+        snprintf(lb, sizeof lb, "gemm %c%c %dx%dx%d %s", ta ? 'T' : 'N', tb ? 'T' : 'N', M, Nc, K,
+                 at == CUDA_R_16BF && bt == CUDA_R_16BF ? "bf16" : at == CUDA_R_32F && bt == CUDA_R_32F ? "f32" : "mixed");
+        qa_cuda_prof_mark(s, __FILE__, __LINE__, lb);
+    }
 }
 void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha, const void *const *A,
                              cudaDataType_t at, int lda, const void *const *B, cudaDataType_t bt, int ldb, float beta,
@@ -200,6 +282,11 @@ void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K,
     QC_BLAS(s, cublasGemmBatchedEx(s->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, Nc, M,
                                    K, &alpha, B, bt, ldb, A, at, lda, &beta, C, ct, ldc, count,
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (s->prof) {
+        char lb[72];
+        snprintf(lb, sizeof lb, "gemm batched %c%c %dx%dx%d x%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, Nc, K, count);
+        qa_cuda_prof_mark(s, __FILE__, __LINE__, lb);
+    }
 }
 
 /* ---- generic f32 algebra ------------------------------------------------------------------- */
