@@ -85,6 +85,7 @@ def main():
     ck(torch.equal(ours["table.nf4_code"], F.get_4bit_type("nf4", device="cpu")), "NF4 code table")
     ck(torch.equal(ours["table.dq_code"], F.create_dynamic_map()), "double-quant dynamic map")
     worst = {}
+    bnb_self = []  # tensors whose bf16 dequantize in bitsandbytes disagrees with its own fp32 one
     for name, w in tens.items():
         q, st = F.quantize_4bit(w, blocksize=64, quant_type="nf4")
         ck(same(ours[name + ".codes"], q.reshape(-1)), f"{name}: codes")
@@ -94,8 +95,18 @@ def main():
         ref32 = torch.ops.bitsandbytes.dequantize_4bit.default(q, st.absmax, 64, "nf4", [w.numel()], torch.float32)
         ck(same(ours[name + ".dequant"], ref32.reshape(-1)), f"{name}: dequantized (fp32)")
         if w.dtype == torch.bfloat16:
-            ck(torch.equal(ours[name + ".dequant"].to(torch.bfloat16), deq.reshape(-1)),
-               f"{name}: dequantized, rounded to the input's bf16")
+            # bitsandbytes' own bf16 dequantize should be its fp32 values rounded to nearest even. Its 0.50.2 CPU
+            # dequantize_4bit, given a 2-D shape whose rows are not a multiple of 64 long (the fixtures' down_proj,
+            # K = 160), takes the absmax of the wrong block (seen on a CPU with AVX512; the flat-shape fp32 values
+            # above are right): then qalign is held to the fp32 values rounded, and the disagreement of
+            # bitsandbytes with itself is reported, not counted against qalign.
+            if torch.equal(ref32.reshape(-1).to(torch.bfloat16), deq.reshape(-1)):
+                ck(torch.equal(ours[name + ".dequant"].to(torch.bfloat16), deq.reshape(-1)),
+                   f"{name}: dequantized, rounded to the input's bf16")
+            else:
+                bnb_self.append(name)
+                ck(torch.equal(ours[name + ".dequant"].to(torch.bfloat16), ref32.reshape(-1).to(torch.bfloat16)),
+                   f"{name}: dequantized, rounded to bf16 (bitsandbytes' fp32 values rounded)")
         q2, st2 = F.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
         ck(same(ours[name + ".codes"], q2.reshape(-1)), f"{name}: codes (double quant)")
         ck(same(ours[name + ".dq_absmax"], st2.absmax), f"{name}: 8-bit absmax")
@@ -108,6 +119,10 @@ def main():
         worst[name] = rel
     print(f"{nrand} random tensors and {len(tens) - nrand} fixture weights: codes, absmax, dequantized values, "
           f"8-bit absmax, nested absmax, offset and decoded absmax compared byte for byte")
+    if bnb_self:
+        print(f"note: bitsandbytes' bf16 dequantize_4bit disagrees with its own fp32 dequantize (rounded) on "
+              f"{len(bnb_self)} tensors ({', '.join(bnb_self[:3])}{', ...' if len(bnb_self) > 3 else ''}): rows not a "
+              f"multiple of 64 long; compared with the fp32 values rounded instead")
     fw = [v for k, v in worst.items() if "/" in k]
     if fw:
         print(f"NF4 quantization error of the fixture weights: ||deq - w|| / ||w|| max {max(fw):.4f}")
