@@ -59,10 +59,10 @@ static int world_from_env(const char **src) {
 }
 
 /* Per-rank memory estimate for training tc on model config c, rows of T tokens. */
-static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int T) {
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int rows, int T) {
     double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers;
     double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
-    double B = tc->train.micro_batch, r = tc->lora.r;
+    double B = rows, r = tc->lora.r;
     int64_t params = qa_hf_config_param_count(c);
     double weights = (double)params * 2.0;
     qa_quant quant = QA_QUANT_NONE;
@@ -86,7 +86,7 @@ static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int T
     double attn = B * nh * (double)T * T * L * 4.0;
     double logits = B * T * V * 4.0 * 2.0;
     double total = weights + adapter + act + attn + logits;
-    printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", tc->train.micro_batch, T, gib(total));
+    printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", rows, T, gib(total));
     if (quant != QA_QUANT_NONE)
         printf("  base weights       %8.3f GiB  %lld projection params as %s (0.5625 bytes: 4-bit codes + fp32 absmax "
                "per 64) + %lld params x 2 bytes (embeddings, head, norms; frozen)\n", gib(weights), (long long)proj,
@@ -154,6 +154,8 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     printf("  rows per optimizer step   %lld (micro-batch %d x grad-accum %d, over all ranks; %d micro-batches per "
            "rank)\n", (long long)p.rows_per_step, tc->train.micro_batch, tc->train.grad_accum,
            tc->train.grad_accum / world);
+    if (tc->data.padding_free)
+        printf("  micro-batch layout        padding-free: the rows end to end in one row, no padding computed\n");
     printf("  steps per epoch           %lld (%lld training rows%s)\n", (long long)p.steps_per_epoch,
            (long long)p.rows_per_epoch, tc->data.packing ? ", packed" : ", one example each");
     printf("  total steps               %lld (%s)\n", (long long)p.total_steps,
@@ -171,8 +173,9 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     else
         printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
 
-    int T = tc->data.packing ? in.data.row_len : in.data.max_len;
-    print_memory(tc, &in.hf, T);
+    int rows, T;
+    qa_data_batch_shape(&in.data, tc->train.micro_batch, &rows, &T);
+    print_memory(tc, &in.hf, rows, T);
     qa_train_inputs_free(&in);
     return 0;
 }

@@ -39,6 +39,9 @@ static const qa_cfg_key KEYS[] = {
       "pack several examples into one row (attention and positions stay per example)", NULL, NULL),
     K("data.pack_length", QA_CFG_INT, data.pack_length, "0", "row length when packing (0 = data.cutoff)", NULL,
       "[0,)"),
+    K("data.padding_free", QA_CFG_BOOL, data.padding_free, "false",
+      "lay each micro-batch's rows end to end in one row (attention and positions stay per example): no padding "
+      "is computed; the same examples and loss, rounding apart", NULL, NULL),
     K("data.shuffle_seed", QA_CFG_INT, data.shuffle_seed, "-1",
       "seed of the validation split and the epoch shuffles (-1 = train.seed)", NULL, "[-1,)"),
 

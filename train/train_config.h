@@ -32,6 +32,7 @@ typedef struct qa_train_config {
         int cutoff;            /* max tokens per example (prompt + response) */
         int packing;           /* several examples per row */
         int pack_length;       /* row length when packing; 0 -> cutoff after finish */
+        int padding_free;      /* a micro-batch's rows laid end to end in one row (no padding computed) */
         int shuffle_seed;      /* split + epoch shuffles; -1 -> train.seed after finish */
     } data;
     struct {

@@ -765,16 +765,16 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     build_ckpt_tables(t);
     if ((rc = agree(t, setup_reduction(t, e), "gradient all-reduce setup", e))) goto out;
 
-    int cap_T = t->ds.packing ? t->ds.row_len : t->ds.max_len;
-    if (cap_T < 1) cap_T = 1;
-    qa_microbatch_alloc(&t->mb, tc->train.micro_batch, cap_T);
-    int logit_rows = tc->train.micro_batch * cap_T;
+    int cap_B, cap_T;
+    qa_data_batch_shape(&t->ds, tc->train.micro_batch, &cap_B, &cap_T);
+    qa_microbatch_alloc(&t->mb, cap_B, cap_T);
+    int logit_rows = cap_B * cap_T;
     if (logit_rows > 2048) logit_rows = 2048;
-    rc = qa_acts_alloc(&t->acts, &t->m, &t->l, tc->train.micro_batch, cap_T, QA_ACTS_TRAIN, logit_rows, e);
+    rc = qa_acts_alloc(&t->acts, &t->m, &t->l, cap_B, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
-    else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d x %d tokens on %s (lower "
+    else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d (%d x %d tokens) on %s (lower "
                        "train.micro_batch and raise train.grad_accum to keep the global batch, or lower data.pack_length "
-                       "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_T, t->device_desc);
+                       "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_B, cap_T, t->device_desc);
     if ((rc = agree(t, rc, "activation workspace", e))) goto out;
 
     /* run directory */
