@@ -8,6 +8,8 @@
 #   cuda_ops     test_ops_cuda: cuda (bf16) and cuda-fp32 vs the CPU backend, within each case's tolerance (label
 #                gpu). Built whenever the CUDA backend is (CI compiles it); without a usable GPU it exits 77 and
 #                ctest reports it as skipped. bench/gpu/run_all.sh runs it on the GPU machine.
+#   cudasim_ops, cudasim_ops_fp32  the same list on cuda and cuda-fp32 through the CUDA simulator, on every commit
+#                (tests/cudasim.cmake, label cudasim)
 set(_ops_src ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c ${CMAKE_CURRENT_SOURCE_DIR}/op_cases.c)
 qa_test_exe(test_ops SOURCES ${_ops_src} LIBS qa_kernels m)
 foreach(_m ref threads slots)
