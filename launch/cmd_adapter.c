@@ -100,23 +100,28 @@ int cmd_export_peft(int argc, char **argv) {
 }
 
 static void merge_usage(FILE *f) {
-    fprintf(f, "usage: qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]\n\n"
+    fprintf(f, "usage: qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]\n"
+               "                    [--quant nf4|nf4-dq]\n\n"
                "Write a merged model directory: W' = W + (lora_alpha/r)·B·A on every projection the adapter\n"
                "targets (B·A accumulated in float64, the sum in float32), generation config and tokenizer\n"
                "files copied. It loads like the original model (qalign, transformers).\n\n"
                "  --dtype  same (default): each projection keeps its dtype, every other tensor is copied byte\n"
                "           for byte and config.json as it is; bf16|f16|f32: every floating tensor is written\n"
-               "           in that dtype and config.json's torch_dtype (and dtype) say so\n");
+               "           in that dtype and config.json's torch_dtype (and dtype) say so\n"
+               "  --quant  merge into the NF4 base the adapter was trained on (QLoRA), as PEFT merges into a\n"
+               "           dequantized base: every projection written dequantized (+ B·A), BF16 unless --dtype;\n"
+               "           a 4-bit checkpoint (transformers load_in_4bit) is always merged this way\n");
 }
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *out = NULL, *dt = "same";
+    const char *model = NULL, *adapter = NULL, *out = NULL, *dt = "same", *quant_s = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { merge_usage(stdout); return 0; }
         if (i + 1 < argc && !strcmp(argv[i], "--model")) model = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dt = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--quant")) quant_s = argv[++i];
         else { fprintf(stderr, "qalign merge: error: unexpected argument '%s'\n", argv[i]); merge_usage(stderr); return 2; }
     }
     if (!model || !adapter || !out) { merge_usage(stderr); return 2; }
@@ -134,7 +139,11 @@ int cmd_merge(int argc, char **argv) {
     else { fprintf(stderr, "qalign merge: error: --dtype must be bf16, f16, f32 or same, not '%s'\n", dt); return 2; }
     qa_err e = {0};
     qa_model m;
-    if (qa_model_load(&m, model, NULL, &e)) { qa_err_print(&e); return 1; }
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model, NULL, quant, &e)) {
+        qa_err_print(&e);
+        return 1;
+    }
     qa_lora l;
     char id[1200];
     if (qa_eval_load_adapter(&l, &m, adapter, id, sizeof id, &e)) { qa_err_print(&e); qa_model_free(&m); return 1; }

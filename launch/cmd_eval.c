@@ -56,6 +56,8 @@ static void usage(FILE *f) {
             "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, or emu (the\n"
             "                       emulated device of the tests); under mpirun/srun each rank takes the GPU of its\n"
             "                       node-local index (--backend is an old name of --device)\n"
+            "  --quant Q            none (default), nf4 or nf4-dq: projections quantized to NF4 at load (the paper's\n"
+            "                       evaluation precision: bitsandbytes load_in_4bit); a 4-bit checkpoint is read as NF4\n"
             "  -h, --help           this help\n"
             "CPU threads: OPENBLAS_NUM_THREADS (per rank).\n");
 }
@@ -132,7 +134,8 @@ static int write_tensorboard(const qa_eval_results *r, const char *out_dir, qa_e
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto";
+    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto",
+               *quant_s = NULL;
     const char *act_path = NULL;
     qa_eval_dump_opts dopt;
     qa_eval_dump_opts_default(&dopt);
@@ -162,6 +165,7 @@ int cmd_eval(int argc, char **argv) {
         else if (more && !strcmp(a, "--out") && n_outs < MAX_ADAPTERS) out_dir = outs[n_outs++] = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
         else if (more && !strcmp(a, "--prompt")) {
             qa_err e = {0};
@@ -286,7 +290,9 @@ int cmd_eval(int argc, char **argv) {
     char dev_desc[160] = "";
     const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
-    if (ok) { ok = qa_model_load(&m, model_dir, ops, &e) == 0; have_model = ok; }
+    qa_quant quant = QA_QUANT_NONE;
+    if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
+    if (ok) { ok = qa_model_load_quant(&m, model_dir, ops, quant, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;

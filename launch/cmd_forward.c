@@ -30,6 +30,7 @@ static void forward_usage(FILE *f) {
             "                     one line per position, vocab values in %%.9g (exact for float32)\n"
             "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
             "                     (--backend is an old name of --device)\n"
+            "  --quant Q          none (default), nf4 or nf4-dq: projections quantized to NF4 at load\n"
             "  -h, --help         this help\n");
 }
 
@@ -102,7 +103,7 @@ static int write_logits(const char *path, const float *lg, int T, int V, qa_err 
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto", *logits_out = NULL;
+    const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto", *logits_out = NULL, *quant_s = NULL;
     int topk = 10, hidden = 0, all = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -114,6 +115,7 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
         else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -142,7 +144,12 @@ int cmd_forward(int argc, char **argv) {
     qa_lora l;
     qa_acts a;
     int have_lora = 0, have_acts = 0;
-    if (qa_model_load(&m, model_dir, ops, &e)) { qa_err_print(&e); free(ids); return 1; }
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model_dir, ops, quant, &e)) {
+        qa_err_print(&e);
+        free(ids);
+        return 1;
+    }
     if (adapter) {
         if (qa_lora_load_peft(&l, &m, adapter, &e)) goto out;
         have_lora = 1;

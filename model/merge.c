@@ -1,12 +1,19 @@
 /* merge.c — a merged model directory: W' = W + (alpha/r)·B·A on every LoRA-targeted projection,
  * written tensor by tensor (memory: one 32 MiB chunk). With an output dtype every floating tensor is
  * converted to it (one dtype for the whole directory) and config.json's torch_dtype / dtype say so;
- * without one ("same") every other tensor is copied bit for bit and config.json as it is. */
+ * without one ("same") every other tensor is copied bit for bit and config.json as it is.
+ * An NF4 base (quantized at load or read from a 4-bit checkpoint) is merged as PEFT merges into a
+ * dequantized base: every projection is written dequantized (code * absmax), plus the LoRA delta where
+ * targeted, as BF16 (or the output dtype); the 4-bit companion tensors and config.json's
+ * quantization_config go. */
 #include "model/model.h"
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "io/bnb4.h"
+#include "io/hf_json.h"
 #include "io/safetensors.h"
+#include "kernels/nf4.h"
 
 #include <jansson.h>
 
@@ -19,9 +26,31 @@ typedef struct merge_ctx {
     const qa_lora *l;
     const qa_st_tensor **src;   /* [n] source tensor of each entry */
     int *layer, *mod;           /* [n] LoRA target of each entry; mod -1: copied, -2: converted */
+    const qa_weight **nf4;      /* [n] the model's NF4 weight of a projection entry, or NULL */
+    int64_t *cols;              /* [n] row length of an NF4 entry */
     float *row;                 /* [max_in] scratch */
     int max_in;
 } merge_ctx;
+
+/* the model weight of projection `name` (model.layers.N.<parent>.<module>.weight), or NULL */
+static const qa_weight *proj_weight(const qa_model *m, const char *name, int64_t *rows, int64_t *cols) {
+    int li;
+    char tail[128];
+    if (sscanf(name, "model.layers.%d.%127s", &li, tail) != 2 || li < 0 || li >= m->cfg.n_layers) return NULL;
+    const qa_layer_weights *L = &m->layers[li];
+    const qa_weight *w[QA_LORA_N_MODULES] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
+    for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+        char want[128];
+        snprintf(want, sizeof want, "%s.%s.weight", qa_lora_module_parent(mod), qa_lora_module_name(mod));
+        if (strcmp(tail, want)) continue;
+        int in, out;
+        qa_lora_module_dims(&m->cfg, mod, &in, &out);
+        *rows = out;
+        *cols = in;
+        return w[mod];
+    }
+    return NULL;
+}
 
 /* Which (layer, module) a tensor name is, if it is a targeted projection weight. */
 static void lora_target_of(const qa_lora *l, const char *name, int *layer, int *mod) {
@@ -57,6 +86,33 @@ static int fill(void *vctx, const qa_st_entry *ent, size_t index, uint64_t first
             for (uint64_t j = 0; j < n; j++) store(dst, k + j, ent->dtype, c->row[j]);
             k += n;
         }
+        return 0;
+    }
+    const qa_weight *w4 = c->nf4[index];
+    if (w4) { /* NF4 projection: dequantized (+ the LoRA delta below) */
+        const size_t numel = (size_t)ent->shape[0] * (size_t)ent->shape[1];
+        const float *am = qa_nf4_absmax(w4->data, numel);
+        const qa_lora_mat *lm = c->mod[index] >= 0 ? qa_lora_at(c->l, c->layer[index], c->mod[index]) : NULL;
+        const int in = (int)c->cols[index], r = c->l->r;
+        float *A = NULL, *B = NULL;
+        if (lm) {
+            A = qa_malloc((size_t)r * in * sizeof *A);
+            B = qa_malloc((size_t)lm->out * r * sizeof *B);
+            qa_model_to_host(c->m, A, lm->A, (size_t)r * in);
+            qa_model_to_host(c->m, B, lm->B, (size_t)lm->out * r);
+        }
+        for (uint64_t k = 0; k < count; k++) {
+            const uint64_t flat = first + k, row = flat / (uint64_t)in, col = flat % (uint64_t)in;
+            double v = qa_nf4_get(w4->data, am, flat);
+            if (lm) {
+                double acc = 0;
+                for (int q = 0; q < r; q++) acc += (double)B[row * r + q] * A[(size_t)q * in + col];
+                v = (float)v + (float)(c->l->scale * acc);
+            }
+            store(dst, k, ent->dtype, (float)v);
+        }
+        free(A);
+        free(B);
         return 0;
     }
     if (c->mod[index] < 0) { /* copied as is */
@@ -96,10 +152,10 @@ static int copy_side_file(const char *src_dir, const char *dst_dir, const char *
     return rc;
 }
 
-/* config.json with torch_dtype (and dtype, where the file has that newer key) = the output dtype, so
- * that transformers loads the merged tensors in the dtype they were written in. */
-static int write_config(const char *src_dir, const char *dst_dir, qa_dtype dt, qa_err *e) {
-    const char *name = dt == QA_DT_F32 ? "float32" : dt == QA_DT_F16 ? "float16" : "bfloat16";
+/* config.json for the merged directory: with an output dtype, torch_dtype (and dtype, where the file has
+ * that newer key) = that dtype, so that transformers loads the tensors in the dtype they were written in;
+ * drop_quant (an NF4 base): without quantization_config (the merged weights are float). */
+static int write_config(const char *src_dir, const char *dst_dir, qa_dtype dt, int drop_quant, qa_err *e) {
     char *src = qa_path_join(src_dir, "config.json"), *dst = qa_path_join(dst_dir, "config.json");
     json_error_t je;
     json_t *j = json_load_file(src, 0, &je);
@@ -107,16 +163,13 @@ static int write_config(const char *src_dir, const char *dst_dir, qa_dtype dt, q
     if (!j || !json_is_object(j)) {
         rc = QA_ERR(e, "merge: %s: %s (line %d)", src, j ? "not a JSON object" : je.text, j ? 0 : je.line);
     } else {
-        json_object_set_new(j, "torch_dtype", json_string(name));
-        if (json_object_get(j, "dtype")) json_object_set_new(j, "dtype", json_string(name));
-        char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        size_t n = strlen(txt);
-        char *buf = qa_malloc(n + 2);
-        memcpy(buf, txt, n);
-        buf[n] = '\n';
-        rc = qa_write_file_atomic(dst, buf, n + 1, e);
-        free(buf);
-        free(txt);
+        if (drop_quant) json_object_del(j, "quantization_config");
+        if (dt != QA_DT_INVALID) {
+            const char *name = dt == QA_DT_F32 ? "float32" : dt == QA_DT_F16 ? "float16" : "bfloat16";
+            json_object_set_new(j, "torch_dtype", json_string(name));
+            if (json_object_get(j, "dtype")) json_object_set_new(j, "dtype", json_string(name));
+        }
+        rc = qa_json_write_py(dst, j, e);
     }
     json_decref(j);
     free(src);
@@ -139,10 +192,29 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
     c.src = qa_calloc(n, sizeof *c.src);
     c.layer = qa_calloc(n, sizeof *c.layer);
     c.mod = qa_calloc(n, sizeof *c.mod);
+    c.nf4 = qa_calloc(n, sizeof *c.nf4);
+    c.cols = qa_calloc(n, sizeof *c.cols);
     int max_in = 1, merged = 0;
-    for (size_t i = 0; i < n; i++) {
-        const qa_st_tensor *t = &st->tensors[i];
+    size_t ne = 0;
+    for (size_t k = 0; k < n; k++) {
+        const qa_st_tensor *t = &st->tensors[k];
+        if (qa_bnb4_is_companion(st, t->name)) continue; /* absmax, quant_map, quant_state: gone with the 4 bits */
+        const size_t i = ne++;
         c.src[i] = t;
+        int64_t rows = 0, cols = 0;
+        const qa_weight *pw = m->quant != QA_QUANT_NONE ? proj_weight(m, t->name, &rows, &cols) : NULL;
+        if (pw && pw->dtype == QA_DT_NF4) {
+            c.nf4[i] = pw;
+            c.cols[i] = cols;
+            ents[i].name = t->name;
+            ents[i].ndim = 2;
+            ents[i].shape[0] = rows;
+            ents[i].shape[1] = cols;
+            ents[i].dtype = out_dtype == QA_DT_INVALID ? QA_DT_BF16 : out_dtype;
+            lora_target_of(l, t->name, &c.layer[i], &c.mod[i]);
+            merged += c.mod[i] >= 0;
+            continue;
+        }
         ents[i].name = t->name;
         ents[i].ndim = t->ndim;
         memcpy(ents[i].shape, t->shape, sizeof t->shape);
@@ -156,7 +228,7 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
         }
         if (c.mod[i] >= 0) {
             if (t->dtype != QA_DT_BF16 && t->dtype != QA_DT_F32 && t->dtype != QA_DT_F16 && t->dtype != QA_DT_F64) {
-                free(ents); free(c.src); free(c.layer); free(c.mod);
+                free(ents); free(c.src); free(c.layer); free(c.mod); free(c.nf4); free(c.cols);
                 return QA_ERR(e, "merge: %s is stored as %s; only float weights can be merged", t->name, t->dtype_name);
             }
             ents[i].dtype = out_dtype == QA_DT_INVALID ? t->dtype : out_dtype;
@@ -164,6 +236,7 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
             merged++;
         }
     }
+    n = ne;
     int expected = 0;
     for (int li = 0; li < l->n_layers; li++)
         for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) expected += qa_lora_at(l, li, mod)->present;
@@ -179,13 +252,14 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
         rc = qa_st_write_stream(path, ents, n, meta, fill, &c, e);
         free(path);
         free(c.row);
-        if (!rc) rc = out_dtype == QA_DT_INVALID ? copy_side_file(model_dir, out_dir, "config.json", e)
-                                                 : write_config(model_dir, out_dir, out_dtype, e);
+        if (!rc) rc = out_dtype == QA_DT_INVALID && m->quant == QA_QUANT_NONE
+                          ? copy_side_file(model_dir, out_dir, "config.json", e)
+                          : write_config(model_dir, out_dir, out_dtype, m->quant != QA_QUANT_NONE, e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "generation_config.json", e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "tokenizer.json", e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "tokenizer_config.json", e);
         if (!rc) rc = copy_side_file(model_dir, out_dir, "special_tokens_map.json", e);
     }
-    free(ents); free(c.src); free(c.layer); free(c.mod);
+    free(ents); free(c.src); free(c.layer); free(c.mod); free(c.nf4); free(c.cols);
     return rc;
 }

@@ -16,6 +16,7 @@ typedef struct qa_train_config {
     struct {
         char *path;            /* HF checkpoint dir (config.json, *.safetensors, tokenizer.json) */
         char *device;          /* "auto" | "cpu" | "cuda" | "cuda-fp32" | "emu" (auto: the trainer opens cuda when a GPU is usable, else cpu) */
+        char *quant;           /* "none" | "nf4" | "nf4-dq": base projections quantized at load (QLoRA) */
     } model;
     struct {
         char *path;            /* tokenizer.json; "" -> model.path/tokenizer.json after finish

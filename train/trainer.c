@@ -714,7 +714,9 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     /* model, tokenizer, template, data (data.template none: pre-tokenized data, no tokenizer) */
     double t0 = now_s();
     int no_template = qa_template_is_none(tc->data.template_name);
-    rc = qa_model_load(&t->m, tc->model.path, t->ops, e);
+    qa_quant quant = QA_QUANT_NONE;
+    rc = qa_quant_parse(tc->model.quant, &quant, e);
+    if (!rc) rc = qa_model_load_quant(&t->m, tc->model.path, t->ops, quant, e);
     if (!rc) t->model_loaded = 1;
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");

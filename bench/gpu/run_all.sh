@@ -10,7 +10,7 @@
 #  1. binaries: the prebuilt ones carried in .gpu-carry/prebuilt.tar.xz when they start here (ldd clean);
 #     else a CMake build (system Debian libraries present); else a minimal direct build of kernels/ and
 #     model/ against the carried .debs (no qalign, no NCCL test then);
-#  2. checks: test_ops_cuda (every op case vs the CPU backend), test_golden on cuda (HF fixtures, bf16
+#  2. checks: test_ops_cuda (every op case vs the CPU backend, the NF4 linears included), test_golden on cuda (HF fixtures, bf16
 #     tolerance) and on cuda-fp32 (the verification mode, at the CPU's 1e-4), test_dist_nccl at np=1 through
 #     the real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
 #     `qalign train` cpu vs cuda-fp32 vs cuda (loss curves) and resume on the device (train_check.sh),
@@ -144,7 +144,7 @@ build_min() {
   local CF="-std=c11 -O3 -g -march=native -fno-trapping-math -fno-math-errno -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
             -DQALIGN_HAVE_CUDA=1 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -I$ROOT -I$B/generated $INC"
   local f pids=() fail=0
-  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c kernels/emu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c; do
+  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c kernels/emu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c io/bnb4.c; do
     gcc $CF -c "$f" -o "$O/$(echo "$f" | tr / _).o" 2>>"$B/build.log" & pids+=($!)
     while [ "$(jobs -rp | wc -l)" -ge "$NPROC" ]; do sleep 0.1; done
   done
