@@ -15,6 +15,7 @@ size_t qa_dtype_size(qa_dtype t) {
 const char *qa_dtype_name(qa_dtype t) {
     static const char *names[] = {"INVALID", "F32", "BF16", "F16", "F64", "I32", "I64", "U8", "I8",
                                   "I16", "U16", "U32", "U64", "BOOL", "OTHER"};
+    if (t == QA_DT_NF4) return "NF4";
     return (unsigned)t <= QA_DT_OTHER ? names[t] : "INVALID";
 }
 float qa_f16_to_f32(uint16_t h) {

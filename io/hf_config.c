@@ -1,5 +1,6 @@
 /* hf_config.c — config.json of llama / mistral / qwen2 checkpoints (see docs: formats §2). */
 #include "io/hf_config.h"
+#include "io/bnb4.h"
 #include "io/safetensors.h"
 #include "io/hf_json.h"
 #include "common/qa_file.h"
@@ -464,6 +465,11 @@ int qa_hf_check_tensors(const qa_hf_config *c, const qa_safetensors *st, qa_err 
     size_t n = qa_hf_tensor_specs(c, &s);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
+        if (qa_bnb4_is_quantized(st, s[i].name)) { /* a 4-bit weight (io/bnb4.h): validated there */
+            qa_bnb4_tensor q;
+            rc = qa_bnb4_get(st, s[i].name, s[i].ndim, s[i].shape, &q, e);
+            continue;
+        }
         const qa_st_tensor *t = qa_st_find(st, s[i].name);
         char want[64];
         if (s[i].ndim == 2) snprintf(want, sizeof want, "[%" PRId64 ", %" PRId64 "]", s[i].shape[0], s[i].shape[1]);
@@ -498,7 +504,7 @@ int qa_hf_check_tensors(const qa_hf_config *c, const qa_safetensors *st, qa_err 
             snprintf(key.name, sizeof key.name, "%s", st->tensors[i].name);
             if (strlen(st->tensors[i].name) >= sizeof key.name ||
                 !bsearch(&key, s, n, sizeof *s, cmp_spec_name)) {
-                if (ignorable(c, &st->tensors[i])) continue;
+                if (ignorable(c, &st->tensors[i]) || qa_bnb4_is_companion(st, st->tensors[i].name)) continue;
                 rc = QA_ERR(e, "%s: unexpected tensor '%s' (not part of a %s model with this config.json)",
                             qa_st_file_of(st, &st->tensors[i]), st->tensors[i].name, c->model_type);
             }

@@ -42,11 +42,11 @@ static void export_usage(FILE *f) {
 
 /* --force into a directory that holds other files: the adapter is written into a private staging
  * directory and its two files are moved over, each atomically; nothing else in dir is touched. */
-static int save_into(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e) {
+static int save_into(const qa_lora *l, const qa_model *m, const char *base, const char *dir, qa_err *e) {
     char *stage = qa_stage_dir_create(dir, e);
     if (!stage) return -1;
     char *sub = qa_path_join(stage, "adapter");
-    int rc = qa_lora_save_peft(l, m, sub, e);
+    int rc = qa_lora_save_peft_base(l, m, base, sub, e);
     static const char *const files[2] = {"adapter_model.safetensors", "adapter_config.json"};
     for (int k = 0; k < 2 && !rc; k++) {
         char *a = qa_path_join(sub, files[k]), *b = qa_path_join(dir, files[k]);
@@ -126,7 +126,10 @@ int cmd_export_peft(int argc, char **argv) {
     char id[1200];
     int rc = 0;
     if (qa_eval_load_adapter(&l, &m, pos[0], id, sizeof id, &e)) { qa_err_print(&e); qa_model_free(&m); return 1; }
-    if (into ? save_into(&l, &m, pos[1], &e) : qa_lora_save_peft(&l, &m, pos[1], &e)) { qa_err_print(&e); rc = 1; }
+    if (into ? save_into(&l, &m, base, pos[1], &e) : qa_lora_save_peft_base(&l, &m, base, pos[1], &e)) {
+        qa_err_print(&e);
+        rc = 1;
+    }
     else printf("wrote %s: PEFT LoRA adapter (r=%d, alpha=%g, %zu parameters) from %s\n", pos[1], l.r, (double)l.alpha,
                 l.n_params, id);
     qa_lora_free(&l);
@@ -135,11 +138,17 @@ int cmd_export_peft(int argc, char **argv) {
 }
 
 static void merge_usage(FILE *f) {
-    fprintf(f, "usage: qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]\n\n"
+    fprintf(f, "usage: qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]\n"
+               "                    [--quant nf4|nf4-dq]\n\n"
                "Write a merged model directory: W' = W + (lora_alpha/r)·B·A on every projection the adapter\n"
-               "targets (computed in float64), every other tensor byte for byte, config.json, generation\n"
-               "config and tokenizer files copied. It loads like the original model (qalign, transformers).\n\n"
-               "  --dtype  dtype of the merged projections (default: same as the base checkpoint)\n");
+               "targets (B·A accumulated in float64, the sum in float32), generation config and tokenizer\n"
+               "files copied. It loads like the original model (qalign, transformers).\n\n"
+               "  --dtype  same (default): each projection keeps its dtype, every other tensor is copied byte\n"
+               "           for byte and config.json as it is; bf16|f16|f32: every floating tensor is written\n"
+               "           in that dtype and config.json's torch_dtype (and dtype) say so\n"
+               "  --quant  merge into the NF4 base the adapter was trained on (QLoRA), as PEFT merges into a\n"
+               "           dequantized base: every projection written dequantized (+ B·A), BF16 unless --dtype;\n"
+               "           a 4-bit checkpoint (transformers load_in_4bit) is always merged this way\n");
 }
 
 static int dir_is_empty(const char *path) {
@@ -165,13 +174,14 @@ static int check_merged(const char *dir, qa_err *e) {
 }
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *out = NULL, *dt = "same";
+    const char *model = NULL, *adapter = NULL, *out = NULL, *dt = "same", *quant_s = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { merge_usage(stdout); return 0; }
         if (i + 1 < argc && !strcmp(argv[i], "--model")) model = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dt = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--quant")) quant_s = argv[++i];
         else { fprintf(stderr, "qalign merge: error: unexpected argument '%s'\n", argv[i]); merge_usage(stderr); return 2; }
     }
     if (!model || !adapter || !out) { merge_usage(stderr); return 2; }
@@ -194,7 +204,11 @@ int cmd_merge(int argc, char **argv) {
         return 1;
     }
     qa_model m;
-    if (qa_model_load(&m, model, NULL, &e)) { qa_err_print(&e); return 1; }
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model, NULL, quant, &e)) {
+        qa_err_print(&e);
+        return 1;
+    }
     qa_lora l;
     char id[1200];
     if (qa_eval_load_adapter(&l, &m, adapter, id, sizeof id, &e)) { qa_err_print(&e); qa_model_free(&m); return 1; }

@@ -36,6 +36,7 @@ static void usage(FILE *f) {
             "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
             "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu: the lens\n"
             "                     is a full-vocabulary head per item and layer (--backend: an old name)\n"
+            "  --quant Q          none (default), nf4 or nf4-dq: the model the dumps came from, quantized at load\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
 }
@@ -56,7 +57,7 @@ int qa_launch_parse_formats(const char *s, int *png, int *svg) {
 int cmd_lens(int argc, char **argv) {
     qa_lens_opts o;
     qa_lens_opts_default(&o);
-    const char *model_dir = NULL, *tfile = NULL, *backend = "auto";
+    const char *model_dir = NULL, *tfile = NULL, *backend = "auto", *quant_s = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -80,6 +81,7 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--langs")) o.langs = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--ymax")) {
             if (qa_arg_num("lens", "--ymax", argv[++i], 0, 1e6, 1, &o.ymax)) return 2;
         }
@@ -107,7 +109,8 @@ int cmd_lens(int argc, char **argv) {
     const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
-    if (qa_model_load(&m, model_dir, ops, &e)) goto out;
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model_dir, ops, quant, &e)) goto out;
     have_model = 1;
     o.log = log_line;
     o.model_id = model_dir;

@@ -21,6 +21,7 @@
 #include "train/train_config.h"
 #include "dist/dist.h"
 #include "train/train.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ static void train_usage(FILE *f) {
             "or pre-tokenized {\"input_ids\", \"labels\"} with data.template none; docs/training.md).\n"
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
+            "  --quant Q           = --set model.quant=Q: none, nf4 or nf4-dq (QLoRA: NF4 base, fp32 LoRA)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
@@ -68,6 +70,10 @@ static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int r
     double B = rows, r = tc->lora.r;
     int64_t params = qa_hf_config_param_count(c);
     double weights = (double)params * 2.0;
+    qa_quant quant = QA_QUANT_NONE;
+    qa_quant_parse(tc->model.quant, &quant, NULL);
+    const int64_t proj = qa_model_proj_params(c);
+    if (quant != QA_QUANT_NONE) weights = (double)(params - proj) * 2.0 + qa_model_proj_nf4_bytes(c);
     int64_t lora = 0;
     unsigned mask = 0;
     for (int i = 0; i < tc->lora.targets.n; i++) {
@@ -86,8 +92,13 @@ static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int r
     double logits = B * T * V * 4.0 * 2.0;
     double total = weights + adapter + act + attn + logits;
     printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", rows, T, gib(total));
-    printf("  base weights       %8.3f GiB  %lld params x 2 bytes (BF16/F16 as stored; frozen)\n", gib(weights),
-           (long long)params);
+    if (quant != QA_QUANT_NONE)
+        printf("  base weights       %8.3f GiB  %lld projection params as %s (0.5625 bytes: 4-bit codes + fp32 absmax "
+               "per 64) + %lld params x 2 bytes (embeddings, head, norms; frozen)\n", gib(weights), (long long)proj,
+               qa_quant_name(quant), (long long)(params - proj));
+    else
+        printf("  base weights       %8.3f GiB  %lld params x 2 bytes (BF16/F16 as stored; frozen)\n", gib(weights),
+               (long long)params);
     printf("  LoRA               %8.3f GiB  %lld params x 16 bytes (f32 param, grad, AdamW m and v)\n", gib(adapter),
            (long long)lora);
     printf("  activations        %8.3f GiB  tokens x layers x (4H + 2q + 2kv + 3I + r*targets) f32 kept for backward\n",
@@ -267,6 +278,11 @@ int cmd_train(int argc, char **argv) {
         } else if ((m = OPT("--set"))) {
             if (m < 0) goto missing;
             sets[n_sets++] = val;
+        } else if ((m = OPT("--quant"))) {
+            if (m < 0) goto missing;
+            static char qset[64];
+            snprintf(qset, sizeof qset, "model.quant=%s", val);
+            sets[n_sets++] = qset;
         } else if ((m = OPT("--world-size"))) {
             if (m < 0) goto missing;
             long long w;

@@ -109,11 +109,11 @@ typedef struct qa_data_opts {
     int cutoff;
     int packing;
     int pack_length;         /* >= cutoff when packing */
-    int padding_free;        /* micro-batches as one row: their rows end to end (qa_data_fill_batch) */
     int threads;             /* tokenizer threads; 0 = all cores */
     int vocab;               /* > 0: every token id must be < vocab (the model's vocab_size) */
     int32_t pad_id;          /* padding id when there is no template (pre-tokenized data); with a
                                 template its end id pads */
+    int padding_free;        /* micro-batches as one row: their rows end to end (qa_data_fill_batch) */
 } qa_data_opts;
 
 typedef struct qa_dataset {

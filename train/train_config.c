@@ -19,6 +19,9 @@ static const qa_cfg_key KEYS[] = {
     K("model.device", QA_CFG_STRING, model.device, "auto", "where the model runs (auto: cuda when a GPU is usable, "
       "else cpu; cuda-fp32: the CUDA kernels in fp32, for verification; emu: the emulated device of the tests)",
       "auto|cpu|cuda|cuda-fp32|emu", NULL),
+    K("model.quant", QA_CFG_STRING, model.quant, "none",
+      "base projections: as stored, or NF4 4-bit quantized at load (QLoRA: frozen NF4 base, fp32 LoRA)",
+      "none|nf4|nf4-dq", NULL),
     K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 
@@ -92,6 +95,8 @@ static const qa_cfg_key KEYS[] = {
       "corrected|paper", NULL),
     K("eval.data_dir", QA_CFG_STRING, eval.data_dir, "assets/paper-data", "directory with tasks.json and the test files",
       NULL, NULL),
+    K("log.tensorboard", QA_CFG_BOOL, log.tensorboard, "false",
+      "also write TensorBoard event files (the metrics.jsonl scalars, evaluations) to RUN_DIR/tensorboard", NULL, NULL),
 };
 
 const qa_cfg_key *qa_train_config_keys(int *n) {
