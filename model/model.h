@@ -138,7 +138,7 @@ typedef struct qa_acts {
     int mode;                                 /* QA_ACTS_INFER / QA_ACTS_TRAIN */
     int max_logit_rows;                       /* rows of the logits buffer */
     void *block;                              /* the one allocation (backend memory) */
-    size_t bytes;
+    size_t bytes;                             /* == qa_acts_bytes(...) of the same shape */
     /* --- results -------------------------------------------------------------------------- */
     float **hidden;                           /* [L+1] views, each [B,T,D] (see top) */
     float *logits;                            /* [max_logit_rows, V] */
@@ -153,6 +153,10 @@ typedef struct qa_acts {
  * max_logit_rows: rows of the logits buffer (0 = B*T); training chunks the loss over it. */
 int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T, int mode,
                   int max_logit_rows, qa_err *e);
+/* Backend bytes qa_acts_alloc allocates for that shape and an adapter of lora_modules / lora_r (0: none):
+ * the same carve, run dry. 0 for an invalid shape. */
+size_t qa_acts_bytes(const qa_hf_config *c, unsigned lora_modules, int lora_r, int B, int T, int mode,
+                     int max_logit_rows);
 void qa_acts_free(qa_acts *a);
 
 /* ---- forward ---------------------------------------------------------------------------- */
@@ -198,6 +202,8 @@ typedef struct qa_kv_cache {
     const qa_ops *ops;
 } qa_kv_cache;
 int qa_kv_cache_alloc(qa_kv_cache *c, const qa_model *m, int cap, qa_err *e);
+/* Backend bytes qa_kv_cache_alloc allocates for cap positions. */
+size_t qa_kv_cache_bytes(const qa_hf_config *c, int cap);
 void qa_kv_cache_free(qa_kv_cache *c);
 
 /* Rows `ids` of lm_head as an F32 [n, D] block in backend memory: logits for those ids only. */
@@ -211,18 +217,20 @@ int qa_head_rows_init(qa_head_rows *h, const qa_model *m, const int32_t *ids, in
 void qa_head_rows_free(qa_head_rows *h);
 
 /* Inference workspace: batches of up to max_rows rows and max_tokens tokens (B*T), LoRA up to the
- * rank of l (NULL: none), heads up to max_out outputs per row (V when full-vocab logits are wanted). */
+ * rank of l (NULL: none), heads up to max_out outputs per row (V when full-vocab logits are wanted).
+ * One backend block carved like qa_acts's (model/model_internal.h: the structure both share) with one
+ * layer set, plus the residual stream. */
 typedef struct qa_infer_ws {
     int max_rows, max_tokens, max_out, lora_r;
     void *block;                              /* one backend allocation */
-    size_t bytes;
-    float *x, *h, *xn, *q, *k, *v, *att, *lse, *g, *u, *act, *xa, *rowbuf, *out;
-    int32_t *ids, *pos, *ctx, *rows;          /* backend copies */
-    int32_t *pos_host, *rows_host;            /* [max_tokens], [max_rows] */
+    size_t bytes;                             /* == qa_infer_ws_bytes(cfg, lora_r, max_rows, max_tokens, max_out) */
+    struct qa_infer_int *in;                  /* views into block, host staging (model_internal.h) */
     const qa_ops *ops;
 } qa_infer_ws;
 int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int max_rows, int max_tokens,
                       int max_out, qa_err *e);
+/* Backend bytes qa_infer_ws_alloc allocates for that shape (its carve run dry); 0 for an invalid shape. */
+size_t qa_infer_ws_bytes(const qa_hf_config *c, int lora_r, int max_rows, int max_tokens, int max_out);
 void qa_infer_ws_free(qa_infer_ws *w);
 
 typedef struct qa_infer_batch {
