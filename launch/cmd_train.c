@@ -2,8 +2,8 @@
  *
  * Configuration: schema defaults (the paper's recipe, train/train_config.c) < --config files in order
  * < --set key=value in order. --dry-run resolves everything a run needs (config, model config.json,
- * tokenizer, template, the tokenized/split/packed data), prints it with step counts and a memory
- * estimate, and exits (train_dry_run). Otherwise run_training starts the ranks (dist/) and runs the
+ * tokenizer, template, the tokenized/split/packed data), prints it with step counts and the memory the
+ * run allocates per rank (qa_model_memory_estimate), and exits (train_dry_run). Otherwise run_training starts the ranks (dist/) and runs the
  * loop of train/train.h.
  *
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
@@ -13,7 +13,9 @@
 #include "common/qa_err.h"
 #include "io/hf_config.h"
 #include "io/peft.h"
+#include "io/safetensors.h"
 #include "kernels/ops.h"
+#include "model/model.h"
 #include "train/data.h"
 #include "train/train_config.h"
 #include "dist/dist.h"
@@ -56,45 +58,40 @@ static int world_from_env(const char **src) {
     return 1;
 }
 
-/* Per-rank memory estimate for training tc on model config c, rows of T tokens. */
-static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int T) {
-    double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers;
-    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
-    double B = tc->train.micro_batch, r = tc->lora.r;
-    int64_t params = qa_hf_config_param_count(c);
-    double weights = (double)params * 2.0;
-    int64_t lora = 0;
+/* Per-rank memory of training tc on model config c (checkpoint header st, NULL: weights not counted) on backend
+ * ops, rows of T tokens: the bytes model/'s allocations make for that shape (qa_model_memory_estimate). */
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
+                         int T) {
     unsigned mask = 0;
-    for (int i = 0; i < tc->lora.targets.n; i++) {
+    for (size_t i = 0; i < tc->lora.targets.n; i++) {
         int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
-        if (m < 0 || (mask & QA_LORA_BIT(m))) continue;
-        mask |= QA_LORA_BIT(m);
-        int in, out;
-        qa_lora_module_dims(c, m, &in, &out);
-        lora += (int64_t)tc->lora.r * (in + out);
+        if (m >= 0) mask |= QA_LORA_BIT(m);
     }
-    lora *= c->n_layers;
-    double adapter = (double)lora * 16.0;
-    double saved = 4 * H + 2 * q + 2 * kv + 3 * I + r * tc->lora.targets.n;
-    double act = B * T * L * saved * 4.0;
-    double attn = B * nh * (double)T * T * L * 4.0;
-    double logits = B * T * V * 4.0 * 2.0;
-    double total = weights + adapter + act + attn + logits;
-    printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", tc->train.micro_batch, T, gib(total));
-    printf("  base weights       %8.3f GiB  %lld params x 2 bytes (BF16/F16 as stored; frozen)\n", gib(weights),
-           (long long)params);
-    printf("  LoRA               %8.3f GiB  %lld params x 16 bytes (f32 param, grad, AdamW m and v)\n", gib(adapter),
-           (long long)lora);
-    printf("  activations        %8.3f GiB  tokens x layers x (4H + 2q + 2kv + 3I + r*targets) f32 kept for backward\n",
-           gib(act));
-    printf("  attention probs    %8.3f GiB  micro-batch x heads x T^2 x layers f32 (upper bound; less if recomputed)\n",
-           gib(attn));
-    printf("  logits + grad      %8.3f GiB  tokens x vocab %d x f32 x 2\n", gib(logits), c->vocab);
-    printf("  (not counted: the optimizer's temporaries, the allocator's slack, the MPI/NCCL buffers of %lld LoRA "
-           "floats)\n", (long long)lora);
+    const int B = tc->train.micro_batch, rows = qa_train_logit_rows(B, T);
+    const qa_mem_shape s = {.train = 1, .B = B, .T = T, .max_logit_rows = rows, .lora_modules = mask,
+                            .lora_r = tc->lora.r};
+    qa_mem_estimate m;
+    qa_err e = {0};
+    if (qa_model_memory_estimate(c, st, ops, &s, &m, &e)) {
+        fprintf(stderr, "qalign: warning: no memory estimate: %s\n", e.msg);
+        return;
+    }
+    const size_t n_lora = qa_lora_n_params(c, mask, tc->lora.r);
+    printf("\nmemory estimate per rank (micro-batch %d x %d tokens, %s backend): %.2f GiB = %zu bytes, what the "
+           "allocations make\n", B, T, ops->name, gib((double)m.total), m.total);
+    if (st)
+        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, as the backend holds them%s\n", gib((double)m.weights),
+               m.weights, m.weights_mapped ? " (views of the mmap'd checkpoint)" : " (uploaded once)");
+    printf("  LoRA             %8.3f GiB  %12zu bytes  %zu params: f32 weights and grads\n", gib((double)m.lora), m.lora,
+           n_lora);
+    printf("  AdamW m, v       %8.3f GiB  %12zu bytes  f32\n", gib((double)m.optimizer), m.optimizer);
+    printf("  activations      %8.3f GiB  %12zu bytes  the workspace: %d layers of saved tensors, logits of %d rows, "
+           "gradient scratch\n", gib((double)m.activations), m.activations, c->n_layers, rows);
+    printf("  (not counted: the gradient tree of several micro-batches per rank and the all-reduce buffers, each at most "
+           "%zu floats a level; host bookkeeping)\n", n_lora);
 }
 
-/* The dry run: everything a run resolves, printed; no model weights are read. */
+/* The dry run: everything a run resolves, printed; no model weights are read (the safetensors header only). */
 static int train_dry_run(const qa_train_config *tc, int world, const char *world_src) {
     char *y = qa_train_config_dump(tc, QA_CFG_YAML, 1);
     printf("# resolved configuration (comments: where a value came from)\n%s\n", y);
@@ -115,7 +112,8 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
            in.hf.hidden, in.hf.vocab);
     char dev[160];
-    if (!qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e)) {
+    const qa_ops *ops = qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e);
+    if (!ops) {
         fprintf(stderr, "qalign: error: model.device %s (%s): %s\n", tc->model.device,
                 qa_cfg_origin(&tc->cfg, "model.device"), e.msg);
         qa_train_inputs_free(&in);
@@ -160,8 +158,13 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     else
         printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
 
-    int T = tc->data.packing ? in.data.row_len : in.data.max_len;
-    print_memory(tc, &in.hf, T);
+    int T = tc->data.packing ? in.data.row_len : in.data.max_len; /* as the trainer sizes its workspace */
+    if (T < 1) T = 1;
+    qa_safetensors st;
+    int have_st = qa_st_open_dir(&st, tc->model.path, &e) == 0; /* the header: dtypes of the weight views */
+    if (!have_st) fprintf(stderr, "qalign: warning: base weights not counted: %s\n", e.msg);
+    print_memory(tc, &in.hf, have_st ? &st : NULL, ops, T);
+    if (have_st) qa_st_close(&st);
     qa_train_inputs_free(&in);
     return 0;
 }

@@ -33,28 +33,16 @@ void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, 
     m->ops->memcpy_d2h(m->stream, host_dst, dev_src, n * sizeof(float));
 }
 
-int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
-    memset(m, 0, sizeof *m);
-    m->ops = ops ? ops : qa_ops_cpu();
-    char *cfgpath = qa_path_join(dir, "config.json");
-    int rc = qa_hf_config_load(&m->cfg, cfgpath, e);
-    free(cfgpath);
-    if (rc) return -1;
+/* The tensors of m->cfg that the model reads, each with the view it fills (m->embed, m->layers[i].wq, ...);
+ * m->st open, m->layers allocated. *out: heap array of *n requests. */
+static int weight_requests(qa_model *m, wreq **out, size_t *n_out, qa_err *e) {
     const qa_hf_config *c = &m->cfg;
-    if (c->n_layers <= 0 || c->n_layers > QA_MAX_LAYERS || c->head_dim % 2 || c->n_kv_heads <= 0 ||
-        c->n_heads % c->n_kv_heads)
-        return QA_ERR(e, "%s/config.json: unsupported shape (layers %d, heads %d, kv heads %d, head_dim %d)", dir,
-                      c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
-    if (qa_st_open_dir(&m->st, dir, e)) return -1;
-    if (m->ops->stream_create(&m->stream, e)) goto fail;
-
     const int D = c->hidden, F = c->intermediate, V = c->vocab, Q = c->n_heads * c->head_dim,
               KV = c->n_kv_heads * c->head_dim;
-    m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
     size_t cap = 4 + (size_t)c->n_layers * 16, n = 0;
     wreq *req = qa_calloc(cap, sizeof *req);
     char nm[256];
-#define WANT(dst, name, nd, a, b) do { if (want(m, req, &n, dst, name, nd, a, b, e)) goto fail_req; } while (0)
+#define WANT(dst, name, nd, a, b) do { if (want(m, req, &n, dst, name, nd, a, b, e)) goto fail; } while (0)
     WANT(&m->embed, "model.embed_tokens.weight", 2, V, D);
     WANT(&m->final_norm, "model.norm.weight", 1, D, 0);
     if (!c->tie_embeddings) WANT(&m->lm_head, "lm_head.weight", 2, V, D);
@@ -85,10 +73,20 @@ int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
 #undef LW
     }
 #undef WANT
-    /* Views: BF16/F32 with natural alignment stay in the mmap (CPU); F16/F64/misaligned are
-     * converted once to F32 into the owned block. A device backend uploads everything once. */
-    const int host = m->ops->host_memory;
-    size_t owned = 0;
+    *out = req;
+    *n_out = n;
+    return 0;
+fail:
+    free(req);
+    return -1;
+}
+
+/* How the backend holds each tensor. Views: BF16/F32 with natural alignment stay in the mmap (host
+ * memory backend); F16/F64/misaligned are converted once to F32 into the owned block. A device backend
+ * uploads everything once into the owned block. Returns the owned block's bytes; *mapped (may be NULL)
+ * gets the bytes of the views left in the mmap. */
+static size_t weight_plan(wreq *req, size_t n, int host, size_t *mapped) {
+    size_t owned = 0, map = 0;
     for (size_t i = 0; i < n; i++) {
         wreq *r = &req[i];
         const qa_st_tensor *t = r->t;
@@ -100,8 +98,40 @@ int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
             owned = (owned + 63) / 64 * 64;
             r->off = owned;
             owned += (size_t)t->numel * qa_dtype_size(r->use);
+        } else {
+            map += t->nbytes;
         }
     }
+    if (mapped) *mapped = map;
+    return owned;
+}
+
+static int check_shape(const qa_hf_config *c, const char *what, qa_err *e) {
+    if (c->n_layers <= 0 || c->n_layers > QA_MAX_LAYERS || c->head_dim % 2 || c->n_kv_heads <= 0 ||
+        c->n_heads % c->n_kv_heads)
+        return QA_ERR(e, "%s: unsupported shape (layers %d, heads %d, kv heads %d, head_dim %d)", what, c->n_layers,
+                      c->n_heads, c->n_kv_heads, c->head_dim);
+    return 0;
+}
+
+int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
+    memset(m, 0, sizeof *m);
+    m->ops = ops ? ops : qa_ops_cpu();
+    char *cfgpath = qa_path_join(dir, "config.json");
+    int rc = qa_hf_config_load(&m->cfg, cfgpath, e);
+    if (!rc) rc = check_shape(&m->cfg, cfgpath, e);
+    free(cfgpath);
+    if (rc) return -1;
+    const qa_hf_config *c = &m->cfg;
+    if (qa_st_open_dir(&m->st, dir, e)) return -1;
+    if (m->ops->stream_create(&m->stream, e)) goto fail;
+
+    m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
+    size_t n = 0;
+    wreq *req = NULL;
+    if (weight_requests(m, &req, &n, e)) goto fail;
+    const int host = m->ops->host_memory;
+    size_t owned = weight_plan(req, n, host, NULL);
     if (owned) {
         m->owned_bytes = owned;
         m->owned = host ? qa_aligned_alloc(64, owned) : m->ops->alloc(owned, e);
@@ -148,4 +178,44 @@ void qa_model_free(qa_model *m) {
     free(m->layers);
     qa_st_close(&m->st);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
+                             const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e) {
+    memset(out, 0, sizeof *out);
+    const qa_ops *o = ops ? ops : qa_ops_cpu();
+    QA_TRY(check_shape(c, "memory estimate", e));
+    if (s->B <= 0 || s->T <= 0 || (int64_t)s->B * s->T > (1 << 30))
+        return QA_ERR(e, "memory estimate: batch [%d, %d] must be positive and at most 2^30 tokens", s->B, s->T);
+    const int r = s->lora_modules ? s->lora_r : 0;
+    if (r < 0 || (s->lora_modules & ~QA_LORA_MASK_ALL))
+        return QA_ERR(e, "memory estimate: LoRA r=%d modules 0x%x", s->lora_r, s->lora_modules);
+    if (st) { /* the views qa_model_load would make, on this backend */
+        qa_model m;
+        memset(&m, 0, sizeof m);
+        m.cfg = *c;
+        m.st = *st;                              /* read only: the caller's open checkpoint */
+        m.layers = qa_calloc((size_t)c->n_layers, sizeof *m.layers);
+        wreq *req = NULL;
+        size_t n = 0, mapped = 0;
+        int rc = weight_requests(&m, &req, &n, e);
+        free(m.layers);
+        if (rc) return -1;
+        out->weights = weight_plan(req, n, o->host_memory, &mapped) + mapped;
+        out->weights_mapped = mapped;
+        free(req);
+    }
+    if (r > 0) {
+        out->optimizer = 2 * qa_lora_n_params(c, s->lora_modules, r) * sizeof(float);
+        out->lora = qa_lora_bytes(c, s->lora_modules, r) - out->optimizer;
+    }
+    if (s->train) {
+        out->activations = qa_acts_bytes(c, s->lora_modules, r, s->B, s->T, QA_ACTS_TRAIN, s->max_logit_rows);
+    } else {
+        out->activations = qa_infer_ws_bytes(c, r, s->B, s->B * s->T, s->max_out > 0 ? s->max_out : c->vocab);
+        if (s->kv_cap > 0) out->kv_cache = qa_kv_cache_bytes(c, s->kv_cap);
+    }
+    out->total = out->weights + out->lora + out->optimizer + out->activations + out->kv_cache;
+    return 0;
 }

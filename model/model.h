@@ -95,6 +95,10 @@ void qa_lora_free(qa_lora *l);
 static inline qa_lora_mat *qa_lora_at(const qa_lora *l, int layer, int mod) {
     return &l->mats[(size_t)layer * QA_LORA_N_MODULES + mod];
 }
+/* Floats per block of an adapter (modules, r) on config c, as qa_lora_init lays it out. */
+size_t qa_lora_n_params(const qa_hf_config *c, unsigned modules, int r);
+/* Backend bytes qa_lora_init allocates for it: params, grads, m, v and the norm's reduction slot. */
+size_t qa_lora_bytes(const qa_hf_config *c, unsigned modules, int r);
 /* PEFT init: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; seeded. */
 void qa_lora_init_params(qa_lora *l, uint64_t seed);
 /* Initialize l from a PEFT adapter directory (adapter_config.json + adapter_model.safetensors):
@@ -267,6 +271,38 @@ typedef struct qa_loss {
  * forward are left in a->hidden (with dropout applied if any). */
 int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b,
                               const qa_train_opts *opts, qa_loss *out, qa_err *e);
+/* ---- memory ----------------------------------------------------------------------------- */
+/* What a run holds in backend memory, each figure from the code that allocates it: the weight views
+ * qa_model_load makes on that backend, qa_lora_init's block, and the workspace carves run dry
+ * (qa_acts_bytes, qa_infer_ws_bytes, qa_kv_cache_bytes). Host-side bookkeeping (a few ints per token)
+ * and the trainer's gradient tree / communication buffers are not counted. */
+typedef struct qa_mem_shape {
+    int train;                                /* 1: LoRA training (qa_acts QA_ACTS_TRAIN); 0: evaluation
+                                                 (qa_infer_ws + the prefix KV cache) */
+    int B, T;                                 /* rows x tokens per row of a (micro-)batch */
+    int max_logit_rows;                       /* train: rows of the logits buffer (0 = B*T) */
+    int max_out;                              /* eval: head outputs per row (0 = vocab) */
+    int kv_cap;                               /* eval: positions of the prefix KV cache (0: none) */
+    unsigned lora_modules;                    /* adapter targets, QA_LORA_BIT(mod) (0: no adapter) */
+    int lora_r;
+} qa_mem_shape;
+
+typedef struct qa_mem_estimate {              /* bytes */
+    size_t weights;                           /* frozen weights as the backend holds them (0 without st) */
+    size_t weights_mapped;                    /* of which views into the safetensors mmap (host backend) */
+    size_t lora;                              /* LoRA params + grads + the norm's reduction slot */
+    size_t optimizer;                         /* AdamW m and v */
+    size_t activations;                       /* train: the qa_acts block; eval: the qa_infer_ws block */
+    size_t kv_cache;                          /* eval: the prefix cache */
+    size_t total;
+} qa_mem_estimate;
+
+/* The memory estimate every caller uses (qalign info, train --dry-run, sweep planning): model config c,
+ * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: weights not counted), on
+ * backend ops (NULL: CPU), for shape s. 0, or -1 + error for an unsupported shape. */
+int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
+                             const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e);
+
 /* ---- merge ------------------------------------------------------------------------------ */
 /* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
  * W' = W + (alpha/r)·B·A on the projections l targets (computed in f64, stored as out_dtype, or

@@ -764,8 +764,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int cap_T = t->ds.packing ? t->ds.row_len : t->ds.max_len;
     if (cap_T < 1) cap_T = 1;
     qa_microbatch_alloc(&t->mb, tc->train.micro_batch, cap_T);
-    int logit_rows = tc->train.micro_batch * cap_T;
-    if (logit_rows > 2048) logit_rows = 2048;
+    int logit_rows = qa_train_logit_rows(tc->train.micro_batch, cap_T);
     rc = qa_acts_alloc(&t->acts, &t->m, &t->l, tc->train.micro_batch, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
     else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d x %d tokens on %s (lower "
