@@ -54,7 +54,7 @@ static int build_model(qa_model *m, const qa_ops *ops, qa_err *e) {
     const size_t D = c->hidden, F = c->intermediate, V = c->vocab, Q = (size_t)c->n_heads * c->head_dim,
                  KV = (size_t)c->n_kv_heads * c->head_dim;
     m->ops = ops;
-    if (ops->stream_create(&m->stream, e)) return -1;
+    if (ops->stream_create(&m->stream, NULL, e)) return -1;
     m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
     /* sizes in elements: embed, [lm_head], final norm, per layer 2 norms + 7 matrices + biases */
     size_t per_layer = 2 * D + Q * D + 2 * KV * D + D * Q + 3 * F * D + (c->qkv_bias ? Q + 2 * KV : 0);

@@ -47,8 +47,9 @@ static void usage(FILE *f) {
             "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, or emu (the\n"
             "                       emulated device of the tests); under mpirun/srun each rank takes the GPU of its\n"
             "                       node-local index (--backend is an old name of --device)\n"
-            "  -h, --help           this help\n"
-            "CPU threads: OPENBLAS_NUM_THREADS (per rank).\n");
+            "  --threads N          CPU threads per rank (default 0: the node's cores / ranks on the node); results\n"
+            "                       do not depend on it\n"
+            "  -h, --help           this help\n");
 }
 
 static void log_line(void *ctx, const char *line) {
@@ -119,7 +120,7 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
     qa_eval_run_opts_default(&ro);
-    int stats = 0;
+    int stats = 0, threads = 0;
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -163,6 +164,7 @@ int cmd_eval(int argc, char **argv) {
             qa_err e = {0};
             if (qa_eval_gold_parse(argv[++i], &sel.gold, &e)) { fprintf(stderr, "qalign eval: %s\n", e.msg); return 2; }
         } else if (more && !strcmp(a, "--limit")) { if (parse_int(argv[++i], a, 0, &v)) return 2; sel.limit = (int)v; }
+        else if (more && !strcmp(a, "--threads")) { if (parse_int(argv[++i], a, 0, &v)) return 2; threads = (int)v; }
         else if (more && !strcmp(a, "--seed")) { if (parse_int(argv[++i], a, 0, &v)) return 2; ro.seed = (uint64_t)v; }
         else if (more && !strcmp(a, "--batch")) { if (parse_int(argv[++i], a, 1, &v)) return 2; ro.batch_rows = (int)v; }
         else if (more && !strcmp(a, "--batch-tokens")) {
@@ -238,7 +240,8 @@ int cmd_eval(int argc, char **argv) {
     char dev_desc[160] = "";
     const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
-    if (ok) { ok = qa_model_load(&m, model_dir, ops, &e) == 0; have_model = ok; }
+    const qa_stream_opts so = {.threads = qa_dist_cpu_threads(d, threads)};
+    if (ok) { ok = qa_model_load_opts(&m, model_dir, ops, &so, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;

@@ -25,6 +25,7 @@ static void forward_usage(FILE *f) {
             "  --all-logits       print the full logits row of the last position\n"
             "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
             "                     (--backend is an old name of --device)\n"
+            "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  -h, --help         this help\n");
 }
 
@@ -74,7 +75,7 @@ static int argmax(const float *row, int V) {
 
 int cmd_forward(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto";
-    int topk = 10, hidden = 0, all = 0;
+    int topk = 10, hidden = 0, all = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { forward_usage(stdout); return 0; }
@@ -84,7 +85,12 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
         else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--top-k")) {
+        else if (i + 1 < argc && !strcmp(a, "--threads")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 4096) { fprintf(stderr, "qalign forward: --threads needs an integer >= 0\n"); return 2; }
+            threads = (int)v;
+        } else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v <= 0 || v > 1000000) { fprintf(stderr, "qalign forward: --top-k needs a positive integer\n"); return 2; }
@@ -112,7 +118,8 @@ int cmd_forward(int argc, char **argv) {
     qa_lora l;
     qa_acts a;
     int have_lora = 0, have_acts = 0;
-    if (qa_model_load(&m, model_dir, ops, &e)) { qa_err_print(&e); free(ids); return 1; }
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_model_load_opts(&m, model_dir, ops, &so, &e)) { qa_err_print(&e); free(ids); return 1; }
     if (adapter) {
         if (qa_lora_load_peft(&l, &m, adapter, &e)) goto out;
         have_lora = 1;

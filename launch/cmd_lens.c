@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
             "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu: the lens\n"
             "                     is a full-vocabulary head per item and layer (--backend: an old name)\n"
+            "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
 }
@@ -56,6 +57,7 @@ int cmd_lens(int argc, char **argv) {
     qa_lens_opts o;
     qa_lens_opts_default(&o);
     const char *model_dir = NULL, *tfile = NULL, *backend = "auto";
+    int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -79,7 +81,15 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--langs")) o.langs = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
-        else if (more && !strcmp(a, "--ymax")) {
+        else if (more && !strcmp(a, "--threads")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 4096) {
+                fprintf(stderr, "qalign lens: --threads needs an integer >= 0, got '%s'\n", argv[i]);
+                return 2;
+            }
+            threads = (int)v;
+        } else if (more && !strcmp(a, "--ymax")) {
             char *end;
             o.ymax = strtod(argv[++i], &end);
             if (*end || !(o.ymax > 0)) {
@@ -111,7 +121,8 @@ int cmd_lens(int argc, char **argv) {
     const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
-    if (qa_model_load(&m, model_dir, ops, &e)) goto out;
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_model_load_opts(&m, model_dir, ops, &so, &e)) goto out;
     have_model = 1;
     o.log = log_line;
     o.model_id = model_dir;

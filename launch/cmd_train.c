@@ -33,6 +33,7 @@ static void train_usage(FILE *f) {
             "or pre-tokenized {\"input_ids\", \"labels\"} with data.template none; docs/training.md).\n"
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
+            "  --threads N         CPU threads per rank: --set train.threads=N (0: the node's cores / ranks on the node)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
@@ -195,6 +196,7 @@ int cmd_train(int argc, char **argv) {
     qa_err e = {0};
     int dry = 0, print_cfg = 0, json = 0, world = 0, rc = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    char threads_set[64] = ""; /* --threads N as its --set, in its place among the --set */
     int n_sets = 0, n_configs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -222,6 +224,10 @@ int cmd_train(int argc, char **argv) {
         } else if ((m = OPT("--set"))) {
             if (m < 0) goto missing;
             sets[n_sets++] = val;
+        } else if ((m = OPT("--threads"))) {
+            if (m < 0) goto missing;
+            snprintf(threads_set, sizeof threads_set, "train.threads=%s", val);
+            sets[n_sets++] = threads_set;
         } else if ((m = OPT("--world-size"))) {
             if (m < 0) goto missing;
             world = atoi(val);

@@ -115,6 +115,10 @@ static int check_shape(const qa_hf_config *c, const char *what, qa_err *e) {
 }
 
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
+    return qa_model_load_opts(m, dir, ops, NULL, e);
+}
+
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e) {
     memset(m, 0, sizeof *m);
     m->ops = ops ? ops : qa_ops_cpu();
     char *cfgpath = qa_path_join(dir, "config.json");
@@ -124,7 +128,7 @@ int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
     if (rc) return -1;
     const qa_hf_config *c = &m->cfg;
     if (qa_st_open_dir(&m->st, dir, e)) return -1;
-    if (m->ops->stream_create(&m->stream, e)) goto fail;
+    if (m->ops->stream_create(&m->stream, so, e)) goto fail;
 
     m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
     size_t n = 0;

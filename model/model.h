@@ -40,7 +40,8 @@ typedef struct qa_layer_weights {
 typedef struct qa_model {
     qa_hf_config cfg;
     const qa_ops *ops;                        /* backend */
-    qa_stream *stream;                        /* backend context (NULL on the CPU) */
+    qa_stream *stream;                        /* backend context (CPU: the thread pool every op of the
+                                                 model, its adapter and workspaces runs on) */
     qa_safetensors st;                        /* the mmap'd checkpoint */
     qa_weight embed;                          /* [V, D] */
     qa_weight final_norm;                     /* [D] */
@@ -50,7 +51,10 @@ typedef struct qa_model {
     size_t owned_bytes;
 } qa_model;
 
-/* Load config.json + model.safetensors[.index.json] from dir. ops NULL = CPU. */
+/* Load config.json + model.safetensors[.index.json] from dir onto backend ops (NULL = CPU), whose stream
+ * is made with so (NULL: defaults; so->threads: the CPU backend's threads, 0 = one per online core). */
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e);
+/* qa_model_load_opts with the default stream. */
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
 void qa_model_free(qa_model *m);
 /* Copy n floats of backend memory to host (plain memcpy on the CPU). */

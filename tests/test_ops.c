@@ -386,7 +386,7 @@ static void test_misc(void) {
 int main(void) {
     O = qa_ops_cpu();
     qa_err e = {0};
-    QT_CHECK(O->stream_create(&S, &e) == 0, "cpu stream");
+    QT_CHECK(O->stream_create(&S, NULL, &e) == 0, "cpu stream");
     test_rmsnorm();
     test_rope();
     test_attention_case("causal", 2, 9, 4, 2, 8, 0, 0, 0);

@@ -345,7 +345,7 @@ int main(void) {
         printf("SKIP: %s\n", e.msg);
         return 77;
     }
-    if (G->stream_create(&GS, &e)) {
+    if (G->stream_create(&GS, NULL, &e)) {
         printf("SKIP: %s\n", e.msg);
         return 77;
     }

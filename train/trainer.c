@@ -7,7 +7,6 @@
 #include "common/qa_version.h"
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
-#include "kernels/cpu_threads.h"
 #include "model/model.h"
 #include "train/data.h"
 #include "train/template.h"
@@ -661,14 +660,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->t_start = now_s();
     int rc = 0;
 
-    int threads = tc->train.threads;
-    if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int local = qa_dist_local_size(d);
-        threads = (int)(cores / (local > 0 ? local : 1));
-        if (threads < 1) threads = 1;
-    }
-    qa_cpu_set_threads(threads);
+    const int threads = qa_dist_cpu_threads(d, tc->train.threads);
 
     t->ops = qa_ops_open(tc->model.device, qa_dist_local_rank(d), t->device_desc, sizeof t->device_desc, e);
     if ((rc = agree(t, t->ops ? 0 : qa_err_prefix(e, "rank %d: model.device", t->rank), "compute device", e))) goto out;
@@ -685,7 +677,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     /* model, tokenizer, template, data (data.template none: pre-tokenized data, no tokenizer) */
     double t0 = now_s();
     int no_template = qa_template_is_none(tc->data.template_name);
-    rc = qa_model_load(&t->m, tc->model.path, t->ops, e);
+    const qa_stream_opts so = {.threads = threads}; /* the CPU backend's pool for this rank */
+    rc = qa_model_load_opts(&t->m, tc->model.path, t->ops, &so, e);
     if (!rc) t->model_loaded = 1;
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");

@@ -30,7 +30,8 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
     s->failed = 1;
 }
 
-static int cu_stream_create(qa_stream **out, qa_err *e) {
+static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
+    (void)o; /* nothing to choose: one CUDA stream */
     qa_stream *s = (qa_stream *)calloc(1, sizeof *s);
     if (!s) return QA_ERR(e, "out of host memory creating a CUDA stream");
     cudaError_t r = cudaGetDevice(&s->device);
