@@ -88,7 +88,10 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--threads")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 0 || v > 4096) { fprintf(stderr, "qalign forward: --threads needs an integer >= 0\n"); return 2; }
+            if (*end || v < 0 || v > 4096) {
+                fprintf(stderr, "qalign forward: --threads needs an integer >= 0\n");
+                return 2;
+            }
             threads = (int)v;
         } else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             char *end;

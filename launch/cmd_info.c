@@ -97,7 +97,8 @@ int cmd_info(int argc, char **argv) {
     const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et};
     const qa_mem_shape strn = {.train = 1, .B = tb, .T = tt, .max_logit_rows = qa_train_logit_rows(tb, tt),
                                .lora_modules = mask, .lora_r = r};
-    if (qa_model_memory_estimate(&c, &st, NULL, &se, &me, &e) || qa_model_memory_estimate(&c, &st, NULL, &strn, &mt, &e)) {
+    if (qa_model_memory_estimate(&c, &st, NULL, &se, &me, &e) ||
+        qa_model_memory_estimate(&c, &st, NULL, &strn, &mt, &e)) {
         qa_err_print(&e);
         qa_st_close(&st);
         return 1;
@@ -194,8 +195,9 @@ int cmd_info(int argc, char **argv) {
         mem_row("AdamW m and v", mt.optimizer, "f32");
         snprintf(lab, sizeof lab, "activation workspace: %d logit rows", qa_train_logit_rows(tb, tt));
         mem_row(lab, mt.activations, "f32, every layer's saved tensors, gradient scratch");
-        printf("the bytes model/ allocates for these shapes (weight views, LoRA blocks, workspace carves); not counted:\n"
-               "  host bookkeeping, the gradient tree of several micro-batches, communication buffers, allocator slack.\n");
+        printf("the bytes model/ allocates for these shapes (weight views, LoRA blocks, workspace carves);\n"
+               "  not counted: host bookkeeping, the gradient tree of several micro-batches, communication\n"
+               "  buffers, allocator slack.\n");
     }
     qa_st_close(&st);
     return 0;

@@ -3,8 +3,8 @@
  * Configuration: schema defaults (the paper's recipe, train/train_config.c) < --config files in order
  * < --set key=value in order. --dry-run resolves everything a run needs (config, model config.json,
  * tokenizer, template, the tokenized/split/packed data), prints it with step counts and the memory the
- * run allocates per rank (qa_model_memory_estimate), and exits (train_dry_run). Otherwise run_training starts the ranks (dist/) and runs the
- * loop of train/train.h.
+ * run allocates per rank (qa_model_memory_estimate), and exits (train_dry_run). Otherwise run_training
+ * starts the ranks (dist/) and runs the loop of train/train.h.
  *
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
  */
@@ -33,7 +33,7 @@ static void train_usage(FILE *f) {
             "or pre-tokenized {\"input_ids\", \"labels\"} with data.template none; docs/training.md).\n"
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
-            "  --threads N         CPU threads per rank: --set train.threads=N (0: the node's cores / ranks on the node)\n"
+            "  --threads N         CPU threads per rank, as --set train.threads=N (0: the node's cores / ranks on it)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"

@@ -247,7 +247,8 @@ static void check_info(const char *dir) {
     long long t_act = json_num(buf, "memory_lora_train", "activation_bytes"),
               t_lora = json_num(buf, "memory_lora_train", "lora_bytes"),
               t_opt = json_num(buf, "memory_lora_train", "optimizer_bytes"),
-              e_act = json_num(buf, "memory_eval", "activation_bytes"), e_kv = json_num(buf, "memory_eval", "kv_cache_bytes");
+              e_act = json_num(buf, "memory_eval", "activation_bytes"),
+              e_kv = json_num(buf, "memory_eval", "kv_cache_bytes");
     QT_CHECK(t_act == (long long)acts, "info: training activations %lld == allocated %zu", t_act, acts);
     QT_CHECK(t_lora + t_opt == (long long)lora, "info: LoRA %lld + AdamW %lld == allocated %zu", t_lora, t_opt, lora);
     QT_CHECK(e_act == (long long)ws, "info: evaluation workspace %lld == allocated %zu", e_act, ws);
@@ -285,7 +286,8 @@ static void check_dry_run(const char *dir) {
         fprintf(f, " {\"input_ids\": [");
         for (int j = 0; j < 9 + i; j++) fprintf(f, "%s%d", j ? "," : "", (i * 31 + j * 7 + 1) % m.cfg.vocab);
         fprintf(f, "], \"labels\": [");
-        for (int j = 0; j < 9 + i; j++) fprintf(f, "%s%d", j ? "," : "", j < 4 ? -100 : (i * 31 + j * 7 + 1) % m.cfg.vocab);
+        for (int j = 0; j < 9 + i; j++)
+            fprintf(f, "%s%d", j ? "," : "", j < 4 ? -100 : (i * 31 + j * 7 + 1) % m.cfg.vocab);
         fprintf(f, "]}%s\n", i < 6 ? "," : "");
     }
     fprintf(f, "]\n");
@@ -300,7 +302,9 @@ static void check_dry_run(const char *dir) {
     long long act = -1, lora = -1, opt = -1;
     const char *p = strstr(out, "memory estimate per rank (micro-batch ");
     if (p) sscanf(p, "memory estimate per rank (micro-batch %d x %d tokens", &B, &T);
-    if ((p = strstr(out, "\n  activations"))) sscanf(p, "\n  activations %*f GiB %lld bytes  the workspace: %*d layers of saved tensors, logits of %d rows", &act, &rows);
+    if ((p = strstr(out, "\n  activations")))
+        sscanf(p, "\n  activations %*f GiB %lld bytes  the workspace: %*d layers of saved tensors, logits of %d rows",
+               &act, &rows);
     if ((p = strstr(out, "\n  LoRA"))) sscanf(p, "\n  LoRA %*f GiB %lld", &lora);
     if ((p = strstr(out, "\n  AdamW m, v"))) sscanf(p, "\n  AdamW m, v %*f GiB %lld", &opt);
     QT_CHECK(st == 0 && B == 3 && T > 0 && rows > 0, "train --dry-run printed the shape (micro-batch %d x %d, %d logit "
