@@ -2,7 +2,7 @@
  * BF16 weights built straight in backend memory (no checkpoint files: a 7B model is ready in seconds),
  * printed beside the Hugging Face + PEFT anchor of the same shape (../shared/anchors/peft-h200.json).
  *
- *   bench_gpu_train [--backend cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B] [--seq T]
+ *   bench_gpu_train [--device cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B] [--seq T]
  *                   [--mode train|forward|eval] [--steps n] [--warmup n] [--anchor tokens/s]
  *                   [--lora-r r] [--lora-modules qv|all] [--peak-tflops F] [--json FILE]
  *                   eval only: [--prefix P] [--suffix S] [--rows R] [--prompts n] [--groups g] [--batches n]
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         int more = i + 1 < argc;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: bench_gpu_train [--backend cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B]\n"
+            printf("usage: bench_gpu_train [--device cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B]\n"
                    "  [--seq T] [--mode train|forward|eval] [--steps n] [--warmup n] [--anchor tokens/s]\n"
                    "  [--lora-r r] [--lora-modules qv|all] [--peak-tflops F] [--json FILE]\n"
                    "  eval: [--prefix P] [--suffix S] [--rows R] [--prompts n] [--groups g] [--batches n]\n");
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
 #define ARG(flag, dst, conv) else if (more && !strcmp(a, flag)) dst = conv(argv[++i])
 #define STR(x) (x)
         if (0) {}
-        ARG("--backend", backend, STR); ARG("--shape", shape, STR); ARG("--mode", mode, STR);
+        ARG("--device", backend, STR); ARG("--backend", backend, STR); ARG("--shape", shape, STR); ARG("--mode", mode, STR);
         ARG("--json", json, STR); ARG("--lora-modules", mods, STR);
         ARG("--batch", B, atoi); ARG("--seq", T, atoi); ARG("--steps", steps, atoi); ARG("--warmup", warmup, atoi);
         ARG("--lora-r", lora_r, atoi); ARG("--prefix", prefix, atoi); ARG("--suffix", suffix, atoi);
