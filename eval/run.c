@@ -337,7 +337,9 @@ static int ensure_ws(rank_state *rs, qa_model *m, const qa_lora *l, int rows, in
         rs->have_ws = 0;
         t = t + t / 4; /* grow with headroom: fewer reallocations */
     }
-    QA_TRY(qa_infer_ws_alloc(&rs->ws, m, l, r, t, o, e));
+    if (qa_infer_ws_alloc(&rs->ws, m, l, r, t, o, e))
+        return qa_err_prefix(e, "the evaluation workspace for %d rows / %d tokens (lower --batch or --batch-tokens, or "
+                             "use --device cpu)", r, t);
     rs->have_ws = 1;
     return 0;
 }

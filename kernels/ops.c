@@ -5,21 +5,23 @@
 #include <string.h>
 
 #ifdef QALIGN_HAVE_CUDA
-const qa_ops *qa_ops_cuda(qa_err *e); /* kernels/cuda: NULL + error when no device */
+const qa_ops *qa_ops_cuda(qa_err *e);      /* kernels/cuda: NULL + error when no device */
+const qa_ops *qa_ops_cuda_fp32(qa_err *e); /* the same kernels with fp32 streams (verification) */
 #endif
 
 const qa_ops *qa_ops_get(const char *name, qa_err *e) {
     if (!name || !strcmp(name, "cpu")) return qa_ops_cpu();
-    if (!strcmp(name, "cuda")) {
+    if (!strcmp(name, "cuda") || !strcmp(name, "cuda-fp32")) {
 #ifdef QALIGN_HAVE_CUDA
-        return qa_ops_cuda(e);
+        return name[4] ? qa_ops_cuda_fp32(e) : qa_ops_cuda(e);
 #else
-        QA_ERR(e, "backend 'cuda' is not compiled into this build (configure with -DQALIGN_CUDA=ON)");
+        QA_ERR(e, "backend '%s' is not compiled into this build (configure with -DQALIGN_CUDA=ON on a machine with the "
+               "CUDA toolkit)", name);
         return NULL;
 #endif
     }
     if (!strcmp(name, "emu")) return qa_ops_emu();
-    QA_ERR(e, "unknown compute backend '%s' (use cpu, cuda, or emu: the emulated device of the tests)", name);
+    QA_ERR(e, "unknown compute backend '%s' (use cpu, cuda, cuda-fp32, or emu: the emulated device of the tests)", name);
     return NULL;
 }
 

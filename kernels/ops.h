@@ -284,7 +284,8 @@ const qa_ops *qa_ops_cpu(void);
 /* The emulated device (kernels/emu): the CPU kernels behind a device's discipline (host_memory 0, memory
  * inaccessible to the host outside ops, every op pointer checked to be device memory). Tests and CI. */
 const qa_ops *qa_ops_emu(void);
-/* A backend by name: "cpu", "cuda" or "emu" (NULL + error when not compiled in / no device). */
+/* A backend by name: "cpu", "cuda", "cuda-fp32" (the CUDA kernels with fp32 GEMMs and attention: the
+ * verification mode) or "emu" (NULL + error when not compiled in / no device). */
 const qa_ops *qa_ops_get(const char *name, qa_err *e);
 /* The backend for a device as users name it (model.device, --device): "cpu", "cuda", "emu", or "auto" (cuda
  * when this build has it and a GPU is usable, else cpu), with device `ordinal` (a rank's node-local index)

@@ -44,9 +44,10 @@ static void usage(FILE *f) {
             "  --dump-pools LIST    last,mean (default both) | last | mean\n"
             "  --dump-batch N       rows per forward of the dump (default 4; padded tokens <= --dump-batch-tokens)\n"
             "  --dump-batch-tokens N  padded tokens per dump forward (default 4096)\n"
-            "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, or emu (the\n"
-            "                       emulated device of the tests); under mpirun/srun each rank takes the GPU of its\n"
-            "                       node-local index (--backend is an old name of --device)\n"
+            "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 (the\n"
+            "                       CUDA kernels in fp32: verification) or emu (the emulated device of the tests);\n"
+            "                       under mpirun/srun each rank takes the GPU of its node-local index (--backend is\n"
+            "                       an old name of --device)\n"
             "  --threads N          CPU threads per rank (default 0: the node's cores / ranks on the node); results\n"
             "                       do not depend on it\n"
             "  -h, --help           this help\n");

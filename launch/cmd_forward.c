@@ -23,8 +23,8 @@ static void forward_usage(FILE *f) {
             "  --hidden-states    also print, per layer, the last position's hidden state (norm and first\n"
             "                     values) and the logit lens top-1 (lm_head(final_norm(h)))\n"
             "  --all-logits       print the full logits row of the last position\n"
-            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
-            "                     (--backend is an old name of --device)\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 or\n"
+            "                     emu (--backend is an old name of --device)\n"
             "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  -h, --help         this help\n");
 }

@@ -33,8 +33,9 @@ static void usage(FILE *f) {
             "  --format LIST      png,svg (default both) | png | svg\n"
             "  --ymax Y           top of the y axis (default: 1, zoomed to the data when every band stays below\n"
             "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
-            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu: the lens\n"
-            "                     is a full-vocabulary head per item and layer (--backend: an old name)\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 or\n"
+            "                     emu: the lens is a full-vocabulary head per item and layer (--backend: an old\n"
+            "                     name)\n"
             "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);

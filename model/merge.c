@@ -85,7 +85,9 @@ int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_d
                         qa_dtype out_dtype, qa_err *e) {
     if (out_dtype != QA_DT_INVALID && out_dtype != QA_DT_BF16 && out_dtype != QA_DT_F32 && out_dtype != QA_DT_F16)
         return QA_ERR(e, "merge: output dtype %s is not supported (use BF16, F16 or F32)", qa_dtype_name(out_dtype));
-    if (!m->ops->host_memory) return QA_ERR(e, "merge runs on the CPU backend; load the model with --device cpu");
+    if (!m->ops->host_memory)
+        return QA_ERR(e, "merge reads the base weights on the host: load the model with the cpu backend (qa_model_load "
+                      "with ops NULL); qalign merge always does");
     QA_TRY(qa_mkdir_p(out_dir, e));
     const qa_safetensors *st = &m->st;
     size_t n = st->n_tensors;

@@ -30,7 +30,8 @@ data:
   cutoff: 128
   packing: true
 lora: {targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj], r: 4, alpha: 8, dropout: 0.1}
-train: {max_steps: 4, micro_batch: 2, grad_accum: 4, lr: 1.0e-2, eval_every: 2, log_every: 1, threads: 1, max_grad_norm: 0.5}
+train: {max_steps: 4, micro_batch: 2, grad_accum: 4, lr: 1.0e-2, schedule: constant, warmup_ratio: 0, eval_every: 2,
+       log_every: 1, threads: 1, max_grad_norm: 0.5}
 checkpoint: {dir: $d/run, every: 2, keep_last: 5}
 eval: {every: 2, at_end: false, limit: 2, langs: [en, zh], tasks: [emotion], data_dir: $ASSETS/paper-data}
 YAML
@@ -50,7 +51,8 @@ for s in 2 4; do
 done
 check "evaluation during training: emu == cpu" 'same "$d/cpu/eval/step_00000002/predictions.jsonl" "$d/emu/eval/step_00000002/predictions.jsonl"'
 
-# resume on the device: stop after step 2 (max_steps 2), then continue to 4
+# resume on the device: stop after step 2 (max_steps 2), then continue to 4 (a constant schedule: a decaying one
+# is a function of max_steps)
 run res emu --set train.max_steps=2; r1=$?
 run res emu; r2=$?
 check "resumed run exit 0" '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -q "resumed from" "$d/res.log"'

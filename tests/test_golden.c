@@ -17,13 +17,28 @@
 #include <time.h>
 
 /* Backend: $QALIGN_BACKEND (cpu by default; cuda runs the same comparisons on the GPU and exits 77,
- * "skipped", when no GPU is usable). Tolerance: 1e-4 on the CPU (fp32), 1e-2 on a backend that
- * multiplies in bf16; $QALIGN_GOLDEN_TOL overrides both the relative and the loss tolerance. The
+ * "skipped", when no GPU is usable). Tolerances, per kind of quantity:
+ *
+ *   kind        cpu / emu / cuda-fp32   cuda (bf16 operands)   largest seen on an H200 (cuda)
+ *   forward     1e-4 rel                1.5e-2 rel             6.9e-3 (mistral logits)
+ *   gradient    1e-4 rel                5e-2 rel               2.3e-2 (mistral lora_all.grad)
+ *   after step  1e-4 rel                1.2e-1 rel             5.3e-2 (qwen2 lora_all.after2steps)
+ *   loss        1e-4 abs                5e-3 abs               9.8e-4 (qwen2)
+ *
+ * The bf16 figures are what rounding to bf16 (unit roundoff 2^-8 = 3.9e-3) makes of each kind: a
+ * forward quantity passes through a few roundings of its operands (<= 2 u seen); a gradient is a
+ * difference of such quantities through twice as many products (<= 6 u); AdamW's first updates are
+ * ~lr * g / |g| per element, so after two steps a parameter whose gradient is near 0 may move by up
+ * to 2 lr either way (<= 14 u seen). Each bound is about twice the largest value measured on an H200
+ * (bench/gpu/run_all.sh, the "golden_bf16" check) -- the verification mode cuda-fp32 holds the CPU's
+ * 1e-4 everywhere (measured 4.5e-6). $QALIGN_GOLDEN_TOL sets every relative and loss tolerance. The
  * self-consistency checks (lens of layer L = logits, one row alone = padded row) use 1e-6 / 1e-5 on
- * the CPU and the golden tolerance elsewhere (other GEMM shapes may round bf16 activations apart). */
+ * the CPU and the forward tolerance elsewhere (other GEMM shapes may round bf16 activations apart). */
+enum { TOL_FWD, TOL_GRAD, TOL_STEP, TOL_KINDS };
+static const char *const TOL_NAME[TOL_KINDS] = {"forward", "gradient", "after step"};
 static const qa_ops *OPS;
-static double REL_TOL = 1e-4, LOSS_TOL = 1e-4;
-static double self_tol(double cpu_tol) { return OPS && !OPS->host_memory ? REL_TOL : cpu_tol; }
+static double REL_TOL[TOL_KINDS] = {1e-4, 1e-4, 1e-4}, LOSS_TOL = 1e-4;
+static double self_tol(double cpu_tol) { return OPS && !OPS->host_memory ? REL_TOL[TOL_FWD] : cpu_tol; }
 
 typedef struct fx {
     const char *name;
@@ -68,9 +83,10 @@ static double rel_masked(const fx *f, const float *out, const float *ref, int W)
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static void check_rel(const fx *f, const char *what, double err) {
+static void check_rel(const fx *f, const char *what, double err, int kind) {
     if (err > worst_rel) worst_rel = err;
-    QT_CHECK(err <= REL_TOL, "%s %-44s rel err %.3e", f->name, what, err);
+    QT_CHECK(err <= REL_TOL[kind], "%s %-44s rel err %.3e (%s tolerance %.1e)", f->name, what, err, TOL_NAME[kind],
+             REL_TOL[kind]);
     printf("  %-8s %-48s rel %.3e\n", f->name, what, err);
 }
 static void check_loss(const fx *f, const char *what, double got, double ref) {
@@ -81,12 +97,12 @@ static void check_loss(const fx *f, const char *what, double got, double ref) {
 }
 
 /* per-position tensor [B,T,W] against the golden one */
-static void cmp_positions(fx *f, const char *gname, const float *out, int W) {
+static void cmp_positions(fx *f, const char *gname, const float *out, int W, int kind) {
     const qa_st_tensor *t = gfind(f, gname);
     QT_CHECK(t && t->numel == (int64_t)f->B * f->T * W, "%s: golden %s present with [B,T,%d]", f->name, gname, W);
     if (!t || t->numel != (int64_t)f->B * f->T * W) return;
     float *ref = gread(f, t);
-    check_rel(f, gname, rel_masked(f, out, ref, W));
+    check_rel(f, gname, rel_masked(f, out, ref, W), kind);
     free(ref);
 }
 static double gscalar(fx *f, const char *name, int *ok) {
@@ -114,6 +130,7 @@ static const qa_st_tensor *glora(fx *f, const char *prefix, int layer, int mod, 
 
 /* compare every LoRA matrix (params or grads) with golden "<prefix>.*"; returns max rel err */
 static void cmp_lora(fx *f, const qa_model *m, const qa_lora *l, int grads, const char *prefix) {
+    const int kind = grads ? TOL_GRAD : TOL_STEP;
     double mx = 0;
     int n = 0, missing = 0;
     for (int i = 0; i < l->n_layers; i++)
@@ -130,7 +147,8 @@ static void cmp_lora(fx *f, const qa_model *m, const qa_lora *l, int grads, cons
                 double e = qt_rel_err_f32(out, ref, cnt);
                 char what[160];
                 snprintf(what, sizeof what, "%s L%d %s %s", prefix, i, qa_lora_module_name(mod), isB ? "B" : "A");
-                QT_CHECK(e <= REL_TOL, "%s %s rel err %.3e", f->name, what, e);
+                QT_CHECK(e <= REL_TOL[kind], "%s %s rel err %.3e (%s tolerance %.1e)", f->name, what, e, TOL_NAME[kind],
+                         REL_TOL[kind]);
                 if (getenv("QT_VERBOSE")) printf("  %-8s %-48s rel %.3e\n", f->name, what, e);
                 if (e > mx) mx = e;
                 n++;
@@ -165,7 +183,7 @@ static void run_base(fx *f, qa_model *m) {
     if (qa_model_forward(m, NULL, &a, &b, &o, &e)) { die_err("forward", &e); qa_acts_free(&a); return; }
     float *host = qa_malloc(sizeof(float) * (size_t)N * (V > D ? V : D));
     qa_model_to_host(m, host, a.logits, (size_t)N * V);
-    cmp_positions(f, "logits", host, V);
+    cmp_positions(f, "logits", host, V, TOL_FWD);
     float *logits = qa_malloc(sizeof(float) * (size_t)N * V);
     memcpy(logits, host, sizeof(float) * (size_t)N * V);
     char nm[64];
@@ -173,7 +191,7 @@ static void run_base(fx *f, qa_model *m) {
     for (int i = 0; i <= L; i++) {
         snprintf(nm, sizeof nm, "hidden_states.%d", i);
         qa_model_to_host(m, host, a.hidden[i], (size_t)N * D);
-        cmp_positions(f, nm, host, D);
+        cmp_positions(f, nm, host, D, TOL_FWD);
         nh++;
     }
     snprintf(nm, sizeof nm, "hidden_states.%d", L + 1);
@@ -187,7 +205,7 @@ static void run_base(fx *f, qa_model *m) {
             QT_CHECK(d < self_tol(1e-6), "%s: logit lens of layer L equals the logits (rel %.2e)", f->name, d);
             continue;
         }
-        cmp_positions(f, nm, host, V);
+        cmp_positions(f, nm, host, V, TOL_FWD);
     }
     /* last-position and chosen-row logits are the same rows of the full logits */
     o.logits = QA_LOGITS_LAST;
@@ -212,7 +230,7 @@ static void run_base(fx *f, qa_model *m) {
     QT_CHECK(loss.n_tokens == qa_batch_count_labels(&b), "%s: labelled-token count %lld", f->name,
              (long long)loss.n_tokens);
     qa_model_to_host(m, host, a.d_embeds, (size_t)N * D);
-    cmp_positions(f, "grad.inputs_embeds", host, D);
+    cmp_positions(f, "grad.inputs_embeds", host, D, TOL_GRAD);
 
     /* padding changes nothing: each row alone, unpadded, gives the same logits */
     for (int r = 0; r < f->B; r++) {
@@ -251,7 +269,7 @@ static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     if (!qa_model_forward(m, &l, &a, &b, &o, &e)) {
         qa_model_to_host(m, host, a.logits, (size_t)N * V);
         snprintf(nm, sizeof nm, "%s.logits", prefix);
-        cmp_positions(f, nm, host, V);
+        cmp_positions(f, nm, host, V, TOL_FWD);
     } else die_err("lora forward", &e);
 
     qa_adamw opt = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f};
@@ -286,7 +304,7 @@ static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
             qa_model_to_host(m, y, l2.params, l2.n_params);
             double err = l.n_params == l2.n_params ? qt_rel_err_f32(x, y, l.n_params) : 1;
             snprintf(nm, sizeof nm, "adapter_%s_after2steps (PEFT dir)", tag);
-            check_rel(f, nm, err);
+            check_rel(f, nm, err, TOL_STEP);
             free(x);
             free(y);
             qa_lora_free(&l2);
@@ -366,12 +384,23 @@ int main(void) {
     OPS = qa_ops_get(backend, &be);
     if (!OPS) {
         printf("SKIP: %s\n", be.msg);
-        return strcmp(backend, "cuda") ? 1 : 77;
+        return strncmp(backend, "cuda", 4) ? 1 : 77;
     }
-    /* the emulated device computes with the CPU kernels: the CPU's tolerance */
-    if (!OPS->host_memory && strcmp(OPS->name, "emu")) REL_TOL = LOSS_TOL = 1e-2;
-    if (getenv("QALIGN_GOLDEN_TOL")) REL_TOL = LOSS_TOL = atof(getenv("QALIGN_GOLDEN_TOL"));
-    printf("backend %s, tolerance %.0e\n", OPS->name, REL_TOL);
+    /* bf16 operands on the tensor cores: the per-kind tolerances stated at the top; the emulated device
+     * (the CPU kernels) and cuda-fp32 (the verification mode) hold the CPU's 1e-4 */
+    if (!strcmp(OPS->name, "cuda")) {
+        REL_TOL[TOL_FWD] = 1.5e-2;
+        REL_TOL[TOL_GRAD] = 5e-2;
+        REL_TOL[TOL_STEP] = 1.2e-1;
+        LOSS_TOL = 5e-3;
+    }
+    if (getenv("QALIGN_GOLDEN_TOL")) {
+        double t = atof(getenv("QALIGN_GOLDEN_TOL"));
+        for (int k = 0; k < TOL_KINDS; k++) REL_TOL[k] = t;
+        LOSS_TOL = t;
+    }
+    printf("backend %s, tolerance: forward %.1e, gradient %.1e, after step %.1e (relative), loss %.1e (absolute)\n",
+           OPS->name, REL_TOL[TOL_FWD], REL_TOL[TOL_GRAD], REL_TOL[TOL_STEP], LOSS_TOL);
     const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
     char **names;
     int n = qt_list_dir(root, &names, is_fixture);

@@ -116,7 +116,7 @@ static void test_errors(void) {
     rc = load(&tc, "t3.yaml", "data:\n  packing: maybe\n", &e);
     QT_CHECK(rc != 0 && contains(e.msg, "expects a bool"), "bad bool: %s", e.msg);
     rc = load(&tc, "t4.yaml", "model:\n  device: gpu\n", &e);
-    QT_CHECK(rc != 0 && contains(e.msg, "must be one of cpu|cuda, got 'gpu'"), "choice error: %s", e.msg);
+    QT_CHECK(rc != 0 && contains(e.msg, "must be one of auto|cpu|cuda|cuda-fp32|emu, got 'gpu'"), "choice error: %s", e.msg);
     rc = load(&tc, "t5.yaml", "data:\n  val_fraction: 1.0\n", &e);
     QT_CHECK(rc != 0 && contains(e.msg, "'data.val_fraction'") && contains(e.msg, "must be in [0,1)"), "range error: %s", e.msg);
     rc = load(&tc, "t6.yaml", "lora:\n  targets: [q_proj, qq_proj]\n", &e);

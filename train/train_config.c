@@ -17,7 +17,8 @@ static const qa_cfg_key KEYS[] = {
     K("model.path", QA_CFG_STRING, model.path, "",
       "HF checkpoint directory (config.json, *.safetensors, tokenizer.json)", NULL, NULL),
     K("model.device", QA_CFG_STRING, model.device, "auto", "where the model runs (auto: cuda when a GPU is usable, "
-      "else cpu; emu: the emulated device of the tests)", "auto|cpu|cuda|emu", NULL),
+      "else cpu; cuda-fp32: the CUDA kernels in fp32, for verification; emu: the emulated device of the tests)",
+      "auto|cpu|cuda|cuda-fp32|emu", NULL),
     K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 

@@ -51,7 +51,8 @@ rm -rf "$P"
 
 # 4. assets (the paper's data, the Qwen1.5 tokenizer)
 [ -f assets/paper-data/tasks.json ] || bash scripts/fetch-assets.sh
-tar -cJf "$C/assets.tar.xz" assets/paper-data assets/tokenizers/qwen1_5-qwen2.tokenizer.json
+tar -cJf "$C/assets.tar.xz" assets/paper-data assets/tokenizers/qwen1_5-qwen2.tokenizer.json \
+  assets/tokenizers/mistral-7b-v0.1.tokenizer.json
 
 du -sh "$C"/*
 echo "prepare.sh: ready; on the GPU machine: bash bench/gpu/run_all.sh (carry .gpu-carry)"

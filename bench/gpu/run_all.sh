@@ -11,10 +11,10 @@
 #     else a CMake build (system Debian libraries present); else a minimal direct build of kernels/ and
 #     model/ against the carried .debs (no qalign, no NCCL test then);
 #  2. checks: test_ops_cuda (every op case vs the CPU backend), test_golden on cuda (HF fixtures, bf16
-#     tolerance; fp32 mode at the CPU's 1e-4 where the build has it), test_dist_nccl at np=1 through the
-#     real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
-#     `qalign train` cpu vs cuda (loss curves, resume), compute-sanitizer memcheck + racecheck on a training
-#     step;
+#     tolerance) and on cuda-fp32 (the verification mode, at the CPU's 1e-4), test_dist_nccl at np=1 through
+#     the real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
+#     `qalign train` cpu vs cuda-fp32 vs cuda (loss curves) and resume on the device (train_check.sh),
+#     compute-sanitizer memcheck + racecheck on a training step;
 #  3. timing: bench_gpu_train at the anchor shapes, and the peer (HF transformers + PEFT, peft_peer.py)
 #     timed in the same run, with the ratio of the two.
 # Every step's timeout is cut to what is left of QALIGN_GPU_BUDGET_S (default 540 s) so the whole run
@@ -24,7 +24,8 @@
 # $OUT/results.jsonl. Exit 0 only when every check that ran passed.
 # Environment: OUT (default /tmp/qalign-gpu-out); QALIGN_GPU_DRYRUN=1 (build only, run nothing: checks
 # the script and the build on a machine without a GPU); QALIGN_GPU_BUILD=carried|cmake|min;
-# QALIGN_GPU_SKIP="sanitizer racecheck peer qwen forward eval train nccl evalcheck" (steps to leave out);
+# QALIGN_GPU_SKIP="sanitizer racecheck peer qwen forward eval train nccl evalcheck profile recipe" (steps to leave
+# out); QALIGN_CUDA_PROFILE=1 (kernels/cuda) is how the profile steps see where a step's time goes;
 # QALIGN_GPU_BUDGET_S; QALIGN_FIXTURES (default .gpu-carry/fixtures/hf).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -176,6 +177,7 @@ if [ "$DRY" = 1 ]; then
 fi
 
 # ---- 2. checks -----------------------------------------------------------------------------------------
+export QALIGN_TEMPLATES=$ROOT/configs/templates
 # A world of one rank without mpirun (the image has no MPI launcher): qalign's env bootstrap.
 export SLURM_JOB_ID=${SLURM_JOB_ID:-1} SLURM_STEP_ID=${SLURM_STEP_ID:-0} SLURM_PROCID=${SLURM_PROCID:-0} \
   SLURM_LOCALID=${SLURM_LOCALID:-0} SLURM_STEP_NUM_TASKS=${SLURM_STEP_NUM_TASKS:-1} QALIGN_DIST_ENV_BOOTSTRAP=1 \
@@ -201,10 +203,8 @@ check ops 60 "$T_OPS"
 if [ -d "$FIX" ]; then
   check golden_bf16 90 env QALIGN_BACKEND=cuda QALIGN_FIXTURES="$FIX" "$T_GOLD"
   grep -E "max relative error" "$WORK/golden_bf16.out" | tee -a "$LOG"
-  if "$T_GOLD" --help 2>&1 | grep -q QALIGN_CUDA_PRECISION; then
-    check golden_fp32 90 env QALIGN_BACKEND=cuda QALIGN_CUDA_PRECISION=fp32 QALIGN_FIXTURES="$FIX" "$T_GOLD"
-    grep -E "max relative error" "$WORK/golden_fp32.out" | tee -a "$LOG"
-  fi
+  check golden_fp32 90 env QALIGN_BACKEND=cuda-fp32 QALIGN_FIXTURES="$FIX" "$T_GOLD"
+  grep -E "max relative error" "$WORK/golden_fp32.out" | tee -a "$LOG"
 else
   say "golden: no fixtures at $FIX (bench/gpu/prepare.sh copies them; carry .gpu-carry)"; rc=1
 fi
@@ -216,14 +216,14 @@ if [ -n "$Q" ] && [ -f .gpu-carry/assets.tar.xz ] && ! skipped evalcheck; then
   export QALIGN_DATA=$WORK/assets/paper-data
   M=$WORK/tiny
   "$Q" init-model --arch qwen2 --tokenizer "$WORK/assets/tokenizers/qwen1_5-qwen2.tokenizer.json" --seed 1 --out "$M" >/dev/null 2>&1
-  check eval_cpu 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cpu" --backend cpu &&
-  check eval_cuda 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cuda" --backend cuda &&
+  check eval_cpu 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cpu" --device cpu &&
+  check eval_cuda 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cuda" --device cuda &&
   check eval_compare 20 python3 bench/gpu/compare_eval.py "$WORK/ev-cpu" "$WORK/ev-cuda"
   [ -f "$WORK/eval_compare.out" ] && record "$(tail -1 "$WORK/eval_compare.out")"
 fi
-if [ -n "$Q" ] && [ -f bench/gpu/train_check.sh ] && ! skipped train; then
-  check train 150 bash bench/gpu/train_check.sh "$Q" "$WORK/train"
-  grep -E '^\{' "$WORK/train.out" | tail -3 | while read -r l; do record "$l"; done
+if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped train; then
+  check train 150 bash bench/gpu/train_check.sh "$Q" "$WORK/train" "$WORK/assets"
+  grep -E '^\{"train_check": "[^r]' "$WORK/train.out" | while read -r l; do record "$l"; done
 fi
 if [ -n "$SAN" ] && ! skipped sanitizer; then
   check memcheck 90 "$SAN" --tool memcheck --leak-check no --error-exitcode 9 \
@@ -270,26 +270,78 @@ if ! skipped peer; then
   fi
 fi
 bench train_mistral7b_4x512 60 --shape mistral-7b --batch 4 --seq 512 --steps 4 --warmup 1 --anchor 12472
+if ! skipped profile && [ "$(tmo 40)" -ge 30 ]; then
+  say "profile: train mistral-7b 16x512, one step with every launch synchronized (bench.log)"
+  echo "---- profile: train mistral-7b 16x512" >>"$BLOG"
+  QALIGN_CUDA_PROFILE=1 timeout "$(tmo 40)" "$BENCH" --shape mistral-7b --batch 16 --seq 512 --steps 1 --warmup 1 \
+    >>"$BLOG" 2>&1
+  echo "---- profile: train mistral-7b 4x160 (a recipe micro-batch)" >>"$BLOG"
+  QALIGN_CUDA_PROFILE=1 timeout "$(tmo 40)" "$BENCH" --shape mistral-7b --batch 4 --seq 160 --steps 1 --warmup 1 \
+    >>"$BLOG" 2>&1
+fi
 skipped qwen || bench train_qwen1.8b_16x512 60 --shape qwen1.5-1.8b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor 41710
 skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode forward --batch 16 --seq 512 --steps 3 --warmup 1 --anchor 32018
 skipped eval || bench eval_mistral7b_32000 75 --shape mistral-7b --mode eval --prefix 350 --suffix 65 --rows 64 \
   --batches 8 --prompts 32000 --groups 60
 
+# the paper's recipe on the real data (configs/paper-mistral7b.yaml: SNLI zh+es, 16 examples per step, 3 epochs)
+# with a Mistral-7B-shaped random model written here: a few steps timed, the whole recipe extrapolated from
+# the plan's step count (printed as such)
+if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -ge 120 ]; then
+  to=$(tmo 150)
+  say "time: paper recipe, Mistral-7B shape (timeout ${to}s)"
+  recipe() {
+    "$Q" init-model --arch mistral --tokenizer "$WORK/assets/tokenizers/mistral-7b-v0.1.tokenizer.json" --hidden 4096 \
+      --layers 32 --heads 32 --kv-heads 8 --intermediate 14336 --seed 1 --out "$WORK/m7b" --force >/dev/null || return 1
+    local A=(--config configs/paper-mistral7b.yaml --set model.path="$WORK/m7b" --set model.device=cuda
+             --set "data.files=[$WORK/assets/paper-data/snli/snli_zh10k_train_question.json,$WORK/assets/paper-data/snli/snli_es10k_train_question.json]"
+             --set checkpoint.every=0 --set train.eval_every=0)
+    "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
+    "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --set train.max_steps=12 || return 1
+    python3 bench/gpu/extrapolate.py "$WORK/recipe/metrics.jsonl" "$WORK/recipe.plan"
+    # the same 16 examples per step as one micro-batch of 16 (one mean over the step's tokens instead of
+    # the mean of 4 micro-batch means: a different normalization, timed as the alternative it is)
+    if [ "$(tmo 40)" -ge 40 ]; then
+      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe16" --set train.micro_batch=16 --set train.grad_accum=1 \
+        --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe16/metrics.jsonl" "$WORK/recipe.plan" \
+        paper_recipe_mistral7b_mb16
+    fi
+    # where a recipe step's time goes (every launch synchronized: slower than the timed run)
+    if ! skipped profile && [ "$(tmo 40)" -ge 40 ]; then
+      QALIGN_CUDA_PROFILE=1 "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe-prof" --set train.max_steps=3 \
+        2>"$WORK/recipe-prof.txt" >/dev/null
+      echo "---- profile: paper recipe, 3 steps"; cat "$WORK/recipe-prof.txt"
+    fi
+    return 0
+  }
+  recipe >"$WORK/recipe.out" 2>&1
+  r=$?
+  grep -E '^\{"bench"|done:' "$WORK/recipe.out" | tee -a "$LOG" | cut -c1-240
+  cat "$WORK/recipe.out" >>"$BLOG"
+  if [ $r = 0 ]; then grep '^{"bench"' "$WORK/recipe.out" | while read -r l; do record "$l"; done
+  else record "{\"bench\": \"paper_recipe_mistral7b\", \"rc\": $r}"; rc=1; fi
+  rm -rf "$WORK/m7b"
+fi
+
 # ---- 4. ratios against the peer measured in this run ----------------------------------------------------
 python3 - "$RES" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-peer = {(r["shape"], r["mode"], r["batch"], r["seq"]): r for r in rows if r.get("peer") and "tokens_per_s" in r}
+key = lambda r: (r.get("shape"), r.get("mode"), r.get("batch"), r.get("seq"))
+peer = {key(r): r for r in rows if r.get("peer") and "tokens_per_s" in r}
 print(f"{'workload':34s} {'qalign tok/s':>13s} {'HF+PEFT tok/s':>14s} {'ratio':>6s} {'anchor':>8s}")
 for r in rows:
-    if "tokens_per_s" not in r or r.get("peer"):
+    if "tokens_per_s" not in r or r.get("peer") or "shape" not in r:
         continue
-    k = (r["shape"], r["mode"], r["batch"], r["seq"])
-    p = peer.get(k)
+    p = peer.get(key(r))
     ratio = f"{r['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
     print(f"{r['bench']:34s} {r['tokens_per_s']:13.0f} {p['tokens_per_s'] if p else float('nan'):14.0f} {ratio:>6s} "
           f"{r.get('anchor_tokens_per_s', 0):8.0f}")
 for r in rows:
+    if r.get("bench") == "paper_recipe_mistral7b" and "extrapolated_total_s" in r:
+        print(f"paper recipe (Mistral-7B shape, {r['recipe_steps']} steps): {r['tokens_per_s']:.0f} tokens/s, "
+              f"{r['extrapolated_total_s']:.0f} s extrapolated (target {r['target_s']} s; HF+PEFT/LLaMA-Factory "
+              f"{r['hf_peft_llamafactory_s']} s)")
     if r.get("mode") == "eval" and "extrapolated_total_s" in r:
         print(f"evaluation, {r['prompts']} prompts: {r['extrapolated_total_s']:.1f} s extrapolated (HF batch-16 anchor ~18 min)")
 EOF

@@ -1,8 +1,9 @@
 /* cuda_internal.cuh — what the CUDA sources of kernels/cuda share (not part of any API).
  *
  * The stream (qa_stream) holds one cudaStream_t, one cuBLAS handle with its workspace, a growable
- * device scratch buffer and the first error seen by an op (ops return void: a failed launch or
- * library call is recorded here and reported by the next sync). */
+ * device scratch buffer, its precision mode (bf16 tensor cores, or fp32 for verification) and the first
+ * error seen by an op (ops return void: a failed launch or library call is recorded here and reported by
+ * the next sync). */
 #ifndef QA_CUDA_INTERNAL_CUH
 #define QA_CUDA_INTERNAL_CUH
 
@@ -30,9 +31,19 @@ struct qa_stream {
     void *scratch;          /* device scratch, valid until the next op on this stream */
     size_t cap;             /* bytes */
     int device;
+    int fp32;               /* the "cuda-fp32" table: fp32 GEMMs (no TF32, pedantic math) and fp32 attention */
     int failed;             /* an op failed: err holds the first message */
     char err[512];
+    struct qa_cuda_prof *prof; /* per-launch timing table, only with QALIGN_CUDA_PROFILE=1 (else NULL) */
 };
+
+/* The launch profiler (QALIGN_CUDA_PROFILE=1 when the stream is created): after every launch, library
+ * call and copy the stream is synchronized and the wall time since the previous mark is added to the
+ * entry of that call site (file:line, and a label such as a GEMM's shape); the table, sorted by time,
+ * goes to stderr when the stream is destroyed. Each mark costs a synchronization (~10 us): the table
+ * shows where the time goes, not the unprofiled speed. */
+void qa_cuda_prof_mark(qa_stream *s, const char *file, int line, const char *label);
+void qa_cuda_prof_report(qa_stream *s);
 
 /* record the first failure of an op (reported by sync) */
 void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...)
@@ -43,7 +54,8 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
 #define QC_BLAS(s, call) do { cublasStatus_t _r = (call); \
     if (_r != CUBLAS_STATUS_SUCCESS) QC_FAIL(s, "%s: %s", #call, cublasGetStatusString(_r)); } while (0)
 /* after a kernel launch */
-#define QC_LAUNCH(s) QC_CUDA(s, cudaGetLastError())
+#define QC_LAUNCH(s) do { QC_CUDA(s, cudaGetLastError()); \
+    if ((s)->prof) qa_cuda_prof_mark((s), __FILE__, __LINE__, NULL); } while (0)
 
 /* Device scratch of `bytes` (64-byte aligned), valid until the next call that asks for scratch on
  * this stream. An op asks once for everything it needs and carves it with qa_cuda_carve. NULL (and a

@@ -4,6 +4,9 @@
  *   - Frozen BF16 weights are used as they are: the fp32 activations of the interface are converted
  *     to bf16 into stream scratch and multiplied by cuBLAS on the tensor cores (bf16 x bf16, fp32
  *     accumulation and fp32 output, CUBLAS_COMPUTE_32F). F32 weights and the generic gemm stay fp32.
+ *   - Two tables: "cuda" (the above) and "cuda-fp32", the verification mode: its streams convert BF16
+ *     weights to fp32 in bounded row blocks and multiply in fp32 (cuBLAS pedantic math: no TF32), and the
+ *     attention keeps fp32 operands; the Hugging Face goldens hold at the CPU's 1e-4 there.
  *   - LoRA (tiny rank) runs in fp32 through cuBLAS; dropout recomputes the counter-based mask of
  *     qa_dropout_keep on the device (same hash as the CPU).
  *   - Norm, RoPE, SwiGLU, embedding, gather/scatter, cross-entropy and AdamW are one kernel each,
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- errors, stream, scratch --------------------------------------------------------------- */
 void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...) {
@@ -30,8 +34,68 @@ void qa_cuda_fail(qa_stream *s, const char *file, int line, const char *fmt, ...
     s->failed = 1;
 }
 
-static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
-    (void)o; /* nothing to choose: one CUDA stream */
+/* ---- the launch profiler ----------------------------------------------------------------------- */
+#define PROF_MAX 2048
+typedef struct prof_entry {
+    const char *file;
+    int line;
+    char label[72];
+    long long calls;
+    double sec;
+} prof_entry;
+struct qa_cuda_prof {
+    double last;     /* time of the previous mark */
+    double t0;
+    int n;
+    prof_entry e[PROF_MAX];
+};
+static double prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+void qa_cuda_prof_mark(qa_stream *s, const char *file, int line, const char *label) {
+    struct qa_cuda_prof *p = s->prof;
+    if (!p) return;
+    (void)cudaStreamSynchronize(s->st); /* a failure shows at the next checked sync */
+    double t = prof_now(), dt = t - p->last;
+    p->last = t;
+    const char *lb = label ? label : "";
+    int i = 0;
+    for (; i < p->n; i++)
+        if (p->e[i].line == line && !strcmp(p->e[i].file, file) && !strcmp(p->e[i].label, lb)) break;
+    if (i == p->n) {
+        if (p->n == PROF_MAX) i = PROF_MAX - 1, lb = "(other)";
+        else p->n++;
+        p->e[i].file = file;
+        p->e[i].line = line;
+        snprintf(p->e[i].label, sizeof p->e[i].label, "%s", lb);
+    }
+    p->e[i].calls++;
+    p->e[i].sec += dt;
+}
+static int prof_cmp(const void *a, const void *b) {
+    double x = ((const prof_entry *)a)->sec, y = ((const prof_entry *)b)->sec;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+void qa_cuda_prof_report(qa_stream *s) {
+    struct qa_cuda_prof *p = s->prof;
+    if (!p || !p->n) return;
+    double tot = 0;
+    for (int i = 0; i < p->n; i++) tot += p->e[i].sec;
+    qsort(p->e, (size_t)p->n, sizeof p->e[0], prof_cmp);
+    fprintf(stderr, "cuda profile (%s): %.3f s in %d call sites over %.3f s of stream life\n",
+            s->fp32 ? "cuda-fp32" : "cuda", tot, p->n, prof_now() - p->t0);
+    fprintf(stderr, "  %8s %7s %10s %9s  %s\n", "ms", "%", "calls", "us/call", "site");
+    for (int i = 0; i < p->n && i < 60; i++) {
+        const char *f = strrchr(p->e[i].file, '/');
+        fprintf(stderr, "  %8.1f %6.2f%% %10lld %9.1f  %s:%d %s\n", 1e3 * p->e[i].sec, 100.0 * p->e[i].sec / tot,
+                p->e[i].calls, 1e6 * p->e[i].sec / (double)p->e[i].calls, f ? f + 1 : p->e[i].file, p->e[i].line,
+                p->e[i].label);
+    }
+}
+
+static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
     qa_stream *s = (qa_stream *)calloc(1, sizeof *s);
     if (!s) return QA_ERR(e, "out of host memory creating a CUDA stream");
     cudaError_t r = cudaGetDevice(&s->device);
@@ -47,7 +111,9 @@ static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e)
         free(s);
         return QA_ERR(e, "cuBLAS handle: %s", cublasGetStatusString(b));
     }
+    s->fp32 = fp32;
     b = cublasSetStream(s->blas, s->st);
+    if (b == CUBLAS_STATUS_SUCCESS) b = cublasSetMathMode(s->blas, fp32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
     s->blas_ws_bytes = (size_t)32 << 20; /* Hopper: cuBLAS recommends 32 MiB */
     if (b == CUBLAS_STATUS_SUCCESS && cudaMalloc(&s->blas_ws, s->blas_ws_bytes) == cudaSuccess)
         b = cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes);
@@ -61,13 +127,30 @@ static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e)
         return QA_ERR(e, "cuBLAS stream/workspace set-up: %s (check the CUDA/cuBLAS installation)",
                       cublasGetStatusString(b));
     }
+    const char *pe = getenv("QALIGN_CUDA_PROFILE");
+    if (pe && *pe && strcmp(pe, "0")) {
+        s->prof = (struct qa_cuda_prof *)calloc(1, sizeof *s->prof);
+        if (s->prof) s->prof->last = s->prof->t0 = prof_now();
+    }
     *out = s;
     return 0;
+}
+
+/* qa_stream_opts: nothing to choose (one CUDA stream; threads are the CPU backend's) */
+static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
+    (void)o;
+    return stream_create_mode(out, 0, e);
+}
+static int cu_stream_create_fp32(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
+    (void)o;
+    return stream_create_mode(out, 1, e);
 }
 
 static void cu_stream_destroy(qa_stream *s) {
     if (!s) return;
     cudaStreamSynchronize(s->st);
+    qa_cuda_prof_report(s);
+    free(s->prof);
     cublasDestroy(s->blas);
     if (s->blas_ws) cudaFree(s->blas_ws);
     if (s->scratch) cudaFree(s->scratch);
@@ -134,18 +217,25 @@ static void *cu_alloc(size_t bytes, qa_err *e) {
 }
 static void cu_free(void *p) { if (p) cudaFree(p); }
 static void cu_memcpy_h2d(qa_stream *s, void *dst, const void *src, size_t bytes) {
-    if (bytes) QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->st));
+    if (!bytes) return;
+    QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy h2d");
 }
 static void cu_memcpy_d2h(qa_stream *s, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s->st));
     QC_CUDA(s, cudaStreamSynchronize(s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy d2h");
 }
 static void cu_memcpy_d2d(qa_stream *s, void *dst, const void *src, size_t bytes) {
-    if (bytes && dst != src) QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s->st));
+    if (!bytes || dst == src) return;
+    QC_CUDA(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memcpy d2d");
 }
 static void cu_memset0(qa_stream *s, void *dst, size_t bytes) {
-    if (bytes) QC_CUDA(s, cudaMemsetAsync(dst, 0, bytes, s->st));
+    if (!bytes) return;
+    QC_CUDA(s, cudaMemsetAsync(dst, 0, bytes, s->st));
+    if (s->prof) qa_cuda_prof_mark(s, __FILE__, __LINE__, "memset");
 }
 
 /* ---- conversions and cuBLAS helpers ---------------------------------------------------------- */
@@ -183,6 +273,12 @@ void qa_cuda_gemm_rm(qa_stream *s, int ta, int tb, int M, int Nc, int K, float a
     QC_BLAS(s, cublasGemmEx(s->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, Nc, M, K,
                             &alpha, B, bt, ldb, A, at, lda, &beta, C, ct, ldc, CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
+    if (s->prof) {
+        char lb[72];
+        snprintf(lb, sizeof lb, "gemm %c%c %dx%dx%d %s", ta ? 'T' : 'N', tb ? 'T' : 'N', M, Nc, K,
+                 at == CUDA_R_16BF && bt == CUDA_R_16BF ? "bf16" : at == CUDA_R_32F && bt == CUDA_R_32F ? "f32" : "mixed");
+        qa_cuda_prof_mark(s, __FILE__, __LINE__, lb);
+    }
 }
 void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha, const void *const *A,
                              cudaDataType_t at, int lda, const void *const *B, cudaDataType_t bt, int ldb, float beta,
@@ -191,6 +287,11 @@ void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K,
     QC_BLAS(s, cublasGemmBatchedEx(s->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, Nc, M,
                                    K, &alpha, B, bt, ldb, A, at, lda, &beta, C, ct, ldc, count,
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (s->prof) {
+        char lb[72];
+        snprintf(lb, sizeof lb, "gemm batched %c%c %dx%dx%d x%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, Nc, K, count);
+        qa_cuda_prof_mark(s, __FILE__, __LINE__, lb);
+    }
 }
 
 /* ---- generic f32 algebra ------------------------------------------------------------------- */
@@ -398,6 +499,32 @@ static void cu_swiglu_bwd(qa_stream *s, size_t n, const float *g, const float *u
 }
 
 /* ---- frozen linear ------------------------------------------------------------------------ */
+__global__ void k_bf16_to_f32(size_t n, const __nv_bfloat16 *__restrict__ src, float *__restrict__ dst) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+#define FP32_W_BLOCK ((size_t)64 << 20) /* bytes of fp32 weight rows converted at a time (fp32 mode) */
+/* fp32 mode, W BF16 [M, K]: forward y[:, m0:m1] = beta y + x W[m0:m1]ᵀ, backward dx = beta dx + Σ_blocks
+ * dy[:, m0:m1] W[m0:m1] — W converted exactly to fp32 one row block at a time (bounded scratch). */
+static void linear_fp32_rows(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, const void *W,
+                             float *out) {
+    int rows = (int)(FP32_W_BLOCK / (sizeof(float) * (size_t)K));
+    if (rows < 1) rows = 1;
+    if (rows > M) rows = M;
+    float *wf = (float *)qa_cuda_scratch(s, sizeof(float) * (size_t)rows * K);
+    if (!wf) return;
+    for (int m0 = 0; m0 < M; m0 += rows) {
+        const int mb = M - m0 < rows ? M - m0 : rows;
+        const size_t n = (size_t)mb * K;
+        k_bf16_to_f32<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, (const __nv_bfloat16 *)W + (size_t)m0 * K, wf);
+        QC_LAUNCH(s);
+        if (!bwd) /* y[:, m0:m0+mb] (ldc M) = x [N,K] wfᵀ */
+            qa_cuda_gemm_rm(s, 0, 1, N, mb, K, 1.0f, in, CUDA_R_32F, K, wf, CUDA_R_32F, K, beta, out + m0, CUDA_R_32F, M);
+        else /* dx [N,K] (+)= dy[:, m0:m0+mb] (lda M) wf */
+            qa_cuda_gemm_rm(s, 0, 0, N, K, mb, 1.0f, in + m0, CUDA_R_32F, M, wf, CUDA_R_32F, K, m0 ? 1.0f : beta, out,
+                            CUDA_R_32F, K);
+    }
+}
 __global__ void k_add_bias(int N, int M, qa_dtype dt, const void *__restrict__ b, float *y) {
     size_t n = (size_t)N * M;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -409,6 +536,8 @@ static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (K <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, beta, y, M);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 0, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
         if (!xb) return;
@@ -427,6 +556,8 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (M <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * K, 256), 256, 0, s->st>>>(N, K, beta, dx, K);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
+        linear_fp32_rows(s, 1, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16) {
         __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * M);
         if (!db) return;
@@ -434,6 +565,62 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
         qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, db, CUDA_R_16BF, M, W.data, CUDA_R_16BF, K, beta, dx, CUDA_R_32F, K);
     } else {
         qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, dy, CUDA_R_32F, M, W.data, CUDA_R_32F, K, beta, dx, CUDA_R_32F, K);
+    }
+}
+
+/* ---- fused forms (kernels/ops.h): fewer passes over the fp32 activations ------------------------- */
+/* q,k,v (or gate,up) of one input: x converted to bf16 once for all n products (instead of once each) */
+static void cu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
+                                const qa_weight *bias, float *const *y) {
+    if (N <= 0) return;
+    int all_bf16 = K > 0;
+    for (int i = 0; i < n; i++) all_bf16 = all_bf16 && W[i].dtype == QA_DT_BF16;
+    if (!all_bf16) { /* F32 weights: the plain op per product */
+        for (int i = 0; i < n; i++) cu_linear_fwd(s, N, K, M[i], 0.0f, x, W[i], bias[i], y[i]);
+        return;
+    }
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
+    if (!xb) return;
+    qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
+    for (int i = 0; i < n; i++) {
+        if (M[i] <= 0) continue;
+        qa_cuda_gemm_rm(s, 0, 1, N, M[i], K, 1.0f, xb, CUDA_R_16BF, K, W[i].data, CUDA_R_16BF, K, 0.0f, y[i],
+                        CUDA_R_32F, M[i]);
+        if (bias[i].data) {
+            k_add_bias<<<qa_cuda_blocks((size_t)N * M[i], 256), 256, 0, s->st>>>(N, M[i], bias[i].dtype, bias[i].data,
+                                                                                y[i]);
+            QC_LAUNCH(s);
+        }
+    }
+}
+/* silu(g) * u written straight as the bf16 operand of the down projection (never as fp32) */
+__global__ void k_swiglu_bf16(size_t n, const float *__restrict__ g, const float *__restrict__ u,
+                              __nv_bfloat16 *__restrict__ out) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(g[i] / (1.0f + expf(-g[i])) * u[i]);
+}
+static void cu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *g, const float *u,
+                                 qa_weight W, qa_weight bias, float *y) {
+    if (N <= 0 || M <= 0) return;
+    const size_t n = (size_t)N * K;
+    if (K <= 0 || W.dtype != QA_DT_BF16) { /* F32 weights: fp32 act in scratch, then the plain op (no scratch) */
+        float *act = (float *)qa_cuda_scratch(s, sizeof(float) * (n ? n : 1));
+        if (!act) return;
+        if (n) {
+            k_swiglu_fwd<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, act);
+            QC_LAUNCH(s);
+        }
+        cu_linear_fwd(s, N, K, M, beta, act, W, bias, y);
+        return;
+    }
+    __nv_bfloat16 *ab = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * n);
+    if (!ab) return;
+    k_swiglu_bf16<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, ab);
+    QC_LAUNCH(s);
+    qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, ab, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
+    if (bias.data) {
+        k_add_bias<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, bias.dtype, bias.data, y);
+        QC_LAUNCH(s);
     }
 }
 
@@ -669,6 +856,8 @@ static qa_ops make_ops(void) {
     o.attention_bwd = qa_cuda_attention_bwd;
     o.swiglu_fwd = cu_swiglu_fwd;
     o.swiglu_bwd = cu_swiglu_bwd;
+    o.linear_multi_fwd = cu_linear_multi_fwd;
+    o.swiglu_linear_fwd = cu_swiglu_linear_fwd;
     o.linear_fwd = cu_linear_fwd;
     o.linear_bwd = cu_linear_bwd;
     o.lora_fwd = cu_lora_fwd;
@@ -681,7 +870,16 @@ static qa_ops make_ops(void) {
     o.attention_prefix_fwd = qa_cuda_attention_prefix_fwd;
     return o;
 }
+static qa_ops make_ops_fp32(void) {
+    qa_ops o = make_ops();
+    o.name = "cuda-fp32";
+    o.stream_create = cu_stream_create_fp32;
+    o.linear_multi_fwd = NULL; /* the fused forms are bf16-operand shortcuts: fp32 runs the plain ops */
+    o.swiglu_linear_fwd = NULL;
+    return o;
+}
 static const qa_ops CUDA_OPS = make_ops();
+static const qa_ops CUDA_FP32_OPS = make_ops_fp32();
 
 /* The CUDA table; NULL + error when no device is usable. */
 extern "C" const qa_ops *qa_ops_cuda(qa_err *e);
@@ -698,3 +896,6 @@ extern "C" const qa_ops *qa_ops_cuda(qa_err *e) {
     }
     return &CUDA_OPS;
 }
+/* The verification mode: the same table with fp32 streams. */
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e);
+extern "C" const qa_ops *qa_ops_cuda_fp32(qa_err *e) { return qa_ops_cuda(e) ? &CUDA_FP32_OPS : NULL; }
