@@ -83,11 +83,14 @@ typedef struct qa_pca_opts {
     const char *pool;        /* "mean" (default, the paper) or "last" */
     const char *layers;      /* "all" (default) or a list "0,12,24" */
     const char *plot_layers; /* scatter figures; NULL: about L/4, L/2, 3L/4 and L */
+    int bucket_size;         /* items per record-index bucket of pca_buckets.png/.svg, the notebook's scatter
+                                coloured by index (0-100, 100-200, ...; default 100); 0 = no such figure */
     int all_pairs;           /* 1: every language pair; 0 (default): the paper's pairs among the present
                                 languages (en-de en-fr en-hi de-fr de-hi fr-hi en-th en-sw en-ms), all pairs
                                 when none of them is present */
     const char *out_dir;     /* pca.h5, pca_scores.csv, pca_variance.csv, pearson.csv, pearson.md,
-                                pca_layer_XX.png/.svg, pca.png/.svg (the plotted layers side by side) */
+                                pca_layer_XX.png/.svg, pca.png/.svg (the plotted layers side by side),
+                                pca_buckets.png/.svg (the same points coloured by record-index bucket) */
     const char *title;
     int png, svg;
     qa_an_log_fn log;
@@ -106,6 +109,21 @@ int qa_pca_fit(const float *X, int n, int D, int k, double *scores, double *comp
                double *total, int *iters, qa_err *e);
 /* Pearson r of a and b [n]; NAN when n < 2 or either has zero variance. */
 double qa_pearson(const double *a, const double *b, int n);
+
+/* ---- the training curve (metrics.jsonl of qalign train; analysis/loss.c) ---------------------- */
+typedef struct qa_loss_curve {
+    int64_t n;               /* training loss per optimizer step */
+    const int64_t *step;
+    const double *loss, *lr; /* NAN where not finite; lr may be NULL */
+    int64_t n_val;           /* validation passes */
+    const int64_t *val_step;
+    const double *val_loss;
+    int64_t best_step;       /* the lowest validation loss (-1: none) */
+    double best_val;
+} qa_loss_curve;
+/* out_dir/loss.csv (step, loss, lr, val_loss; one row per step that has either) and loss.png / loss.svg:
+ * the training loss per step, the validation loss per pass, the best step marked. */
+int qa_loss_curve_write(const qa_loss_curve *c, const char *out_dir, const char *title, int png, int svg, qa_err *e);
 
 /* ---- figures (PLplot) -------------------------------------------------------------------------- */
 /* 1 if PLplot has the driver ("pngcairo", "svgcairo"). */
@@ -134,4 +152,7 @@ typedef struct qa_pca_panel {
  * group_names. */
 int qa_plot_pca(const char *path_stem, const char *title, int n_panels, const qa_pca_panel *p, int n_groups,
                 const char *const *group_names, int png, int svg, qa_err *e);
+/* The training curve: x = optimizer step, the training loss (line), the validation loss (line and points),
+ * a dashed vertical line at the best step. */
+int qa_plot_loss(const char *path_stem, const char *title, const qa_loss_curve *c, int png, int svg, qa_err *e);
 #endif

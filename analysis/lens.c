@@ -8,6 +8,7 @@
 #include "io/h5util.h"
 #include "model/unembed.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,101 @@ static int same_path(const char *a, const char *b) {
     return same;
 }
 
+/* ---- the paper's "energy" (zsm_emotion_2shot.py; computed there, not plotted) ---------------------
+ * U_w = lm_head rows times the final norm's weight, each row L2-normalised (U_n); avgUU =
+ * sqrt(Σ (U_nᵀ U_n)² / V²); per item and layer, h = the last-position residual stream RMS- then
+ * L2-normalised (together: h / |h|) and energy = sqrt(mean_v (U_n h)²) / avgUU. The lens logits give
+ * U_n h without another pass over lm_head: below the last layer they are U_w h / sqrt(mean h² + eps), so
+ * (U_n h)_v = logit_v · sqrt(mean h² + eps) / |h| / |U_w,v|; the dump's last layer is already normed
+ * (w ⊙ h / s), so h's direction is that state divided by w and (U_n h)_v = logit_v / |state ⊘ w| /
+ * |U_w,v| (undefined where some w_d is 0: NaN). A zero row of U_w contributes 0. */
+typedef struct energy_ctx {
+    int V, D;
+    double *rinv;            /* [V] 1 / |U_w,v| (0 for a zero row) */
+    double *winv;            /* [D] 1 / w_d */
+    int w_zero;              /* some w_d is 0 */
+    double avguu;
+} energy_ctx;
+
+static void energy_free(energy_ctx *ec) {
+    free(ec->rinv);
+    free(ec->winv);
+    memset(ec, 0, sizeof *ec);
+}
+
+static int energy_setup(qa_model *m, energy_ctx *ec, qa_err *e) {
+    const int V = m->cfg.vocab, D = m->cfg.hidden;
+    memset(ec, 0, sizeof *ec);
+    ec->V = V;
+    ec->D = D;
+    const char *hn = m->cfg.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    const qa_st_tensor *U = qa_st_find(&m->st, hn), *W = qa_st_find(&m->st, "model.norm.weight");
+    if (!U || !W) return QA_ERR(e, "lens energy: the model's safetensors have no %s", !U ? hn : "model.norm.weight");
+    if (U->ndim != 2 || U->shape[0] != V || U->shape[1] != D || W->numel != D ||
+        !qa_dtype_size(U->dtype) || U->dtype == QA_DT_OTHER || !qa_dtype_size(W->dtype) || W->dtype == QA_DT_OTHER)
+        return QA_ERR(e, "lens energy: %s / model.norm.weight have unexpected shapes or dtypes (%s, %s)", hn,
+                      U->dtype_name, W->dtype_name);
+    float *w = qa_malloc(sizeof(float) * (size_t)D);
+    qa_convert_to_f32(w, W->data, W->dtype, (size_t)D);
+    ec->winv = qa_malloc(sizeof(double) * (size_t)D);
+    for (int d = 0; d < D; d++) {
+        ec->winv[d] = w[d] != 0 ? 1.0 / w[d] : 0;
+        if (w[d] == 0) ec->w_zero = 1;
+    }
+    ec->rinv = qa_malloc(sizeof(double) * (size_t)V);
+    enum { CH = 256 };
+    float *tmp = qa_malloc(sizeof(float) * CH * (size_t)D);
+    double *A = qa_malloc(sizeof(double) * CH * (size_t)D), *G = qa_calloc((size_t)D * D, sizeof(double));
+    const size_t esz = qa_dtype_size(U->dtype);
+    for (int r0 = 0; r0 < V; r0 += CH) {
+        const int n = V - r0 < CH ? V - r0 : CH;
+        qa_convert_to_f32(tmp, (const char *)U->data + (size_t)r0 * D * esz, U->dtype, (size_t)n * D);
+        for (int i = 0; i < n; i++) {
+            double ss = 0, *a = A + (size_t)i * D;
+            for (int d = 0; d < D; d++) {
+                a[d] = (double)tmp[(size_t)i * D + d] * w[d];
+                ss += a[d] * a[d];
+            }
+            const double ri = ss > 0 ? 1.0 / sqrt(ss) : 0;
+            ec->rinv[r0 + i] = ri;
+            for (int d = 0; d < D; d++) a[d] *= ri;
+        }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, D, n, 1.0, A, D, 1.0, G, D); /* G += AᵀA */
+    }
+    double f = 0;
+    for (int i = 0; i < D; i++) {
+        f += G[(size_t)i * D + i] * G[(size_t)i * D + i];
+        for (int j = i + 1; j < D; j++) f += 2 * G[(size_t)i * D + j] * G[(size_t)i * D + j];
+    }
+    ec->avguu = sqrt(f) / V;
+    free(w);
+    free(tmp);
+    free(A);
+    free(G);
+    return 0;
+}
+
+/* energy of one lens row: logits [V] of the hidden state h [D] at `layer` (last: the normed state) */
+static double energy_of(const energy_ctx *ec, const float *logits, const float *h, int last, double eps) {
+    double factor;
+    if (last) {
+        if (ec->w_zero) return NAN;
+        double q = 0;
+        for (int d = 0; d < ec->D; d++) q += ((double)h[d] * ec->winv[d]) * ((double)h[d] * ec->winv[d]);
+        factor = q > 0 ? 1.0 / sqrt(q) : NAN;
+    } else {
+        double ss = 0;
+        for (int d = 0; d < ec->D; d++) ss += (double)h[d] * h[d];
+        factor = ss > 0 ? sqrt(ss / ec->D + eps) / sqrt(ss) : NAN;
+    }
+    double s = 0;
+    for (int v = 0; v < ec->V; v++) {
+        const double z = logits[v] * ec->rinv[v];
+        s += z * z;
+    }
+    return factor * sqrt(s / ec->V) / ec->avguu;
+}
+
 /* ---- the run ------------------------------------------------------------------------------------ */
 typedef struct kept_counts {
     int items, no_gold, empty, overlap, kept;
@@ -180,6 +276,8 @@ typedef struct series {
     int64_t *rows;          /* [n_kept] dump rows */
     int *lang;              /* [n_kept] language index */
     double *val;            /* [n_kept, L, NQ] */
+    double *energy;         /* [n_kept, L] the paper's energy */
+    double *emean, *esd, *elo, *ehi; /* [n_langs, L] its aggregates */
     kept_counts *cnt;       /* [n_langs] */
     /* aggregates [n_langs, L, NQ] */
     double *mean, *sd, *lo, *hi;
@@ -191,6 +289,11 @@ static void series_free(series *s) {
     free(s->rows);
     free(s->lang);
     free(s->val);
+    free(s->energy);
+    free(s->emean);
+    free(s->esd);
+    free(s->elo);
+    free(s->ehi);
     free(s->cnt);
     free(s->mean);
     free(s->sd);
@@ -225,9 +328,10 @@ static void select_rows(series *s, const char *task, char **langs, int nl, const
 
 #define CHUNK 64
 
-static int compute_series(series *s, qa_model *m, const lang_sets *sets, qa_err *e) {
+static int compute_series(series *s, qa_model *m, const lang_sets *sets, const energy_ctx *ec, qa_err *e) {
     const int L = m->cfg.n_layers, D = m->cfg.hidden, V = m->cfg.vocab;
     s->val = qa_malloc(sizeof(double) * (size_t)(s->n_kept ? s->n_kept : 1) * L * QA_LENS_NQ);
+    s->energy = qa_malloc(sizeof(double) * (size_t)(s->n_kept ? s->n_kept : 1) * L);
     if (!s->n_kept) return 0;
     float *layer = qa_malloc(sizeof(float) * (size_t)s->d.n * D);
     float *tmp = qa_malloc(sizeof(float) * CHUNK * (size_t)D), *logits = qa_malloc(sizeof(float) * CHUNK * (size_t)V);
@@ -244,6 +348,8 @@ static int compute_series(series *s, qa_model *m, const lang_sets *sets, qa_err 
                 qa_lens_sets q = {{ls->tg[g].ids, ls->en[g].ids, ls->all_tg.ids, ls->all_en.ids},
                                   {ls->tg[g].n, ls->en[g].n, ls->all_tg.n, ls->all_en.n}};
                 qa_lens_quantities(logits + (size_t)i * V, V, &q, s->val + ((size_t)k * L + (l - 1)) * QA_LENS_NQ);
+                s->energy[(size_t)k * L + (l - 1)] = energy_of(ec, logits + (size_t)i * V, tmp + (size_t)i * D, l == L,
+                                                               m->cfg.rms_eps);
             }
         }
     }
@@ -251,6 +357,40 @@ static int compute_series(series *s, qa_model *m, const lang_sets *sets, qa_err 
     free(tmp);
     free(logits);
     return rc;
+}
+
+/* mean, sd (ddof 0) and 95% interval over the kept items of each language: x [n_kept, L, stride] at
+ * offset q -> [nl, L, ostride] at offset oq */
+static void agg_one(const series *s, const double *x, int stride, int q, int nl, int L, double *mean, double *sd,
+                    double *lo, double *hi, int ostride, int oq) {
+    for (int li = 0; li < nl; li++)
+        for (int l = 0; l < L; l++) {
+            double sum = 0, ss = 0;
+            const int n = s->n[li];
+            for (int k = 0; k < s->n_kept; k++)
+                if (s->lang[k] == li) sum += x[((size_t)k * L + l) * stride + q];
+            const double mu = n ? sum / n : NAN;
+            for (int k = 0; k < s->n_kept; k++)
+                if (s->lang[k] == li) {
+                    double d = x[((size_t)k * L + l) * stride + q] - mu;
+                    ss += d * d;
+                }
+            const double sdv = n ? sqrt(ss / n) : NAN, h = n ? 1.96 * sdv / sqrt((double)n) : NAN;
+            const size_t at = ((size_t)li * L + l) * ostride + oq;
+            mean[at] = mu;
+            sd[at] = sdv;
+            lo[at] = mu - h;
+            hi[at] = mu + h;
+        }
+}
+
+static void aggregate_energy(series *s, int nl, int L) {
+    const size_t cells = (size_t)(nl ? nl : 1) * L;
+    s->emean = qa_calloc(cells, sizeof(double));
+    s->esd = qa_calloc(cells, sizeof(double));
+    s->elo = qa_calloc(cells, sizeof(double));
+    s->ehi = qa_calloc(cells, sizeof(double));
+    agg_one(s, s->energy, 1, 0, nl, L, s->emean, s->esd, s->elo, s->ehi, 1, 0);
 }
 
 static void aggregate(series *s, int nl, int L) {
@@ -284,7 +424,7 @@ static void aggregate(series *s, int nl, int L) {
 }
 
 static int write_h5(series *S, int ns, char **langs, int nl, int L, const char *task, const char *model_id,
-                    const char *out_dir, qa_err *e) {
+                    double avguu, const char *out_dir, qa_err *e) {
     qa_h5_quiet q;
     qa_h5_quiet_begin(&q);
     qa_h5_mem mem;
@@ -300,7 +440,11 @@ static int write_h5(series *S, int ns, char **langs, int nl, int L, const char *
         qa_h5_attr_strs(f, "languages", (const char *const *)langs, (size_t)nl, e) ||
         qa_h5_attr_i64(f, "n_layers", L, e) ||
         qa_h5_attr_str(f, "layers", "axis 'layer' = decoder layers 1..L (index 0 = layer 1); masses and entropy "
-                                    "(bits) at the last prompt position; ci = mean +- 1.96 sd / sqrt(n), sd ddof 0", e))
+                                    "(bits) at the last prompt position; ci = mean +- 1.96 sd / sqrt(n), sd ddof 0", e) ||
+        qa_h5_attr_f64(f, "energy_avgUU", avguu, e) ||
+        qa_h5_attr_str(f, "energy", "<lang>/energy [n, L]: sqrt(mean_v (U_n h)^2) / avgUU per item and layer, U_n = "
+                                    "lm_head rows times the final norm weight, L2-normalised; h = the last-position "
+                                    "residual stream, L2-normalised (zsm_emotion_2shot.py)", e))
         goto out;
     qa_h5_dset_opts o = {0, 4, 1};
     for (int s = 0; s < ns; s++) {
@@ -330,6 +474,23 @@ static int write_h5(series *S, int ns, char **langs, int nl, int L, const char *
             bad = bad || qa_h5_write(g, p, QA_H5_I64, 1, sh1, idx, &o, NULL, e);
             snprintf(p, sizeof p, "%s/values", langs[li]);
             bad = bad || qa_h5_write(g, p, QA_H5_F64, 3, sh3, v, &o, NULL, e);
+            {
+                double *en = qa_malloc(sizeof(double) * (size_t)(n ? n : 1) * L);
+                int jj = 0;
+                for (int k = 0; k < S[s].n_kept; k++)
+                    if (S[s].lang[k] == li)
+                        memcpy(en + (size_t)jj++ * L, S[s].energy + (size_t)k * L, sizeof(double) * (size_t)L);
+                int64_t she[2] = {n, L}, shl[1] = {L};
+                snprintf(p, sizeof p, "%s/energy", langs[li]);
+                bad = bad || qa_h5_write(g, p, QA_H5_F64, 2, she, en, &o, NULL, e);
+                const double *eagg[4] = {S[s].emean, S[s].esd, S[s].elo, S[s].ehi};
+                const char *ean[4] = {"energy_mean", "energy_sd", "energy_ci_lo", "energy_ci_hi"};
+                for (int a = 0; a < 4 && !bad; a++) {
+                    snprintf(p, sizeof p, "%s/%s", langs[li], ean[a]);
+                    bad = qa_h5_write(g, p, QA_H5_F64, 1, shl, eagg[a] + (size_t)li * L, &o, NULL, e);
+                }
+                free(en);
+            }
             const double *agg[4] = {S[s].mean, S[s].sd, S[s].lo, S[s].hi};
             const char *an[4] = {"mean", "sd", "ci_lo", "ci_hi"};
             for (int a = 0; a < 4 && !bad; a++) {
@@ -374,7 +535,9 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
     char **langs = NULL;
     int nl = 0, rc = -1;
     lang_sets *sets = NULL;
-    qa_sbuf csv = {0}, items = {0}, kept = {0};
+    qa_sbuf csv = {0}, items = {0}, kept = {0}, ecsv = {0};
+    energy_ctx ec;
+    int have_ec = 0;
     const char *task = NULL;
     for (int s = 0; s < ns; s++) {
         if (qa_actdump_open(&S[s].d, o->dumps[s], e)) goto out;
@@ -414,6 +577,8 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
             }
     }
     if (qa_mkdir_p(o->out_dir, e)) goto out;
+    if (energy_setup(m, &ec, e)) goto out;
+    have_ec = 1;
     for (int s = 0; s < ns; s++) {
         select_rows(&S[s], task, langs, nl, sets);
         qa_sbuf kl = {0};
@@ -426,13 +591,15 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
         qa_logf(o->log, o->log_ctx, "lens: %s (%s): kept %s; %d layers x %d vocabulary", S[s].label, S[s].d.path,
                    kl.p ? kl.p : "", L, V);
         qa_sb_free(&kl);
-        if (compute_series(&S[s], m, sets, e)) goto out;
+        if (compute_series(&S[s], m, sets, &ec, e)) goto out;
         aggregate(&S[s], nl, L);
+        aggregate_energy(&S[s], nl, L);
     }
 
     /* files */
     qa_sb_printf(&csv, "series,label,task,lang,layer,quantity,n,mean,sd,ci_lo,ci_hi\n");
-    qa_sb_printf(&items, "series,label,lang,index,gold,layer,target,latent_en,all_target,all_en,entropy\n");
+    qa_sb_printf(&items, "series,label,lang,index,gold,layer,target,latent_en,all_target,all_en,entropy,energy\n");
+    qa_sb_printf(&ecsv, "series,label,task,lang,layer,n,mean,sd,ci_lo,ci_hi\n");
     qa_sb_printf(&kept, "series,label,lang,items,dropped_no_gold,dropped_empty_set,dropped_overlap,kept\n");
     for (int s = 0; s < ns; s++) {
         for (int li = 0; li < nl; li++) {
@@ -445,21 +612,26 @@ int qa_lens_run(qa_model *m, const qa_tokenizer *tok, const qa_lens_opts *o, qa_
                     qa_sb_printf(&csv, "%d,%s,%s,%s,%d,%s,%d,%.9g,%.9g,%.9g,%.9g\n", s, S[s].label, task, langs[li],
                                  l + 1, QNAME[q], S[s].n[li], S[s].mean[at], S[s].sd[at], S[s].lo[at], S[s].hi[at]);
                 }
+            for (int l = 0; l < L; l++) {
+                const size_t at = (size_t)li * L + l;
+                qa_sb_printf(&ecsv, "%d,%s,%s,%s,%d,%d,%.9g,%.9g,%.9g,%.9g\n", s, S[s].label, task, langs[li], l + 1,
+                             S[s].n[li], S[s].emean[at], S[s].esd[at], S[s].elo[at], S[s].ehi[at]);
+            }
         }
         for (int k = 0; k < S[s].n_kept; k++) {
             const int64_t r = S[s].rows[k];
             for (int l = 0; l < L; l++) {
                 const double *v = S[s].val + ((size_t)k * L + l) * QA_LENS_NQ;
-                qa_sb_printf(&items, "%d,%s,%s,%lld,%lld,%d,%.9g,%.9g,%.9g,%.9g,%.9g\n", s, S[s].label,
+                qa_sb_printf(&items, "%d,%s,%s,%lld,%lld,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", s, S[s].label,
                              langs[S[s].lang[k]], (long long)S[s].d.index[r], (long long)S[s].d.gold[r], l + 1, v[0],
-                             v[1], v[2], v[3], v[4]);
+                             v[1], v[2], v[3], v[4], S[s].energy[(size_t)k * L + l]);
             }
         }
     }
     if (qa_sb_write(&csv, o->out_dir, "lens.csv", e) || qa_sb_write(&items, o->out_dir, "lens_items.csv", e) ||
-        qa_sb_write(&kept, o->out_dir, "lens_kept.csv", e))
+        qa_sb_write(&kept, o->out_dir, "lens_kept.csv", e) || qa_sb_write(&ecsv, o->out_dir, "lens_energy.csv", e))
         goto out;
-    if (write_h5(S, ns, langs, nl, L, task, S[0].d.model, o->out_dir, e)) goto out;
+    if (write_h5(S, ns, langs, nl, L, task, S[0].d.model, ec.avguu, o->out_dir, e)) goto out;
 
     /* one figure per language */
     char model_name[256];
@@ -534,5 +706,7 @@ out:
     qa_sb_free(&csv);
     qa_sb_free(&items);
     qa_sb_free(&kept);
+    qa_sb_free(&ecsv);
+    if (have_ec) energy_free(&ec);
     return rc;
 }

@@ -14,6 +14,7 @@
 void qa_pca_opts_default(qa_pca_opts *o) {
     memset(o, 0, sizeof *o);
     o->pool = "mean";
+    o->bucket_size = 100;
     o->png = 1;
     o->svg = 1;
 }
@@ -360,6 +361,43 @@ out:
     return rc;
 }
 
+/* The notebook's other scatter (knowledge_finding.ipynb, pca_decomp_seperate): the same points coloured by
+ * the bucket of their record index (0-100, 100-200, ...) over all languages together. */
+static int plot_buckets(const qa_pca_opts *o, const qa_pca_panel *pp, int nplot, const int64_t *keys, int n,
+                        const char *task, qa_err *e) {
+    enum { MAX_BUCKETS = 30 };
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) if (keys[i] > top) top = keys[i];
+    const int64_t nb = top / o->bucket_size + 1;
+    if (nb > MAX_BUCKETS)
+        return QA_ERR(e, "PCA: record indices up to %lld in buckets of %d make %lld buckets; at most %d can be told apart "
+                         "(raise --bucket-size)", (long long)top, o->bucket_size, (long long)nb, MAX_BUCKETS);
+    int *bg = qa_malloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) bg[i] = (int)(keys[i] / o->bucket_size);
+    char (*names)[48] = qa_calloc((size_t)nb, sizeof *names);
+    const char **np = qa_calloc((size_t)nb, sizeof *np);
+    for (int64_t b = 0; b < nb; b++) {
+        snprintf(names[b], sizeof names[b], "%lld-%lld", (long long)(b * o->bucket_size),
+                 (long long)((b + 1) * o->bucket_size));
+        np[b] = names[b];
+    }
+    qa_pca_panel *bp = qa_calloc((size_t)nplot, sizeof *bp);
+    for (int k = 0; k < nplot; k++) {
+        bp[k] = pp[k];
+        bp[k].group = bg;
+    }
+    char title[700];
+    snprintf(title, sizeof title, "PCA by record index (buckets of %d), task %s", o->bucket_size, task);
+    char *path = qa_path_join(o->out_dir, "pca_buckets");
+    int rc = qa_plot_pca(path, title, nplot, bp, (int)nb, np, o->png, o->svg, e);
+    free(path);
+    free(bp);
+    free(np);
+    free(names);
+    free(bg);
+    return rc;
+}
+
 int qa_pca_run(const qa_pca_opts *o, qa_err *e) {
     if (!o->dump || !o->out_dir) return QA_ERR(e, "PCA: needs a dump and an output directory");
     const char *pool = o->pool ? o->pool : "mean";
@@ -578,6 +616,7 @@ int qa_pca_run(const qa_pca_opts *o, qa_err *e) {
             bad = qa_plot_pca(path, head, nplot, pp, nl, (const char *const *)langs, o->png, o->svg, e);
             free(path);
         }
+        if (!bad && o->bucket_size > 0) bad = plot_buckets(o, pp, nplot, keys, n, task, e);
         free(pp);
         free(xy);
         free(titles);

@@ -366,3 +366,115 @@ int qa_plot_pca(const char *path_stem, const char *title, int n_panels, const qa
     int w = 160 + 420 * cols, h = 90 + 380 * rows;
     return render(path_stem, png, svg, w, h, draw_pca, &c, e);
 }
+
+/* ---- the training curve ------------------------------------------------------------------------- */
+typedef struct loss_ctx {
+    const char *title;
+    const qa_loss_curve *c;
+} loss_ctx;
+
+static void draw_loss(const void *vctx) {
+    const loss_ctx *lc = vctx;
+    const qa_loss_curve *c = lc->c;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int64_t i = 0; i < c->n; i++)
+        if (isfinite(c->loss[i])) {
+            x0 = fmin(x0, (double)c->step[i]), x1 = fmax(x1, (double)c->step[i]);
+            y0 = fmin(y0, c->loss[i]), y1 = fmax(y1, c->loss[i]);
+        }
+    for (int64_t i = 0; i < c->n_val; i++)
+        if (isfinite(c->val_loss[i])) {
+            x0 = fmin(x0, (double)c->val_step[i]), x1 = fmax(x1, (double)c->val_step[i]);
+            y0 = fmin(y0, c->val_loss[i]), y1 = fmax(y1, c->val_loss[i]);
+        }
+    if (!(x0 <= x1)) x0 = 0, x1 = 1;
+    if (!(y0 <= y1)) y0 = 0, y1 = 1;
+    if (x1 - x0 < 1) x0 -= 0.5, x1 += 0.5;
+    if (y1 - y0 < 1e-9 * (fabs(y1) + 1)) y0 -= 0.5, y1 += 0.5;
+    const double px = 0.02 * (x1 - x0), py = 0.06 * (y1 - y0);
+    pladv(0);
+    plschr(0, 0.9);
+    plvpor(0.09, 0.68, 0.12, 0.88);
+    plwind(x0 - px, x1 + px, y0 - py, y1 + py);
+    set_rgba(2, PALETTE[0], 1.0);
+    set_rgba(3, PALETTE[1], 1.0);
+    set_rgba(4, PALETTE[7], 1.0);
+    /* the best step */
+    if (c->best_step >= 0) {
+        PLFLT bx[2] = {(double)c->best_step, (double)c->best_step}, by[2] = {y0 - py, y1 + py};
+        plcol0(4);
+        pllsty(2);
+        plwidth(1.5);
+        plline(2, bx, by);
+        pllsty(1);
+    }
+    PLFLT *ax = qa_malloc(sizeof(PLFLT) * (size_t)(c->n + c->n_val + 1)),
+          *ay = qa_malloc(sizeof(PLFLT) * (size_t)(c->n + c->n_val + 1));
+    /* training loss: one line per run of finite values */
+    plcol0(2);
+    plwidth(1.5);
+    int64_t k = 0;
+    for (int64_t i = 0; i <= c->n; i++) {
+        if (i < c->n && isfinite(c->loss[i])) {
+            ax[k] = (double)c->step[i];
+            ay[k++] = c->loss[i];
+            continue;
+        }
+        if (k >= 2) plline((PLINT)k, ax, ay);
+        else if (k == 1) plpoin(1, ax, ay, 17);
+        k = 0;
+    }
+    /* validation loss */
+    plcol0(3);
+    plwidth(2.0);
+    k = 0;
+    for (int64_t i = 0; i < c->n_val; i++)
+        if (isfinite(c->val_loss[i])) {
+            ax[k] = (double)c->val_step[i];
+            ay[k++] = c->val_loss[i];
+        }
+    if (k >= 2) plline((PLINT)k, ax, ay);
+    plschr(0, 0.6);
+    if (k) plstring((PLINT)k, ax, ay, "\xE2\x97\x8F");
+    plschr(0, 0.9);
+    if (c->best_step >= 0 && isfinite(c->best_val)) {
+        PLFLT bx = (double)c->best_step, by = c->best_val;
+        plcol0(4);
+        plschr(0, 1.1);
+        plstring(1, &bx, &by, "\xE2\x97\x8B"); /* U+25CB white circle around the best point */
+        plschr(0, 0.9);
+    }
+    free(ax);
+    free(ay);
+    plwidth(1);
+    plcol0(1);
+    plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+    pllab("optimizer step", "loss (mean token cross-entropy)", "");
+    /* legend */
+    char best[160];
+    if (c->best_step >= 0)
+        snprintf(best, sizeof best, "best: step %lld (%.4g)", (long long)c->best_step, c->best_val);
+    else
+        snprintf(best, sizeof best, "no validation loss");
+    const char *text[3] = {"training loss", "validation loss", best};
+    PLINT opt[3] = {PL_LEGEND_LINE, PL_LEGEND_LINE | PL_LEGEND_SYMBOL, PL_LEGEND_LINE}, tcol[3] = {1, 1, 1},
+          lcol[3] = {2, 3, 4}, lsty[3] = {1, 1, 2}, scol[3] = {2, 3, 4}, snum[3] = {1, 1, 1};
+    PLFLT lw[3] = {1.5, 2.0, 1.5}, ssc[3] = {0.6, 0.6, 0.6};
+    const char *sym[3] = {"", "\xE2\x97\x8F", ""};
+    PLFLT lwid, lhei;
+    plvpor(0.70, 0.99, 0.12, 0.88);
+    plwind(0, 1, 0, 1);
+    pllegend(&lwid, &lhei, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+             PL_POSITION_LEFT | PL_POSITION_TOP | PL_POSITION_INSIDE, 0.0, 0.0, 0.08, 0, 1, 1, 0, 0, 3, opt, 0.8, 0.8,
+             1.6, 0.0, tcol, text, NULL, NULL, NULL, NULL, lcol, lsty, lw, scol, ssc, snum, sym);
+    plvpor(0, 1, 0, 1);
+    plwind(0, 1, 0, 1);
+    plschr(0, 1.05);
+    plmtex("t", -1.8, 0.5, 0.5, lc->title);
+}
+
+int qa_plot_loss(const char *path_stem, const char *title, const qa_loss_curve *c, int png, int svg, qa_err *e) {
+    if (c->n <= 0 && c->n_val <= 0) return QA_ERR(e, "loss figure %s: no loss values to draw", path_stem);
+    loss_ctx lc = {title ? title : "", c};
+    return render(path_stem, png, svg, 1000, 560, draw_loss, &lc, e);
+}

@@ -38,6 +38,12 @@ static const char *str_of(json_t *r, const char *key) {
     return json_is_string(v) ? json_string_value(v) : "none";
 }
 
+/* results written before the scoring modes existed scored the English label words */
+static const char *scoring_of(json_t *r) {
+    json_t *v = json_object_get(r, "scoring");
+    return json_is_string(v) ? json_string_value(v) : "english-labels";
+}
+
 int qa_eval_compare_md(const char *before, const char *after, const char *label_before, const char *label_after,
                        char **md, qa_err *e) {
     json_t *a = NULL, *b = NULL;
@@ -48,12 +54,18 @@ int qa_eval_compare_md(const char *before, const char *after, const char *label_
                after, str_of(b, "gold"));
         json_decref(a); json_decref(b); return -1;
     }
+    if (strcmp(scoring_of(a), scoring_of(b))) {
+        QA_ERR(e, "%s used scoring '%s' but %s used '%s': compare runs of the same scoring mode", before,
+               scoring_of(a), after, scoring_of(b));
+        json_decref(a); json_decref(b); return -1;
+    }
     qa_sbuf s = {0};
     json_t *la = json_object_get(a, "limit"), *lb = json_object_get(b, "limit");
     qa_sb_printf(&s, "# Before / after question alignment\n\n");
     qa_sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_before, str_of(a, "model"), str_of(a, "adapter"));
     qa_sb_printf(&s, "- %s: model `%s`, adapter `%s`\n", label_after, str_of(b, "model"), str_of(b, "adapter"));
-    qa_sb_printf(&s, "- gold labels: %s; precision: %s\n", str_of(a, "gold"), str_of(b, "precision"));
+    qa_sb_printf(&s, "- gold labels: %s; scoring: %s; precision: %s\n", str_of(a, "gold"), scoring_of(a),
+                 str_of(b, "precision"));
     if (json_is_integer(la) || json_is_integer(lb))
         qa_sb_printf(&s, "- items per task and language: %s %lld, %s %lld (--limit; 0 = all)\n", label_before,
                   (long long)json_integer_value(la), label_after, (long long)json_integer_value(lb));

@@ -45,11 +45,32 @@ int qa_eval_gold_parse(const char *s, qa_eval_gold *g, qa_err *e);
  * both (the English label words, §6.3); the variant changes only the demonstrations' label words. */
 typedef enum qa_eval_prompt_variant {
     QA_EVAL_PROMPT_ENGLISH_LABELS = 0, /* prefix_english_labels: the enout scripts (the default) */
-    QA_EVAL_PROMPT_TARGET_LABELS = 1   /* prefix_target_labels (emotion only): emotion_eval_2shot.py, the
+    QA_EVAL_PROMPT_TARGET_LABELS = 1,  /* prefix_target_labels (emotion only): emotion_eval_2shot.py, the
                                           logit lens and the PCA of §8-§9 */
+    QA_EVAL_PROMPT_IRRELEVANT_LABELS = 2 /* prefix_target_labels with the demos' label words replaced by the
+                                          control words "ox" / "horse": emotion_eval_2shot_irrelative.py */
 } qa_eval_prompt_variant;
-const char *qa_eval_prompt_variant_name(qa_eval_prompt_variant p); /* "english-labels" / "target-labels" */
+/* "english-labels" / "target-labels" / "irrelevant-labels" */
+const char *qa_eval_prompt_variant_name(qa_eval_prompt_variant p);
 int qa_eval_prompt_variant_parse(const char *s, qa_eval_prompt_variant *p, qa_err *e);
+
+/* What is scored and how a prediction is judged (docs/evaluation.md "Scoring modes"; eval/scoring.c).
+ * Each mode fixes its prompt, except english-labels, which takes either the english-labels prompt (the
+ * default) or the target-labels one. */
+typedef enum qa_eval_scoring {
+    QA_EVAL_SCORING_ENGLISH = 0,     /* "english-labels": the English label words (the enout scripts, the
+                                        paper's tables) */
+    QA_EVAL_SCORING_TARGET = 1,      /* "target-labels": target-language demo labels, the target-language label
+                                        words scored; correct iff the predicted word starts with the gold string;
+                                        labels sharing a prefix (Thai เชิงบวก / เชิงลบ) are scored one step later:
+                                        the prefix's ids appended to the prompt, the remainders compared */
+    QA_EVAL_SCORING_IRRELEVANT = 2   /* "irrelevant-labels": the control; demo labels "ox" / "horse" in every
+                                        language, the English sets of "ox" / "horse" scored, without the Qwen
+                                        first-token rule (2-label tasks) */
+} qa_eval_scoring;
+const char *qa_eval_scoring_name(qa_eval_scoring m);
+int qa_eval_scoring_parse(const char *s, qa_eval_scoring *m, qa_err *e);
+const char *qa_eval_scoring_protocol(qa_eval_scoring m);   /* results.json protocol.name */
 
 /* ---- the suite: tasks.json + the selected test files, validated ---------------------------- */
 typedef struct qa_eval_selection {
@@ -60,6 +81,8 @@ typedef struct qa_eval_selection {
     qa_eval_gold gold;
     qa_eval_prompt_variant prompt; /* prefix variant (default english-labels); target-labels needs
                                       every selected task to have prefix_target_labels in tasks.json */
+    qa_eval_scoring scoring;  /* default english-labels; target-labels and irrelevant-labels set the prompt
+                                 themselves (the prompt field is then ignored) */
 } qa_eval_selection;
 
 typedef struct qa_eval_suite qa_eval_suite;
@@ -97,6 +120,28 @@ const char *qa_eval_prefix(const qa_eval_suite *s, int t, int l);
 /* Write every prompt as one JSON string per line, order task, language, index. */
 int qa_eval_dump_prompts(const qa_eval_suite *s, const char *path, qa_err *e);
 
+/* ---- scoring (eval/scoring.c) --------------------------------------------------------------- */
+qa_eval_scoring qa_eval_scoring_of(const qa_eval_suite *s);
+/* The word whose label-token set is scored for label k of (t, l): the English label word, the
+ * target-language word (its remainder after a prefix shared by all labels), or the control word. */
+const char *qa_eval_scored_word(const qa_eval_suite *s, int t, int l, int k);
+/* The word a prediction of label k stands for (what the scripts append to the prompt): the English
+ * word, the whole target-language word, or the control word. */
+const char *qa_eval_pred_word(const qa_eval_suite *s, int t, int l, int k);
+/* The text whose ids (add_special_tokens=True, BOS included where the tokenizer adds one) are appended
+ * to the prompt ids before scoring: the labels' shared prefix in target-labels scoring, else NULL. */
+const char *qa_eval_score_suffix(const qa_eval_suite *s, int t, int l);
+/* Flags for qa_eval_label_tokens_opt in this mode (QA_EVAL_LT_NO_FIRST_TOKEN for the control). */
+unsigned qa_eval_label_token_flags(const qa_eval_suite *s);
+/* The token ids scored for item i of (t, l): the prompt (add_special_tokens=True) + the suffix's ids.
+ * *ids heap (caller frees). */
+int qa_eval_item_tokens(const qa_eval_suite *s, const qa_tokenizer *tok, int t, int l, int i, int32_t **ids,
+                        size_t *n, qa_err *e);
+/* Is predicted label `pred` of item i correct? corrected gold: pred equals the English record's class;
+ * paper gold: as the mode's script compares (english-labels and irrelevant-labels: the file's gold string
+ * equals target_label_words[L][pred]; target-labels: the predicted target-language word starts with it). */
+int qa_eval_item_correct(const qa_eval_suite *s, int t, int l, int i, int pred);
+
 /* ---- label-token sets (paper-protocol.md §6.4, the scripts' process_tokens) ------------------ */
 /* The token ids of `word`: every character prefix p and "▁" + p that is exactly a vocab key; the
  * byte-fallback token <0xXX> of the first UTF-8 byte of word[0] when Python's bytes repr of word[0]
@@ -104,6 +149,9 @@ int qa_eval_dump_prompts(const qa_eval_suite *s, const char *path, qa_err *e);
  * tokenizers also the first id of encoding each prefix p. Sorted, unique, *ids heap (caller frees).
  * An empty set is not an error here (*n = 0). */
 int qa_eval_label_tokens(const qa_tokenizer *tok, const char *word, int32_t **ids, int *n, qa_err *e);
+#define QA_EVAL_LT_NO_FIRST_TOKEN 1u  /* without the first-token rule (emotion_eval_2shot_irrelative.py lacks it) */
+int qa_eval_label_tokens_opt(const qa_tokenizer *tok, const char *word, unsigned flags, int32_t **ids, int *n,
+                             qa_err *e);
 
 /* ---- running ---------------------------------------------------------------------------------- */
 typedef void (*qa_eval_log_fn)(void *ctx, const char *line);

@@ -20,6 +20,10 @@ typedef struct qa_eval_taskdef {
     const char **query;                       /* [n_langs] query[L] */
     size_t *query_len;
     const char **target_words;                /* [n_langs * n_labels] target_label_words[L][label] */
+    /* the scoring mode's view (eval/scoring.c, set by qa_eval_scoring_setup) */
+    char **owned_prefix;                      /* [n_langs] prefixes built here (irrelevant-labels), else NULL */
+    const char **score_words;                 /* [n_langs * n_labels] the words whose sets are scored */
+    char **score_suffix;                      /* [n_langs] text appended to the prompt ids, or NULL */
 } qa_eval_taskdef;
 
 typedef struct qa_eval_cellsrc {
@@ -37,6 +41,7 @@ struct qa_eval_suite {
     char *data_dir;
     qa_eval_gold gold;
     qa_eval_prompt_variant prompt;
+    qa_eval_scoring scoring;
     int limit;
     json_t *tasks_json;                       /* owns the prefix / query / word strings */
     int n_tasks;
@@ -45,6 +50,11 @@ struct qa_eval_suite {
     char **langs;                             /* [n_langs] */
     qa_eval_cellsrc *cells;                   /* [n_tasks * n_langs], task-major */
 };
+
+/* The scoring mode's prefixes, scored words and suffixes of one task (after its prefixes, queries and
+ * target words are loaded); errors name tasks.json (path) and the task. Freed by qa_eval_scoring_free. */
+int qa_eval_scoring_setup(const qa_eval_suite *s, qa_eval_taskdef *td, const char *path, qa_err *e);
+void qa_eval_scoring_free(const qa_eval_suite *s, qa_eval_taskdef *td);
 
 static inline qa_eval_cellsrc *qa_eval_cellsrc_at(const qa_eval_suite *s, int t, int l) {
     return &s->cells[(size_t)t * s->n_langs + l];

@@ -7,7 +7,8 @@
  *      "<0xHH>" of its first byte, if that key exists (SentencePiece byte fallback; Llama/Mistral);
  *   4. Qwen only ("Qwen" in model_size in the scripts; here: the tokenizer is byte-level BPE): for
  *      every p in P the first id of tokenizer(p)["input_ids"] (add_special_tokens=True; Qwen adds no BOS);
- *   5. the de-duplicated set (here sorted ascending). */
+ *   5. the de-duplicated set (here sorted ascending).
+ * Step 4 is skipped with QA_EVAL_LT_NO_FIRST_TOKEN (the irrelevant-label control script has no such step). */
 #include "eval/eval.h"
 #include "common/qa_mem.h"
 
@@ -33,6 +34,11 @@ static int cmp_i32(const void *a, const void *b) {
 }
 
 int qa_eval_label_tokens(const qa_tokenizer *tok, const char *word, int32_t **ids, int *n, qa_err *e) {
+    return qa_eval_label_tokens_opt(tok, word, 0, ids, n, e);
+}
+
+int qa_eval_label_tokens_opt(const qa_tokenizer *tok, const char *word, unsigned flags, int32_t **ids, int *n,
+                             qa_err *e) {
     *ids = NULL;
     *n = 0;
     size_t len = strlen(word);
@@ -42,7 +48,7 @@ int qa_eval_label_tokens(const qa_tokenizer *tok, const char *word, int32_t **id
     const size_t SP = 3; /* "▁" U+2581 = E2 96 81 */
     char *buf = qa_malloc(len + SP + 1);
     memcpy(buf, "\xE2\x96\x81", SP);
-    const int byte_level = qa_tok_is_byte_level(tok);
+    const int byte_level = qa_tok_is_byte_level(tok) && !(flags & QA_EVAL_LT_NO_FIRST_TOKEN);
     for (size_t end = 0; end < len;) {
         end += u8_len((const unsigned char *)word + end, len - end);
         /* p = word[:end] and "▁" + p */

@@ -27,21 +27,43 @@ static int write_json(const char *dir, const char *name, json_t *j, qa_err *e) {
     return rc;
 }
 
+/* the tokenizer as scored: the control's label sets never get the Qwen first-token rule */
+static const char *tokenizer_desc(const qa_eval_results *r) {
+    if (r->suite->scoring == QA_EVAL_SCORING_IRRELEVANT && strstr(r->tokenizer_kind, "byte-level"))
+        return "byte-level (no first-token rule: the control)";
+    return r->tokenizer_kind;
+}
+
 static json_t *results_json(const qa_eval_results *r) {
     const qa_eval_suite *s = r->suite;
     json_t *j = json_object();
     json_t *proto = json_object();
-    json_object_set_new(proto, "name", json_string(QA_EVAL_PROTOCOL));
+    json_object_set_new(proto, "name", json_string(qa_eval_scoring_protocol(s->scoring)));
     json_object_set_new(proto, "version", json_integer(QA_EVAL_PROTOCOL_VERSION));
     json_object_set_new(proto, "prompt", json_string(s->prompt == QA_EVAL_PROMPT_TARGET_LABELS
                                                           ? "prefix_target_labels[L] + query[L] (tasks.json), "
                                                             "tokenized whole with add_special_tokens=True"
+                                                      : s->prompt == QA_EVAL_PROMPT_IRRELEVANT_LABELS
+                                                          ? "prefix_target_labels[L] with the demo label words "
+                                                            "replaced by \"ox\" / \"horse\" + query[L] (tasks.json), "
+                                                            "tokenized whole with add_special_tokens=True"
                                                           : "prefix_english_labels[L] + query[L] (tasks.json), "
                                                             "tokenized whole with add_special_tokens=True"));
     json_object_set_new(proto, "prompt_variant", json_string(qa_eval_prompt_variant_name(s->prompt)));
-    json_object_set_new(proto, "score", json_string("per label: logsumexp of the next-token logits over its "
-                                                     "process_tokens set; the largest wins; seeded coin on exact ties"));
+    json_object_set_new(proto, "scoring", json_string(qa_eval_scoring_name(s->scoring)));
+    json_object_set_new(proto, "score", json_string(
+        s->scoring == QA_EVAL_SCORING_TARGET
+            ? "per label: logsumexp of the next-token logits over the process_tokens set of its target-language "
+              "word (labels sharing a prefix: the prefix's ids appended to the prompt, the remainders scored); the "
+              "largest wins; paper gold: correct iff the predicted word starts with the gold string; seeded coin "
+              "on exact ties"
+        : s->scoring == QA_EVAL_SCORING_IRRELEVANT
+            ? "per label: logsumexp of the next-token logits over the process_tokens set (no first-token rule) of "
+              "its control word (positive: ox, negative: horse); the largest wins; seeded coin on exact ties"
+            : "per label: logsumexp of the next-token logits over its process_tokens set; the largest wins; "
+              "seeded coin on exact ties"));
     json_object_set_new(j, "protocol", proto);
+    json_object_set_new(j, "scoring", json_string(qa_eval_scoring_name(s->scoring)));
     time_t now = time(NULL);
     char ts[32];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -49,7 +71,7 @@ static json_t *results_json(const qa_eval_results *r) {
     json_object_set_new(j, "model", str_or_null(r->model_id));
     json_object_set_new(j, "adapter", str_or_null(r->adapter_id));
     json_object_set_new(j, "precision", json_string(r->precision));
-    json_object_set_new(j, "tokenizer", json_string(r->tokenizer_kind));
+    json_object_set_new(j, "tokenizer", json_string(tokenizer_desc(r)));
     json_object_set_new(j, "gold", json_string(qa_eval_gold_name(r->gold)));
     json_object_set_new(j, "seed", json_integer((json_int_t)r->seed));
     json_object_set_new(j, "ties", json_integer(r->ties));
@@ -110,11 +132,17 @@ static char *results_md(const qa_eval_results *r) {
     qa_sb_printf(&b, "- gold labels: **%s**%s\n", qa_eval_gold_name(r->gold),
               r->gold == QA_EVAL_GOLD_PAPER ? " (the original scripts: SNLI ja/bn capped at 66.7%, no scored swapped)"
                                             : " (gold of item i = the English record i)");
-    qa_sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, r->tokenizer_kind,
+    qa_sb_printf(&b, "- precision: %s; tokenizer: %s; seed %llu; exact ties: %d\n", r->precision, tokenizer_desc(r),
               (unsigned long long)r->seed, r->ties);
-    qa_sb_printf(&b, "- protocol: %s v%d (paper-protocol.md §6); %d items%s\n", QA_EVAL_PROTOCOL,
+    qa_sb_printf(&b, "- protocol: %s v%d; %d items%s\n", qa_eval_scoring_protocol(s->scoring),
               QA_EVAL_PROTOCOL_VERSION, r->n_items, s->limit > 0 ? " (--limit)" : "");
-    if (s->prompt != QA_EVAL_PROMPT_ENGLISH_LABELS)
+    qa_sb_printf(&b, "- scoring: **%s** (%s)\n", qa_eval_scoring_name(s->scoring),
+              s->scoring == QA_EVAL_SCORING_TARGET
+                  ? "target-language demo labels and label words, emotion_eval_2shot.py"
+              : s->scoring == QA_EVAL_SCORING_IRRELEVANT
+                  ? "the irrelevant-label control: demo labels ox / horse, emotion_eval_2shot_irrelative.py"
+                  : "English label words, the enout scripts");
+    if (s->prompt != QA_EVAL_PROMPT_ENGLISH_LABELS && s->scoring == QA_EVAL_SCORING_ENGLISH)
         qa_sb_printf(&b, "- prompt: **%s** demonstrations (scored on the English label words)\n",
                   qa_eval_prompt_variant_name(s->prompt));
     qa_sb_printf(&b, "\n");
@@ -158,6 +186,7 @@ static int write_predictions(const qa_eval_results *r, const char *dir, qa_err *
         json_object_set_new(j, "lang", json_string(s->langs[p->lang]));
         json_object_set_new(j, "index", json_integer(p->index));
         json_object_set_new(j, "pred", json_string(td->labels[p->pred]));
+        json_object_set_new(j, "pred_word", json_string(qa_eval_pred_word(s, p->task, p->lang, p->pred)));
         json_object_set_new(j, "gold", p->gold >= 0 ? json_string(td->labels[p->gold]) : json_null());
         json_object_set_new(j, "gold_text", json_string(p->gold_text));
         json_object_set_new(j, "correct", json_boolean(p->correct));

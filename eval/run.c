@@ -76,11 +76,8 @@ static int tokenize_item(tokcache *tc, const qa_eval_suite *s, const qa_tokenize
                          qa_err *e) {
     if (tc->ids[g]) return 0;
     const int t = cell / s->n_langs, l = cell % s->n_langs;
-    size_t plen, n = 0;
-    char *prompt = qa_eval_prompt(s, t, l, index, &plen);
-    int bad = qa_tok_encode(tok, prompt, plen, 1, &tc->ids[g], &n, e);
-    free(prompt);
-    if (bad)
+    size_t n = 0;
+    if (qa_eval_item_tokens(s, tok, t, l, index, &tc->ids[g], &n, e)) /* prompt (+ the scoring suffix) */
         return qa_err_prefix(e, "task '%s', language '%s', record %d: tokenizing the prompt", s->tasks[t].name,
                              s->langs[l], index);
     if (n == 0)
@@ -223,25 +220,27 @@ static void task_heads_free(task_heads *h) {
     memset(h, 0, sizeof *h);
 }
 
-static int task_heads_init(task_heads *h, const qa_eval_suite *s, int t, const qa_model *m, const qa_tokenizer *tok,
-                           int want_head, qa_err *e) {
+/* The label sets of cell (t, l): the scoring mode's words (eval/scoring.c) */
+static int task_heads_init(task_heads *h, const qa_eval_suite *s, int t, int l, const qa_model *m,
+                           const qa_tokenizer *tok, int want_head, qa_err *e) {
     const qa_eval_taskdef *td = &s->tasks[t];
     memset(h, 0, sizeof *h);
     h->n_labels = td->n_labels;
     int total = 0;
     for (int k = 0; k < td->n_labels; k++) {
-        if (qa_eval_label_tokens(tok, td->label_words[k], &h->ids[k], &h->n_ids[k], e))
-            return qa_err_prefix(e, "task '%s', label '%s'", td->name, td->labels[k]);
+        const char *word = qa_eval_scored_word(s, t, l, k);
+        if (qa_eval_label_tokens_opt(tok, word, qa_eval_label_token_flags(s), &h->ids[k], &h->n_ids[k], e))
+            return qa_err_prefix(e, "task '%s', language '%s', label '%s'", td->name, s->langs[l], td->labels[k]);
         if (h->n_ids[k] == 0)
-            return QA_ERR(e, "task '%s', label '%s': the label word \"%s\" has no token in the tokenizer's vocabulary "
-                             "(no prefix, no \"\xE2\x96\x81\" prefix, no byte token); fix english_label_words in "
-                             "tasks.json or use the model's own tokenizer",
-                          td->name, td->labels[k], td->label_words[k]);
+            return QA_ERR(e, "task '%s', language '%s', label '%s': the scored word \"%s\" (%s scoring) has no token "
+                             "in the tokenizer's vocabulary (no prefix, no \"\xE2\x96\x81\" prefix, no byte token); "
+                             "fix its label words in tasks.json or use the model's own tokenizer",
+                          td->name, s->langs[l], td->labels[k], word, qa_eval_scoring_name(s->scoring));
         for (int j = 0; j < h->n_ids[k]; j++)
             if (h->ids[k][j] >= m->cfg.vocab)
                 return QA_ERR(e, "task '%s', label '%s': token id %d of \"%s\" is outside the model's vocabulary "
                                  "(%d): the tokenizer does not belong to this model",
-                              td->name, td->labels[k], h->ids[k][j], td->label_words[k], m->cfg.vocab);
+                              td->name, td->labels[k], h->ids[k][j], word, m->cfg.vocab);
         total += h->n_ids[k];
     }
     h->uni = qa_malloc(sizeof(int32_t) * total);
@@ -451,38 +450,37 @@ out:
 /* This rank's share: every batch of the plan assigned to it, cell by cell. */
 static int compute_share(rank_state *rs, const qa_eval_suite *s, const plan *pl, int me, qa_model *m,
                          const qa_lora *lora, const qa_tokenizer *tok, const qa_eval_run_opts *o, qa_err *e) {
-    task_heads *th = qa_calloc(s->n_tasks, sizeof *th);
-    int *th_ok = qa_calloc(s->n_tasks, sizeof(int));
-    int rc = -1, cur = -1;
+    task_heads th; /* the label sets of the current cell */
+    int th_ok = 0, rc = -1, cur = -1;
     for (int j = 0; j < pl->n_batches; j++) {
         const plan_batch *pb = &pl->b[j];
         if (pb->rank != me) continue;
         const int t = pb->cell / s->n_langs, l = pb->cell % s->n_langs;
-        if (!th_ok[t]) {
-            if (task_heads_init(&th[t], s, t, m, tok, !o->full_vocab, e)) {
-                task_heads_free(&th[t]);
+        if (pb->cell != cur) {
+            if (th_ok) task_heads_free(&th);
+            th_ok = 0;
+            if (task_heads_init(&th, s, t, l, m, tok, !o->full_vocab, e)) {
+                task_heads_free(&th);
                 goto out;
             }
-            th_ok[t] = 1;
+            th_ok = 1;
         }
-        const int nout = o->full_vocab ? m->cfg.vocab : th[t].n_uni;
+        const int nout = o->full_vocab ? m->cfg.vocab : th.n_uni;
         if (pb->cell != cur) {
             if (me == 0) logf_(o, "eval: %s/%s: %d items", s->tasks[t].name, s->langs[l], s->cells[pb->cell].n);
             if (o->prefix_cache) {
-                if (set_prefix(rs, s, pb->cell, m, lora, o->full_vocab ? NULL : &th[t].head, nout, e)) goto out;
+                if (set_prefix(rs, s, pb->cell, m, lora, o->full_vocab ? NULL : &th.head, nout, e)) goto out;
             } else if (rs->have_kv) {
                 qa_kv_cache_free(&rs->kv);
                 rs->have_kv = 0;
             }
             cur = pb->cell;
         }
-        if (run_batch(rs, s, pl, pb, m, lora, tok, &th[t], o, e)) goto out;
+        if (run_batch(rs, s, pl, pb, m, lora, tok, &th, o, e)) goto out;
     }
     rc = 0;
 out:
-    for (int t = 0; t < s->n_tasks; t++) if (th_ok[t]) task_heads_free(&th[t]);
-    free(th);
-    free(th_ok);
+    if (th_ok) task_heads_free(&th);
     return rc;
 }
 
@@ -627,10 +625,7 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
             }
             p->gold = c->gold[w->index];
             p->gold_text = c->answer[w->index];
-            if (s->gold == QA_EVAL_GOLD_PAPER)
-                p->correct = !strcmp(c->answer[w->index], s->tasks[t].target_words[(size_t)l * K + w->pred]);
-            else
-                p->correct = p->gold == w->pred;
+            p->correct = qa_eval_item_correct(s, t, l, w->index, w->pred); /* the scoring mode's rule */
             cnt[w->cell * 3] += p->correct;
             cnt[w->cell * 3 + 1] += p->tie;
         }

@@ -19,13 +19,16 @@ int qa_eval_gold_parse(const char *s, qa_eval_gold *g, qa_err *e) {
 }
 
 const char *qa_eval_prompt_variant_name(qa_eval_prompt_variant p) {
-    return p == QA_EVAL_PROMPT_TARGET_LABELS ? "target-labels" : "english-labels";
+    return p == QA_EVAL_PROMPT_TARGET_LABELS       ? "target-labels"
+           : p == QA_EVAL_PROMPT_IRRELEVANT_LABELS ? "irrelevant-labels"
+                                                   : "english-labels";
 }
 
 int qa_eval_prompt_variant_parse(const char *s, qa_eval_prompt_variant *p, qa_err *e) {
     if (!strcmp(s, "english-labels")) *p = QA_EVAL_PROMPT_ENGLISH_LABELS;
     else if (!strcmp(s, "target-labels")) *p = QA_EVAL_PROMPT_TARGET_LABELS;
-    else return QA_ERR(e, "prompt variant '%s' is unknown (use english-labels or target-labels)", s);
+    else if (!strcmp(s, "irrelevant-labels")) *p = QA_EVAL_PROMPT_IRRELEVANT_LABELS;
+    else return QA_ERR(e, "prompt variant '%s' is unknown (use english-labels, target-labels or irrelevant-labels)", s);
     return 0;
 }
 
@@ -107,14 +110,14 @@ static int load_taskdef(qa_eval_suite *s, json_t *tj, const char *name, const ch
                           name, td->labels[c]);
         td->label_words[c] = qa_strdup(w);
     }
-    const char *pre_key =
-        s->prompt == QA_EVAL_PROMPT_TARGET_LABELS ? "prefix_target_labels" : "prefix_english_labels";
+    const int tgt_prefix = s->prompt != QA_EVAL_PROMPT_ENGLISH_LABELS; /* target- and irrelevant-labels */
+    const char *pre_key = tgt_prefix ? "prefix_target_labels" : "prefix_english_labels";
     json_t *pre = json_object_get(tj, pre_key), *qry = json_object_get(tj, "query"),
            *tlw = json_object_get(tj, "target_label_words");
-    if (!json_is_object(pre) && s->prompt == QA_EVAL_PROMPT_TARGET_LABELS)
-        return QA_ERR(e, "%s: task '%s' has no \"prefix_target_labels\": the target-label prompt exists for the "
+    if (!json_is_object(pre) && tgt_prefix)
+        return QA_ERR(e, "%s: task '%s' has no \"prefix_target_labels\": the %s prompt exists for the "
                          "tasks that define it (emotion in the paper's data); select those tasks or use the "
-                         "english-labels prompt", path, name);
+                         "english-labels prompt and scoring", path, name, qa_eval_prompt_variant_name(s->prompt));
     if (!json_is_object(pre))
         return QA_ERR(e, "%s: task '%s': key \"%s\" is missing or not an object", path, name, pre_key);
     if (!json_is_object(qry)) return QA_ERR(e, "%s: task '%s': key \"query\" is missing or not an object", path, name);
@@ -145,7 +148,7 @@ static int load_taskdef(qa_eval_suite *s, json_t *tj, const char *name, const ch
             td->target_words[(size_t)l * td->n_labels + c] = w;
         }
     }
-    return 0;
+    return qa_eval_scoring_setup(s, td, path, e);
 }
 
 /* ---- test files --------------------------------------------------------------------------- */
@@ -388,7 +391,10 @@ int qa_eval_suite_load(qa_eval_suite **out, const qa_eval_selection *sel, qa_err
     qa_eval_suite *s = qa_calloc(1, sizeof *s);
     s->data_dir = qa_strdup(sel->data_dir);
     s->gold = sel->gold;
-    s->prompt = sel->prompt;
+    s->scoring = sel->scoring;
+    s->prompt = sel->scoring == QA_EVAL_SCORING_TARGET       ? QA_EVAL_PROMPT_TARGET_LABELS
+                : sel->scoring == QA_EVAL_SCORING_IRRELEVANT ? QA_EVAL_PROMPT_IRRELEVANT_LABELS
+                                                             : sel->prompt;
     s->limit = sel->limit;
     if (suite_load(s, sel, e)) {
         qa_eval_suite_free(s);
@@ -405,6 +411,7 @@ void qa_eval_suite_free(qa_eval_suite *s) {
     free(s->cells);
     for (int t = 0; t < s->n_tasks; t++) {
         qa_eval_taskdef *td = &s->tasks[t];
+        qa_eval_scoring_free(s, td);
         free(td->name);
         free(td->test_file);
         for (int f = 0; f < td->n_fields; f++) free(td->fields[f]);

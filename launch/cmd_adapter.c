@@ -14,6 +14,7 @@
 #include "eval/eval.h"
 #include "io/checkpoint.h"
 #include "model/model.h"
+#include "train/best.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -21,11 +22,14 @@
 #include <string.h>
 
 static void export_usage(FILE *f) {
-    fprintf(f, "usage: qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--model DIR]\n\n"
+    fprintf(f, "usage: qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--model DIR]\n"
+               "       qalign export-peft RUN_DIR OUT_DIR --best [--model DIR]\n\n"
                "Write the LoRA adapter of a training checkpoint as a PEFT adapter directory\n"
                "(adapter_config.json + adapter_model.safetensors in F32), loadable with\n"
                "peft.PeftModel.from_pretrained(base, OUT_DIR) and with qalign --adapter OUT_DIR.\n\n"
                "  CKPT_OR_RUN_DIR  checkpoints/step_N.h5, or a run directory (its newest valid checkpoint)\n"
+               "  --best           the checkpoint of the lowest validation loss in RUN_DIR/metrics.jsonl (the\n"
+               "                   earliest on ties; kept in RUN_DIR/best by checkpoint.keep_best); says its step\n"
                "  --model DIR      the base model (default: base_model recorded in the checkpoint)\n");
 }
 
@@ -48,9 +52,10 @@ static int base_model_of(const char *path, char *out, size_t cap, qa_err *e) {
 
 int cmd_export_peft(int argc, char **argv) {
     const char *pos[2] = {NULL, NULL}, *model = NULL;
-    int np = 0;
+    int np = 0, best = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { export_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--best")) { best = 1; continue; }
         if (!strcmp(argv[i], "--model") && i + 1 < argc) { model = argv[++i]; continue; }
         if (argv[i][0] == '-' || np == 2) {
             fprintf(stderr, "qalign export-peft: error: unexpected argument '%s'\n", argv[i]);
@@ -61,6 +66,18 @@ int cmd_export_peft(int argc, char **argv) {
     }
     if (np != 2) { export_usage(stderr); return 2; }
     qa_err e = {0};
+    char best_ckpt[4096];
+    if (best) { /* the run's lowest validation loss (train/best.h) */
+        qa_best_val bv;
+        if (!qa_is_dir(pos[0])) {
+            fprintf(stderr, "qalign export-peft: error: --best needs the run directory, not %s\n", pos[0]);
+            return 2;
+        }
+        if (qa_best_find(pos[0], best_ckpt, sizeof best_ckpt, &bv, &e)) { qa_err_print(&e); return 1; }
+        printf("best: step %lld, validation loss %.6f, the lowest of %lld validation(s) in %s/metrics.jsonl: %s\n",
+               (long long)bv.step, bv.val_loss, (long long)bv.n_val, pos[0], best_ckpt);
+        pos[0] = best_ckpt;
+    }
     char base[4096];
     if (model) snprintf(base, sizeof base, "%s", model);
     else if (base_model_of(pos[0], base, sizeof base, &e)) { qa_err_print(&e); return 1; }

@@ -37,7 +37,12 @@ static void usage(FILE *f) {
             "  --no-prefix-cache    run every prompt in full (for checks and benchmarks)\n"
             "  --full-vocab         full-vocabulary logits at the last position: predictions carry softmax masses\n"
             "  --prompt VARIANT     english-labels (default: the paper's enout demos) | target-labels (emotion:\n"
-            "                       target-language demo labels, the prompt of the paper's logit lens and PCA)\n"
+            "                       target-language demo labels, the prompt of the paper's logit lens and PCA) |\n"
+            "                       irrelevant-labels (emotion: demo labels ox / horse)\n"
+            "  --scoring MODE       english-labels (default: English label words scored, the paper's tables) |\n"
+            "                       target-labels (emotion: target-language demo labels and label words scored,\n"
+            "                       Thai's shared prefix appended first) | irrelevant-labels (emotion: the control,\n"
+            "                       demo labels ox / horse scored); the mode sets its prompt; results say which\n"
             "  --dump-activations FILE  also write per item and layer the hidden state at the last prompt position\n"
             "                       and the mean over positions to FILE (HDF5, docs/analysis.md; runs every prompt\n"
             "                       in full); without --out only the dump is made\n"
@@ -121,7 +126,7 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
     qa_eval_run_opts_default(&ro);
-    int stats = 0, threads = 0;
+    int stats = 0, prompt_given = 0, threads = 0;
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -143,6 +148,13 @@ int cmd_eval(int argc, char **argv) {
         else if (more && !strcmp(a, "--prompt")) {
             qa_err e = {0};
             if (qa_eval_prompt_variant_parse(argv[++i], &sel.prompt, &e)) {
+                fprintf(stderr, "qalign eval: %s\n", e.msg);
+                return 2;
+            }
+            prompt_given = 1;
+        } else if (more && !strcmp(a, "--scoring")) {
+            qa_err e = {0};
+            if (qa_eval_scoring_parse(argv[++i], &sel.scoring, &e)) {
                 fprintf(stderr, "qalign eval: %s\n", e.msg);
                 return 2;
             }
@@ -177,6 +189,15 @@ int cmd_eval(int argc, char **argv) {
             return 2;
         }
     }
+    if (prompt_given && sel.scoring != QA_EVAL_SCORING_ENGLISH &&
+        strcmp(qa_eval_prompt_variant_name(sel.prompt), qa_eval_scoring_name(sel.scoring))) {
+        fprintf(stderr, "qalign eval: --scoring %s uses the %s prompt; drop --prompt %s\n",
+                qa_eval_scoring_name(sel.scoring), qa_eval_scoring_name(sel.scoring),
+                qa_eval_prompt_variant_name(sel.prompt));
+        return 2;
+    }
+    if (sel.scoring == QA_EVAL_SCORING_TARGET) sel.prompt = QA_EVAL_PROMPT_TARGET_LABELS; /* the mode's prompt */
+    if (sel.scoring == QA_EVAL_SCORING_IRRELEVANT) sel.prompt = QA_EVAL_PROMPT_IRRELEVANT_LABELS;
     if (!model_dir && !dump && !stats) {
         fprintf(stderr, "qalign eval: --model is required (or --dump-prompts / --token-stats alone)\n\n");
         usage(stderr);

@@ -19,13 +19,16 @@ static void usage(FILE *f) {
             "options:\n"
             "  --dump FILE        the activation dump\n"
             "  --out DIR          pca.h5, pca_scores.csv, pca_variance.csv, pearson.csv, pearson.md,\n"
-            "                     pca_layer_XX.png/.svg and pca.png/.svg (the plotted layers side by side)\n"
+            "                     pca_layer_XX.png/.svg, pca.png/.svg (the plotted layers side by side) and\n"
+            "                     pca_buckets.png/.svg (the same, coloured by record-index bucket)\n"
             "  --task NAME        the task (default: the dump's only task)\n"
             "  --langs LIST       languages fitted and plotted (default: all in the dump, in its order)\n"
             "  --pool NAME        mean (default: mean over the prompt's positions, as the paper) | last\n"
             "  --layers LIST      all (default) | e.g. 0,12,24: layers of the tables (0 = embeddings, L = after\n"
             "                     the final norm)\n"
             "  --plot-layers LIST layers drawn (default: about L/4, L/2, 3L/4 and L)\n"
+            "  --bucket-size N    pca_buckets.png/.svg: the plotted layers' points coloured by record-index bucket\n"
+            "                     (0-N, N-2N, ...; default 100, the notebook's; 0 = no such figure)\n"
             "  --all-pairs        every language pair (default: the paper's pairs en-de en-fr en-hi de-fr de-hi\n"
             "                     fr-hi en-th en-sw en-ms among the languages present, else every pair)\n"
             "  --title TEXT       figure title (default: from the dump's model)\n"
@@ -54,6 +57,15 @@ int cmd_pca(int argc, char **argv) {
         else if (more && !strcmp(a, "--layers")) o.layers = argv[++i];
         else if (more && !strcmp(a, "--plot-layers")) o.plot_layers = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
+        else if (more && !strcmp(a, "--bucket-size")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 1000000000L) {
+                fprintf(stderr, "qalign pca: --bucket-size needs an integer >= 0, got '%s'\n", argv[i]);
+                return 2;
+            }
+            o.bucket_size = (int)v;
+        }
         else if (more && !strcmp(a, "--format")) {
             if (qa_launch_parse_formats(argv[++i], &o.png, &o.svg)) {
                 fprintf(stderr, "qalign pca: --format takes png, svg or png,svg, got '%s'\n", argv[i]);

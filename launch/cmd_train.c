@@ -62,15 +62,16 @@ static int world_from_env(const char **src) {
 }
 
 /* Per-rank memory of training tc on model config c (checkpoint header st, NULL: weights not counted) on backend
- * ops, rows of T tokens: the bytes model/'s allocations make for that shape (qa_model_memory_estimate). */
+ * ops, micro-batches of B rows of T tokens (qa_data_batch_shape): the bytes model/'s allocations make for that
+ * shape (qa_model_memory_estimate). */
 static void print_memory(const qa_train_config *tc, const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
-                         int T) {
+                         int B, int T) {
     unsigned mask = 0;
     for (size_t i = 0; i < tc->lora.targets.n; i++) {
         int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
         if (m >= 0) mask |= QA_LORA_BIT(m);
     }
-    const int B = tc->train.micro_batch, rows = qa_train_logit_rows(B, T);
+    const int rows = qa_train_logit_rows(B, T);
     const qa_mem_shape s = {.train = 1, .B = B, .T = T, .max_logit_rows = rows, .lora_modules = mask,
                             .lora_r = tc->lora.r};
     qa_mem_estimate m;
@@ -144,6 +145,8 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     printf("  rows per optimizer step   %lld (micro-batch %d x grad-accum %d, over all ranks; %d micro-batches per "
            "rank)\n", (long long)p.rows_per_step, tc->train.micro_batch, tc->train.grad_accum,
            tc->train.grad_accum / world);
+    if (tc->data.padding_free)
+        printf("  micro-batch layout        padding-free: the rows end to end in one row, no padding computed\n");
     printf("  steps per epoch           %lld (%lld training rows%s)\n", (long long)p.steps_per_epoch,
            (long long)p.rows_per_epoch, tc->data.packing ? ", packed" : ", one example each");
     printf("  total steps               %lld (%s)\n", (long long)p.total_steps,
@@ -161,12 +164,12 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     else
         printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
 
-    int T = tc->data.packing ? in.data.row_len : in.data.max_len; /* as the trainer sizes its workspace */
-    if (T < 1) T = 1;
+    int B, T; /* as the trainer sizes its workspace */
+    qa_data_batch_shape(&in.data, tc->train.micro_batch, &B, &T);
     qa_safetensors st;
     int have_st = qa_st_open_dir(&st, tc->model.path, &e) == 0; /* the header: dtypes of the weight views */
     if (!have_st) fprintf(stderr, "qalign: warning: base weights not counted: %s\n", e.msg);
-    print_memory(tc, &in.hf, have_st ? &st : NULL, ops, T);
+    print_memory(tc, &in.hf, have_st ? &st : NULL, ops, B, T);
     if (have_st) qa_st_close(&st);
     qa_train_inputs_free(&in);
     return 0;

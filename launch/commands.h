@@ -20,6 +20,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_label_tokens(int argc, char **argv);
 int cmd_lens(int argc, char **argv);
 int cmd_pca(int argc, char **argv);
+int cmd_loss_curve(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 #endif

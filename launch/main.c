@@ -22,6 +22,7 @@ static const qa_command COMMANDS[] = {
     {"lens", "logit lens of activation dumps: latent English vs target language per layer (CSV, HDF5, PNG/SVG)",
      cmd_lens},
     {"pca", "PCA of per-layer representations by language and Pearson r of PC1 between language pairs", cmd_pca},
+    {"loss-curve", "the training and validation loss of a run (metrics.jsonl) as CSV and PNG/SVG", cmd_loss_curve},
     {"label-tokens", "the paper's label-token set of each word for a tokenizer (JSON arrays of ids)", cmd_label_tokens},
     {"info", "describe a model directory: architecture, parameters, storage, memory estimates", cmd_info},
     {"init-model", "write a randomly initialized model directory in the Hugging Face layout", cmd_init_model},

@@ -5,8 +5,11 @@
 #   3. evaluate the base model on the paper's 3 tasks x 20 languages (a few items each)
 #   4. question alignment: LoRA training on the paper's zh+es SNLI question files, 2 MPI ranks
 #   5. evaluate again with the trained adapter: a before/after table for all 20 languages
-#   6. look inside (paper Figures 1-2): activation dumps of base and aligned model on the emotion prompt with
-#      target-language demo labels, the logit lens (base vs aligned) and PCA / Pearson by language
+#   6. the training curve (best validation step marked) and the aligned model under the paper's two other
+#      emotion scorings (target-language labels, the irrelevant-label control)
+#   7. look inside (paper Figures 1-2): activation dumps of base and aligned model on the emotion prompt with
+#      target-language demo labels, the logit lens (base vs aligned, with the energy) and PCA / Pearson by
+#      language, and the PCA coloured by record-index bucket
 # The model is random, so the accuracies are chance-level noise: the demo shows the machinery.
 # Point configs/demo.yaml (model.path) at a real checkpoint for real numbers (README.md).
 set -euo pipefail
@@ -37,6 +40,13 @@ mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --l
 
 "$Q" eval-compare demo/eval-base demo/eval-aligned --out demo/before-after.md
 
+echo "== the training curve; the paper's other emotion scorings (target-language labels, the ox/horse control) =="
+"$Q" loss-curve runs/demo --out demo/analysis/loss --title "Training loss: the demo run (random model)"
+for mode in target-labels irrelevant-labels; do
+  mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --tasks emotion --scoring "$mode" \
+    --limit "$LIMIT" --out "demo/eval-aligned-$mode"
+done
+
 ALIMIT=${QALIGN_DEMO_ANALYSIS_LIMIT:-20}
 echo "== looking inside: activation dumps, logit lens, PCA (--limit $ALIMIT per language) =="
 ALANGS=en,de,fr,hi,th,sw,ms,zh,ru,ja,bn
@@ -46,6 +56,8 @@ mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --t
   --limit "$ALIMIT" --prompt target-labels --dump-activations demo/analysis/aligned.h5
 "$Q" lens --model demo/model --dump demo/analysis/base.h5 --label base --dump demo/analysis/aligned.h5 \
   --label aligned --langs zh,ru,ja,hi,sw,th,bn --out demo/analysis/lens
-"$Q" pca --dump demo/analysis/aligned.h5 --langs en,de,fr,hi,th,sw,ms --out demo/analysis/pca
-echo "demo: loss curve runs/demo/metrics.jsonl, adapter runs/demo/adapter, table demo/before-after.md,"
-echo "      logit lens demo/analysis/lens/lens_<lang>.png, PCA demo/analysis/pca/pca.png + pearson.md"
+"$Q" pca --dump demo/analysis/aligned.h5 --langs en,de,fr,hi,th,sw,ms --bucket-size $(( (ALIMIT + 4) / 5 )) \
+  --out demo/analysis/pca
+echo "demo: loss curve demo/analysis/loss/loss.png, adapters runs/demo/adapter + adapter-best, table demo/before-after.md,"
+echo "      logit lens demo/analysis/lens/lens_<lang>.png (+ lens_energy.csv), PCA demo/analysis/pca/pca.png,"
+echo "      pca_buckets.png + pearson.md, scorings demo/eval-aligned-{target,irrelevant}-labels/results.md"

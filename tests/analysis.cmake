@@ -7,6 +7,8 @@
 #   analysis_cli          qalign eval --dump-activations (1 and 2 ranks: identical), qalign lens and qalign pca:
 #                         CSV, HDF5, PNG and SVG
 #   analysis_numpy        h5py reads the dump (names, shapes, attributes); PCA and Pearson vs NumPy's SVD
+#   analysis_paper        the lens "energy" vs the paper's formula in NumPy (the tiny model, and a copy with a random
+#                         final-norm weight); the PCA scatter by record-index bucket
 #   analysis_badinput     dumps of another model (layers, width), missing datasets / attributes, not a dump,
 #                         usage errors: clear messages naming the file and the object
 set(QA_AN_DATA "${QALIGN_ASSETS}/paper-data")
@@ -53,6 +55,10 @@ if(QA_AN_PYTHON)
   add_test(NAME analysis_numpy COMMAND ${QA_AN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/analysis_check.py ${QA_AN_TMP}/cli)
   set_tests_properties(analysis_numpy PROPERTIES LABELS "analysis" TIMEOUT 120 SKIP_RETURN_CODE 77
     FIXTURES_REQUIRED analysis_cli)
+  add_test(NAME analysis_paper COMMAND ${QA_AN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/analysis_paper.py
+           $<TARGET_FILE:qalign> ${QA_AN_TMP})
+  set_tests_properties(analysis_paper PROPERTIES LABELS "analysis" TIMEOUT 180 SKIP_RETURN_CODE 77
+    FIXTURES_REQUIRED analysis_cli ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 endif()
 
 add_test(NAME analysis_badinput COMMAND sh -c

@@ -49,6 +49,11 @@ for s in 2 4; do
   c=$(ls "$d/cpu/checkpoints/"*"$s".h5 2>/dev/null | head -1) g=$(ls "$d/emu/checkpoints/"*"$s".h5 2>/dev/null | head -1)
   check "checkpoint step $s: LoRA, AdamW m and v: emu == cpu" '[ -n "$c" ] && [ -n "$g" ] && h5same "$c" "$g" /lora && h5same "$c" "$g" /optim'
 done
+bestof() { sed -e 's/"checkpoint": *"[^"]*"//' "$1/best/best.json" 2>/dev/null; } # step, loss, pass: not the path
+check "best checkpoint (checkpoint.keep_best) from the host mirror: emu == cpu (best.json, /lora, adapter-best bytes)" \
+  '[ -n "$(bestof "$d/cpu")" ] && [ "$(bestof "$d/cpu")" = "$(bestof "$d/emu")" ] &&
+   h5same "$(ls "$d/cpu/best/checkpoints/"*.h5)" "$(ls "$d/emu/best/checkpoints/"*.h5)" /lora &&
+   same "$d/cpu/adapter-best/adapter_model.safetensors" "$d/emu/adapter-best/adapter_model.safetensors"'
 check "evaluation during training: emu == cpu" 'same "$d/cpu/eval/step_00000002/predictions.jsonl" "$d/emu/eval/step_00000002/predictions.jsonl"'
 
 # resume on the device: stop after step 2 (max_steps 2), then continue to 4 (a constant schedule: a decaying one
@@ -56,6 +61,8 @@ check "evaluation during training: emu == cpu" 'same "$d/cpu/eval/step_00000002/
 run res emu --set train.max_steps=2; r1=$?
 run res emu; r2=$?
 check "resumed run exit 0" '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -q "resumed from" "$d/res.log"'
+check "resume on emu: the same best step and adapter-best" \
+  '[ "$(bestof "$d/res")" = "$(bestof "$d/emu")" ] && same "$d/res/adapter-best/adapter_model.safetensors" "$d/emu/adapter-best/adapter_model.safetensors"'
 check "resume on emu == uninterrupted emu (adapter bytes)" 'same "$d/res/adapter/adapter_model.safetensors" "$d/emu/adapter/adapter_model.safetensors"'
 
 # two ranks: the gradient all-reduce over device buffers (staged communicator) keeps the bits
@@ -64,6 +71,7 @@ if [ ${#MPIRUN[@]} -gt 0 ]; then
   "${MPIRUN[@]}" 2 "$Q" train --config "$d/c.yaml" --set model.device=cpu --set checkpoint.dir=$d/np2c >"$d/np2c.log" 2>&1; b=$?
   check "np=2 runs exit 0 ($(tail -2 "$d/np2e.log"))" '[ $a -eq 0 ] && [ $b -eq 0 ]'
   check "np=2 emu == np=2 cpu == np=1 (adapter bytes)" 'same "$d/np2e/adapter/adapter_model.safetensors" "$d/np2c/adapter/adapter_model.safetensors" && same "$d/np2e/adapter/adapter_model.safetensors" "$d/cpu/adapter/adapter_model.safetensors"'
+  check "np=2 emu: the same best step and adapter-best as np=1" '[ "$(bestof "$d/np2e")" = "$(bestof "$d/cpu")" ] && same "$d/np2e/adapter-best/adapter_model.safetensors" "$d/cpu/adapter-best/adapter_model.safetensors"'
   check "np=2 emu: losses == np=1" '[ "$(losses "$d/np2e/metrics.jsonl" | grep -v grad_norm)" = "$(losses "$d/cpu/metrics.jsonl" | grep -v grad_norm)" ]'
 else
   echo "no MPI launcher: the np=2 device all-reduce is not checked here"

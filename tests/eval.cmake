@@ -9,6 +9,10 @@
 #   eval_badinput       missing files, records missing fields, label words without tokens, usage errors
 #   eval_label_tokens   label-token sets vs a Python reference on HF `tokenizers` (skipped when it is missing)
 #   eval_mpi_np2        mpirun -np 2 gives byte-identical predictions to one process
+#   eval_scoring_*      the scoring modes (english-labels, target-labels with Thai's two steps, the irrelevant-label
+#                       control): hand-checked prompts, scored words and ids, correctness rules, the CLI
+#   eval_scoring_hf     the three emotion modes vs a re-implementation of the paper's scripts: transformers when
+#                       torch is installed, else a NumPy decoder + HF `tokenizers` (skipped without numpy/tokenizers)
 set(QA_EVAL_DATA "${QALIGN_ASSETS}/paper-data")
 set(QA_EVAL_TOK "${QALIGN_ASSETS}/tokenizers")
 set(QA_EVAL_TMP "${CMAKE_CURRENT_BINARY_DIR}/eval_tmp")
@@ -71,4 +75,22 @@ if(QA_EVAL_MPIEXEC)
      grep -v -E 'seconds|items_per_s|created_utc|world_size|tokens_computed' np2/results.json > np2/r.txt; \
      cmp np1/r.txt np2/r.txt; grep -q '\"world_size\": 2' np2/results.json; echo 'np=1 and np=2 agree'")
   set_tests_properties(eval_mpi_np2 PROPERTIES LABELS "eval;mpi" TIMEOUT 300 FIXTURES_REQUIRED eval_models)
+endif()
+
+# scoring modes (eval/scoring.c)
+qa_test_exe(test_eval_scoring SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_eval_scoring.c LIBS qa_eval qa_model qa_io m)
+foreach(part prompts words correct cli)
+  add_test(NAME eval_scoring_${part} COMMAND test_eval_scoring ${QA_EVAL_DATA} ${QA_EVAL_TOK}
+           ${QA_EVAL_TMP}/tiny-mistral $<TARGET_FILE:qalign> ${QA_EVAL_TMP} ${part})
+  set_tests_properties(eval_scoring_${part} PROPERTIES LABELS "eval" TIMEOUT 300 FIXTURES_REQUIRED eval_models
+    ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+endforeach()
+set_tests_properties(eval_scoring_correct PROPERTIES LABELS "eval;badinput")
+if(QA_EVAL_PYTHON)
+  add_test(NAME eval_scoring_hf
+           COMMAND ${QA_EVAL_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/eval_scoring_hf.py --qalign $<TARGET_FILE:qalign>
+                   --data ${QA_EVAL_DATA} --model ${QA_EVAL_TMP}/tiny-mistral --model ${QA_EVAL_TMP}/tiny-qwen2
+                   --out ${QA_EVAL_TMP}/scoring_hf --limit 2)
+  set_tests_properties(eval_scoring_hf PROPERTIES LABELS "eval" SKIP_RETURN_CODE 77 TIMEOUT 600
+    FIXTURES_REQUIRED eval_models ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1")
 endif()

@@ -329,7 +329,7 @@ static int test_dump(const char *data, const char *model_dir, const char *adapte
     snprintf(tp, sizeof tp, "%s/tokenizer.json", model_dir);
     if (qa_model_load(&m, model_dir, NULL, &e) || qa_tok_load(&tok, tp, &e)) { fail_err(model_dir, &e); return qt_finish(); }
     if (qa_eval_load_adapter(&l, &m, adapter, NULL, 0, &e)) { fail_err(adapter, &e); return qt_finish(); }
-    qa_eval_selection sel = {data, "emotion", "en,zh,hi,sw", 3, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_TARGET_LABELS};
+    qa_eval_selection sel = {data, "emotion", "en,zh,hi,sw", 3, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_TARGET_LABELS, QA_EVAL_SCORING_ENGLISH};
     qa_eval_suite *s;
     if (qa_eval_suite_load(&s, &sel, &e)) { fail_err("suite", &e); return qt_finish(); }
     qa_eval_dump_opts o;

@@ -60,7 +60,7 @@ static int lang_idx(const qa_eval_suite *s, const char *name) {
 static void test_prompts(void) {
     qa_err e = {0};
     qa_eval_suite *s = NULL;
-    qa_eval_selection sel = {DATA, NULL, "en,zh,nl,de,hi", 0, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {DATA, NULL, "en,zh,nl,de,hi", 0, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     if (qa_eval_suite_load(&s, &sel, &e)) { QT_CHECK(0, "suite: %s", e.msg); return; }
     const int te = task_idx(s, "emotion"), ts = task_idx(s, "snli"), tp = task_idx(s, "paws");
     const int en = lang_idx(s, "en"), zh = lang_idx(s, "zh"), nl = lang_idx(s, "nl"), de = lang_idx(s, "de");
@@ -148,7 +148,7 @@ static void test_gold(void) {
     qa_err e = {0};
     qa_eval_suite *sc = NULL, *sp = NULL;
     qa_eval_selection sel = {DATA, "snli,paws", "en,ja,bn,no,de", 0, QA_EVAL_GOLD_CORRECTED,
-                             QA_EVAL_PROMPT_ENGLISH_LABELS};
+                             QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     QT_CHECK(qa_eval_suite_load(&sc, &sel, &e) == 0, "corrected suite: %s", e.msg);
     sel.gold = QA_EVAL_GOLD_PAPER;
     QT_CHECK(qa_eval_suite_load(&sp, &sel, &e) == 0, "paper suite: %s", e.msg);
@@ -220,7 +220,7 @@ static void test_run_model(const char *dir, const char *langs) {
     if (load(&L, dir)) return;
     qa_err e = {0};
     qa_eval_suite *s = NULL;
-    qa_eval_selection sel = {DATA, NULL, langs, 5, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {DATA, NULL, langs, 5, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     if (qa_eval_suite_load(&s, &sel, &e)) { QT_CHECK(0, "suite: %s", e.msg); unload(&L); return; }
     qa_eval_results rb, r1, rn, rf;
     if (!run(s, &L, 16, 1, 0, &rb) && !run(s, &L, 1, 1, 0, &r1) && !run(s, &L, 7, 0, 0, &rn) &&
@@ -274,7 +274,7 @@ static void test_paper_gold(void) {
     if (load(&L, MISTRAL)) return;
     qa_err e = {0};
     qa_eval_suite *sc = NULL, *sp = NULL;
-    qa_eval_selection sel = {DATA, "snli", "en,ja,bn,no,de", 30, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {DATA, "snli", "en,ja,bn,no,de", 30, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     QT_CHECK(qa_eval_suite_load(&sc, &sel, &e) == 0, "corrected: %s", e.msg);
     sel.gold = QA_EVAL_GOLD_PAPER;
     QT_CHECK(qa_eval_suite_load(&sp, &sel, &e) == 0, "paper: %s", e.msg);
@@ -376,7 +376,7 @@ static void test_adapter(void) {
     qt_run(cmd, out, sizeof out);
     QT_CHECK(qa_ckpt_save(rundir, &meta, &cs, NULL, ckfile, sizeof ckfile, &e) == 0, "save checkpoint: %s", e.msg);
     qa_eval_suite *s = NULL;
-    qa_eval_selection sel = {DATA, "snli,emotion", "en,zh", 3, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {DATA, "snli,emotion", "en,zh", 3, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     QT_CHECK(qa_eval_suite_load(&s, &sel, &e) == 0, "suite: %s", e.msg);
     const char *paths[3] = {peft, ckfile, rundir};
     qa_eval_results r[4];
@@ -492,7 +492,7 @@ static void test_cli(void) {
     free(txt);
     /* --dump-prompts: one JSON string per line, task, language, index order, equal to the prompts */
     qa_eval_suite *s = NULL;
-    qa_eval_selection sel = {DATA, "snli,emotion", "en,zh,sw", 4, QA_EVAL_GOLD_PAPER, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {DATA, "snli,emotion", "en,zh,sw", 4, QA_EVAL_GOLD_PAPER, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     txt = NULL;
     if (qa_eval_suite_load(&s, &sel, &e) == 0 && qa_read_file(dump, 1 << 26, &txt, &len, &e) == 0) {
         int k = 0, same = 0;
@@ -557,7 +557,7 @@ static void expect_load_error(const char *dir, const char *tasks, const char *la
                               const char *must1, const char *must2, const char *must3) {
     qa_err e = {0};
     qa_eval_suite *s = NULL;
-    qa_eval_selection sel = {dir, tasks, langs, 0, g, QA_EVAL_PROMPT_ENGLISH_LABELS};
+    qa_eval_selection sel = {dir, tasks, langs, 0, g, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
     int rc = qa_eval_suite_load(&s, &sel, &e);
     QT_CHECK(rc != 0 && s == NULL, "%s: rejected", what);
     QT_CHECK((!must1 || strstr(e.msg, must1)) && (!must2 || strstr(e.msg, must2)) && (!must3 || strstr(e.msg, must3)),
@@ -600,7 +600,7 @@ static void test_badinput(void) {
     if (load(&L, MISTRAL) == 0) {
         qa_err e = {0};
         qa_eval_suite *s = NULL;
-        qa_eval_selection sel = {dir, "snli", "en", 2, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS};
+        qa_eval_selection sel = {dir, "snli", "en", 2, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
         QT_CHECK(qa_eval_suite_load(&s, &sel, &e) == 0, "suite with an odd label word loads: %s", e.msg);
         qa_eval_results r;
         qa_eval_run_opts o;

@@ -292,37 +292,46 @@ static void check_dry_run(const char *dir) {
     }
     fprintf(f, "]\n");
     fclose(f);
-    snprintf(cmd, sizeof cmd, "'%s' train --set model.path='%s' --set data.files='%s' --set data.template=none "
-                              "--set data.val_fraction=0 --set train.micro_batch=3 --set train.grad_accum=3 "
-                              "--set lora.targets=q_proj,down_proj --set lora.r=4 --set model.device=cpu --dry-run 2>&1",
-             bin, dir, data);
-    int st;
-    char *out = run_capture(cmd, &st);
-    int B = 0, T = 0, rows = 0;
-    long long act = -1, lora = -1, opt = -1;
-    const char *p = strstr(out, "memory estimate per rank (micro-batch ");
-    if (p) sscanf(p, "memory estimate per rank (micro-batch %d x %d tokens", &B, &T);
-    if ((p = strstr(out, "\n  activations")))
-        sscanf(p, "\n  activations %*f GiB %lld bytes  the workspace: %*d layers of saved tensors, logits of %d rows",
-               &act, &rows);
-    if ((p = strstr(out, "\n  LoRA"))) sscanf(p, "\n  LoRA %*f GiB %lld", &lora);
-    if ((p = strstr(out, "\n  AdamW m, v"))) sscanf(p, "\n  AdamW m, v %*f GiB %lld", &opt);
-    QT_CHECK(st == 0 && B == 3 && T > 0 && rows > 0, "train --dry-run printed the shape (micro-batch %d x %d, %d logit "
-             "rows; status %d)%s%s", B, T, rows, st, st ? "\n" : "", st ? out : "");
-    if (B > 0 && T > 0 && rows > 0) {
-        qa_lora l;
-        reset();
-        qa_lora_init(&l, &m, QA_LORA_BIT(QA_LORA_Q) | QA_LORA_BIT(QA_LORA_DOWN), 4, 8, 0, &e);
-        const size_t lb = ALLOCATED;
-        qa_acts a;
-        reset();
-        qa_acts_alloc(&a, &m, &l, B, T, QA_ACTS_TRAIN, rows, &e);
-        QT_CHECK(act == (long long)ALLOCATED, "train --dry-run: activations %lld == allocated %zu", act, ALLOCATED);
-        QT_CHECK(lora + opt == (long long)lb, "train --dry-run: LoRA %lld + AdamW %lld == allocated %zu", lora, opt, lb);
-        qa_acts_free(&a);
-        qa_lora_free(&l);
+    /* padded rows (3 per micro-batch) and padding-free (the 3 rows end to end in one: qa_data_batch_shape) */
+    int T0 = 0; /* the padded row length */
+    for (int pf = 0; pf < 2; pf++) {
+        snprintf(cmd, sizeof cmd, "'%s' train --set model.path='%s' --set data.files='%s' --set data.template=none "
+                                  "--set data.val_fraction=0 --set train.micro_batch=3 --set train.grad_accum=3 "
+                                  "--set lora.targets=q_proj,down_proj --set lora.r=4 --device cpu "
+                                  "--set data.padding_free=%s --dry-run 2>&1",
+                 bin, dir, data, pf ? "true" : "false");
+        int st;
+        char *out = run_capture(cmd, &st);
+        int B = 0, T = 0, rows = 0;
+        long long act = -1, lora = -1, opt = -1;
+        const char *p = strstr(out, "memory estimate per rank (micro-batch ");
+        if (p) sscanf(p, "memory estimate per rank (micro-batch %d x %d tokens", &B, &T);
+        if ((p = strstr(out, "\n  activations")))
+            sscanf(p, "\n  activations %*f GiB %lld bytes  the workspace: %*d layers of saved tensors, logits of %d rows",
+                   &act, &rows);
+        if ((p = strstr(out, "\n  LoRA"))) sscanf(p, "\n  LoRA %*f GiB %lld", &lora);
+        if ((p = strstr(out, "\n  AdamW m, v"))) sscanf(p, "\n  AdamW m, v %*f GiB %lld", &opt);
+        if (!pf) T0 = T;
+        QT_CHECK(st == 0 && B == (pf ? 1 : 3) && T > 0 && (!pf || T == 3 * T0) && rows == (B * T > 2048 ? 2048 : B * T),
+                 "train --dry-run%s printed the shape (micro-batch %d x %d, %d logit rows; status %d)%s%s",
+                 pf ? " padding-free" : "", B, T, rows, st, st ? "\n" : "", st ? out : "");
+        if (B > 0 && T > 0 && rows > 0) {
+            qa_lora l;
+            reset();
+            qa_lora_init(&l, &m, QA_LORA_BIT(QA_LORA_Q) | QA_LORA_BIT(QA_LORA_DOWN), 4, 8, 0, &e);
+            const size_t lb = ALLOCATED;
+            qa_acts a;
+            reset();
+            qa_acts_alloc(&a, &m, &l, B, T, QA_ACTS_TRAIN, rows, &e);
+            QT_CHECK(act == (long long)ALLOCATED, "train --dry-run%s: activations %lld == allocated %zu",
+                     pf ? " padding-free" : "", act, ALLOCATED);
+            QT_CHECK(lora + opt == (long long)lb, "train --dry-run: LoRA %lld + AdamW %lld == allocated %zu", lora, opt,
+                     lb);
+            qa_acts_free(&a);
+            qa_lora_free(&l);
+        }
+        free(out);
     }
-    free(out);
     unlink(data);
     rmdir(tmp);
     qa_model_free(&m);

@@ -50,3 +50,20 @@ endif()
 add_test(NAME train_eval_hook COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_eval_hook.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS})
 set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300
     ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+
+# the checkpoint of the lowest validation loss (train/best.c), export-peft --best, qalign loss-curve
+find_program(QA_TR_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
+if(NOT QA_TR_PYTHON)
+  find_program(QA_TR_PYTHON NAMES python3 python)
+endif()
+if(QA_TR_PYTHON)
+  add_test(NAME train_best COMMAND ${QA_TR_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/train_best.py $<TARGET_FILE:qalign>
+           ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp)
+  set_tests_properties(train_best PROPERTIES LABELS "train" TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+  # data.padding_free: a micro-batch's rows end to end in one row == the padded rows
+  add_test(NAME train_padding_free COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_padding_free.sh $<TARGET_FILE:qalign>
+           ${QALIGN_ASSETS} ${QA_TR_PYTHON})
+  set_tests_properties(train_padding_free PROPERTIES LABELS "train" TIMEOUT 300
+    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+endif()

@@ -387,6 +387,7 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
     d->file_records = qa_calloc((size_t)(o->n_files ? o->n_files : 1), sizeof(int64_t));
     d->seed = o->seed;
     d->packing = o->packing;
+    d->padding_free = o->padding_free;
     d->row_len = o->packing ? o->pack_length : o->cutoff;
     d->pad_id = t ? t->end_id : o->pad_id;
     int64_t n = 0;
@@ -538,6 +539,7 @@ void qa_data_opts_from_config(qa_data_opts *o, const qa_train_config *tc) {
     o->seed = (uint64_t)(tc->data.shuffle_seed >= 0 ? tc->data.shuffle_seed : tc->train.seed);
     o->cutoff = tc->data.cutoff;
     o->packing = tc->data.packing;
+    o->padding_free = tc->data.padding_free;
     o->pack_length = tc->data.pack_length > 0 ? tc->data.pack_length : tc->data.cutoff;
     o->threads = tc->train.threads;
 }
@@ -655,8 +657,66 @@ void qa_microbatch_view(const qa_microbatch *b, qa_batch *v) {
     v->labels = b->labels;
 }
 
+void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T) {
+    int t = d->packing ? d->row_len : d->max_len;
+    if (t < 1) t = 1;
+    *B = d->padding_free ? 1 : micro_batch;
+    *T = d->padding_free ? micro_batch * t : t;
+}
+
+/* padding-free: rows row_ids[0..count) end to end in row 0 of b */
+static void fill_flat(const qa_dataset *d, const qa_rows *R, const int64_t *row_ids, int count, qa_microbatch *b) {
+    int64_t T = 0;
+    for (int i = 0; i < count; i++) T += R->len[row_ids[i]];
+    if (T < 1) T = 1;
+    QA_ASSERT(T <= b->cap_T, "padding-free micro-batch of %lld tokens exceeds the batch capacity %d", (long long)T,
+              b->cap_T);
+    b->B = count ? 1 : 0;
+    b->T = (int)T;
+    b->n_examples = 0;
+    b->n_tokens = 0;
+    b->n_targets = 0;
+    if (!count) return;
+    int t = 0, k = 0;
+    for (int i = 0; i < count; i++) {
+        int64_t r = row_ids[i];
+        QA_ASSERT(r >= 0 && r < R->n_rows, "row %lld out of range", (long long)r);
+        for (int64_t q = R->start[r]; q < R->start[r + 1]; q++) {
+            const qa_example *ex = &d->ex[R->ex_ids[q]];
+            const int32_t *src = d->tokens + ex->off;
+            int L = ex->n_src + ex->n_tgt;
+            k++;
+            for (int j = 0; j < L; j++, t++) {
+                b->input_ids[t] = src[j];
+                b->labels[t] = j < ex->n_src ? QA_IGNORE_INDEX : src[j];
+                b->attn_mask[t] = 1;
+                b->positions[t] = j;
+                b->segments[t] = k;
+            }
+        }
+    }
+    b->n_examples = k;
+    b->n_tokens = t;
+    for (; t < T; t++) { /* only when every row is empty */
+        b->input_ids[t] = d->pad_id;
+        b->labels[t] = QA_IGNORE_INDEX;
+        b->attn_mask[t] = 0;
+        b->positions[t] = 0;
+        b->segments[t] = 0;
+    }
+    for (t = 0; t < T; t++) {
+        const int32_t *seg = b->segments, *lab = b->labels;
+        b->targets[t] = t + 1 < T && seg[t] != 0 && seg[t + 1] == seg[t] ? lab[t + 1] : QA_IGNORE_INDEX;
+        b->n_targets += b->targets[t] != QA_IGNORE_INDEX;
+    }
+}
+
 void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_microbatch *b) {
     const qa_rows *R = &d->rows[s];
+    if (d->padding_free) {
+        fill_flat(d, R, row_ids, count, b);
+        return;
+    }
     QA_ASSERT(count <= b->cap_B, "micro-batch of %d rows exceeds the batch capacity %d", count, b->cap_B);
     int T = 0;
     if (d->packing) {

@@ -109,6 +109,7 @@ typedef struct qa_data_opts {
     int cutoff;
     int packing;
     int pack_length;         /* >= cutoff when packing */
+    int padding_free;        /* micro-batches as one row: their rows end to end (qa_data_fill_batch) */
     int threads;             /* tokenizer threads; 0 = all cores */
     int vocab;               /* > 0: every token id must be < vocab (the model's vocab_size) */
     int32_t pad_id;          /* padding id when there is no template (pre-tokenized data); with a
@@ -128,6 +129,7 @@ typedef struct qa_dataset {
     int32_t pad_id;          /* the template's end id (qa_data_opts.pad_id without a template) */
     int n_pretokenized;      /* examples that came pre-tokenized */
     int packing, row_len;    /* row_len: pack_length when packing, else cutoff */
+    int padding_free;        /* qa_data_fill_batch lays the rows end to end in one row */
     uint64_t seed;
     int64_t n_split[2];      /* examples in the training / validation split */
     int64_t *split[2];       /* [n_split[s]] example ids, ascending */
@@ -186,13 +188,19 @@ typedef struct qa_microbatch {
     int64_t n_tokens;        /* non-padding tokens */
     int64_t n_targets;       /* entries of targets != -100 (tokens that carry loss) */
 } qa_microbatch;
-/* Buffers for up to cap_B rows of cap_T tokens (use micro_batch and d->row_len / d->max_len). */
+/* Buffers for up to cap_B rows of cap_T tokens (qa_data_batch_shape gives them for a dataset). */
 void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T);
+/* The largest micro-batch of micro_batch rows of d: *B rows of *T tokens (padded rows: micro_batch rows of
+ * row_len with packing, of the longest example without; padding-free: one row of micro_batch times that). */
+void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T);
 void qa_microbatch_free(qa_microbatch *b);
 /* The model's view of a micro-batch (model/model.h qa_batch: pointers into b, valid while b lives). */
 struct qa_batch;
 void qa_microbatch_view(const qa_microbatch *b, struct qa_batch *view);
-/* Fill b with rows row_ids[0..count) of split s (count <= cap_B; count 0 gives B = 0). */
+/* Fill b with rows row_ids[0..count) of split s (count <= cap_B; count 0 gives B = 0). Padding-free
+ * (d->padding_free): the rows end to end in one row (B = 1, T = their tokens), segments numbered on
+ * across rows, positions restarting per example — the model computes exactly what it computes for the
+ * padded rows, without the padding. */
 void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int count, qa_microbatch *b);
 
 /* The order of training rows in an epoch (order[0..rows)); the validation split is never shuffled. */

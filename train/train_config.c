@@ -36,6 +36,9 @@ static const qa_cfg_key KEYS[] = {
       "pack several examples into one row (attention and positions stay per example)", NULL, NULL),
     K("data.pack_length", QA_CFG_INT, data.pack_length, "0", "row length when packing (0 = data.cutoff)", NULL,
       "[0,)"),
+    K("data.padding_free", QA_CFG_BOOL, data.padding_free, "false",
+      "lay each micro-batch's rows end to end in one row (attention and positions stay per example): no padding "
+      "is computed; the same examples and loss, rounding apart", NULL, NULL),
     K("data.shuffle_seed", QA_CFG_INT, data.shuffle_seed, "-1",
       "seed of the validation split and the epoch shuffles (-1 = train.seed)", NULL, "[-1,)"),
 
@@ -75,6 +78,9 @@ static const qa_cfg_key KEYS[] = {
     K("checkpoint.every", QA_CFG_INT, checkpoint.every, "500",
       "optimizer steps between resumable checkpoints (0 = only at the end)", NULL, "[0,)"),
     K("checkpoint.keep_last", QA_CFG_INT, checkpoint.keep_last, "2", "checkpoints kept (0 = all)", NULL, "[0,)"),
+    K("checkpoint.keep_best", QA_CFG_BOOL, checkpoint.keep_best, "true",
+      "keep the checkpoint of the lowest validation loss in RUN_DIR/best (whatever keep_last removes) and export "
+      "RUN_DIR/adapter-best at the end, as the paper's load_best_model_at_end", NULL, NULL),
 
     K("eval.every", QA_CFG_INT, eval.every, "0",
       "optimizer steps between multilingual evaluations of the adapter (0 = never; docs/evaluation.md)", NULL, "[0,)"),

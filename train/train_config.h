@@ -31,6 +31,7 @@ typedef struct qa_train_config {
         int cutoff;            /* max tokens per example (prompt + response) */
         int packing;           /* several examples per row */
         int pack_length;       /* row length when packing; 0 -> cutoff after finish */
+        int padding_free;      /* a micro-batch's rows laid end to end in one row (no padding computed) */
         int shuffle_seed;      /* split + epoch shuffles; -1 -> train.seed after finish */
     } data;
     struct {
@@ -60,6 +61,8 @@ typedef struct qa_train_config {
         char *dir;             /* run directory: checkpoints, logs, final adapter */
         int every;             /* optimizer steps between resumable checkpoints; 0 = only at the end */
         int keep_last;         /* checkpoints kept (older ones deleted); 0 = keep all */
+        int keep_best;         /* keep the checkpoint of the lowest validation loss in RUN_DIR/best and export
+                                  RUN_DIR/adapter-best at the end (train/best.h) */
     } checkpoint;
     struct {
         int every;             /* optimizer steps between multilingual evaluations; 0 = never */

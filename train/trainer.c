@@ -8,6 +8,7 @@
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
+#include "train/best.h"
 #include "train/data.h"
 #include "train/template.h"
 #include "eval/eval.h"
@@ -71,6 +72,7 @@ typedef struct trainer {
     int64_t tokens_this_run;
     char *config_yaml;
     char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
+    qa_best best;          /* the checkpoint of the lowest validation loss (train/best.h) */
     /* checkpoint tensor tables */
     qa_ckpt_tensor *ck_lora;
     float **ck_m, **ck_v;
@@ -754,15 +756,15 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     build_ckpt_tables(t);
     if ((rc = agree(t, setup_reduction(t, e), "gradient all-reduce setup", e))) goto out;
 
-    int cap_T = t->ds.packing ? t->ds.row_len : t->ds.max_len;
-    if (cap_T < 1) cap_T = 1;
-    qa_microbatch_alloc(&t->mb, tc->train.micro_batch, cap_T);
-    int logit_rows = qa_train_logit_rows(tc->train.micro_batch, cap_T);
-    rc = qa_acts_alloc(&t->acts, &t->m, &t->l, tc->train.micro_batch, cap_T, QA_ACTS_TRAIN, logit_rows, e);
+    int cap_B, cap_T;
+    qa_data_batch_shape(&t->ds, tc->train.micro_batch, &cap_B, &cap_T);
+    qa_microbatch_alloc(&t->mb, cap_B, cap_T);
+    int logit_rows = qa_train_logit_rows(cap_B, cap_T);
+    rc = qa_acts_alloc(&t->acts, &t->m, &t->l, cap_B, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
-    else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d x %d tokens on %s (lower "
+    else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d (%d x %d tokens) on %s (lower "
                        "train.micro_batch and raise train.grad_accum to keep the global batch, or lower data.pack_length "
-                       "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_T, t->device_desc);
+                       "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_B, cap_T, t->device_desc);
     if ((rc = agree(t, rc, "activation workspace", e))) goto out;
 
     /* run directory */
@@ -781,6 +783,8 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if ((rc = try_resume(t, &resumed, e))) goto out;
     res->resumed_from = resumed;
     if ((rc = agree(t, open_metrics(t, e), "metrics.jsonl", e))) goto out;
+    if ((rc = qa_best_init(&t->best, d, tc->checkpoint.dir, tc->checkpoint.keep_best && tc->train.eval_every > 0 &&
+                           t->ds.rows[QA_SPLIT_VAL].n_rows > 0, t->step, e))) goto out;
 
     const int64_t total = t->plan.total_steps;
     logmsg(t, "training: %lld steps (%lld per epoch, %d epoch(s)), warmup %lld, %d ranks x %d micro-batches of %d rows "
@@ -857,12 +861,17 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
                 fflush(stdout);
             }
             if ((rc = agree(t, rc, "writing metrics.jsonl", e))) goto out;
+            qa_best_observe(&t->best, d, t->step, vl);
         }
         if (t->suite && tc->eval.every > 0 && t->step % tc->eval.every == 0 && t->step < total) {
             if ((rc = agree(t, run_mleval(t, e), "multilingual evaluation", e))) goto out;
         }
         if (tc->checkpoint.every > 0 && t->step % tc->checkpoint.every == 0 && t->step < total) {
             if ((rc = save_checkpoint(t, e))) goto out;
+        }
+        if (qa_best_pending(&t->best)) { /* a new lowest validation loss: its checkpoint is kept in RUN_DIR/best */
+            if (!qa_best_have_checkpoint(&t->best, d, t->step, t->last_ckpt) && (rc = save_checkpoint(t, e))) goto out;
+            if ((rc = qa_best_pin(&t->best, d, t->last_ckpt, e))) goto out;
         }
     }
     res->steps_done = t->step;
@@ -880,6 +889,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         if (!rc) logmsg(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign --adapter)", ad);
         free(ad);
     }
+    if (!rc && t->coord) rc = qa_best_export(&t->best, &t->m, t->step, e); /* RUN_DIR/adapter-best */
     rc = agree(t, rc, "adapter export", e);
     if (!rc && t->suite && (tc->eval.at_end || (tc->eval.every > 0 && t->step % tc->eval.every == 0)))
         rc = agree(t, run_mleval(t, e), "multilingual evaluation", e);

@@ -299,6 +299,12 @@ if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -g
     "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --dry-run >"$WORK/recipe.plan" 2>&1 || return 1
     "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe" --set train.max_steps=12 || return 1
     python3 bench/gpu/extrapolate.py "$WORK/recipe/metrics.jsonl" "$WORK/recipe.plan"
+    # padding-free micro-batches (data.padding_free: the same examples and loss, no padding computed)
+    if [ "$(tmo 40)" -ge 40 ]; then
+      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe-pf" --set data.padding_free=true \
+        --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe-pf/metrics.jsonl" "$WORK/recipe.plan" \
+        paper_recipe_mistral7b_padding_free
+    fi
     # the same 16 examples per step as one micro-batch of 16 (one mean over the step's tokens instead of
     # the mean of 4 micro-batch means: a different normalization, timed as the alternative it is)
     if [ "$(tmo 40)" -ge 40 ]; then
