@@ -17,7 +17,7 @@
 #define QA_ANALYSIS_H
 #include "common/qa_err.h"
 #include "io/actdump.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/model.h"
 
 #include <stdint.h>

@@ -23,7 +23,7 @@
 #define QA_EVAL_H
 #include "common/qa_err.h"
 #include "dist/dist.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/model.h"
 
 #include <stddef.h>

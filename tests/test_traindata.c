@@ -8,7 +8,7 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "train/data.h"
 #include "train/template.h"
 

@@ -47,7 +47,7 @@
 #define QA_DATA_H
 #include "common/qa_err.h"
 #include "io/hf_config.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "train/template.h"
 #include "train/train_config.h"
 #include <stdint.h>

@@ -7,7 +7,7 @@
 #include "common/qa_sbuf.h"
 #include "common/qa_version.h"
 #include "io/checkpoint.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/cpu_threads.h"
 #include "model/model.h"
 #include "train/best.h"
