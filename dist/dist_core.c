@@ -26,12 +26,6 @@ static void on_stop_signal(int sig) {
     if (f) *f = sig;
 }
 
-double qa_dist__now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- failure */
 
 void qa_dist__abort_msg(qa_dist *d, int code, const char *msg) {
@@ -107,7 +101,7 @@ double qa_dist_get_deadline(const qa_dist *d) { return d->deadline_s; }
 void qa_dist_note(qa_dist *d, const char *activity) {
     pthread_mutex_lock(&d->mu);
     snprintf(d->note, sizeof d->note, "%s", activity ? activity : "");
-    d->note_start = qa_dist__now();
+    d->note_start = qa_now_s();
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -122,7 +116,7 @@ void qa_dist__coll_begin(qa_dist *d, const char *phase) {
     pthread_mutex_lock(&d->mu);
     d->in_coll = 1;
     d->seq++;
-    d->coll_start = qa_dist__now();
+    d->coll_start = qa_now_s();
     snprintf(d->phase, sizeof d->phase, "%s", phase ? phase : "?");
     pthread_mutex_unlock(&d->mu);
 }
@@ -130,7 +124,7 @@ void qa_dist__coll_begin(qa_dist *d, const char *phase) {
 void qa_dist__coll_end(qa_dist *d) {
     pthread_mutex_lock(&d->mu);
     d->in_coll = 0;
-    d->note_start = qa_dist__now();
+    d->note_start = qa_now_s();
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -140,7 +134,7 @@ void qa_dist__snapshot(qa_dist *d, qa_dist_status *s) {
     s->rank = d->rank;
     s->in_coll = d->in_coll;
     s->seq = d->seq;
-    double now = qa_dist__now();
+    double now = qa_now_s();
     s->secs = d->in_coll ? now - d->coll_start : now - d->note_start;
     memcpy(s->phase, d->phase, sizeof s->phase);
     memcpy(s->note, d->note, sizeof s->note);
@@ -235,7 +229,7 @@ static void *wd_main(void *arg) {
         ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
         if (d->wd_quit) break;
-        double now = qa_dist__now(), waited = d->in_coll ? now - d->coll_start : 0;
+        double now = qa_now_s(), waited = d->in_coll ? now - d->coll_start : 0;
         if (d->in_coll && d->deadline_s > 0 && waited > d->deadline_s && !d->wd_fired) {
             d->wd_fired = 1;
             double dl2 = d->deadline_s;
@@ -252,7 +246,7 @@ static void *wd_main(void *arg) {
             qa_dist_status me;
             qa_dist__snapshot(d, &me);
             wd_check_peers(d, &me);
-            last_probe = qa_dist__now();
+            last_probe = qa_now_s();
         }
         if (serve) qa_dist__serve_probes(d);
         pthread_mutex_lock(&d->mu);
@@ -276,7 +270,7 @@ qa_dist *qa_dist__new(const qa_dist_opts *opts) {
     d->mode = opts->mode;
     d->deadline_s = opts->deadline_s;
     d->probe_s = opts->probe_s > 0 ? opts->probe_s : 10.0;
-    d->note_start = qa_dist__now();
+    d->note_start = qa_now_s();
     snprintf(d->note, sizeof d->note, "startup");
     return d;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dist/dist.h"
+#include "common/qa_clock.h"
 
 #define QA_DIST_EXIT_MPI 71      /* an MPI call failed */
 #define QA_DIST_EXIT_TIMEOUT 124 /* the watchdog fired (as timeout(1)) */
@@ -87,7 +88,6 @@ struct qa_dist {
 };
 
 /* ---- dist_core.c */
-double qa_dist__now(void);
 int qa_dist__env_int(const char *name, int dflt); /* an integer environment variable, dflt when unset or bad */
 /* The context without a backend: rank -1, mutex and condition (monotonic clock), mode, deadline, probe
  * period, note "startup". qa_dist__free undoes it (and the scratch). */

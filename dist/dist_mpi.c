@@ -99,9 +99,9 @@ int qa_dist__probe_peers(qa_dist *d, qa_dist_status *rep, int *got, double windo
         MPI_Irecv(&rep[i], (int)sizeof rep[i], MPI_BYTE, i, TAG_REPLY, d->ctl, &rr[i]);
         if (MPI_Isend(d->q_send, 2, MPI_INT, i, TAG_QUERY, d->ctl, &sr) == MPI_SUCCESS) MPI_Request_free(&sr);
     }
-    double t0 = qa_dist__now();
+    double t0 = qa_now_s();
     int pending = p - 1;
-    while (pending > 0 && qa_dist__now() - t0 < window) {
+    while (pending > 0 && qa_now_s() - t0 < window) {
         for (int i = 0; i < p; i++) {
             if (got[i]) continue;
             int done = 0;

@@ -113,13 +113,13 @@ _Noreturn static void nccl_timeout(nccl_impl *x, const char *phase, double dl) {
 }
 
 static ncclResult_t nccl_wait_ready(nccl_impl *x, const char *phase) {
-    double t0 = qa_dist__now(), dl = qa_dist_get_deadline(x->d);
+    double t0 = qa_now_s(), dl = qa_dist_get_deadline(x->d);
     for (;;) {
         ncclResult_t st = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(x->comm, &st);
         if (r != ncclSuccess) return r;
         if (st != ncclInProgress) return st;
-        double el = qa_dist__now() - t0;
+        double el = qa_now_s() - t0;
         if (dl > 0 && el > dl) nccl_timeout(x, phase, dl);
         nap(el);
     }
@@ -127,7 +127,7 @@ static ncclResult_t nccl_wait_ready(nccl_impl *x, const char *phase) {
 
 /* Wait until the stream is idle, watching NCCL's asynchronous errors and the deadline. */
 static void nccl_wait_stream(nccl_impl *x, const char *phase) {
-    double t0 = qa_dist__now(), dl = qa_dist_get_deadline(x->d);
+    double t0 = qa_now_s(), dl = qa_dist_get_deadline(x->d);
     for (;;) {
         cudaError_t ce = cudaStreamQuery(x->stream);
         if (ce == cudaSuccess) return;
@@ -135,7 +135,7 @@ static void nccl_wait_stream(nccl_impl *x, const char *phase) {
         ncclResult_t st = ncclSuccess;
         QA_NCCL_CHECK(x, phase, ncclCommGetAsyncError(x->comm, &st));
         if (st != ncclSuccess && st != ncclInProgress) nccl_fail(x, phase, "asynchronous NCCL operation", st, __FILE__, __LINE__);
-        double el = qa_dist__now() - t0;
+        double el = qa_now_s() - t0;
         if (dl > 0 && el > dl) nccl_timeout(x, phase, dl);
         nap(el);
     }
@@ -314,7 +314,7 @@ static int id_by_file(qa_dist *d, ncclUniqueId *id, qa_err *e) {
             return QA_ERR(e, "write %s: %s", path, strerror(errno));
         return 0;
     }
-    double t0 = qa_dist__now(), dl = d->deadline_s > 0 ? d->deadline_s : 600;
+    double t0 = qa_now_s(), dl = d->deadline_s > 0 ? d->deadline_s : 600;
     for (;;) {
         FILE *f = fopen(path, "rb");
         if (f) {
@@ -322,7 +322,7 @@ static int id_by_file(qa_dist *d, ncclUniqueId *id, qa_err *e) {
             fclose(f);
             if (r == 1) return 0;
         }
-        if (qa_dist__now() - t0 > dl)
+        if (qa_now_s() - t0 > dl)
             return QA_ERR(e, "no NCCL id from rank 0 in %s after %.0f s: is QALIGN_NCCL_ID_DIR shared by all nodes?", path, dl);
         usleep(50 * 1000);
     }

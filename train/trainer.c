@@ -3,7 +3,9 @@
 #include "train/train.h"
 
 #include "common/qa_file.h"
+#include "common/qa_clock.h"
 #include "common/qa_mem.h"
+#include "common/qa_rng.h"
 #include "common/qa_sbuf.h"
 #include "common/qa_version.h"
 #include "io/checkpoint.h"
@@ -85,12 +87,6 @@ typedef struct trainer {
     char **ck_names;
     size_t n_ck;
 } trainer;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void logmsg(const trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logmsg(const trainer *t, const char *fmt, ...) {
@@ -213,11 +209,11 @@ static int save_checkpoint(trainer *t, qa_err *e) {
                              .base_model = tc->model.path, .base_model_id = tc->model.path,
                              .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
         qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
-        double t0 = now_s();
+        double t0 = qa_now_s();
         qa_dist_note(t->d, "save checkpoint");
         if (qa_ckpt_save(tc->checkpoint.dir, &meta, &st, &so, path, sizeof path, &le)) ok = 0;
         else {
-            logmsg(t, "checkpoint step %lld committed: %s (%.2f s)", (long long)t->step, path, now_s() - t0);
+            logmsg(t, "checkpoint step %lld committed: %s (%.2f s)", (long long)t->step, path, qa_now_s() - t0);
             snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
         }
     }
@@ -496,7 +492,7 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
             qa_batch view;
             qa_microbatch_view(&t->mb, &view);
             qa_train_opts to = {.grad_scale = 1.0f / (float)K,
-                                .dropout_key = qa_data_mix64(((uint64_t)tc->train.seed << 40) ^ ((uint64_t)t->step << 16) ^ (uint64_t)k),
+                                .dropout_key = qa_mix64(((uint64_t)tc->train.seed << 40) ^ ((uint64_t)t->step << 16) ^ (uint64_t)k),
                                 .want_embed_grad = 0};
             qa_loss lo;
             qa_dist_note(t->d, "forward/backward");
@@ -516,11 +512,11 @@ static int train_step(trainer *t, double *loss_out, int64_t *tok_out, double *gn
         return qa_err_prefix(e, "rank %d, step %lld: gradients", t->rank, (long long)t->step + 1);
     }
     qa_dist_note(t->d, "gradient all-reduce");
-    double tc0 = now_s();
+    double tc0 = qa_now_s();
     qa_comm_allreduce_sum(t->comm, l->grads, l->n_params, QA_DT_F32, "LoRA gradient all-reduce");
     qa_dist_allreduce_f64(t->d, losses, (size_t)K, QA_DIST_SUM, "micro-batch losses");
     qa_dist_allreduce_i64(t->d, toks, (size_t)K * 2, QA_DIST_SUM, "micro-batch token counts");
-    t->comm_s = now_s() - tc0; /* includes waiting for the slowest rank */
+    t->comm_s = qa_now_s() - tc0; /* includes waiting for the slowest rank */
     double loss = 0;
     int64_t ntok = 0;
     /* the logged loss: the mean of the micro-batch means (K of them, fewer in the last step of an
@@ -645,7 +641,7 @@ static int run_mleval(trainer *t, qa_err *e) {
     o.log = t->coord ? eval_log : NULL;
     qa_eval_results r;
     qa_dist_note(t->d, "multilingual evaluation");
-    double t0 = now_s();
+    double t0 = qa_now_s();
     if (qa_eval_run(t->suite, &t->m, &t->l, t->tok, t->d, &o, &r, e)) return qa_err_prefix(e, "rank %d: evaluation at step %lld", t->rank, (long long)t->step);
     int rc = 0;
     if (t->coord) {
@@ -661,7 +657,7 @@ static int run_mleval(trainer *t, qa_err *e) {
             qa_sb_printf(&ml, "},\"eval_dir\":\"%s\"}\n", sub);
             rc = metrics_line(t, &ml, e);
             if (!rc && t->tb) rc = qa_eval_write_tensorboard(&r, dir, t->tb, t->step, e);
-            printf("step %lld | evaluation written to %s (%.1f s):", (long long)t->step, dir, now_s() - t0);
+            printf("step %lld | evaluation written to %s (%.1f s):", (long long)t->step, dir, qa_now_s() - t0);
             for (int k = 0; k < qa_eval_n_tasks(t->suite); k++)
                 printf(" %s %.1f%%", qa_eval_task_name(t->suite, k), 100 * r.task_avg[k]);
             printf("\n");
@@ -687,7 +683,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->coord = qa_dist_is_coordinator(d);
     t->order_epoch = -1;
     t->ckpt_step = -1;
-    t->t_start = now_s();
+    t->t_start = qa_now_s();
     int rc = 0;
 
     int threads = tc->train.threads;
@@ -712,7 +708,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->shuffle_seed = (uint64_t)(int64_t)tc->data.shuffle_seed;
 
     /* model, tokenizer, template, data (data.template none: pre-tokenized data, no tokenizer) */
-    double t0 = now_s();
+    double t0 = qa_now_s();
     int no_template = qa_template_is_none(tc->data.template_name);
     qa_quant quant = QA_QUANT_NONE;
     rc = qa_quant_parse(tc->model.quant, &quant, e);
@@ -756,7 +752,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if ((rc = agree(t, rc, "setup (tokenizer, model, template, data)", e))) goto out;
     if (t->coord) {
         logmsg(t, "model %s: %s, %d layers, hidden %d, vocab %d (loaded in %.1f s) on %s", tc->model.path,
-               t->m.cfg.model_type, t->m.cfg.n_layers, t->m.cfg.hidden, t->m.cfg.vocab, now_s() - t0, t->device_desc);
+               t->m.cfg.model_type, t->m.cfg.n_layers, t->m.cfg.hidden, t->m.cfg.vocab, qa_now_s() - t0, t->device_desc);
         qa_data_print_stats(&t->ds, stdout);
     }
     if (t->ds.rows[QA_SPLIT_TRAIN].n_rows == 0) {
@@ -830,7 +826,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
            t->world, t->K / t->world, tc->train.micro_batch, t->l.n_params, t->l.r, (double)t->l.alpha, threads,
            resumed >= 0 ? " (resumed)" : "");
 
-    double t_loop = now_s();
+    double t_loop = qa_now_s();
     int consecutive_skips = 0;
     int64_t start_step = t->step;
     while (t->step < total) {
@@ -845,7 +841,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
             res->stopped = 1;
             break;
         }
-        double ts = now_s();
+        double ts = qa_now_s();
         double loss = 0, gnorm = 0;
         int64_t ntok = 0;
         int skipped = 0;
@@ -869,7 +865,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         t->tokens_this_run += ntok;
         if (t->steps_this_run == 1) res->first_loss = loss;
         res->last_loss = loss;
-        double el = now_s() - t_loop, step_s = now_s() - ts;
+        double el = qa_now_s() - t_loop, step_s = qa_now_s() - ts;
         double tps = el > 0 ? t->tokens_this_run / el : 0;
         double eta = t->steps_this_run ? el / t->steps_this_run * (double)(total - t->step) : 0;
         if (t->coord) {
@@ -879,7 +875,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
                     "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"comm_s\":%.5f,\"wall_time\":%.3f,\"world_size\":%d,"
                     "\"skipped\":%d}\n",
                     (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, t->comm_s,
-                    now_s() - t->t_start, t->world, skipped);
+                    qa_now_s() - t->t_start, t->world, skipped);
             rc = metrics_line(t, &ml, e);
             if (tc->train.log_every > 0 && (t->step % tc->train.log_every == 0 || t->step == total || t->step == start_step + 1)) {
                 char eb[32], tb[32];
@@ -939,7 +935,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         rc = agree(t, run_mleval(t, e), "multilingual evaluation", e);
     if (!rc && t->steps_this_run)
         logmsg(t, "done: %lld steps, loss %.4f -> %.4f, %.0f tokens/s over %.1f s", (long long)t->step, res->first_loss,
-               res->last_loss, (now_s() - t_loop) > 0 ? t->tokens_this_run / (now_s() - t_loop) : 0.0, now_s() - t_loop);
+               res->last_loss, (qa_now_s() - t_loop) > 0 ? t->tokens_this_run / (qa_now_s() - t_loop) : 0.0, qa_now_s() - t_loop);
 out:
     trainer_free(t);
     return rc ? -1 : 0;
