@@ -69,10 +69,10 @@ static void begin(const char *dev, const char *file, int w, int h) {
     plfontld(1);
 }
 
-static int check_written(const char *file, qa_err *e) {
+static int check_written(const char *file, const char *final, qa_err *e) {
     struct stat sb;
     if (stat(file, &sb) != 0 || sb.st_size == 0)
-        return QA_ERR(e, "PLplot wrote no figure to %s (is the directory writable?)", file);
+        return QA_ERR(e, "PLplot wrote no figure for %s (is the directory writable? is the disk full?)", final);
     return 0;
 }
 
@@ -94,11 +94,19 @@ static int render(const char *stem, int png, int svg, int w, int h, draw_fn draw
         size_t n = strlen(stem) + 8;
         char *file = qa_malloc(n);
         snprintf(file, n, "%s.%s", stem, ext[k]);
-        unlink(file);
-        begin(devs[k], file, w, h);
+        /* PLplot opens the file by name: it draws into a private staging directory (mode 0700, nothing
+         * can be planted there), and the figure is committed like every output (qa_commit_rename) */
+        char *stage = qa_check_output(file, e) ? NULL : qa_stage_dir_create(file, e);
+        if (!stage) { free(file); return -1; }
+        char *tmp = qa_path_join(stage, ext[k]);
+        begin(devs[k], tmp, w, h);
         draw(ctx);
         plend1();
-        int rc = check_written(file, e);
+        int rc = check_written(tmp, file, e);
+        if (!rc) rc = qa_commit_rename(tmp, file, e);
+        qa_rm_tree(stage);
+        free(stage);
+        free(tmp);
         free(file);
         QA_TRY(rc);
     }

@@ -27,6 +27,8 @@ static inline uint16_t qa_f32_to_bf16(float f) {   /* round to nearest even; NaN
 }
 float qa_f16_to_f32(uint16_t h);
 uint16_t qa_f32_to_f16(float f);
+/* Index of the first element of v[0..n) that is NaN or infinite, n when all are finite. */
+size_t qa_first_nonfinite_f32(const float *v, size_t n);
 /* Convert n elements of type t at src to f32 (F32, BF16, F16, F64). */
 void qa_convert_to_f32(float *dst, const void *src, qa_dtype t, size_t n);
 #endif

@@ -6,6 +6,8 @@
 #include "common/qa_mem.h"
 #include "common/qa_sbuf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +104,14 @@ int qa_tb_open(qa_tb **out, const char *dir, qa_err *e) {
     snprintf(name, sizeof name, "events.out.tfevents.%lld.%s.%ld.qalign", (long long)tv.tv_sec, host, (long)getpid());
     qa_tb *tb = qa_calloc(1, sizeof *tb);
     tb->path = qa_path_join(dir, name);
-    tb->f = fopen(tb->path, "wb");
+    /* a new file of our own: an existing name (a link planted there, a file of another run) is refused,
+     * never truncated or followed */
+    int fd = open(tb->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    tb->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!tb->f) {
-        int en = errno;
-        QA_ERR(e, "cannot create the TensorBoard event file %s: %s", tb->path, strerror(en));
+        QA_ERRNO(e, errno, "cannot create the TensorBoard event file %s (set log.tensorboard: false to train "
+                           "without it)", tb->path);
+        if (fd >= 0) close(fd);
         free(tb->path);
         free(tb);
         return -1;

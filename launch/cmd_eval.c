@@ -1,6 +1,7 @@
 /* cmd_eval.c — `qalign eval`: the paper's three tasks in 20 languages (eval/eval.h), under mpirun or
  * alone; rank 0 writes results.json, results.md and predictions.jsonl. */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "eval/eval.h"
 #include "eval/report_tb.h"
 #include "common/qa_file.h"
@@ -68,13 +69,9 @@ static void log_line(void *ctx, const char *line) {
 }
 
 static int parse_int(const char *s, const char *opt, int lo, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > 1000000000L) {
-        fprintf(stderr, "qalign eval: %s needs an integer >= %d, got '%s'\n", opt, lo, s);
-        return -1;
-    }
-    *out = v;
+    long long v;
+    if (qa_arg_int("eval", opt, s, lo, 1000000000LL, &v)) return -1;
+    *out = (long)v;
     return 0;
 }
 

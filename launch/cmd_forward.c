@@ -2,6 +2,7 @@
  * of the last position (top-k), optionally the hidden states and the logit lens. A debugging
  * tool for checking a checkpoint / adapter against a reference implementation. */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "model/model.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -35,27 +36,7 @@ static void forward_usage(FILE *f) {
 }
 
 static int parse_ids(const char *s, int32_t **out, int *n) {
-    int cap = 16, k = 0;
-    int32_t *v = qa_malloc(sizeof(int32_t) * cap);
-    const char *p = s;
-    while (*p) {
-        while (*p == ' ' || *p == ',') p++;
-        if (!*p) break;
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p || x < 0 || x > INT32_MAX) {
-            fprintf(stderr, "qalign forward: --ids: '%s' is not a list of non-negative integers\n", s);
-            free(v);
-            return -1;
-        }
-        if (k == cap) v = qa_realloc(v, sizeof(int32_t) * (cap *= 2));
-        v[k++] = (int32_t)x;
-        p = end;
-    }
-    if (!k) { fprintf(stderr, "qalign forward: --ids is empty\n"); free(v); return -1; }
-    *out = v;
-    *n = k;
-    return 0;
+    return qa_arg_int_list("forward", "--ids", s, 0, INT32_MAX, out, n);
 }
 
 static void print_topk(const float *row, int V, int k) {
@@ -117,9 +98,8 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--top-k")) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v <= 0 || v > 1000000) { fprintf(stderr, "qalign forward: --top-k needs a positive integer\n"); return 2; }
+            long long v;
+            if (qa_arg_int("forward", "--top-k", argv[++i], 1, 1000000, &v)) return 2;
             topk = (int)v;
         } else {
             fprintf(stderr, "qalign forward: unknown or incomplete option '%s'\n\n", a);

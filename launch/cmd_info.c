@@ -1,5 +1,6 @@
 /* cmd_info.c — `qalign info MODEL_DIR`: what a checkpoint is, what it holds, and what it will cost. */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "io/bnb4.h"
 #include "io/hf_config.h"
 #include "model/model.h"
@@ -54,9 +55,8 @@ static int is_projection(const char *name) {
 }
 
 static int parse_pos(const char *s, const char *opt, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v <= 0 || v > (1L << 30)) { fprintf(stderr, "qalign info: %s needs a positive integer, got '%s'\n", opt, s); return -1; }
+    long long v;
+    if (qa_arg_int("info", opt, s, 1, 1LL << 30, &v)) return -1;
     *out = (int)v;
     return 0;
 }

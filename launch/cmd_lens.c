@@ -1,6 +1,7 @@
 /* cmd_lens.c — `qalign lens`: the logit lens of activation dumps, base and aligned on one figure
  * (analysis/lens.c, paper-protocol.md §8, docs/analysis.md). */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "analysis/analysis.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -82,12 +83,7 @@ int cmd_lens(int argc, char **argv) {
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--ymax")) {
-            char *end;
-            o.ymax = strtod(argv[++i], &end);
-            if (*end || !(o.ymax > 0)) {
-                fprintf(stderr, "qalign lens: --ymax needs a number > 0, got '%s'\n", argv[i]);
-                return 2;
-            }
+            if (qa_arg_num("lens", "--ymax", argv[++i], 0, 1e6, 1, &o.ymax)) return 2;
         }
         else if (more && !strcmp(a, "--format")) {
             if (qa_launch_parse_formats(argv[++i], &o.png, &o.svg)) {

@@ -9,10 +9,13 @@
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
  */
 #include "launch/commands.h"
+#include "launch/args.h"
 
 #include "common/qa_err.h"
 #include "io/hf_config.h"
 #include "io/peft.h"
+#include "common/qa_file.h"
+#include "common/qa_mem.h"
 #include "kernels/ops.h"
 #include "train/data.h"
 #include "train/train_config.h"
@@ -23,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -106,6 +111,46 @@ static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int r
 }
 
 /* The dry run: everything a run resolves, printed; no model weights are read. */
+/* What the run would refuse, refused by --dry-run too: a checkpoint.dir that cannot be a directory qalign
+ * writes into, a missing lora.init_adapter (the device is opened by train_dry_run itself). The weights
+ * are not read: a dry run plans a model from its config.json alone. 0 = fine. */
+static int dry_run_refusals(const qa_train_config *tc) {
+    qa_err e = {0};
+    /* checkpoint.dir: an existing directory we may write to, or creatable under its nearest existing parent */
+    char *d = qa_strdup(tc->checkpoint.dir);
+    int ok = 1;
+    for (;;) {
+        struct stat st;
+        if (stat(d, &st) == 0) {
+            ok = S_ISDIR(st.st_mode) && access(d, W_OK | X_OK) == 0;
+            break;
+        }
+        char *slash = strrchr(d, '/');
+        if (!slash) { ok = access(".", W_OK | X_OK) == 0; break; }
+        if (slash == d) { ok = access("/", W_OK | X_OK) == 0; break; }
+        *slash = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "qalign train: error: checkpoint.dir %s (%s) cannot be created or written: %s is not a writable "
+                        "directory\n", tc->checkpoint.dir, qa_cfg_origin(&tc->cfg, "checkpoint.dir"), d);
+        free(d);
+        return 1;
+    }
+    free(d);
+    if (tc->lora.init_adapter && tc->lora.init_adapter[0]) {
+        char *cj = qa_path_join(tc->lora.init_adapter, "adapter_config.json");
+        qa_peft_config pc;
+        int rc = qa_peft_config_load(&pc, cj, &e);
+        free(cj);
+        if (rc) {
+            qa_err_prefix(&e, "lora.init_adapter (%s)", qa_cfg_origin(&tc->cfg, "lora.init_adapter"));
+            qa_err_print(&e);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int train_dry_run(const qa_train_config *tc, int world, const char *world_src) {
     char *y = qa_train_config_dump(tc, QA_CFG_YAML, 1);
     printf("# resolved configuration (comments: where a value came from)\n%s\n", y);
@@ -240,12 +285,12 @@ int cmd_train(int argc, char **argv) {
             sets[n_sets++] = qset;
         } else if ((m = OPT("--world-size"))) {
             if (m < 0) goto missing;
-            world = atoi(val);
-            if (world < 1) {
-                fprintf(stderr, "qalign train: error: --world-size must be a positive integer, got '%s'\n", val);
+            long long w;
+            if (qa_arg_int("train", "--world-size", val, 1, 1 << 20, &w)) {
                 rc = 2;
                 goto done;
             }
+            world = (int)w;
         } else {
             fprintf(stderr, "qalign train: error: unknown option '%s' (qalign train --help)\n", a);
             rc = 2;
@@ -276,7 +321,8 @@ int cmd_train(int argc, char **argv) {
     if (dry) {
         const char *src = "--world-size";
         if (!world) world = world_from_env(&src);
-        rc = train_dry_run(&tc, world, src);
+        rc = dry_run_refusals(&tc);
+        if (!rc) rc = train_dry_run(&tc, world, src);
         goto done;
     }
     rc = run_training(&tc, &argc, &argv);

@@ -1,6 +1,7 @@
 /* main.c — the qalign command line: `qalign <subcommand> [options]`, `qalign <subcommand> --help`. */
 #include "launch/commands.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,9 @@ int cmd_version(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* a file-size limit (ulimit -f) makes write() fail with EFBIG, reported like any write error,
+     * instead of killing the process without a word */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("qalign %s\n", QALIGN_VERSION); return 0; }

@@ -62,6 +62,7 @@ static int want(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char *nam
                       "projections only (embeddings, norms and lm_head stay float, as bitsandbytes keeps them)",
                       qa_st_file_of(&m->st, NULL), name);
     QA_TRY(qa_st_get(&m->st, name, ndim, shape, &t, e));
+    QA_TRY(qa_st_check_finite(&m->st, t, e));
     if (t->dtype != QA_DT_BF16 && t->dtype != QA_DT_F32 && t->dtype != QA_DT_F16 && t->dtype != QA_DT_F64)
         return QA_ERR(e, "tensor %s has dtype %s; qalign computes with BF16/F32/F16/F64 weights only", name,
                       t->dtype_name);
@@ -179,7 +180,7 @@ int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quan
     if (rc) return -1;
     const qa_hf_config *c = &m->cfg;
     if (c->n_layers <= 0 || c->n_layers > QA_MAX_LAYERS || c->head_dim % 2 || c->n_kv_heads <= 0 ||
-        c->n_heads % c->n_kv_heads)
+        c->n_heads % c->n_kv_heads || (int64_t)c->n_heads * c->head_dim > INT32_MAX)
         return QA_ERR(e, "%s/config.json: unsupported shape (layers %d, heads %d, kv heads %d, head_dim %d)", dir,
                       c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     if (qa_st_open_dir(&m->st, dir, e)) return -1;

@@ -2,7 +2,8 @@
 # setup.sh — install what qalign needs on Debian 12 (idempotent; safe to run again).
 #   Debian packages: compilers, CMake, Open MPI, HDF5, OpenBLAS, PCRE2, utf8proc, jansson, libyaml,
 #   PLplot with its cairo driver (PNG/SVG figures of qalign lens / pca / sweep report), Slurm + munge
-#   (slurm-wlm: `ctest -L slurm` starts a private single-node Slurm; no service is configured here).
+#   (slurm-wlm: `ctest -L slurm` starts a private single-node Slurm; no service is configured here),
+#   clang (libFuzzer: fuzz/).
 #   Python venv (.venv) with the test oracles: tokenizers, numpy, h5py, safetensors, matplotlib, tensorboard.
 #   Assets (tokenizers, the paper's data): scripts/fetch-assets.sh.
 #   Transformers + PEFT oracles (.venv-hf: tests/hf_roundtrip.py, tests/gen_golden.py) on Debian's CPU torch
@@ -16,7 +17,7 @@ cd "$here"
 
 DEB_PKGS=(build-essential cmake pkg-config xz-utils curl ca-certificates
           libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libopenblas-dev libpcre2-dev libutf8proc-dev
-          libjansson-dev libyaml-dev libplplot-dev plplot-driver-cairo python3 python3-venv slurm-wlm munge)
+          libjansson-dev libyaml-dev libplplot-dev plplot-driver-cairo python3 python3-venv slurm-wlm munge clang)
 [ "${QALIGN_SKIP_HF:-0}" = 1 ] || DEB_PKGS+=(python3-torch)
 if [ "${QALIGN_SKIP_APT:-0}" != 1 ]; then
   missing=()

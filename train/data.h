@@ -180,6 +180,8 @@ typedef struct qa_microbatch {
     int32_t *input_ids;      /* [B, T] */
     int32_t *labels;         /* [B, T] */
     int32_t *targets;        /* [B, T] */
+    int32_t *loss_labels;    /* [B, T]: loss_labels[t+1] = targets[t], loss_labels[0] = -100: what the model's
+                                HF-shifted loss reads (qa_microbatch_view), so it never crosses examples */
     int32_t *attn_mask;      /* [B, T] */
     int32_t *positions;      /* [B, T] */
     int32_t *segments;       /* [B, T] */

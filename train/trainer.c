@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "train/best.h"
 #include "train/data.h"
+#include "train/run_checks.h"
 #include "train/template.h"
 #include "eval/eval.h"
 #include "eval/report_tb.h"
@@ -79,6 +80,7 @@ typedef struct trainer {
     int64_t tokens_this_run;
     char *config_yaml;
     char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
+    char model_id[64];     /* content id of model.path (checkpoints record it) */
     int64_t ckpt_step;     /* step of the newest committed or resumed checkpoint (every rank), -1 = none */
     qa_best best;          /* the checkpoint of the lowest validation loss (train/best.h) */
     /* checkpoint tensor tables */
@@ -206,7 +208,7 @@ static int save_checkpoint(trainer *t, qa_err *e) {
                              .tokens_seen = t->tokens_seen, .skipped_steps = t->skipped,
                              .shuffle_seed = t->shuffle_seed, .world_size = t->world, .lora_r = t->l.r,
                              .lora_alpha = t->l.alpha, .target_modules = targets, .n_target_modules = nt,
-                             .base_model = tc->model.path, .base_model_id = tc->model.path,
+                             .base_model = tc->model.path, .base_model_id = t->model_id,
                              .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
         qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
         double t0 = qa_now_s();
@@ -282,6 +284,9 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
                 QA_ERR(&le, "%s was written with data.shuffle_seed %llu but this run uses %llu: the data order would "
                        "change; use the same seed or a new checkpoint.dir", qa_ckpt_path(ck),
                        (unsigned long long)mt->shuffle_seed, (unsigned long long)t->shuffle_seed);
+                found = -1;
+            } else if (qa_train_resume_check(mt, qa_ckpt_path(ck), &t->plan, t->model_id, &le) ||
+                       qa_train_resume_check_state(t->ck_lora, t->ck_m, t->ck_v, t->n_ck, qa_ckpt_path(ck), &le)) {
                 found = -1;
             } else {
                 warn_config_changes(t, qa_ckpt_path(ck), mt->config_yaml);
@@ -368,7 +373,7 @@ static int open_metrics(trainer *t, qa_err *e) {
         if (rc) { free(path); return -1; }
     }
     t->metrics = fopen(path, "a");
-    if (!t->metrics) { int en = errno; QA_ERR(e, "cannot open %s for appending: %s", path, strerror(en)); free(path); return -1; }
+    if (!t->metrics) { QA_ERRNO(e, errno, "cannot open %s for appending", path); free(path); return -1; }
     free(path);
     if (t->tc->log.tensorboard) { /* a new event file per run; TensorBoard discards steps a resume repeats */
         char *tbdir = qa_path_join(t->tc->checkpoint.dir, "tensorboard");
@@ -385,8 +390,8 @@ static int metrics_flush(trainer *t, qa_err *e) {
     if (fflush(t->metrics) == 0 && !ferror(t->metrics)) return 0;
     int en = errno;
     char *path = qa_path_join(t->tc->checkpoint.dir, "metrics.jsonl");
-    QA_ERR(e, "cannot append to %s at step %lld: %s (disk full?); the last checkpoint is intact, free space and rerun "
-           "to resume", path, (long long)t->step, strerror(en ? en : EIO));
+    QA_ERRNO(e, en ? en : EIO, "cannot append to %s at step %lld (the last checkpoint is intact: fix the cause and "
+             "rerun to resume)", path, (long long)t->step);
     free(path);
     return -1;
 }
@@ -685,6 +690,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->ckpt_step = -1;
     t->t_start = qa_now_s();
     int rc = 0;
+    if ((rc = qa_train_config_agree(tc, d, e))) goto out;
 
     int threads = tc->train.threads;
     if (threads <= 0) {
@@ -714,6 +720,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     rc = qa_quant_parse(tc->model.quant, &quant, e);
     if (!rc) rc = qa_model_load_quant(&t->m, tc->model.path, t->ops, quant, e);
     if (!rc) t->model_loaded = 1;
+    if (!rc && t->coord) qa_train_model_id(tc->model.path, t->model_id, sizeof t->model_id);
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");
     if (!rc && !no_template) {
@@ -828,7 +835,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
 
     double t_loop = qa_now_s();
     int consecutive_skips = 0;
-    int64_t start_step = t->step;
+    int64_t start_step = t->step, start_skipped = t->skipped;
     while (t->step < total) {
         if (qa_dist_agree_stop(d)) {
             /* a stop right after a checkpoint.every step (or the resume) finds that step committed already */
@@ -917,6 +924,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     res->steps_done = t->step;
     res->skipped_steps = t->skipped;
     if (res->stopped) goto out;
+    if ((rc = qa_train_check_skips(t->steps_this_run, t->skipped - start_skipped, e))) goto out;
 
     /* the end: a final checkpoint (resumable, e.g. to extend max_steps) and the PEFT adapter */
     if (t->steps_this_run == 0 && resumed >= 0)

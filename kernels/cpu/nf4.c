@@ -80,8 +80,8 @@ void qa_nf4_quantize(const void *src, qa_dtype dt, size_t n, uint8_t *codes, flo
         for (int i = 0; i < QA_NF4_BLOCK; i++) {
             float s = x[i] * r;
             s = s < -1.0f ? -1.0f : s > 1.0f ? 1.0f : s;
-            int k = 0;
-            while (k < 15 && mid[k] < s) k++;
+            int k = 0; /* the midpoints ascend: counting those below s is the search, without branches */
+            for (int j = 0; j < 15; j++) k += mid[j] < s;
             q[i] = (uint8_t)k;
         }
         for (int i = 0; i < QA_NF4_BLOCK; i += 2) codes[(b0 + i) / 2] = (uint8_t)(q[i] << 4 | q[i + 1]);
