@@ -2,10 +2,10 @@
  * model, same items, same run; checks that both give the same predictions.
  *
  * usage: bench_eval [--model DIR] [--data DIR] [--tasks LIST] [--langs LIST] [--limit N] [--batch N]
- *                   [--repeat R]
+ *                   [--repeat R] [--threads N]
  * Without --model a small random Mistral-shaped model (hidden 256, 4 layers, 4/2 heads, intermediate 688,
  * the Mistral tokenizer) is written to a temporary directory with `qalign init-model`.
- * CPU threads: OPENBLAS_NUM_THREADS (default: all cores). */
+ * CPU threads: --threads N (default 0: all cores). */
 #include "eval/eval.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -46,7 +46,7 @@ static int run_once(const qa_eval_suite *s, qa_model *m, const qa_tokenizer *tok
 int main(int argc, char **argv) {
     const char *model = NULL, *data = QA_BENCH_ASSETS "/paper-data", *tasks = "emotion,snli,paws",
                *langs = "en,zh,de,hi,sw";
-    int limit = 8, batch = 16, repeat = 1;
+    int limit = 8, batch = 16, repeat = 1, threads = 0;
     for (int i = 1; i < argc; i++) {
         int more = i + 1 < argc;
         if (more && !strcmp(argv[i], "--model")) model = argv[++i];
@@ -56,9 +56,10 @@ int main(int argc, char **argv) {
         else if (more && !strcmp(argv[i], "--limit")) limit = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
+        else if (more && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_eval [--model DIR] [--data DIR] [--tasks LIST] [--langs LIST] [--limit N] "
-                            "[--batch N] [--repeat R]\n");
+                            "[--batch N] [--repeat R] [--threads N]\n");
             return 2;
         }
     }
@@ -78,17 +79,18 @@ int main(int argc, char **argv) {
     qa_tokenizer *tok = NULL;
     qa_eval_suite *s = NULL;
     char *tp = qa_path_join(model, "tokenizer.json");
-    qa_eval_selection sel = {data, tasks, langs, limit, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS, QA_EVAL_SCORING_ENGLISH};
-    if (qa_model_load(&m, model, NULL, &e) || qa_tok_load(&tok, tp, &e) || qa_eval_suite_load(&s, &sel, &e)) {
+    qa_eval_selection sel = {data, tasks, langs, limit, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS,
+                             QA_EVAL_SCORING_ENGLISH};
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_model_load_opts(&m, model, NULL, &so, &e) || qa_tok_load(&tok, tp, &e) || qa_eval_suite_load(&s, &sel, &e)) {
         qa_err_print(&e);
         return 1;
     }
     free(tp);
-    const char *thr = getenv("OPENBLAS_NUM_THREADS");
     printf("bench_eval: model %s (%s, hidden %d, %d layers, vocab %d), tasks %s, langs %s, %d items per cell, "
-           "batch %d, OPENBLAS_NUM_THREADS=%s, %ld cores online\n",
+           "batch %d, --threads %d, %ld cores online\n",
            model, m.cfg.model_type, m.cfg.hidden, m.cfg.n_layers, m.cfg.vocab, tasks, langs, limit, batch,
-           thr ? thr : "(all)", sysconf(_SC_NPROCESSORS_ONLN));
+           threads, sysconf(_SC_NPROCESSORS_ONLN));
     double best[2] = {INFINITY, INFINITY};
     qa_eval_results res[2];
     memset(res, 0, sizeof res);

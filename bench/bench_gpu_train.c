@@ -2,7 +2,7 @@
  * BF16 weights built straight in backend memory (no checkpoint files: a 7B model is ready in seconds),
  * printed beside the Hugging Face + PEFT anchor of the same shape (bench/gpu/anchors.json: measured on an H200).
  *
- *   bench_gpu_train [--backend cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B] [--seq T]
+ *   bench_gpu_train [--device cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B] [--seq T]
  *                   [--mode train|forward|eval] [--steps n] [--warmup n] [--anchor tokens/s]
  *                   [--lora-r r] [--lora-modules qv|all] [--peak-tflops F] [--json FILE]
  *                   eval only: [--prefix P] [--suffix S] [--rows R] [--prompts n] [--groups g] [--batches n]
@@ -54,7 +54,7 @@ static int build_model(qa_model *m, const qa_ops *ops, qa_err *e) {
     const size_t D = c->hidden, F = c->intermediate, V = c->vocab, Q = (size_t)c->n_heads * c->head_dim,
                  KV = (size_t)c->n_kv_heads * c->head_dim;
     m->ops = ops;
-    if (ops->stream_create(&m->stream, e)) return -1;
+    if (ops->stream_create(&m->stream, NULL, e)) return -1;
     m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
     /* sizes in elements: embed, [lm_head], final norm, per layer 2 norms + 7 matrices + biases */
     size_t per_layer = 2 * D + Q * D + 2 * KV * D + D * Q + 3 * F * D + (c->qkv_bias ? Q + 2 * KV : 0);
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         int more = i + 1 < argc;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: bench_gpu_train [--backend cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B]\n"
+            printf("usage: bench_gpu_train [--device cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B]\n"
                    "  [--seq T] [--mode train|forward|eval] [--steps n] [--warmup n] [--anchor tokens/s]\n"
                    "  [--lora-r r] [--lora-modules qv|all] [--peak-tflops F] [--json FILE]\n"
                    "  eval: [--prefix P] [--suffix S] [--rows R] [--prompts n] [--groups g] [--batches n]\n");
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
 #define ARG(flag, dst, conv) else if (more && !strcmp(a, flag)) dst = conv(argv[++i])
 #define STR(x) (x)
         if (0) {}
-        ARG("--backend", backend, STR); ARG("--shape", shape, STR); ARG("--mode", mode, STR);
+        ARG("--device", backend, STR); ARG("--backend", backend, STR); ARG("--shape", shape, STR); ARG("--mode", mode, STR);
         ARG("--json", json, STR); ARG("--lora-modules", mods, STR);
         ARG("--batch", B, atoi); ARG("--seq", T, atoi); ARG("--steps", steps, atoi); ARG("--warmup", warmup, atoi);
         ARG("--lora-r", lora_r, atoi); ARG("--prefix", prefix, atoi); ARG("--suffix", suffix, atoi);

@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     const int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
     m.ops = qa_ops_cpu();
     qa_err e = {0};
-    m.ops->stream_create(&m.stream, &e);
+    m.ops->stream_create(&m.stream, NULL, &e);
     float s = 0.5f / (float)D;
     m.embed = bf16((size_t)V * D, 1.0f, 0);
     m.lm_head = bf16((size_t)V * D, s * 20, 0);

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     const int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
     qa_err e = {0};
     m[0].ops = qa_ops_cpu();
-    m[0].ops->stream_create(&m[0].stream, &e);
+    m[0].ops->stream_create(&m[0].stream, NULL, &e);
     float s = 0.5f / (float)D;
     m[0].embed = bf16((size_t)V * D, 1.0f, 0);
     m[0].lm_head = bf16((size_t)V * D, s * 20, 0);

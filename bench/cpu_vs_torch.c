@@ -22,7 +22,6 @@
  * (4 products over the visible keys) and dX of lm_head. The evaluation forward needs, in its last
  * layer, only the keys and values of every position and the rest for the last positions. */
 #include "model/model.h"
-#include "kernels/cpu_threads.h"
 #include "common/qa_mem.h"
 
 #include <cblas.h>
@@ -95,7 +94,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "bench_cpu_vs_torch: unknown option %s\n", argv[i]); return 2; }
     }
     if (logit_rows <= 0) logit_rows = B * T < 2048 ? B * T : 2048; /* as qalign train sizes it */
-    qa_cpu_set_threads(threads);
+    openblas_set_num_threads(threads); /* the ceiling's sgemm; the backend's pool gets its count from the stream */
+    const qa_stream_opts so = {.threads = threads};
     if (!strcmp(mode, "ceiling")) {
         const int n = 2048;
         float *a = qa_malloc(sizeof(float) * n * n), *b = qa_malloc(sizeof(float) * n * n),
@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
 
     qa_err e = {0};
     qa_model m;
-    if (qa_model_load(&m, dir, NULL, &e)) die("model", &e);
+    if (qa_model_load_opts(&m, dir, NULL, &so, &e)) die("model", &e);
     const int V = m.cfg.vocab, N = B * T;
     qa_lora l;
     if (qa_lora_init(&l, &m, QA_LORA_MASK_QV, 8, 16, 0, &e)) die("lora", &e);

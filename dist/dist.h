@@ -92,6 +92,9 @@ int qa_dist_rank(const qa_dist *d);
 int qa_dist_size(const qa_dist *d);
 int qa_dist_local_rank(const qa_dist *d); /* rank among the ranks on this node: picks the GPU */
 int qa_dist_local_size(const qa_dist *d);
+/* CPU threads per rank: requested when > 0, else the node's online cores split over the ranks on this node
+ * (at least 1; d NULL: one rank). What --threads 0 / train.threads 0 mean. */
+int qa_dist_cpu_threads(const qa_dist *d, int requested);
 int qa_dist_is_coordinator(const qa_dist *d); /* rank 0: the only rank that logs and writes files */
 /* How rank/size/local rank were found: "mpi" (+ "/shared-comm" or "/env:VAR" for the local rank),
  * "slurm-env (no MPI)" (env_bootstrap), "singleton". */

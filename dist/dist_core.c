@@ -85,6 +85,11 @@ int qa_dist_rank(const qa_dist *d) { return d->rank; }
 int qa_dist_size(const qa_dist *d) { return d->size; }
 int qa_dist_local_rank(const qa_dist *d) { return d->local_rank; }
 int qa_dist_local_size(const qa_dist *d) { return d->local_size; }
+int qa_dist_cpu_threads(const qa_dist *d, int requested) {
+    if (requested > 0) return requested;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), local = d && d->local_size > 0 ? d->local_size : 1;
+    return cores / local > 1 ? (int)(cores / local) : 1;
+}
 int qa_dist_is_coordinator(const qa_dist *d) { return d->rank == 0; }
 const char *qa_dist_identity_source(const qa_dist *d) { return d->ident; }
 qa_dist_mode qa_dist_get_mode(const qa_dist *d) { return d->mode; }

@@ -1,18 +1,21 @@
 /* ops.h — the compute kernels of qalign behind one backend boundary.
  *
  * A backend is a table of function pointers (qa_ops). qa_ops_cpu() returns the CPU table
- * (OpenBLAS sgemm + plain C loops); a CUDA backend provides the same table (qa_ops_cuda()).
+ * (kernels/cpu: its own blocked GEMM and a thread pool per stream); a CUDA backend provides the
+ * same table (qa_ops_cuda()).
  * Every pointer passed to an op is a pointer into that backend's memory ("device pointer",
  * allocated with ops->alloc); on the CPU it is ordinary host memory (ops->host_memory == 1).
  * Every op takes a qa_stream: the execution context of the backend (CUDA: stream + cuBLAS
- * handle + scratch). The CPU backend ignores it (NULL is fine there).
+ * handle + scratch; CPU: its thread pool, whose size is the stream's, set at stream_create from
+ * qa_stream_opts.threads — no process-wide thread setting). A CPU op given a NULL stream runs on
+ * the calling thread alone.
  *
  * Conventions
  *   - Row-major, C order. N = number of tokens (B*T flattened), D = hidden size, F = MLP
  *     intermediate size, V = vocabulary, H = query heads, Hk = KV heads, hd = head_dim.
  *   - Activations cross the interface as fp32. Frozen weights are typed views (qa_weight):
- *     BF16 or F32; a backend converts BF16 on the fly (CPU: panels of rows into a small
- *     scratch buffer before sgemm) and never needs a second full-size copy.
+ *     BF16 or F32; a backend converts BF16 on the fly (CPU: one block at a time while its GEMM
+ *     packs it) and never needs a second full-size copy.
  *   - Backward ops *accumulate* into gradients of trainable parameters (dA, dB) and take a
  *     `beta` (0 = overwrite, 1 = add) for activation gradients.
  *   - Ops do not fail on valid input: shape/index validation is the caller's job (model/).
@@ -26,7 +29,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct qa_stream qa_stream; /* backend execution context; opaque; CPU: unused */
+typedef struct qa_stream qa_stream; /* backend execution context; opaque */
+
+/* How a stream is made (stream_create; NULL: every field 0). */
+typedef struct qa_stream_opts {
+    int threads;                /* CPU backend (and the emulated device, which runs the CPU kernels): threads of
+                                   the stream's pool, the caller included; 0 = one per online core. Results do not
+                                   depend on it. Device backends ignore it. */
+} qa_stream_opts;
 
 /* A frozen tensor in backend memory: BF16, F32 or NF4. data == NULL means "absent" (no bias).
  * NF4 (kernels/nf4.h), only as W of linear_fwd / linear_bwd / linear_multi_fwd / swiglu_linear_fwd: data is
@@ -80,7 +90,7 @@ typedef struct qa_ops {
     int (*select_device)(int ordinal, char *desc, size_t desc_n, qa_err *e);
 
     /* ---- context and memory ------------------------------------------------------------ */
-    int (*stream_create)(qa_stream **s, qa_err *e);
+    int (*stream_create)(qa_stream **s, const qa_stream_opts *o, qa_err *e); /* o NULL: defaults */
     void (*stream_destroy)(qa_stream *s);
     int (*sync)(qa_stream *s, qa_err *e);                    /* wait for queued work */
     void *(*alloc)(size_t bytes, qa_err *e);                 /* NULL + error when out of memory */

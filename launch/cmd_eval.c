@@ -54,13 +54,15 @@ static void usage(FILE *f) {
             "  --dump-pools LIST    last,mean (default both) | last | mean\n"
             "  --dump-batch N       rows per forward of the dump (default 4; padded tokens <= --dump-batch-tokens)\n"
             "  --dump-batch-tokens N  padded tokens per dump forward (default 4096)\n"
-            "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, or emu (the\n"
-            "                       emulated device of the tests); under mpirun/srun each rank takes the GPU of its\n"
-            "                       node-local index (--backend is an old name of --device)\n"
+            "  --device NAME        auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 (the\n"
+            "                       CUDA kernels in fp32: verification) or emu (the emulated device of the tests);\n"
+            "                       under mpirun/srun each rank takes the GPU of its node-local index (--backend is\n"
+            "                       an old name of --device)\n"
+            "  --threads N          CPU threads per rank (default 0: the node's cores / ranks on the node); results\n"
+            "                       do not depend on it\n"
             "  --quant Q            none (default), nf4 or nf4-dq: projections quantized to NF4 at load (the paper's\n"
             "                       evaluation precision: bitsandbytes load_in_4bit); a 4-bit checkpoint is read as NF4\n"
-            "  -h, --help           this help\n"
-            "CPU threads: OPENBLAS_NUM_THREADS (per rank).\n");
+            "  -h, --help           this help\n");
 }
 
 static void log_line(void *ctx, const char *line) {
@@ -140,7 +142,7 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
     qa_eval_run_opts_default(&ro);
-    int stats = 0, prompt_given = 0, tensorboard = 0;
+    int stats = 0, prompt_given = 0, tensorboard = 0, threads = 0;
     long v;
     enum { MAX_ADAPTERS = 256 }; /* --adapter A --out DIR pairs, eval/multi.c */
     const char *adapters[MAX_ADAPTERS], *outs[MAX_ADAPTERS];
@@ -196,6 +198,7 @@ int cmd_eval(int argc, char **argv) {
             qa_err e = {0};
             if (qa_eval_gold_parse(argv[++i], &sel.gold, &e)) { fprintf(stderr, "qalign eval: %s\n", e.msg); return 2; }
         } else if (more && !strcmp(a, "--limit")) { if (parse_int(argv[++i], a, 0, &v)) return 2; sel.limit = (int)v; }
+        else if (more && !strcmp(a, "--threads")) { if (parse_int(argv[++i], a, 0, &v)) return 2; threads = (int)v; }
         else if (more && !strcmp(a, "--seed")) { if (parse_int(argv[++i], a, 0, &v)) return 2; ro.seed = (uint64_t)v; }
         else if (more && !strcmp(a, "--batch")) { if (parse_int(argv[++i], a, 1, &v)) return 2; ro.batch_rows = (int)v; }
         else if (more && !strcmp(a, "--batch-tokens")) {
@@ -288,8 +291,9 @@ int cmd_eval(int argc, char **argv) {
     const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
     qa_quant quant = QA_QUANT_NONE;
+    const qa_stream_opts so = {.threads = qa_dist_cpu_threads(d, threads)};
     if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
-    if (ok) { ok = qa_model_load_quant(&m, model_dir, ops, quant, &e) == 0; have_model = ok; }
+    if (ok) { ok = qa_model_load_ex(&m, model_dir, ops, &so, quant, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;

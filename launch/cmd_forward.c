@@ -29,8 +29,9 @@ static void forward_usage(FILE *f) {
             "  --logits-out FILE  write the logits of every position at full precision: FILE.npy as a\n"
             "                     NumPy float32 array [T, vocab] (numpy.load), any other name as text,\n"
             "                     one line per position, vocab values in %%.9g (exact for float32)\n"
-            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu\n"
-            "                     (--backend is an old name of --device)\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 or\n"
+            "                     emu (--backend is an old name of --device)\n"
+            "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  --quant Q          none (default), nf4 or nf4-dq: projections quantized to NF4 at load\n"
             "  -h, --help         this help\n");
 }
@@ -85,7 +86,7 @@ static int write_logits(const char *path, const float *lg, int T, int V, qa_err 
 
 int cmd_forward(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *ids_s = NULL, *backend = "auto", *logits_out = NULL, *quant_s = NULL;
-    int topk = 10, hidden = 0, all = 0;
+    int topk = 10, hidden = 0, all = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { forward_usage(stdout); return 0; }
@@ -97,7 +98,11 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--top-k")) {
+        else if (i + 1 < argc && !strcmp(a, "--threads")) {
+            long long v;
+            if (qa_arg_int("forward", "--threads", argv[++i], 0, 4096, &v)) return 2;
+            threads = (int)v;
+        } else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             long long v;
             if (qa_arg_int("forward", "--top-k", argv[++i], 1, 1000000, &v)) return 2;
             topk = (int)v;
@@ -125,7 +130,8 @@ int cmd_forward(int argc, char **argv) {
     qa_acts a;
     int have_lora = 0, have_acts = 0;
     qa_quant quant;
-    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model_dir, ops, quant, &e)) {
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_ex(&m, model_dir, ops, &so, quant, &e)) {
         qa_err_print(&e);
         free(ids);
         return 1;

@@ -6,6 +6,8 @@
 #include "model/model.h"
 #include "io/peft.h"
 #include "io/safetensors.h"
+#include "model/model.h"
+#include "train/train.h"
 #include "common/qa_file.h"
 
 #include <inttypes.h>
@@ -19,11 +21,12 @@ static void info_usage(FILE *f) {
             "usage: qalign info MODEL_DIR [options]\n\n"
             "Reads MODEL_DIR/config.json and the safetensors weights (model.safetensors or a sharded\n"
             "model.safetensors.index.json), checks every tensor the config implies (names, shapes, dtypes),\n"
-            "and prints the architecture, parameter count, storage and memory estimates.\n\n"
+            "and prints the architecture, parameter count, storage and the memory a run allocates (the bytes\n"
+            "of the CPU backend's allocations for those shapes, from the code that makes them).\n\n"
             "options:\n"
             "  --json                 machine-readable output\n"
-            "  --eval-batch B         evaluation estimate: batch size (default 8)\n"
-            "  --eval-seq T           evaluation estimate: sequence length (default 2048)\n"
+            "  --eval-batch B         evaluation: rows of a batch (default 8)\n"
+            "  --eval-seq T           evaluation: tokens per row, and positions of the prefix cache (default 2048)\n"
             "  --train-batch B        LoRA training estimate: micro-batch (default 4)\n"
             "  --train-seq T          LoRA training estimate: sequence length (default 512)\n"
             "  --lora-r R             LoRA rank for the estimate (default 8)\n"
@@ -32,12 +35,6 @@ static void info_usage(FILE *f) {
             "                         a 4-bit checkpoint is NF4 anyway)\n"
             "  -h, --help             this help\n");
 }
-
-typedef struct mem_est {
-    double weights, kv, act, logits, total;                      /* evaluation */
-    double t_weights, t_adapter, t_act, t_attn, t_logits, t_total; /* LoRA training */
-    int64_t adapter_params;
-} mem_est;
 
 static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
 
@@ -52,6 +49,10 @@ static int is_projection(const char *name) {
         if (!strcmp(tail, want)) return 1;
     }
     return 0;
+}
+
+static void mem_row(const char *label, size_t bytes, const char *note) {
+    printf("  %-46s %9.3f GiB %14zu bytes%s%s\n", label, gib((double)bytes), bytes, *note ? "  " : "", note);
 }
 
 static int parse_pos(const char *s, const char *opt, int *out) {
@@ -123,32 +124,19 @@ int cmd_info(int argc, char **argv) {
     const double nf4_weights = (double)other_bytes + qa_model_proj_nf4_bytes(&c);
     const int use_nf4 = quant != QA_QUANT_NONE || stored_4bit;
 
-    /* memory estimates (bytes) */
-    mem_est m = {0};
-    double H = c.hidden, I = c.intermediate, V = c.vocab, L = c.n_layers, q = (double)c.n_heads * c.head_dim,
-           kv = (double)c.n_kv_heads * c.head_dim, nh = c.n_heads;
-    m.weights = use_nf4 ? nf4_weights : (double)bytes;
-    m.kv = 2.0 * L * kv * eb * et * 2.0;                                   /* K and V, bf16 */
-    m.act = (double)eb * et * (4 * H + q + 2 * kv + 3 * I) * 4.0          /* one layer's working set, f32 */
-            + (double)eb * nh * et * et * 4.0;                              /* scores of one layer, f32 */
-    m.logits = (double)eb * et * V * 4.0;
-    m.total = m.weights + m.kv + m.act + m.logits;
-    int64_t ap = 0;
-    for (int mo = 0; mo < QA_LORA_N_MODULES; mo++) {
-        if (!(mask & QA_LORA_BIT(mo))) continue;
-        int in, out;
-        qa_lora_module_dims(&c, mo, &in, &out);
-        ap += (int64_t)r * (in + out);
+    /* memory: what the allocations of model/ make for these shapes (CPU backend) */
+    qa_mem_estimate me, mt;
+    const int mq = quant != QA_QUANT_NONE ? (int)quant : QA_QUANT_NONE; /* a 4-bit checkpoint is NF4 anyway */
+    const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et, .quant = mq};
+    const qa_mem_shape strn = {.train = 1, .B = tb, .T = tt, .max_logit_rows = qa_train_logit_rows(tb, tt),
+                               .lora_modules = mask, .lora_r = r, .quant = mq};
+    if (qa_model_memory_estimate(&c, &st, NULL, &se, &me, &e) ||
+        qa_model_memory_estimate(&c, &st, NULL, &strn, &mt, &e)) {
+        qa_err_print(&e);
+        qa_st_close(&st);
+        return 1;
     }
-    m.adapter_params = ap * c.n_layers;
-    m.t_weights = m.weights;
-    m.t_adapter = (double)m.adapter_params * 16.0;                          /* f32 param, grad, Adam m, v */
-    double saved = 4 * H + 2 * q + 2 * kv + 3 * I;                           /* per token per layer, f32 */
-    for (int mo = 0; mo < QA_LORA_N_MODULES; mo++) if (mask & QA_LORA_BIT(mo)) saved += r;
-    m.t_act = (double)tb * tt * L * saved * 4.0;
-    m.t_attn = (double)tb * nh * tt * tt * L * 4.0;                         /* softmax probabilities kept per layer */
-    m.t_logits = (double)tb * tt * V * 4.0 * 2.0;                           /* logits and their gradient */
-    m.t_total = m.t_weights + m.t_adapter + m.t_act + m.t_attn + m.t_logits;
+    const int64_t adapter_params = (int64_t)qa_lora_n_params(&c, mask, r);
 
     int win_first = -1, win = 0, win_n = 0;
     for (int l = 0; l < c.n_layers; l++)
@@ -188,24 +176,22 @@ int cmd_info(int argc, char **argv) {
         json_t *ev = json_object();
         json_object_set_new(ev, "batch", json_integer(eb));
         json_object_set_new(ev, "seq", json_integer(et));
-        json_object_set_new(ev, "weights_bytes", json_real(m.weights));
-        json_object_set_new(ev, "kv_cache_bytes", json_real(m.kv));
-        json_object_set_new(ev, "activation_bytes", json_real(m.act));
-        json_object_set_new(ev, "logits_bytes", json_real(m.logits));
-        json_object_set_new(ev, "total_bytes", json_real(m.total));
+        json_object_set_new(ev, "weights_bytes", json_integer((json_int_t)me.weights));
+        json_object_set_new(ev, "kv_cache_bytes", json_integer((json_int_t)me.kv_cache));
+        json_object_set_new(ev, "activation_bytes", json_integer((json_int_t)me.activations));
+        json_object_set_new(ev, "total_bytes", json_integer((json_int_t)me.total));
         json_object_set_new(o, "memory_eval", ev);
         json_t *tr = json_object();
         json_object_set_new(tr, "micro_batch", json_integer(tb));
         json_object_set_new(tr, "seq", json_integer(tt));
         json_object_set_new(tr, "lora_r", json_integer(r));
         json_object_set_new(tr, "lora_module_mask", json_integer(mask));
-        json_object_set_new(tr, "adapter_params", json_integer(m.adapter_params));
-        json_object_set_new(tr, "weights_bytes", json_real(m.t_weights));
-        json_object_set_new(tr, "adapter_state_bytes", json_real(m.t_adapter));
-        json_object_set_new(tr, "activation_bytes", json_real(m.t_act));
-        json_object_set_new(tr, "attention_prob_bytes", json_real(m.t_attn));
-        json_object_set_new(tr, "logits_bytes", json_real(m.t_logits));
-        json_object_set_new(tr, "total_bytes", json_real(m.t_total));
+        json_object_set_new(tr, "adapter_params", json_integer(adapter_params));
+        json_object_set_new(tr, "weights_bytes", json_integer((json_int_t)mt.weights));
+        json_object_set_new(tr, "lora_bytes", json_integer((json_int_t)mt.lora));
+        json_object_set_new(tr, "optimizer_bytes", json_integer((json_int_t)mt.optimizer));
+        json_object_set_new(tr, "activation_bytes", json_integer((json_int_t)mt.activations));
+        json_object_set_new(tr, "total_bytes", json_integer((json_int_t)mt.total));
         json_object_set_new(o, "memory_lora_train", tr);
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         printf("%s\n", s);
@@ -237,25 +223,23 @@ int cmd_info(int argc, char **argv) {
         printf("as NF4           %.2f GiB in memory: %" PRId64 " projection parameters x 0.5625 bytes (4-bit codes + "
                "fp32 absmax per 64) + %.2f GiB as stored (embeddings, head, norms)%s\n", gib(nf4_weights), proj,
                gib((double)other_bytes), stored_4bit ? "; stored 4-bit (bitsandbytes nf4)" : "; --quant nf4");
-        printf("\nmemory estimate, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib(m.total));
-        printf("  weights %-33s %9.3f GiB\n", use_nf4 ? "(NF4 projections)" : "as stored", gib(m.weights));
-        printf("  KV cache (bf16, all layers)               %9.3f GiB\n", gib(m.kv));
-        printf("  activations (one layer at a time, f32)    %9.3f GiB  incl. materialized attention scores\n", gib(m.act));
-        printf("  logits (f32, every position)              %9.3f GiB\n", gib(m.logits));
-        printf("memory estimate, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
-               gib(m.t_total));
-        printf("  frozen weights %-26s %9.3f GiB\n", use_nf4 ? "(NF4 projections: QLoRA)" : "as stored",
-               gib(m.t_weights));
-        char lab[64];
-        snprintf(lab, sizeof lab, "adapter: %" PRId64 " params x 16 B", m.adapter_params);
-        printf("  %-41s %9.3f GiB  (f32 weights, grads, Adam m and v)\n", lab, gib(m.t_adapter));
-        printf("  activations kept for backward (f32)       %9.3f GiB  (%.0f floats per token per layer)\n",
-               gib(m.t_act), saved);
-        printf("  attention probabilities kept (f32)        %9.3f GiB  (none with a fused attention kernel)\n",
-               gib(m.t_attn));
-        printf("  logits and their gradient (f32)           %9.3f GiB\n", gib(m.t_logits));
-        printf("assumptions: weights stay in their storage dtype; activations, logits and optimizer state are f32;\n"
-               "  no activation checkpointing; one process; framework overhead and fragmentation not included.\n");
+        printf("\nmemory, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib((double)me.total));
+        mem_row(use_nf4 ? "weights as the CPU backend holds them (NF4 projections)" : "weights as the CPU backend holds them", me.weights, "");
+        char lab[96];
+        snprintf(lab, sizeof lab, "prefix KV cache (%d positions)", et);
+        mem_row(lab, me.kv_cache, "f32, every layer's keys and values");
+        mem_row("inference workspace", me.activations, "f32, one layer at a time, full-vocabulary logits per row");
+        printf("memory, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
+               gib((double)mt.total));
+        mem_row(use_nf4 ? "frozen weights (NF4 projections: QLoRA)" : "frozen weights as the CPU backend holds them", mt.weights, "");
+        snprintf(lab, sizeof lab, "adapter: %" PRId64 " params", adapter_params);
+        mem_row(lab, mt.lora, "f32 weights and gradients");
+        mem_row("AdamW m and v", mt.optimizer, "f32");
+        snprintf(lab, sizeof lab, "activation workspace: %d logit rows", qa_train_logit_rows(tb, tt));
+        mem_row(lab, mt.activations, "f32, every layer's saved tensors, gradient scratch");
+        printf("the bytes model/ allocates for these shapes (weight views, LoRA blocks, workspace carves);\n"
+               "  not counted: host bookkeeping, the gradient tree of several micro-batches, communication\n"
+               "  buffers, allocator slack.\n");
     }
     qa_st_close(&st);
     return 0;

@@ -34,8 +34,10 @@ static void usage(FILE *f) {
             "  --format LIST      png,svg (default both) | png | svg\n"
             "  --ymax Y           top of the y axis (default: 1, zoomed to the data when every band stays below\n"
             "                     0.25, as with random or tiny models); --ymax 1 forces the paper's [0, 1]\n"
-            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda or emu: the lens\n"
-            "                     is a full-vocabulary head per item and layer (--backend: an old name)\n"
+            "  --device NAME      auto (default: cuda when a GPU is usable, else cpu), cpu, cuda, cuda-fp32 or\n"
+            "                     emu: the lens is a full-vocabulary head per item and layer (--backend: an old\n"
+            "                     name)\n"
+            "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
             "  --quant Q          none (default), nf4 or nf4-dq: the model the dumps came from, quantized at load\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
@@ -58,6 +60,7 @@ int cmd_lens(int argc, char **argv) {
     qa_lens_opts o;
     qa_lens_opts_default(&o);
     const char *model_dir = NULL, *tfile = NULL, *backend = "auto", *quant_s = NULL;
+    int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -82,7 +85,11 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
-        else if (more && !strcmp(a, "--ymax")) {
+        else if (more && !strcmp(a, "--threads")) {
+            long long v;
+            if (qa_arg_int("lens", "--threads", argv[++i], 0, 4096, &v)) return 2;
+            threads = (int)v;
+        } else if (more && !strcmp(a, "--ymax")) {
             if (qa_arg_num("lens", "--ymax", argv[++i], 0, 1e6, 1, &o.ymax)) return 2;
         }
         else if (more && !strcmp(a, "--format")) {
@@ -110,7 +117,8 @@ int cmd_lens(int argc, char **argv) {
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
     qa_quant quant;
-    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_quant(&m, model_dir, ops, quant, &e)) goto out;
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_ex(&m, model_dir, ops, &so, quant, &e)) goto out;
     have_model = 1;
     o.log = log_line;
     o.model_id = model_dir;

@@ -38,6 +38,9 @@ static void train_usage(FILE *f) {
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
             "  --quant Q           = --set model.quant=Q: none, nf4 or nf4-dq (QLoRA: NF4 base, fp32 LoRA)\n"
+            "  --threads N         CPU threads per rank, as --set train.threads=N (0: the node's cores / ranks on it)\n"
+            "  --device NAME       auto, cpu, cuda, cuda-fp32 or emu, as --set model.device=NAME (--backend: an old\n"
+            "                      name)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
@@ -251,7 +254,13 @@ int cmd_train(int argc, char **argv) {
     qa_err e = {0};
     int dry = 0, print_cfg = 0, json = 0, world = 0, rc = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof(char *));
-    int n_sets = 0, n_configs = 0;
+    char **owned = calloc((size_t)argc + 1, sizeof(char *)); /* --threads / --device as their --set */
+    int n_sets = 0, n_owned = 0, n_configs = 0;
+    if (!sets || !owned) {
+        fprintf(stderr, "qalign train: error: out of memory parsing %d arguments\n", argc);
+        rc = 1;
+        goto done;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
@@ -283,6 +292,21 @@ int cmd_train(int argc, char **argv) {
             static char qset[64];
             snprintf(qset, sizeof qset, "model.quant=%s", val);
             sets[n_sets++] = qset;
+        } else if ((m = OPT("--threads")) || (m = OPT("--device")) || (m = OPT("--backend"))) {
+            /* shorthands, applied in their place among the --set: --threads N = --set train.threads=N,
+             * --device NAME (--backend: its old name) = --set model.device=NAME */
+            if (m < 0) goto missing;
+            const char *key = !strncmp(a, "--threads", 9) ? "train.threads" : "model.device";
+            size_t len = strlen(key) + strlen(val) + 2;
+            char *kv = malloc(len);
+            if (!kv) {
+                fprintf(stderr, "qalign train: error: out of memory parsing %s\n", a);
+                rc = 1;
+                goto done;
+            }
+            snprintf(kv, len, "%s=%s", key, val);
+            owned[n_owned++] = kv;
+            sets[n_sets++] = kv;
         } else if ((m = OPT("--world-size"))) {
             if (m < 0) goto missing;
             long long w;
@@ -328,6 +352,8 @@ int cmd_train(int argc, char **argv) {
     rc = run_training(&tc, &argc, &argv);
 done:
     free(sets);
+    for (int i = 0; i < n_owned; i++) free(owned[i]);
+    free(owned);
     qa_train_config_free(&tc);
     return rc;
 }

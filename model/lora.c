@@ -29,6 +29,35 @@ static void mod_dims(const qa_hf_config *c, int mod, int *in, int *out) {
     }
 }
 
+/* The adapter's layout on config c: layer-major, modules in enum order, A then B; fills mats (may be NULL)
+ * and returns the floats per block. */
+static size_t lora_layout(const qa_hf_config *c, unsigned modules, int r, qa_lora_mat *mats) {
+    size_t off = 0;
+    for (int i = 0; i < c->n_layers; i++)
+        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
+            if (!(modules & QA_LORA_BIT(mod))) continue;
+            qa_lora_mat tmp, *t = mats ? &mats[(size_t)i * QA_LORA_N_MODULES + mod] : &tmp;
+            t->present = 1;
+            mod_dims(c, mod, &t->in, &t->out);
+            t->off_A = off;
+            off += (size_t)r * t->in;
+            t->off_B = off;
+            off += (size_t)t->out * r;
+        }
+    return off;
+}
+
+/* four blocks, then 16 floats: the double the norm reduction writes (qa_lora_step) */
+static size_t block_bytes(size_t n_params) { return (4 * n_params + 16) * sizeof(float); }
+
+size_t qa_lora_n_params(const qa_hf_config *c, unsigned modules, int r) {
+    return r > 0 ? lora_layout(c, modules & QA_LORA_MASK_ALL, r, NULL) : 0;
+}
+
+size_t qa_lora_bytes(const qa_hf_config *c, unsigned modules, int r) {
+    return r > 0 && (modules & QA_LORA_MASK_ALL) ? block_bytes(qa_lora_n_params(c, modules, r)) : 0;
+}
+
 int qa_lora_init(qa_lora *l, const qa_model *m, unsigned modules, int r, float alpha, float dropout, qa_err *e) {
     memset(l, 0, sizeof *l);
     if (r <= 0) return QA_ERR(e, "LoRA rank r must be positive (got %d)", r);
@@ -45,23 +74,11 @@ int qa_lora_init(qa_lora *l, const qa_model *m, unsigned modules, int r, float a
     l->dropout = dropout;
     l->n_layers = c->n_layers;
     l->mats = qa_calloc((size_t)c->n_layers * QA_LORA_N_MODULES, sizeof *l->mats);
-    size_t off = 0;
-    for (int i = 0; i < c->n_layers; i++)
-        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
-            qa_lora_mat *t = qa_lora_at(l, i, mod);
-            if (!(modules & QA_LORA_BIT(mod))) continue;
-            t->present = 1;
-            mod_dims(c, mod, &t->in, &t->out);
-            t->off_A = off;
-            off += (size_t)r * t->in;
-            t->off_B = off;
-            off += (size_t)t->out * r;
-        }
+    const size_t off = lora_layout(c, modules, r, l->mats);
     l->n_params = off;
-    /* four blocks, then 16 floats: the double the norm reduction writes (qa_lora_step) */
-    float *block = l->ops->alloc((4 * off + 16) * sizeof(float), e);
+    float *block = l->ops->alloc(block_bytes(off), e);
     if (!block) { free(l->mats); l->mats = NULL; return qa_err_prefix(e, "allocating LoRA blocks"); }
-    l->ops->memset0(m->stream, block, (4 * off + 16) * sizeof(float));
+    l->ops->memset0(m->stream, block, block_bytes(off));
     l->red = (double *)(block + 4 * off);
     l->params = block;
     l->grads = block + off;

@@ -1,10 +1,10 @@
-/* model.c — checkpoint loading (weight views into the mmap) and the activations workspace. */
+/* model.c — checkpoint loading (weight views into the mmap, NF4 projections) and the memory estimate. */
 #include "model/model.h"
-#include "model/model_internal.h"
 #include "common/qa_mem.h"
 #include "io/bnb4.h"
 #include "kernels/nf4.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -54,7 +54,7 @@ static int want_proj(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char
 }
 
 static int want(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char *name, int ndim, int64_t d0, int64_t d1,
-                qa_err *e) {
+                int check_finite, qa_err *e) {
     int64_t shape[2] = {d0, d1};
     const qa_st_tensor *t;
     if (qa_bnb4_is_quantized(&m->st, name))
@@ -62,7 +62,7 @@ static int want(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char *nam
                       "projections only (embeddings, norms and lm_head stay float, as bitsandbytes keeps them)",
                       qa_st_file_of(&m->st, NULL), name);
     QA_TRY(qa_st_get(&m->st, name, ndim, shape, &t, e));
-    QA_TRY(qa_st_check_finite(&m->st, t, e));
+    if (check_finite) QA_TRY(qa_st_check_finite(&m->st, t, e));
     if (t->dtype != QA_DT_BF16 && t->dtype != QA_DT_F32 && t->dtype != QA_DT_F16 && t->dtype != QA_DT_F64)
         return QA_ERR(e, "tensor %s has dtype %s; qalign computes with BF16/F32/F16/F64 weights only", name,
                       t->dtype_name);
@@ -167,33 +167,19 @@ void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, 
     m->ops->memcpy_d2h(m->stream, host_dst, dev_src, n * sizeof(float));
 }
 
-int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
-    return qa_model_load_quant(m, dir, ops, QA_QUANT_NONE, e);
-}
-
-int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e) {
-    memset(m, 0, sizeof *m);
-    m->ops = ops ? ops : qa_ops_cpu();
-    char *cfgpath = qa_path_join(dir, "config.json");
-    int rc = qa_hf_config_load(&m->cfg, cfgpath, e);
-    free(cfgpath);
-    if (rc) return -1;
+/* The tensors of m->cfg that the model reads, each with the view it fills (m->embed, m->layers[i].wq, ...);
+ * the projections as NF4 where quant asks for it or the checkpoint holds them 4-bit. m->st open, m->layers
+ * allocated. check_finite: every float tensor read once for NaN/Inf (a load; not a memory estimate).
+ * *out: heap array of *n requests. */
+static int weight_requests(qa_model *m, qa_quant quant, int check_finite, wreq **out, size_t *n_out, qa_err *e) {
     const qa_hf_config *c = &m->cfg;
-    if (c->n_layers <= 0 || c->n_layers > QA_MAX_LAYERS || c->head_dim % 2 || c->n_kv_heads <= 0 ||
-        c->n_heads % c->n_kv_heads || (int64_t)c->n_heads * c->head_dim > INT32_MAX)
-        return QA_ERR(e, "%s/config.json: unsupported shape (layers %d, heads %d, kv heads %d, head_dim %d)", dir,
-                      c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
-    if (qa_st_open_dir(&m->st, dir, e)) return -1;
-    if (m->ops->stream_create(&m->stream, e)) goto fail;
-
     const int D = c->hidden, F = c->intermediate, V = c->vocab, Q = c->n_heads * c->head_dim,
               KV = c->n_kv_heads * c->head_dim;
-    m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
     size_t cap = 4 + (size_t)c->n_layers * 16, n = 0;
     wreq *req = qa_calloc(cap, sizeof *req);
     char nm[256];
-#define WANT(dst, name, nd, a, b) do { if (want(m, req, &n, dst, name, nd, a, b, e)) goto fail_req; } while (0)
-#define WANTP(dst, name, a, b) do { size_t n0 = n; if (want_proj(m, req, &n, dst, name, a, b, quant, e)) goto fail_req; \
+#define WANT(dst, name, nd, a, b) do { if (want(m, req, &n, dst, name, nd, a, b, check_finite, e)) goto fail; } while (0)
+#define WANTP(dst, name, a, b) do { size_t n0 = n; if (want_proj(m, req, &n, dst, name, a, b, quant, e)) goto fail; \
                                     if (n == n0) WANT(dst, name, 2, a, b); } while (0)
     WANT(&m->embed, "model.embed_tokens.weight", 2, V, D);
     WANT(&m->final_norm, "model.norm.weight", 1, D, 0);
@@ -229,21 +215,30 @@ int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quan
     }
 #undef WANT
 #undef WANTP
-    /* Views: BF16/F32 with natural alignment stay in the mmap (CPU); F16/F64/misaligned are
-     * converted once to F32 into the owned block. A device backend uploads everything once. */
-    const int host = m->ops->host_memory;
-    size_t owned = 0;
+    *out = req;
+    *n_out = n;
+    return 0;
+fail:
+    free(req);
+    return -1;
+}
+
+/* How the backend holds each tensor. NF4 projections: always in the owned block (codes + fp32 absmax).
+ * Views: BF16/F32 with natural alignment stay in the mmap (host memory backend); F16/F64/misaligned are
+ * converted once to F32 into the owned block. A device backend uploads everything once into the owned
+ * block. Returns the owned block's bytes; *mapped (may be NULL) gets the bytes of the views left in the
+ * mmap, *nf4 (may be NULL) the bytes of the NF4 projections. */
+static size_t weight_plan(wreq *req, size_t n, int host, size_t *mapped, size_t *nf4) {
+    size_t owned = 0, map = 0, q4 = 0;
     for (size_t i = 0; i < n; i++) {
         wreq *r = &req[i];
         const qa_st_tensor *t = r->t;
-        if (r->nf4) { /* NF4: always in the owned block */
+        if (r->nf4) {
             r->use = QA_DT_NF4;
             owned = (owned + 63) / 64 * 64;
             r->off = owned;
             owned += qa_nf4_bytes((size_t)r->numel);
-            m->nf4_bytes += qa_nf4_bytes((size_t)r->numel);
-            if (r->nf4 == 2 && m->quant == QA_QUANT_NONE) m->quant = r->bnb.nested ? QA_QUANT_NF4_DQ : QA_QUANT_NF4;
-            if (r->nf4 == 1) m->quant = quant;
+            q4 += qa_nf4_bytes((size_t)r->numel);
             continue;
         }
         size_t al = t->dtype == QA_DT_BF16 ? 2 : 4;
@@ -254,7 +249,56 @@ int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quan
             owned = (owned + 63) / 64 * 64;
             r->off = owned;
             owned += (size_t)t->numel * qa_dtype_size(r->use);
+        } else {
+            map += t->nbytes;
         }
+    }
+    if (mapped) *mapped = map;
+    if (nf4) *nf4 = q4;
+    return owned;
+}
+
+static int check_shape(const qa_hf_config *c, const char *what, qa_err *e) {
+    if (c->n_layers <= 0 || c->n_layers > QA_MAX_LAYERS || c->head_dim % 2 || c->n_kv_heads <= 0 ||
+        c->n_heads % c->n_kv_heads || (int64_t)c->n_heads * c->head_dim > INT32_MAX)
+        return QA_ERR(e, "%s: unsupported shape (layers %d, heads %d, kv heads %d, head_dim %d)", what, c->n_layers,
+                      c->n_heads, c->n_kv_heads, c->head_dim);
+    return 0;
+}
+
+int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
+    return qa_model_load_ex(m, dir, ops, NULL, QA_QUANT_NONE, e);
+}
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e) {
+    return qa_model_load_ex(m, dir, ops, so, QA_QUANT_NONE, e);
+}
+int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e) {
+    return qa_model_load_ex(m, dir, ops, NULL, quant, e);
+}
+
+int qa_model_load_ex(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
+                     qa_err *e) {
+    memset(m, 0, sizeof *m);
+    m->ops = ops ? ops : qa_ops_cpu();
+    char *cfgpath = qa_path_join(dir, "config.json");
+    int rc = qa_hf_config_load(&m->cfg, cfgpath, e);
+    if (!rc) rc = check_shape(&m->cfg, cfgpath, e);
+    free(cfgpath);
+    if (rc) return -1;
+    const qa_hf_config *c = &m->cfg;
+    if (qa_st_open_dir(&m->st, dir, e)) return -1;
+    if (m->ops->stream_create(&m->stream, so, e)) goto fail;
+
+    m->layers = qa_calloc((size_t)c->n_layers, sizeof *m->layers);
+    size_t n = 0;
+    wreq *req = NULL;
+    if (weight_requests(m, quant, 1, &req, &n, e)) goto fail;
+    const int host = m->ops->host_memory;
+    size_t owned = weight_plan(req, n, host, NULL, &m->nf4_bytes);
+    for (size_t i = 0; i < n; i++) {
+        const wreq *r = &req[i];
+        if (r->nf4 == 2 && m->quant == QA_QUANT_NONE) m->quant = r->bnb.nested ? QA_QUANT_NF4_DQ : QA_QUANT_NF4;
+        if (r->nf4 == 1) m->quant = quant;
     }
     if (owned) {
         m->owned_bytes = owned;
@@ -319,108 +363,42 @@ void qa_model_free(qa_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* ---- workspace ----------------------------------------------------------------------- */
-static void layout(qa_acts *a, const qa_model *m, qa_carve *cv) {
-    const qa_hf_config *c = &m->cfg;
-    qa_acts_int *in = a->in;
-    const size_t N = (size_t)a->N, D = c->hidden, F = c->intermediate, V = c->vocab;
-    const size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t R = (size_t)a->max_logit_rows;
-    const int L = c->n_layers;
-    in->ids = TAKEI(cv, N);
-    in->pos = TAKEI(cv, N);
-    in->mask = TAKEI(cv, N);
-    in->seg = TAKEI(cv, N);
-    in->rows = TAKEI(cv, R);
-    in->targets = TAKEI(cv, R);
-    in->row_loss = TAKEF(cv, R);
-    in->row_lse = TAKEF(cv, R);
-    for (int l = 0; l <= L; l++) a->hidden[l] = TAKEF(cv, N * D);
-    in->xL = TAKEF(cv, N * D);
-    in->rstd_f = TAKEF(cv, N);
-    a->logits = TAKEF(cv, R * V);
-    in->rowbuf = TAKEF(cv, R * D);
-    in->xn = TAKEF(cv, N * D);
-    in->act = TAKEF(cv, N * F);
-    int nsets = a->mode == QA_ACTS_TRAIN ? L : 1;
-    for (int l = 0; l < nsets; l++) {
-        qa_layer_acts *s = &in->layer[l];
-        s->rstd1 = TAKEF(cv, N);
-        s->rstd2 = TAKEF(cv, N);
-        s->q = TAKEF(cv, N * Q);
-        s->k = TAKEF(cv, N * KV);
-        s->v = TAKEF(cv, N * KV);
-        s->att = TAKEF(cv, N * Q);
-        s->lse = TAKEF(cv, N * c->n_heads);
-        s->h = TAKEF(cv, N * D);
-        s->g = TAKEF(cv, N * F);
-        s->u = TAKEF(cv, N * F);
-        for (int mod = 0; mod < QA_LORA_N_MODULES; mod++)
-            s->xa[mod] = (in->lora_modules & QA_LORA_BIT(mod)) ? TAKEF(cv, N * in->lora_r) : NULL;
+/* ---- memory ------------------------------------------------------------------------------ */
+int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
+                             const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e) {
+    memset(out, 0, sizeof *out);
+    const qa_ops *o = ops ? ops : qa_ops_cpu();
+    QA_TRY(check_shape(c, "memory estimate", e));
+    if (s->B <= 0 || s->T <= 0 || (int64_t)s->B * s->T > (1 << 30))
+        return QA_ERR(e, "memory estimate: batch [%d, %d] must be positive and at most 2^30 tokens", s->B, s->T);
+    const int r = s->lora_modules ? s->lora_r : 0;
+    if (r < 0 || (s->lora_modules & ~QA_LORA_MASK_ALL))
+        return QA_ERR(e, "memory estimate: LoRA r=%d modules 0x%x", s->lora_r, s->lora_modules);
+    if (st) { /* the views qa_model_load would make, on this backend */
+        qa_model m;
+        memset(&m, 0, sizeof m);
+        m.cfg = *c;
+        m.st = *st;                              /* read only: the caller's open checkpoint */
+        m.layers = qa_calloc((size_t)c->n_layers, sizeof *m.layers);
+        wreq *req = NULL;
+        size_t n = 0, mapped = 0;
+        int rc = weight_requests(&m, (qa_quant)s->quant, 0, &req, &n, e);
+        free(m.layers);
+        if (rc) return -1;
+        out->weights = weight_plan(req, n, o->host_memory, &mapped, NULL) + mapped;
+        out->weights_mapped = mapped;
+        free(req);
     }
-    if (a->mode == QA_ACTS_TRAIN) {
-        in->dx = TAKEF(cv, N * D);
-        in->dh = TAKEF(cv, N * D);
-        in->dxn = TAKEF(cv, N * D);
-        in->da = TAKEF(cv, N * F);
-        in->dg = TAKEF(cv, N * F);
-        in->du = TAKEF(cv, N * F);
-        in->datt = TAKEF(cv, N * Q);
-        in->dq = TAKEF(cv, N * Q);
-        in->dk = TAKEF(cv, N * KV);
-        in->dv = TAKEF(cv, N * KV);
-        a->d_embeds = in->dx;
+    if (r > 0) {
+        out->optimizer = 2 * qa_lora_n_params(c, s->lora_modules, r) * sizeof(float);
+        out->lora = qa_lora_bytes(c, s->lora_modules, r) - out->optimizer;
     }
-}
-
-int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T, int mode, int max_logit_rows,
-                  qa_err *e) {
-    memset(a, 0, sizeof *a);
-    if (B <= 0 || T <= 0) return QA_ERR(e, "workspace: batch shape [%d, %d] must be positive", B, T);
-    if ((int64_t)B * T > (1 << 30)) return QA_ERR(e, "workspace: batch [%d, %d] too large", B, T);
-    const int L = m->cfg.n_layers;
-    a->B = B;
-    a->T = T;
-    a->N = B * T;
-    a->mode = mode;
-    a->max_logit_rows = max_logit_rows > 0 ? max_logit_rows : a->N;
-    a->hidden = qa_calloc((size_t)L + 1, sizeof *a->hidden);
-    a->logit_rows_host = qa_calloc((size_t)a->max_logit_rows, sizeof(int32_t));
-    a->in = qa_calloc(1, sizeof *a->in);
-    a->in->layer = qa_calloc((size_t)L, sizeof *a->in->layer);
-    a->in->rows_host = qa_calloc((size_t)a->N, sizeof(int32_t));
-    a->in->targets_host = qa_calloc((size_t)a->N, sizeof(int32_t));
-    a->in->loss_host = qa_calloc((size_t)a->max_logit_rows, sizeof(float));
-    if (l) {
-        a->in->lora_r = l->r;
-        a->in->lora_modules = l->modules;
+    if (s->train) {
+        out->activations = qa_acts_bytes(c, s->lora_modules, r, s->B, s->T, QA_ACTS_TRAIN, s->max_logit_rows);
+    } else {
+        out->activations = qa_infer_ws_bytes(c, r, s->B, s->B * s->T, s->max_out > 0 ? s->max_out : c->vocab);
+        if (s->kv_cap > 0) out->kv_cache = qa_kv_cache_bytes(c, s->kv_cap);
     }
-    qa_carve cv = {0, NULL};
-    layout(a, m, &cv);
-    a->bytes = cv.off;
-    a->block = m->ops->alloc(a->bytes, e);
-    if (!a->block) {
-        qa_err_prefix(e, "workspace for batch [%d, %d] (%.1f MiB)", B, T, a->bytes / 1048576.0);
-        qa_acts_free(a);
-        return -1;
-    }
-    cv = (qa_carve){0, a->block};
-    layout(a, m, &cv);
-    a->in->ops = m->ops;
+    out->total = out->weights + out->lora + out->optimizer + out->activations + out->kv_cache;
     return 0;
-}
-
-void qa_acts_free(qa_acts *a) {
-    if (!a) return;
-    if (a->block && a->in && a->in->ops) a->in->ops->free(a->block);
-    if (a->in) {
-        free(a->in->layer);
-        free(a->in->rows_host);
-        free(a->in->targets_host);
-        free(a->in->loss_host);
-        free(a->in);
-    }
-    free(a->hidden);
-    free(a->logit_rows_host);
-    memset(a, 0, sizeof *a);
 }

@@ -41,7 +41,8 @@ typedef struct qa_layer_weights {
 typedef struct qa_model {
     qa_hf_config cfg;
     const qa_ops *ops;                        /* backend */
-    qa_stream *stream;                        /* backend context (NULL on the CPU) */
+    qa_stream *stream;                        /* backend context (CPU: the thread pool every op of the
+                                                 model, its adapter and workspaces runs on) */
     qa_safetensors st;                        /* the mmap'd checkpoint */
     qa_weight embed;                          /* [V, D] */
     qa_weight final_norm;                     /* [D] */
@@ -67,7 +68,13 @@ const char *qa_quant_name(qa_quant q);
 int64_t qa_model_proj_params(const qa_hf_config *c);
 double qa_model_proj_nf4_bytes(const qa_hf_config *c);
 
-/* Load config.json + model.safetensors[.index.json] from dir. ops NULL = CPU. */
+/* Load config.json + model.safetensors[.index.json] from dir onto backend ops (NULL = CPU), whose stream
+ * is made with so (NULL: defaults; so->threads: the CPU backend's threads, 0 = one per online core), the
+ * projections quantized at load when quant != QA_QUANT_NONE. */
+int qa_model_load_ex(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
+                     qa_err *e);
+/* qa_model_load_ex with the default stream, or no quantization: */
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e);
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
 /* The same with the projections quantized at load (quant != QA_QUANT_NONE). */
 int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e);
@@ -118,6 +125,10 @@ void qa_lora_free(qa_lora *l);
 static inline qa_lora_mat *qa_lora_at(const qa_lora *l, int layer, int mod) {
     return &l->mats[(size_t)layer * QA_LORA_N_MODULES + mod];
 }
+/* Floats per block of an adapter (modules, r) on config c, as qa_lora_init lays it out. */
+size_t qa_lora_n_params(const qa_hf_config *c, unsigned modules, int r);
+/* Backend bytes qa_lora_init allocates for it: params, grads, m, v and the norm's reduction slot. */
+size_t qa_lora_bytes(const qa_hf_config *c, unsigned modules, int r);
 /* PEFT init: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; seeded. */
 void qa_lora_init_params(qa_lora *l, uint64_t seed);
 /* Initialize l from a PEFT adapter directory (adapter_config.json + adapter_model.safetensors):
@@ -164,7 +175,7 @@ typedef struct qa_acts {
     int mode;                                 /* QA_ACTS_INFER / QA_ACTS_TRAIN */
     int max_logit_rows;                       /* rows of the logits buffer */
     void *block;                              /* the one allocation (backend memory) */
-    size_t bytes;
+    size_t bytes;                             /* == qa_acts_bytes(...) of the same shape */
     /* --- results -------------------------------------------------------------------------- */
     float **hidden;                           /* [L+1] views, each [B,T,D] (see top) */
     float *logits;                            /* [max_logit_rows, V] */
@@ -179,6 +190,10 @@ typedef struct qa_acts {
  * max_logit_rows: rows of the logits buffer (0 = B*T); training chunks the loss over it. */
 int qa_acts_alloc(qa_acts *a, const qa_model *m, const qa_lora *l, int B, int T, int mode,
                   int max_logit_rows, qa_err *e);
+/* Backend bytes qa_acts_alloc allocates for that shape and an adapter of lora_modules / lora_r (0: none):
+ * the same carve, run dry. 0 for an invalid shape. */
+size_t qa_acts_bytes(const qa_hf_config *c, unsigned lora_modules, int lora_r, int B, int T, int mode,
+                     int max_logit_rows);
 void qa_acts_free(qa_acts *a);
 
 /* ---- forward ---------------------------------------------------------------------------- */
@@ -224,6 +239,8 @@ typedef struct qa_kv_cache {
     const qa_ops *ops;
 } qa_kv_cache;
 int qa_kv_cache_alloc(qa_kv_cache *c, const qa_model *m, int cap, qa_err *e);
+/* Backend bytes qa_kv_cache_alloc allocates for cap positions. */
+size_t qa_kv_cache_bytes(const qa_hf_config *c, int cap);
 void qa_kv_cache_free(qa_kv_cache *c);
 
 /* Rows `ids` of lm_head as an F32 [n, D] block in backend memory: logits for those ids only. */
@@ -237,18 +254,20 @@ int qa_head_rows_init(qa_head_rows *h, const qa_model *m, const int32_t *ids, in
 void qa_head_rows_free(qa_head_rows *h);
 
 /* Inference workspace: batches of up to max_rows rows and max_tokens tokens (B*T), LoRA up to the
- * rank of l (NULL: none), heads up to max_out outputs per row (V when full-vocab logits are wanted). */
+ * rank of l (NULL: none), heads up to max_out outputs per row (V when full-vocab logits are wanted).
+ * One backend block carved like qa_acts's (model/model_internal.h: the structure both share) with one
+ * layer set, plus the residual stream. */
 typedef struct qa_infer_ws {
     int max_rows, max_tokens, max_out, lora_r;
     void *block;                              /* one backend allocation */
-    size_t bytes;
-    float *x, *h, *xn, *q, *k, *v, *att, *lse, *g, *u, *act, *xa, *rowbuf, *out;
-    int32_t *ids, *pos, *ctx, *rows;          /* backend copies */
-    int32_t *pos_host, *rows_host;            /* [max_tokens], [max_rows] */
+    size_t bytes;                             /* == qa_infer_ws_bytes(cfg, lora_r, max_rows, max_tokens, max_out) */
+    struct qa_infer_int *in;                  /* views into block, host staging (model_internal.h) */
     const qa_ops *ops;
 } qa_infer_ws;
 int qa_infer_ws_alloc(qa_infer_ws *w, const qa_model *m, const qa_lora *l, int max_rows, int max_tokens,
                       int max_out, qa_err *e);
+/* Backend bytes qa_infer_ws_alloc allocates for that shape (its carve run dry); 0 for an invalid shape. */
+size_t qa_infer_ws_bytes(const qa_hf_config *c, int lora_r, int max_rows, int max_tokens, int max_out);
 void qa_infer_ws_free(qa_infer_ws *w);
 
 typedef struct qa_infer_batch {
@@ -285,6 +304,39 @@ typedef struct qa_loss {
  * forward are left in a->hidden (with dropout applied if any). */
 int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b,
                               const qa_train_opts *opts, qa_loss *out, qa_err *e);
+/* ---- memory ----------------------------------------------------------------------------- */
+/* What a run holds in backend memory, each figure from the code that allocates it: the weight views
+ * qa_model_load makes on that backend, qa_lora_init's block, and the workspace carves run dry
+ * (qa_acts_bytes, qa_infer_ws_bytes, qa_kv_cache_bytes). Host-side bookkeeping (a few ints per token)
+ * and the trainer's gradient tree / communication buffers are not counted. */
+typedef struct qa_mem_shape {
+    int train;                                /* 1: LoRA training (qa_acts QA_ACTS_TRAIN); 0: evaluation
+                                                 (qa_infer_ws + the prefix KV cache) */
+    int B, T;                                 /* rows x tokens per row of a (micro-)batch */
+    int max_logit_rows;                       /* train: rows of the logits buffer (0 = B*T) */
+    int max_out;                              /* eval: head outputs per row (0 = vocab) */
+    int kv_cap;                               /* eval: positions of the prefix KV cache (0: none) */
+    unsigned lora_modules;                    /* adapter targets, QA_LORA_BIT(mod) (0: no adapter) */
+    int lora_r;
+    int quant;                                /* qa_quant of the projections (QA_QUANT_NONE: as stored) */
+} qa_mem_shape;
+
+typedef struct qa_mem_estimate {              /* bytes */
+    size_t weights;                           /* frozen weights as the backend holds them (0 without st) */
+    size_t weights_mapped;                    /* of which views into the safetensors mmap (host backend) */
+    size_t lora;                              /* LoRA params + grads + the norm's reduction slot */
+    size_t optimizer;                         /* AdamW m and v */
+    size_t activations;                       /* train: the qa_acts block; eval: the qa_infer_ws block */
+    size_t kv_cache;                          /* eval: the prefix cache */
+    size_t total;
+} qa_mem_estimate;
+
+/* The memory estimate every caller uses (qalign info, train --dry-run, sweep planning): model config c,
+ * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: weights not counted), on
+ * backend ops (NULL: CPU), for shape s. 0, or -1 + error for an unsupported shape. */
+int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
+                             const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e);
+
 /* ---- merge ------------------------------------------------------------------------------ */
 /* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
  * W' = W + (alpha/r)·B·A on the projections l targets (B·A in f64, the sum in f32). out_dtype

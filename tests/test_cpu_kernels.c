@@ -3,10 +3,10 @@
  * KC, NC, the few-row and column-split paths), all transposes, alpha / beta, bitwise equal without a stream and on
  * 1, 2, 3 threads; a row of a product does not depend on the rows computed with it; then a whole model: forward,
  * forward_backward (LoRA grads, dropout, padding, packed segments) and the inference forward of the first fixture
- * model, 1 thread vs 3 threads. Every op on its own, on every backend and thread count: tests/test_ops.c. */
+ * model, 1 thread vs 3 threads. A stream made with qa_stream_opts.threads = n starts n - 1 pool threads (the caller
+ * is the n-th), whatever else runs. Every op on its own, on every backend and thread count: tests/test_ops.c. */
 #include "kernels/ops.h"
 #include "kernels/cpu/cpu_internal.h"
-#include "kernels/cpu_threads.h"
 #include "cpu_stream.h"
 #include "model/model.h"
 #include "common/qa_file.h"
@@ -96,9 +96,9 @@ typedef struct { double loss; float *grads, *logits, *infer; size_t ng, nl, ni; 
 
 static int run_model(const char *dir, int threads, model_run *r) {
     qa_err e = {0};
-    qa_cpu_set_threads(threads);
     qa_model m;
-    if (qa_model_load(&m, dir, NULL, &e)) { printf("  load: %s\n", e.msg); return -1; }
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_model_load_opts(&m, dir, NULL, &so, &e)) { printf("  load: %s\n", e.msg); return -1; }
     const int B = 3, T = 70, N = B * T, V = m.cfg.vocab;
     int32_t *ids = qa_malloc(sizeof(int32_t) * N), *mask = qa_malloc(sizeof(int32_t) * N),
             *seg = qa_malloc(sizeof(int32_t) * N), *pos = qa_malloc(sizeof(int32_t) * N),
@@ -184,9 +184,23 @@ static void test_model_threads(void) {
     free(r1.grads); free(r3.grads); free(r1.logits); free(r3.logits); free(r1.infer); free(r3.infer);
 }
 
+/* threads of this process (Linux: /proc/self/task) */
+static int process_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));) n += de->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
+}
+
 int main(void) {
     O = qa_ops_cpu();
-    for (int s = 1; s < NS; s++) SS[s] = qt_cpu_stream(s);
+    for (int s = 1; s < NS; s++) {
+        const int before = process_threads();
+        SS[s] = qt_cpu_stream(s);
+        QT_CHECK(process_threads() - before == s - 1, "a stream of %d threads starts %d pool threads (started %d)", s,
+                 s - 1, process_threads() - before);
+    }
     /* shapes across MR (6), NR (16), KC (256), NC (3072), the few-row (<= 4), column-split and row-split paths */
     const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 700, 300}, {5, 33, 257}, {7, 1100, 40}, {13, 9, 600},
                              {95, 48, 31}, {96, 3100, 70}, {150, 161, 513}, {301, 37, 9}, {97, 16, 1000}};

@@ -87,7 +87,7 @@ int main(void) {
     uint64_t seed = 7;
     for (int i = 0; i < N; i++) { x[i] = qt_frand(&seed); y[i] = yc[i] = qt_frand(&seed); }
     qa_stream *s;
-    QT_CHECK(E->stream_create(&s, &e) == 0, "emu stream");
+    QT_CHECK(E->stream_create(&s, NULL, &e) == 0, "emu stream");
     float *dx = E->alloc(sizeof x, &e), *dy = E->alloc(sizeof y, &e);
     double *dn = E->alloc(sizeof(double), &e);
     E->memcpy_h2d(s, dx, x, sizeof x);

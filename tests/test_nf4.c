@@ -10,7 +10,6 @@
  *                           quantized absmax .dq_absmax (U8), .dq_nested_absmax (F32), .dq_offset (F32 [1]),
  *                           .dq_decoded (F32), and the tables table.nf4_code, table.dq_code. tests/nf4_bnb.py
  *                           compares them with bitsandbytes bit for bit. */
-#include "kernels/cpu_threads.h"
 #include "kernels/nf4.h"
 #include "kernels/ops.h"
 #include "io/safetensors.h"
@@ -174,8 +173,8 @@ static int run_ops(void) {
     qa_err e = {0};
     SS[0] = NULL;
     for (int s = 1; s < NS; s++) {
-        qa_cpu_set_threads(s);
-        if (O->stream_create(&SS[s], &e)) { printf("stream: %s\n", e.msg); return 1; }
+        const qa_stream_opts so = {.threads = s};
+        if (O->stream_create(&SS[s], &so, &e)) { printf("stream: %s\n", e.msg); return 1; }
     }
     test_format();
     /* (N, K, M): few rows (no packing), rows split, column split, K over several 256-blocks, rows of 160 or

@@ -349,7 +349,7 @@ static int mode_backend(const char *name) {
     char desc[256] = "";
     const qa_ops *G = qa_ops_open(name, 0, desc, sizeof desc, &e), *C = qa_ops_cpu();
     qa_stream *gs = NULL;
-    if (!G || G->stream_create(&gs, &e)) {
+    if (!G || G->stream_create(&gs, NULL, &e)) {
         printf("SKIP backend %s: %s\n", name, e.msg);
         return 77;
     }

@@ -107,6 +107,22 @@ int main(int argc, char **argv) {
                  "unpacked: ceil(285 / 15) = 19 steps per epoch");
         rc = run_train("--print-config --json");
         QT_CHECK(rc == 0 && strstr(out, "\"max_examples\": 150") && strstr(out, "\"tokenizer\": {"), "--print-config --json");
+        /* the shorthands: --threads N = --set train.threads=N, --device NAME (--backend) = --set model.device=NAME,
+         * each applied in its place among the --set */
+        rc = run_train("--threads 3 --device emu --print-config");
+        QT_CHECK(rc == 0 && strstr(out, "threads: 3   # --set") && strstr(out, "device: \"emu\"   # --set"),
+                 "--threads 3 --device emu set train.threads and model.device");
+        rc = run_train("--set model.device=cpu --backend=emu --threads=1 --set train.threads=4 --print-config");
+        QT_CHECK(rc == 0 && strstr(out, "device: \"emu\"   # --set") && strstr(out, "threads: 4   # --set"),
+                 "--backend=emu after --set model.device=cpu wins; --set train.threads=4 after --threads=1 wins");
+        rc = run_train("--device emu --dry-run");
+        QT_CHECK(rc == 0 && strstr(out, "device: emu (model.device emu, --set") && strstr(out, "emu backend)"),
+                 "--dry-run --device emu: the memory of the emulated device");
+        rc = run_train("--device tpu --dry-run");
+        QT_CHECK(rc == 2 && strstr(out, "model.device") && strstr(out, "tpu"), "--device tpu: exit 2 naming model.device");
+        rc = run_train("--device");
+        QT_CHECK(rc == 2 && strstr(out, "--device needs a value"), "--device without a value: exit 2");
+        if (qt_failed) printf("--- output ---\n%s\n", out);
         no_sanitizer_report();
     } else if (!strcmp(cs, "missing_answer")) {
         char *f = put("d.json", "[\n  {\"input\": \"a\", \"answer\": \"A\"},\n  {\"input\": \"b\"}\n]\n");

@@ -41,6 +41,14 @@ typedef struct qa_train_result {
     int64_t skipped_steps;
 } qa_train_result;
 
+/* Rows of the logits buffer of the trainer's activation workspace for micro-batches of micro_batch rows x T
+ * tokens (the loss runs over chunks of it); qalign train --dry-run and qalign info size their memory
+ * figures with it. */
+static inline int qa_train_logit_rows(int micro_batch, int T) {
+    int64_t n = (int64_t)micro_batch * T;
+    return n > 2048 ? 2048 : (int)n;
+}
+
 /* Train per a finished config (qa_train_config_finish). Collective over all ranks of d.
  * Returns 0 or -1 (e names the file / key / rank at fault). */
 int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa_err *e);

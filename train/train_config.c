@@ -73,7 +73,8 @@ static const qa_cfg_key KEYS[] = {
     K("train.eval_every", QA_CFG_INT, train.eval_every, "50", "optimizer steps between validation passes (0 = never)",
       NULL, "[0,)"),
     K("train.log_every", QA_CFG_INT, train.log_every, "10", "optimizer steps between log lines", NULL, "[1,)"),
-    K("train.threads", QA_CFG_INT, train.threads, "0", "CPU threads per rank (0 = all cores)", NULL, "[0,)"),
+    K("train.threads", QA_CFG_INT, train.threads, "0",
+      "CPU threads per rank (0 = the node's cores / ranks on the node; also --threads N)", NULL, "[0,)"),
 
     K("checkpoint.dir", QA_CFG_STRING, checkpoint.dir, "runs/train",
       "run directory: resumable checkpoints, logs, the final adapter", NULL, NULL),

@@ -56,7 +56,7 @@ typedef struct qa_train_config {
         int seed;              /* LoRA init and everything random besides data order */
         int eval_every;        /* optimizer steps between validation passes; 0 = never */
         int log_every;         /* optimizer steps between log lines */
-        int threads;           /* CPU threads per rank; 0 = all cores */
+        int threads;           /* CPU threads per rank; 0 = the node's cores / ranks on the node */
     } train;
     struct {
         char *dir;             /* run directory: checkpoints, logs, final adapter */

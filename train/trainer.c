@@ -6,7 +6,6 @@
 #include "common/qa_clock.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
-#include "kernels/cpu_threads.h"
 #include "train/run_checks.h"
 #include "eval/report_tb.h"
 
@@ -157,14 +156,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int rc = 0;
     if ((rc = qa_train_config_agree(tc, d, e))) goto out;
 
-    int threads = tc->train.threads;
-    if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int local = qa_dist_local_size(d);
-        threads = (int)(cores / (local > 0 ? local : 1));
-        if (threads < 1) threads = 1;
-    }
-    qa_cpu_set_threads(threads);
+    const int threads = qa_dist_cpu_threads(d, tc->train.threads);
 
     t->ops = qa_ops_open(tc->model.device, qa_dist_local_rank(d), t->device_desc, sizeof t->device_desc, e);
     if ((rc = agree(t, t->ops ? 0 : qa_err_prefix(e, "rank %d: model.device", t->rank), "compute device", e))) goto out;
@@ -182,8 +174,9 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     double t0 = qa_now_s();
     int no_template = qa_template_is_none(tc->data.template_name);
     qa_quant quant = QA_QUANT_NONE;
+    const qa_stream_opts so = {.threads = threads}; /* the CPU backend's pool for this rank */
     rc = qa_quant_parse(tc->model.quant, &quant, e);
-    if (!rc) rc = qa_model_load_quant(&t->m, tc->model.path, t->ops, quant, e);
+    if (!rc) rc = qa_model_load_ex(&t->m, tc->model.path, t->ops, &so, quant, e);
     if (!rc) t->model_loaded = 1;
     if (!rc && t->coord) qa_train_model_id(tc->model.path, t->model_id, sizeof t->model_id);
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
@@ -263,8 +256,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     int cap_B, cap_T;
     qa_data_batch_shape(&t->ds, tc->train.micro_batch, &cap_B, &cap_T);
     qa_microbatch_alloc(&t->mb, cap_B, cap_T);
-    int logit_rows = cap_B * cap_T;
-    if (logit_rows > 2048) logit_rows = 2048;
+    int logit_rows = qa_train_logit_rows(cap_B, cap_T);
     rc = qa_acts_alloc(&t->acts, &t->m, &t->l, cap_B, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
     else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d (%d x %d tokens) on %s (lower "

@@ -47,7 +47,7 @@ fi
 log "timing host mpi np=2 (same machine, for comparison)"
 mpirun -np 2 "$B/bench/bench_dist_allreduce" 2>&1 | tee -a "$OUTDIR/summary.txt"
 log "share of a Mistral-7B LoRA q,v r=8 step (16 x 512 tokens) spent in the gradient all-reduce, np=1"
-"$B/bench/bench_gpu_train" --backend cuda --shape mistral-7b --batch 16 --seq 512 --mode train --steps 5 \
+"$B/bench/bench_gpu_train" --device cuda --shape mistral-7b --batch 16 --seq 512 --mode train --steps 5 \
   --json "$OUTDIR/train_step.json" 2>&1 | tee -a "$OUTDIR/summary.txt" || rc=1
 if [ -s "$OUTDIR/train_step.json" ]; then
   step_ms=$(sed -n 's/.*"step_ms": \([0-9.]*\).*/\1/p' "$OUTDIR/train_step.json" | head -1)

@@ -217,8 +217,8 @@ if [ -n "$Q" ] && [ -f .gpu-carry/assets.tar.xz ] && ! skipped evalcheck; then
   export QALIGN_DATA=$WORK/assets/paper-data
   M=$WORK/tiny
   "$Q" init-model --arch qwen2 --tokenizer "$WORK/assets/tokenizers/qwen1_5-qwen2.tokenizer.json" --seed 1 --out "$M" >/dev/null 2>&1
-  check eval_cpu 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cpu" --backend cpu &&
-  check eval_cuda 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cuda" --backend cuda &&
+  check eval_cpu 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cpu" --device cpu &&
+  check eval_cuda 60 "$Q" eval --model "$M" --limit 10 --out "$WORK/ev-cuda" --device cuda &&
   check eval_compare 20 python3 bench/gpu/compare_eval.py "$WORK/ev-cpu" "$WORK/ev-cuda"
   [ -f "$WORK/eval_compare.out" ] && record "$(tail -1 "$WORK/eval_compare.out")"
 fi

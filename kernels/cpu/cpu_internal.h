@@ -1,6 +1,6 @@
 /* cpu_internal.h — shared by the CPU backend sources in kernels/cpu; not part of the API.
  *
- * The CPU stream owns a small thread pool (qa_cpu_get_threads() threads, the caller included) and
+ * The CPU stream owns a small thread pool (qa_stream_opts.threads threads, the caller included) and
  * per-thread GEMM workspaces. Every op partitions its work statically over the pool's threads, and
  * every output element is computed by exactly one thread in a fixed order, so results do not depend
  * on scheduling — nor on the thread count. The pool is the only source of threads in the backend:

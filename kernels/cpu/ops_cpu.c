@@ -7,19 +7,19 @@
 #include "kernels/nf4.h"
 #include "kernels/cpu/fastmath.h"
 #include "kernels/cpu/vecmath.h"
-#include "kernels/cpu_threads.h"
 #include "common/qa_mem.h"
 
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- context ---------------------------------------------------------------------------------- */
-static int cpu_stream_create(qa_stream **s, qa_err *e) {
+static int cpu_stream_create(qa_stream **s, const qa_stream_opts *o, qa_err *e) {
     (void)e;
     qa_stream *st = qa_calloc(1, sizeof *st);
-    int n = qa_cpu_get_threads();
+    int n = o && o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
     if (n > QA_CPU_MAX_THREADS) n = QA_CPU_MAX_THREADS;
     st->pool = n > 1 ? qa_pool_create(n) : NULL;

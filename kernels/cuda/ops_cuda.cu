@@ -134,8 +134,15 @@ static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
     return 0;
 }
 
-static int cu_stream_create(qa_stream **out, qa_err *e) { return stream_create_mode(out, 0, e); }
-static int cu_stream_create_fp32(qa_stream **out, qa_err *e) { return stream_create_mode(out, 1, e); }
+/* qa_stream_opts: nothing to choose (one CUDA stream; threads are the CPU backend's) */
+static int cu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
+    (void)o;
+    return stream_create_mode(out, 0, e);
+}
+static int cu_stream_create_fp32(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
+    (void)o;
+    return stream_create_mode(out, 1, e);
+}
 
 static void cu_stream_destroy(qa_stream *s) {
     if (!s) return;

@@ -161,9 +161,9 @@ static void emu_free(void *p) {
 
 static const qa_ops *CPU(void) { return qa_ops_cpu(); }
 
-static int emu_stream_create(qa_stream **out, qa_err *e) {
+static int emu_stream_create(qa_stream **out, const qa_stream_opts *o, qa_err *e) {
     qa_stream *s = qa_calloc(1, sizeof *s);
-    if (CPU()->stream_create(&s->cpu, e)) { free(s); return -1; }
+    if (CPU()->stream_create(&s->cpu, o, e)) { free(s); return -1; }
     *out = s;
     return 0;
 }
