@@ -84,7 +84,11 @@ void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, 
 
 /* ---- LoRA ------------------------------------------------------------------------------ */
 /* Modules QA_LORA_Q .. QA_LORA_DOWN, QA_LORA_N_MODULES, QA_LORA_BIT, QA_LORA_MASK_QV/ALL and
- * qa_lora_module_name / qa_lora_module_dims come from io/peft.h (the on-disk format). */
+ * qa_lora_module_name come from common/qa_lora_modules.h (the list as data, shared with io/peft.h). */
+/* in / out features of projection m under config c (q: hidden -> n_heads*head_dim, ...). */
+void qa_lora_module_dims(const qa_hf_config *c, int m, int *in_features, int *out_features);
+/* The shapes of a PEFT adapter for a base model of config c (every module's dims, n_layers). */
+void qa_lora_peft_shape(const qa_hf_config *c, qa_peft_shape *sh);
 /* PEFT on-disk name: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
  * (mlp.{gate,up,down}_proj for the MLP). Returns 0, -1 if buf too small. */
 int qa_lora_peft_name(char *buf, size_t n, int layer, int mod, int is_B);

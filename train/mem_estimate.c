@@ -1,7 +1,7 @@
 /* mem_estimate.c — see mem_estimate.h (the formula of `qalign train --dry-run`). */
 #include "train/mem_estimate.h"
 
-#include "io/peft.h"
+#include "model/model.h"
 
 #include <string.h>
 
