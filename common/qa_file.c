@@ -335,7 +335,7 @@ char *qa_stage_dir_create(const char *final, qa_err *e) {
     return t;
 }
 
-static int dir_is_empty(const char *path) {
+int qa_dir_is_empty(const char *path) {
     DIR *d = opendir(path);
     if (!d) return 0;
     struct dirent *de;
@@ -352,7 +352,7 @@ int qa_stage_dir_commit(const char *staged, const char *final, qa_err *e) {
     if (chmod(staged, 0777 & ~um) < 0) return QA_ERRNO(e, errno, "cannot set the permissions of %s", staged);
     struct stat st;
     if (lstat(final, &st) == 0) {
-        if (!S_ISDIR(st.st_mode) || !dir_is_empty(final))
+        if (!S_ISDIR(st.st_mode) || !qa_dir_is_empty(final))
             return QA_ERR(e, "%s exists and is not an empty directory: qalign does not write over it (remove it or "
                           "choose another path)", final);
         if (rmdir(final) < 0) return QA_ERRNO(e, errno, "cannot replace the empty directory %s", final);

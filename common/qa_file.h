@@ -93,6 +93,8 @@ int qa_mkdir_p_mode(const char *path, unsigned mode, qa_err *e);
 /* 1 if the path exists (any type), 0 otherwise */
 int qa_path_exists(const char *path);
 int qa_is_dir(const char *path);
+/* 1 when path is a directory holding nothing but . and .. (0 otherwise, also when it cannot be read) */
+int qa_dir_is_empty(const char *path);
 /* join two path components into a heap string */
 char *qa_path_join(const char *a, const char *b);
 /* copy a file (atomic at the destination) */

@@ -151,17 +151,6 @@ static void merge_usage(FILE *f) {
                "           a 4-bit checkpoint (transformers load_in_4bit) is always merged this way\n");
 }
 
-static int dir_is_empty(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) return 0;
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) { empty = 0; break; }
-    closedir(d);
-    return empty;
-}
-
 /* every float weight of the written model is finite (W + scale*B*A can overflow a BF16 / F16 weight) */
 static int check_merged(const char *dir, qa_err *e) {
     qa_safetensors st;
@@ -198,7 +187,7 @@ int cmd_merge(int argc, char **argv) {
     else if (!strcmp(dt, "f32")) odt = QA_DT_F32;
     else { fprintf(stderr, "qalign merge: error: --dtype must be bf16, f16, f32 or same, not '%s'\n", dt); return 2; }
     qa_err e = {0};
-    if (qa_path_exists(out) && !(qa_is_dir(out) && dir_is_empty(out))) {
+    if (qa_path_exists(out) && !(qa_is_dir(out) && qa_dir_is_empty(out))) {
         fprintf(stderr, "qalign: error: --out %s exists; merge writes a new directory (remove it or choose another "
                         "path)\n", out);
         return 1;

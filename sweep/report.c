@@ -169,6 +169,15 @@ static void csv_num(qa_sbuf *b, double v) {
     if (isfinite(v)) qa_sb_printf(b, "%.6f", v);
 }
 
+/* the five statistics columns of a cell value: base,acc,delta,lo,hi (empty where not finite) */
+static void csv_stats(qa_sbuf *b, const cellv *v) {
+    const double x[5] = {v->base, v->acc, v->delta, v->lo, v->hi};
+    for (int i = 0; i < 5; i++) {
+        if (i) qa_sb_puts(b, ",");
+        csv_num(b, x[i]);
+    }
+}
+
 static void csv_str(qa_sbuf *b, const char *s) {
     if (strpbrk(s, ",\"\n")) {
         qa_sb_puts(b, "\"");
@@ -455,15 +464,7 @@ int qa_sweep_report(const qa_sweep *s, const qa_sweep_report_opts *o, qa_err *e)
                 csv_str(&c, s->cells[rows[r].first].axis_text[k]);
             }
             qa_sb_printf(&c, ",%d,%d,", v->seeds, v->n);
-            csv_num(&c, v->base);
-            qa_sb_puts(&c, ",");
-            csv_num(&c, v->acc);
-            qa_sb_puts(&c, ",");
-            csv_num(&c, v->delta);
-            qa_sb_puts(&c, ",");
-            csv_num(&c, v->lo);
-            qa_sb_puts(&c, ",");
-            csv_num(&c, v->hi);
+            csv_stats(&c, v);
             qa_sb_puts(&c, "\n");
         }
         if (n_missing) {
@@ -617,15 +618,7 @@ int qa_sweep_report(const qa_sweep *s, const qa_sweep_report_opts *o, qa_err *e)
                     qa_sb_printf(&c, ",%d,%s,%s,%d,%d,", V[((size_t)r * T + t) * W].seeds, s->eval_tasks[t],
                                  l < L ? s->eval_langs[l] : "avg",
                                  l < L ? trained_lang(s, rows[r].mix, s->eval_langs[l]) : 0, v->n);
-                    csv_num(&c, v->base);
-                    qa_sb_puts(&c, ",");
-                    csv_num(&c, v->acc);
-                    qa_sb_puts(&c, ",");
-                    csv_num(&c, v->delta);
-                    qa_sb_puts(&c, ",");
-                    csv_num(&c, v->lo);
-                    qa_sb_puts(&c, ",");
-                    csv_num(&c, v->hi);
+                    csv_stats(&c, v);
                     qa_sb_printf(&c, ",%d\n", isfinite(v->delta) ? v->paired : 0);
                 }
         rc = qa_sb_write(&c, out, "results.csv", e);
