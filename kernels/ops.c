@@ -8,9 +8,13 @@
 const qa_ops *qa_ops_cuda(qa_err *e);      /* kernels/cuda: NULL + error when no device */
 const qa_ops *qa_ops_cuda_fp32(qa_err *e); /* the same kernels with fp32 streams (verification) */
 #endif
+/* kernels/cuda/sim: the CUDA backend compiled for the CPU (libqa_cudasim). Only binaries that link it
+ * (tests) define it; there it is the backend "cuda" (and "cuda-fp32"), whether or not a real one is compiled in. */
+__attribute__((weak)) const qa_ops *qa_ops_cudasim(const char *name, qa_err *e);
 
 const qa_ops *qa_ops_get(const char *name, qa_err *e) {
     if (!name || !strcmp(name, "cpu")) return qa_ops_cpu();
+    if ((!strcmp(name, "cuda") || !strcmp(name, "cuda-fp32")) && qa_ops_cudasim) return qa_ops_cudasim(name, e);
     if (!strcmp(name, "cuda") || !strcmp(name, "cuda-fp32")) {
 #ifdef QALIGN_HAVE_CUDA
         return name[4] ? qa_ops_cuda_fp32(e) : qa_ops_cuda(e);

@@ -97,14 +97,6 @@ typedef struct qa_ops {
     void (*memset0)(qa_stream *s, void *dst, size_t bytes);
 
     /* ---- generic f32 algebra ----------------------------------------------------------- */
-    /* C = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or Xᵀ (ta/tb = 1). */
-    void (*gemm)(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha,
-                 const float *A,   /* op(A) is [M,K]; lda = row stride of A as stored */
-                 int lda,
-                 const float *Bm,  /* op(B) is [K,Nc] */
-                 int ldb, float beta,
-                 float *C,         /* [M,Nc] */
-                 int ldc);
     /* y += alpha * x */
     void (*axpy)(qa_stream *s, size_t n, float alpha,
                  const float *x,   /* [n] */

@@ -35,31 +35,18 @@ add_test(NAME analysis_dump COMMAND test_analysis dump ${QA_AN_DATA} ${QA_AN_TMP
 set_tests_properties(analysis_dump PROPERTIES LABELS "analysis" TIMEOUT 120 FIXTURES_REQUIRED analysis_models
   ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 
-set(QA_AN_MPIEXEC "${MPIEXEC_EXECUTABLE}")
-if(NOT QA_AN_MPIEXEC)
-  find_program(QA_AN_MPIEXEC NAMES mpiexec mpirun)
-endif()
 # Open MPI (the eval commands) and fontconfig/pango (PLplot's cairo driver) keep caches until exit that LeakSanitizer
 # reports: the command-line tests run without leak detection; test_analysis (the library, bad inputs) runs with it.
-set(_anenv "OPENBLAS_NUM_THREADS=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_btl=self,vader,tcp;OMPI_MCA_rmaps_base_oversubscribe=1")
+set(_anenv OPENBLAS_NUM_THREADS=1 ${QA_OMPI_ENV})
 add_test(NAME analysis_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/analysis_cli.sh $<TARGET_FILE:qalign>
-         $<TARGET_FILE:test_analysis> ${QA_AN_DATA} ${QA_AN_TMP} "${QA_AN_MPIEXEC}")
+         $<TARGET_FILE:test_analysis> ${QA_AN_DATA} ${QA_AN_TMP} "${QA_MPIEXEC}")
 set_tests_properties(analysis_cli PROPERTIES LABELS "analysis" TIMEOUT 300 FIXTURES_REQUIRED analysis_models
   FIXTURES_SETUP analysis_cli ENVIRONMENT "${_anenv};ASAN_OPTIONS=detect_leaks=0")
 
-find_program(QA_AN_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
-if(NOT QA_AN_PYTHON)
-  find_program(QA_AN_PYTHON NAMES python3 python)
-endif()
-if(QA_AN_PYTHON)
-  add_test(NAME analysis_numpy COMMAND ${QA_AN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/analysis_check.py ${QA_AN_TMP}/cli)
-  set_tests_properties(analysis_numpy PROPERTIES LABELS "analysis" TIMEOUT 120 SKIP_RETURN_CODE 77
-    FIXTURES_REQUIRED analysis_cli)
-  add_test(NAME analysis_paper COMMAND ${QA_AN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/analysis_paper.py
-           $<TARGET_FILE:qalign> ${QA_AN_TMP})
-  set_tests_properties(analysis_paper PROPERTIES LABELS "analysis" TIMEOUT 180 SKIP_RETURN_CODE 77
-    FIXTURES_REQUIRED analysis_cli ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
-endif()
+qa_python_test(analysis_numpy analysis_check.py ARGS ${QA_AN_TMP}/cli LABELS analysis TIMEOUT 120
+               FIXTURES_REQUIRED analysis_cli)
+qa_python_test(analysis_paper analysis_paper.py ARGS $<TARGET_FILE:qalign> ${QA_AN_TMP} LABELS analysis TIMEOUT 180
+               FIXTURES_REQUIRED analysis_cli ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 
 add_test(NAME analysis_badinput COMMAND sh -c
   "'$<TARGET_FILE:test_analysis>' badinput '${QA_AN_TMP}/cli/base.h5' '${QA_AN_TMP}/tiny' '${QA_AN_TMP}/tiny-l3' \

@@ -21,14 +21,8 @@ add_test(NAME checkpoint_sample
          COMMAND sh -c "rm -rf '${_ckpt_sample}' && '$<TARGET_FILE:test_checkpoint>' sample '${_ckpt_sample}'")
 set_tests_properties(checkpoint_sample PROPERTIES LABELS "checkpoint;io" FIXTURES_SETUP ckpt_sample)
 
-find_program(QA_PYTHON3 NAMES python3 python)
-if(QA_PYTHON3)
-  add_test(NAME checkpoint_h5py COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/checkpoint_h5py.py ${_ckpt_sample})
-else()
-  add_test(NAME checkpoint_h5py COMMAND ${CMAKE_COMMAND} -E echo "python3 not found: install python3 with h5py and numpy")
-  set_tests_properties(checkpoint_h5py PROPERTIES WILL_FAIL TRUE)
-endif()
-set_tests_properties(checkpoint_h5py PROPERTIES LABELS "checkpoint;io" FIXTURES_REQUIRED ckpt_sample)
+# skipped (exit 77) without h5py / numpy
+qa_python_test(checkpoint_h5py checkpoint_h5py.py ARGS ${_ckpt_sample} LABELS checkpoint io FIXTURES_REQUIRED ckpt_sample)
 
 add_test(NAME checkpoint_cli COMMAND test_checkpoint cli $<TARGET_FILE:qalign> ${_ckpt_sample})
 set_tests_properties(checkpoint_cli PROPERTIES LABELS "checkpoint;io;badinput" FIXTURES_REQUIRED ckpt_sample)

@@ -9,15 +9,11 @@ add_test(NAME device_emu_golden COMMAND test_golden)
 set_tests_properties(device_emu_golden PROPERTIES LABELS "device;golden" TIMEOUT 300
   ENVIRONMENT "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf;QALIGN_BACKEND=emu;OPENBLAS_NUM_THREADS=1")
 
-set(_dev_mpiexec "${MPIEXEC_EXECUTABLE}")
-if(NOT _dev_mpiexec)
-  find_program(_dev_mpiexec NAMES mpiexec mpirun)
-endif()
 set(_dev_mpi)
-if(_dev_mpiexec)
-  set(_dev_mpi ${_dev_mpiexec} --allow-run-as-root --oversubscribe -n)
+if(QA_MPIEXEC)
+  set(_dev_mpi ${QA_MPIRUN})
 endif()
 add_test(NAME device_emu_e2e COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/device_emu.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS}
          ${_dev_mpi})
 set_tests_properties(device_emu_e2e PROPERTIES LABELS "device;mpi;train;eval" TIMEOUT 600
-  ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_btl=self,vader,tcp;OPENBLAS_NUM_THREADS=1")
+  ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates;${QA_MPI_ENV};OPENBLAS_NUM_THREADS=1")

@@ -3,48 +3,29 @@
 qa_test_exe(test_dist SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist.c LIBS qa_dist qa_common)
 qa_test_exe(test_dist_fail SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_fail.c LIBS qa_common)
 
-set(QA_MPIEXEC "${MPIEXEC_EXECUTABLE}")
-if(NOT QA_MPIEXEC)
-  find_program(QA_MPIEXEC NAMES mpiexec mpirun)
-endif()
-set(QA_MPI_PREFLAGS --allow-run-as-root --oversubscribe)
-set(QA_MPI_NPFLAG "${MPIEXEC_NUMPROC_FLAG}")
-if(NOT QA_MPI_NPFLAG)
-  set(QA_MPI_NPFLAG -n)
-endif()
-# no CMA in containers without SYS_PTRACE; no stray output from the openib probe
-set(QA_MPI_ENV OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader,tcp
-    OMPI_MCA_rmaps_base_oversubscribe=1)
-if(QALIGN_ASAN)
-  # Open MPI keeps allocations until exit inside dlclose()d components (unsymbolizable "leaks")
-  list(APPEND QA_MPI_ENV ASAN_OPTIONS=detect_leaks=0)
-endif()
-
+# The launcher, its flags and environment: QA_MPIEXEC, QA_MPIRUN, QA_MPI_ENV (tests/CMakeLists.txt).
 if(QA_MPIEXEC)
   foreach(np 1 2 4)
     add_test(NAME dist_check_np${np}
-             COMMAND ${QA_MPIEXEC} ${QA_MPI_PREFLAGS} ${QA_MPI_NPFLAG} ${np} $<TARGET_FILE:test_dist> check)
+             COMMAND ${QA_MPIRUN} ${np} $<TARGET_FILE:test_dist> check)
     set_tests_properties(dist_check_np${np} PROPERTIES LABELS "mpi" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
   endforeach()
   # no launcher at all: MPI singleton, one rank
   add_test(NAME dist_check_singleton COMMAND $<TARGET_FILE:test_dist> check)
   set_tests_properties(dist_check_singleton PROPERTIES LABELS "mpi" TIMEOUT 60 ENVIRONMENT "${QA_MPI_ENV}")
 
-  string(REPLACE ";" " " _launch "${QA_MPIEXEC};${QA_MPI_PREFLAGS};${QA_MPI_NPFLAG}")
   foreach(c abort kill exit stall freeze stop)
     add_test(NAME dist_fail_${c} COMMAND $<TARGET_FILE:test_dist_fail> ${c} 4)
     set_tests_properties(dist_fail_${c} PROPERTIES LABELS "mpi" TIMEOUT 90
-      ENVIRONMENT "${QA_MPI_ENV};QA_MPIRUN=${_launch};QA_DIST_WORKER=$<TARGET_FILE:test_dist>;QALIGN_DIST_PROBE_S=2")
+      ENVIRONMENT "${QA_MPI_ENV};QA_MPIRUN=${QA_MPIRUN_STR};QA_DIST_WORKER=$<TARGET_FILE:test_dist>;QALIGN_DIST_PROBE_S=2")
   endforeach()
-else()
-  message(STATUS "qalign: no mpiexec found: the mpi tests are not registered")
 endif()
 
 # the nccl backend: CUDA builds with NCCL only; needs GPUs (label gpu, never in the CPU suite)
 if(QALIGN_HAVE_CUDA AND QA_NCCL_LIB AND QA_NCCL_INCLUDE AND QA_MPIEXEC)
   qa_test_exe(test_dist_nccl SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_nccl.c LIBS qa_dist qa_common)
   # exits 77 (ctest: skipped) on a machine without a GPU, e.g. CI; mpirun passes the code through
-  add_test(NAME dist_nccl_np1 COMMAND ${QA_MPIEXEC} ${QA_MPI_PREFLAGS} ${QA_MPI_NPFLAG} 1 $<TARGET_FILE:test_dist_nccl>)
+  add_test(NAME dist_nccl_np1 COMMAND ${QA_MPIRUN} 1 $<TARGET_FILE:test_dist_nccl>)
   set_tests_properties(dist_nccl_np1 PROPERTIES LABELS "gpu" TIMEOUT 120 SKIP_RETURN_CODE 77
     ENVIRONMENT "${QA_MPI_ENV};QALIGN_NCCL_FORCE_COLLECTIVES=1")
 endif()

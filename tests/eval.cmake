@@ -39,42 +39,28 @@ foreach(part prompts gold run adapter cli badinput)
 endforeach()
 set_tests_properties(eval_badinput PROPERTIES LABELS "eval;badinput")
 
-find_program(QA_EVAL_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
-if(NOT QA_EVAL_PYTHON)
-  find_program(QA_EVAL_PYTHON NAMES python3 python)
-endif()
-if(QA_EVAL_PYTHON)
-  add_test(NAME eval_label_tokens
-           COMMAND ${QA_EVAL_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/eval_label_tokens.py --qalign $<TARGET_FILE:qalign>
-                   --tasks-json ${QA_EVAL_DATA}/tasks.json
-                   --tokenizer ${QA_EVAL_TOK}/mistral-7b-v0.1.tokenizer.json
-                   --tokenizer ${QA_EVAL_TOK}/qwen1_5-qwen2.tokenizer.json
-                   --tokenizer ${QA_EVAL_TOK}/llama2.reconstructed.tokenizer.json
-                   --tokenizer ${QA_EVAL_TOK}/qwen3.tokenizer.json)
-  set_tests_properties(eval_label_tokens PROPERTIES LABELS "eval;tokenizer" SKIP_RETURN_CODE 77 TIMEOUT 300)
-endif()
+qa_python_test(eval_label_tokens eval_label_tokens.py
+               ARGS --qalign $<TARGET_FILE:qalign> --tasks-json ${QA_EVAL_DATA}/tasks.json
+                    --tokenizer ${QA_EVAL_TOK}/mistral-7b-v0.1.tokenizer.json
+                    --tokenizer ${QA_EVAL_TOK}/qwen1_5-qwen2.tokenizer.json
+                    --tokenizer ${QA_EVAL_TOK}/llama2.reconstructed.tokenizer.json
+                    --tokenizer ${QA_EVAL_TOK}/qwen3.tokenizer.json
+               LABELS eval tokenizer TIMEOUT 300)
 
 # two ranks vs one: the plan fixes the batches, so predictions are byte-identical
-set(QA_EVAL_MPIEXEC "${MPIEXEC_EXECUTABLE}")
-if(NOT QA_EVAL_MPIEXEC)
-  find_program(QA_EVAL_MPIEXEC NAMES mpiexec mpirun)
-endif()
-if(QA_EVAL_MPIEXEC)
-  set(_ev "OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader,tcp OMPI_MCA_rmaps_base_oversubscribe=1")
-  if(QALIGN_ASAN)
-    set(_ev "${_ev} ASAN_OPTIONS=detect_leaks=0")
-  endif()
+if(QA_MPIEXEC)
   set(_eargs "--model '${QA_EVAL_TMP}/tiny-mistral' --data '${QA_EVAL_DATA}' --tasks snli,paws,emotion --langs en,ja,bn,no --limit 9 --gold paper")
   add_test(NAME eval_mpi_np2 COMMAND sh -c
-    "set -e; export ${_ev} OPENBLAS_NUM_THREADS=1; cd '${QA_EVAL_TMP}'; rm -rf np1 np2; \
+    "set -e; cd '${QA_EVAL_TMP}'; rm -rf np1 np2; \
      '$<TARGET_FILE:qalign>' eval ${_eargs} --out np1; \
-     '${QA_EVAL_MPIEXEC}' --allow-run-as-root --oversubscribe -n 2 '$<TARGET_FILE:qalign>' eval ${_eargs} --out np2; \
+     ${QA_MPIRUN_STR} 2 '$<TARGET_FILE:qalign>' eval ${_eargs} --out np2; \
      cmp np1/predictions.jsonl np2/predictions.jsonl; \
      test \"$(wc -l < np2/predictions.jsonl)\" -eq 108; \
      grep -v -E 'seconds|items_per_s|created_utc|world_size|tokens_computed' np1/results.json > np1/r.txt; \
      grep -v -E 'seconds|items_per_s|created_utc|world_size|tokens_computed' np2/results.json > np2/r.txt; \
      cmp np1/r.txt np2/r.txt; grep -q '\"world_size\": 2' np2/results.json; echo 'np=1 and np=2 agree'")
-  set_tests_properties(eval_mpi_np2 PROPERTIES LABELS "eval;mpi" TIMEOUT 300 FIXTURES_REQUIRED eval_models)
+  set_tests_properties(eval_mpi_np2 PROPERTIES LABELS "eval;mpi" TIMEOUT 300 FIXTURES_REQUIRED eval_models
+    ENVIRONMENT "${QA_MPI_ENV};OPENBLAS_NUM_THREADS=1")
 endif()
 
 # scoring modes (eval/scoring.c)
@@ -86,11 +72,8 @@ foreach(part prompts words correct cli)
     ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endforeach()
 set_tests_properties(eval_scoring_correct PROPERTIES LABELS "eval;badinput")
-if(QA_EVAL_PYTHON)
-  add_test(NAME eval_scoring_hf
-           COMMAND ${QA_EVAL_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/eval_scoring_hf.py --qalign $<TARGET_FILE:qalign>
-                   --data ${QA_EVAL_DATA} --model ${QA_EVAL_TMP}/tiny-mistral --model ${QA_EVAL_TMP}/tiny-qwen2
-                   --out ${QA_EVAL_TMP}/scoring_hf --limit 2)
-  set_tests_properties(eval_scoring_hf PROPERTIES LABELS "eval" SKIP_RETURN_CODE 77 TIMEOUT 600
-    FIXTURES_REQUIRED eval_models ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1")
-endif()
+qa_python_test(eval_scoring_hf eval_scoring_hf.py
+               ARGS --qalign $<TARGET_FILE:qalign> --data ${QA_EVAL_DATA} --model ${QA_EVAL_TMP}/tiny-mistral
+                    --model ${QA_EVAL_TMP}/tiny-qwen2 --out ${QA_EVAL_TMP}/scoring_hf --limit 2
+               LABELS eval TIMEOUT 600 FIXTURES_REQUIRED eval_models
+               ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1")

@@ -19,16 +19,8 @@ endforeach()
 
 # Python reference implementation (pip safetensors) reads what we write, byte for byte; and the
 # init-model output: loads in safetensors, `qalign info` reads it, deterministic per seed.
-find_program(QA_PYTHON3 NAMES python3)
-if(QA_PYTHON3)
-  add_test(NAME io_python_compat
-           COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/io_compat.py $<TARGET_FILE:test_io_write>
-                   ${QA_FIXTURES_DEFAULT}/hf)
-  set_tests_properties(io_python_compat PROPERTIES LABELS "io" TIMEOUT 120 SKIP_RETURN_CODE 77)
-  add_test(NAME io_init_model
-           COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/io_init_model.py $<TARGET_FILE:qalign>
-                   ${QA_FIXTURES_DEFAULT}/hf)
-  set_tests_properties(io_init_model PROPERTIES LABELS "io" TIMEOUT 300 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "QALIGN_ASSETS=${QALIGN_ASSETS}")
-endif()
+qa_python_test(io_python_compat io_compat.py ARGS $<TARGET_FILE:test_io_write> ${QA_FIXTURES_DEFAULT}/hf
+               LABELS io TIMEOUT 120)
+qa_python_test(io_init_model io_init_model.py ARGS $<TARGET_FILE:qalign> ${QA_FIXTURES_DEFAULT}/hf
+               LABELS io TIMEOUT 300 ENVIRONMENT QALIGN_ASSETS=${QALIGN_ASSETS})
 qa_test_exe(test_io_write SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_write.c LIBS qa_io m)

@@ -1,9 +1,5 @@
-# model/ and kernels/: op-level finite-difference checks (label model) and the Hugging Face
-# golden fixtures (label golden): every directory under $QALIGN_FIXTURES (default fixtures/hf).
-qa_test_exe(test_ops SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c LIBS qa_kernels m)
-add_test(NAME ops_gradcheck COMMAND test_ops)
-set_tests_properties(ops_gradcheck PROPERTIES LABELS "model" ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
-
+# model/: the Hugging Face golden fixtures (label golden): every directory under $QALIGN_FIXTURES (default
+# fixtures/hf), and the model's properties. The ops themselves: tests/ops.cmake.
 qa_test_exe(test_golden SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_golden.c LIBS qa_model qa_io m)
 add_test(NAME model_golden COMMAND test_golden)
 set_tests_properties(model_golden PROPERTIES LABELS "golden;model"

@@ -1,413 +1,462 @@
-/* test_ops.c — every kernel of the CPU backend: forward against a plain double-precision
- * reference, backward against central finite differences of the forward. */
-#include "kernels/ops.h"
-#include "common/qa_mem.h"
+/* test_ops.c — runs the op case list (tests/op_cases.c) in one mode:
+ *   test_ops ref            the CPU backend vs a double-precision reference; backward ops vs central finite
+ *                           differences (cases marked fd); a case's identity (alt) bitwise
+ *   test_ops threads        the CPU backend without a stream and on 1, 2, 3 threads: bitwise equal
+ *   test_ops slots          every qa_ops slot that a backend here fills (cpu, emu; cuda and cuda-fp32 where usable)
+ *                           is called by some case, and every slot of the struct is named below
+ *   test_ops backend NAME   backend NAME (emu, cuda, cuda-fp32) vs the CPU backend on the same inputs: emu bitwise,
+ *                           cuda / cuda-fp32 within the case's bf16 / f32 tolerance; NAME's slots as in `slots`
+ * Without an argument: ref, threads, slots and backend emu. Built as test_ops_cuda (QT_OPS_CUDA) the default is
+ * backend cuda, then backend cuda-fp32; a backend that is not usable here (no GPU, not compiled in) is skipped,
+ * and the program exits 77 (ctest: skipped) when no backend ran.
+ * QT_CASE=substring runs the cases whose name contains it. */
+#include "op_cases.h"
 #include "testutil.h"
+#include "cpu_stream.h"
+#include "common/qa_mem.h"
 
 #include <math.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static const qa_ops *O;
-static qa_stream *S;
-
-/* deterministic normal-ish numbers */
-static uint64_t rng = 12345;
-static float frand(void) { return qt_frand(&rng); }
-static float *rvec(size_t n, float s) { return qt_rvec(&rng, n, s); }
-static double dot(const float *a, const float *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
+/* "family shapes", e.g. "rmsnorm N5 D24 f32 w, bwd beta 1" (a static buffer: one name at a time) */
+static const char *name_of(const qt_case *c) {
+    static char name[256];
+    snprintf(name, sizeof name, "%s %s", c->op->name, c->what);
+    return name;
 }
-static double rel(const float *a, const double *b, size_t n) { return qt_rel_err_f32_f64(a, b, n); }
+static const char *case_filter;
+static int selected(const qt_case *c) { return !case_filter || strstr(name_of(c), case_filter); }
 
-/* Central differences of f(x) = <w, op(x)> for a scalar projection w; fills g [n]. */
-typedef double (*scalar_fn)(void *ctx);
-static void fd_grad(float *x, size_t n, scalar_fn f, void *ctx, double *g, float h) {
-    for (size_t i = 0; i < n; i++) {
-        float x0 = x[i];
-        x[i] = x0 + h;
-        double fp = f(ctx);
-        x[i] = x0 - h;
-        double fm = f(ctx);
-        x[i] = x0;
-        g[i] = (fp - fm) / (2.0 * h);
+/* ---- running a case on a backend --------------------------------------------------------------------------- */
+static int compared(const qt_buf *b) { return b->role == QT_OUT || b->role == QT_INOUT; }
+static size_t bytes_of(const qt_buf *b) { return b->n * qa_dtype_size(b->type); }
+
+static void *nan_fill(const qt_buf *b) {
+    void *p = qa_malloc(bytes_of(b) ? bytes_of(b) : 1);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->type == QA_DT_F32) ((float *)p)[i] = NAN;
+        else if (b->type == QA_DT_F64) ((double *)p)[i] = NAN;
+        else if (b->type == QA_DT_BF16) ((uint16_t *)p)[i] = 0x7fc0;
+        else ((int32_t *)p)[i] = INT32_MIN;
     }
+    return p;
 }
 
-/* ---- rmsnorm ---------------------------------------------------------------------------- */
-typedef struct { int N, D; float *x, *w, *y, *wout; } rms_ctx;
-static double rms_f(void *p) {
-    rms_ctx *c = p;
-    O->rmsnorm_fwd(S, c->N, c->D, 1e-5f, c->x, (qa_weight){QA_DT_F32, c->w}, c->y, NULL);
-    return dot(c->y, c->wout, (size_t)c->N * c->D);
-}
-static void test_rmsnorm(void) {
-    rms_ctx c = {5, 24, NULL, NULL, NULL, NULL};
-    size_t n = (size_t)c.N * c.D;
-    c.x = rvec(n, 1.5f);
-    c.w = rvec(c.D, 1.0f);
-    c.y = rvec(n, 1);
-    c.wout = rvec(n, 1);
-    float *rstd = qa_malloc(sizeof(float) * c.N);
-    O->rmsnorm_fwd(S, c.N, c.D, 1e-5f, c.x, (qa_weight){QA_DT_F32, c.w}, c.y, rstd);
-    double *ref = qa_malloc(sizeof(double) * n);
-    for (int i = 0; i < c.N; i++) {
-        double ss = 0;
-        for (int j = 0; j < c.D; j++) ss += (double)c.x[i * c.D + j] * c.x[i * c.D + j];
-        double r = 1 / sqrt(ss / c.D + 1e-5);
-        for (int j = 0; j < c.D; j++) ref[i * c.D + j] = c.x[i * c.D + j] * r * c.w[j];
-    }
-    double fe = rel(c.y, ref, n);
-    QT_CHECK(fe < 1e-6, "rmsnorm fwd rel err %.2e", fe);
-    float *dx = rvec(n, 1), *dx0 = qt_fcopy(dx, n);
-    O->rmsnorm_bwd(S, c.N, c.D, 1, c.x, (qa_weight){QA_DT_F32, c.w}, rstd, c.wout, dx); /* beta 1: accumulate */
-    fd_grad(c.x, n, rms_f, &c, ref, 1e-3f);
-    for (size_t i = 0; i < n; i++) ref[i] += dx0[i];
-    double be = rel(dx, ref, n);
-    QT_CHECK(be < 2e-3, "rmsnorm bwd (beta=1) vs finite differences: rel err %.2e", be);
-    /* bf16 weights give the same as their f32 values */
-    uint16_t *wb = qa_malloc(2 * c.D);
-    float *wf = qa_malloc(4 * c.D);
-    for (int j = 0; j < c.D; j++) { wb[j] = qa_f32_to_bf16(c.w[j]); wf[j] = qa_bf16_to_f32(wb[j]); }
-    float *y1 = qa_malloc(4 * n), *y2 = qa_malloc(4 * n);
-    O->rmsnorm_fwd(S, c.N, c.D, 1e-5f, c.x, (qa_weight){QA_DT_BF16, wb}, y1, NULL);
-    O->rmsnorm_fwd(S, c.N, c.D, 1e-5f, c.x, (qa_weight){QA_DT_F32, wf}, y2, NULL);
-    QT_CHECK(!memcmp(y1, y2, 4 * n), "rmsnorm bf16 weight == its f32 value");
-    free(wb); free(wf); free(y1); free(y2);
-    free(c.x); free(c.w); free(c.y); free(c.wout); free(rstd); free(ref); free(dx); free(dx0);
-}
-
-/* ---- rope -------------------------------------------------------------------------------- */
-typedef struct { int N, H, hd; int32_t *pos; float *x, *y, *wout; } rope_ctx;
-static double rope_f(void *p) {
-    rope_ctx *c = p;
-    size_t n = (size_t)c->N * c->H * c->hd;
-    memcpy(c->y, c->x, n * 4);
-    O->rope_fwd(S, c->N, c->H, c->hd, 10000.0f, c->pos, c->y);
-    return dot(c->y, c->wout, n);
-}
-static void test_rope(void) {
-    rope_ctx c = {6, 3, 16, NULL, NULL, NULL, NULL};
-    size_t n = (size_t)c.N * c.H * c.hd;
-    int32_t pos[6] = {0, 1, 2, 7, 0, 300};
-    c.pos = pos;
-    c.x = rvec(n, 1);
-    c.y = qa_malloc(4 * n);
-    c.wout = rvec(n, 1);
-    rope_f(&c);
-    double *ref = qa_malloc(sizeof(double) * n);
-    int half = c.hd / 2;
-    for (int t = 0; t < c.N; t++)
-        for (int h = 0; h < c.H; h++)
-            for (int i = 0; i < half; i++) {
-                double a = pos[t] * pow(10000.0, -2.0 * i / c.hd);
-                const float *v = c.x + ((size_t)t * c.H + h) * c.hd;
-                ref[((size_t)t * c.H + h) * c.hd + i] = v[i] * cos(a) - v[i + half] * sin(a);
-                ref[((size_t)t * c.H + h) * c.hd + i + half] = v[i + half] * cos(a) + v[i] * sin(a);
-            }
-    double fe = rel(c.y, ref, n);
-    QT_CHECK(fe < 1e-5, "rope fwd (rotate_half) rel err %.2e", fe);
-    float *dx = qt_fcopy(c.wout, n);
-    O->rope_bwd(S, c.N, c.H, c.hd, 10000.0f, c.pos, dx);
-    fd_grad(c.x, n, rope_f, &c, ref, 1e-2f);
-    double be = rel(dx, ref, n);
-    QT_CHECK(be < 1e-3, "rope bwd vs finite differences: rel err %.2e", be);
-    free(c.x); free(c.y); free(c.wout); free(ref); free(dx);
-}
-
-/* ---- attention --------------------------------------------------------------------------- */
-typedef struct {
-    qa_attn_desc d;
-    float *q, *k, *v, *o, *lse, *wout;
-} att_ctx;
-static double att_f(void *p) {
-    att_ctx *c = p;
-    O->attention_fwd(S, &c->d, c->q, c->k, c->v, c->o, c->lse);
-    return dot(c->o, c->wout, (size_t)c->d.B * c->d.T * c->d.n_heads * c->d.head_dim);
-}
-static void att_ref(const att_ctx *c, double *o) {
-    const qa_attn_desc *d = &c->d;
-    int T = d->T, H = d->n_heads, Hk = d->n_kv_heads, hd = d->head_dim;
-    double *s = qa_malloc(sizeof(double) * T);
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < H; h++) {
-            int g = h / (H / Hk);
-            for (int i = 0; i < T; i++) {
-                double mx = -INFINITY;
-                for (int j = 0; j < T; j++) {
-                    int vis = j <= i && (!d->window || j > i - d->window) &&
-                              (!d->key_mask || d->key_mask[b * T + j]) &&
-                              (!d->segment || d->segment[b * T + i] == d->segment[b * T + j]);
-                    if (!vis) { s[j] = -INFINITY; continue; }
-                    double acc = 0;
-                    for (int e = 0; e < hd; e++)
-                        acc += (double)c->q[((size_t)(b * T + i) * H + h) * hd + e] * c->k[((size_t)(b * T + j) * Hk + g) * hd + e];
-                    s[j] = acc * d->scale;
-                    if (s[j] > mx) mx = s[j];
-                }
-                double sum = 0;
-                for (int j = 0; j < T; j++) { s[j] = s[j] == -INFINITY ? 0 : exp(s[j] - mx); sum += s[j]; }
-                for (int e = 0; e < hd; e++) {
-                    double acc = 0;
-                    for (int j = 0; j < T; j++)
-                        if (s[j] != 0) acc += s[j] / sum * c->v[((size_t)(b * T + j) * Hk + g) * hd + e];
-                    o[((size_t)(b * T + i) * H + h) * hd + e] = sum > 0 ? acc : 0;
-                }
-            }
-        }
-    free(s);
-}
-static void test_attention_case(const char *what, int B, int T, int H, int Hk, int hd, int window, int use_mask,
-                                int use_seg) {
-    att_ctx c;
-    memset(&c, 0, sizeof c);
-    int32_t *mask = qa_malloc(4 * (size_t)B * T), *seg = qa_malloc(4 * (size_t)B * T);
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            mask[b * T + t] = !(b == 1 && t >= T - 3) && !(b == 0 && t == 2); /* right padding + a hole */
-            seg[b * T + t] = t < T / 3 ? 0 : (t < T / 2 ? 1 : 2);
-        }
-    if (B > 2) mask[2 * T] = 0; /* key 0 of row 2 masked: query 0 there sees nothing */
-    c.d = (qa_attn_desc){B, T, H, Hk, hd, window, 1.0f / sqrtf((float)hd), use_mask ? mask : NULL,
-                         use_seg ? seg : NULL};
-    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * Hk * hd;
-    c.q = rvec(nq, 1.5f);
-    c.k = rvec(nk, 1.5f);
-    c.v = rvec(nk, 1);
-    c.o = qa_malloc(4 * nq);
-    c.lse = qa_malloc(4 * (size_t)B * H * T);
-    c.wout = rvec(nq, 1);
-    att_f(&c);
-    double *ref = qa_malloc(sizeof(double) * (nq > nk ? nq : nk));
-    att_ref(&c, ref);
-    double fe = rel(c.o, ref, nq);
-    QT_CHECK(fe < 1e-5, "attention fwd %s: rel err vs naive %.2e", what, fe);
-    float *dq = qa_malloc(4 * nq), *dk = qa_malloc(4 * nk), *dv = qa_malloc(4 * nk);
-    O->attention_bwd(S, &c.d, c.q, c.k, c.v, c.o, c.lse, c.wout, dq, dk, dv);
-    fd_grad(c.q, nq, att_f, &c, ref, 1e-2f);
-    double e1 = rel(dq, ref, nq);
-    fd_grad(c.k, nk, att_f, &c, ref, 1e-2f);
-    double e2 = rel(dk, ref, nk);
-    fd_grad(c.v, nk, att_f, &c, ref, 1e-2f);
-    double e3 = rel(dv, ref, nk);
-    QT_CHECK(e1 < 2e-3 && e2 < 2e-3 && e3 < 2e-3, "attention bwd %s vs finite differences: dq %.2e dk %.2e dv %.2e",
-             what, e1, e2, e3);
-    free(c.q); free(c.k); free(c.v); free(c.o); free(c.lse); free(c.wout); free(ref);
-    free(dq); free(dk); free(dv); free(mask); free(seg);
-}
-
-/* ---- swiglu ------------------------------------------------------------------------------ */
-typedef struct { size_t n; float *g, *u, *y, *wout; } sw_ctx;
-static double sw_f(void *p) {
-    sw_ctx *c = p;
-    O->swiglu_fwd(S, c->n, c->g, c->u, c->y);
-    return dot(c->y, c->wout, c->n);
-}
-static void test_swiglu(void) {
-    sw_ctx c = {50, rvec(50, 3), rvec(50, 2), qa_malloc(200), rvec(50, 1)};
-    sw_f(&c);
-    double ref[50];
-    for (int i = 0; i < 50; i++) ref[i] = c.g[i] / (1 + exp(-(double)c.g[i])) * c.u[i];
-    double fe = rel(c.y, ref, 50);
-    QT_CHECK(fe < 1e-6, "swiglu fwd rel err %.2e", fe);
-    float dg[50], du[50];
-    O->swiglu_bwd(S, 50, c.g, c.u, c.wout, dg, du);
-    fd_grad(c.g, 50, sw_f, &c, ref, 1e-3f);
-    double e1 = rel(dg, ref, 50);
-    fd_grad(c.u, 50, sw_f, &c, ref, 1e-3f);
-    double e2 = rel(du, ref, 50);
-    QT_CHECK(e1 < 1e-3 && e2 < 1e-3, "swiglu bwd vs finite differences: dg %.2e du %.2e", e1, e2);
-    free(c.g); free(c.u); free(c.y); free(c.wout);
-}
-
-/* ---- linear (BF16 panels and F32) ---------------------------------------------------------- */
-static void test_linear(int N, int K, int M) {
-    size_t nw = (size_t)M * K;
-    float *x = rvec((size_t)N * K, 1), *wf = rvec(nw, 0.1f), *b = rvec(M, 1);
-    uint16_t *wb = qa_malloc(2 * nw);
-    for (size_t i = 0; i < nw; i++) { wb[i] = qa_f32_to_bf16(wf[i]); wf[i] = qa_bf16_to_f32(wb[i]); }
-    float *y1 = rvec((size_t)N * M, 1), *y2 = qt_fcopy(y1, (size_t)N * M), *y0 = qt_fcopy(y1, (size_t)N * M);
-    O->linear_fwd(S, N, K, M, 1, x, (qa_weight){QA_DT_BF16, wb}, (qa_weight){QA_DT_F32, b}, y1);
-    O->linear_fwd(S, N, K, M, 1, x, (qa_weight){QA_DT_F32, wf}, (qa_weight){QA_DT_F32, b}, y2);
-    double *ref = qa_malloc(sizeof(double) * (size_t)N * (M > K ? M : K));
-    for (int n = 0; n < N; n++)
-        for (int m = 0; m < M; m++) {
-            double acc = y0[(size_t)n * M + m] + b[m];
-            for (int k = 0; k < K; k++) acc += (double)x[(size_t)n * K + k] * wf[(size_t)m * K + k];
-            ref[(size_t)n * M + m] = acc;
-        }
-    double e1 = rel(y1, ref, (size_t)N * M), e2 = rel(y2, ref, (size_t)N * M);
-    QT_CHECK(e1 < 1e-5 && e2 < 1e-5, "linear fwd [%d,%d]x[%d,%d]ᵀ bf16 %.2e f32 %.2e", N, K, M, K, e1, e2);
-    float *dy = rvec((size_t)N * M, 1), *dx1 = rvec((size_t)N * K, 1), *dx2 = qa_malloc(4 * (size_t)N * K);
-    O->linear_bwd(S, N, K, M, 0, dy, (qa_weight){QA_DT_BF16, wb}, dx1);
-    O->linear_bwd(S, N, K, M, 0, dy, (qa_weight){QA_DT_F32, wf}, dx2);
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            double acc = 0;
-            for (int m = 0; m < M; m++) acc += (double)dy[(size_t)n * M + m] * wf[(size_t)m * K + k];
-            ref[(size_t)n * K + k] = acc;
-        }
-    e1 = rel(dx1, ref, (size_t)N * K);
-    e2 = rel(dx2, ref, (size_t)N * K);
-    QT_CHECK(e1 < 1e-5 && e2 < 1e-5, "linear bwd dx = dy W, bf16 %.2e f32 %.2e", e1, e2);
-    free(x); free(wf); free(b); free(wb); free(y0); free(y1); free(y2); free(ref); free(dy); free(dx1); free(dx2);
-}
-
-/* ---- lora --------------------------------------------------------------------------------- */
-typedef struct { int N, K, M, r; float scale, p; uint64_t key; float *x, *A, *B, *xa, *y, *wout; } lora_ctx;
-static double lora_f(void *pp) {
-    lora_ctx *c = pp;
-    memset(c->y, 0, 4 * (size_t)c->N * c->M);
-    O->lora_fwd(S, c->N, c->K, c->M, c->r, c->scale, c->p, c->key, c->x, c->A, c->B, c->xa, c->y);
-    return dot(c->y, c->wout, (size_t)c->N * c->M);
-}
-static void test_lora(float p) {
-    lora_ctx c = {7, 12, 9, 3, 2.5f, p, 0xabcdef, NULL, NULL, NULL, NULL, NULL, NULL};
-    size_t nx = (size_t)c.N * c.K, na = (size_t)c.r * c.K, nb = (size_t)c.M * c.r, ny = (size_t)c.N * c.M;
-    c.x = rvec(nx, 1); c.A = rvec(na, 1); c.B = rvec(nb, 1); c.xa = qa_malloc(4 * (size_t)c.N * c.r);
-    c.y = qa_malloc(4 * ny); c.wout = rvec(ny, 1);
-    lora_f(&c);
-    double *ref = qa_malloc(sizeof(double) * (nx + na + nb));
-    int kept = 0;
-    for (int n = 0; n < c.N; n++)
-        for (int m = 0; m < c.M; m++) {
-            double acc = 0;
-            for (int j = 0; j < c.r; j++) {
-                double xa = 0;
-                for (int k = 0; k < c.K; k++) {
-                    int keep = p > 0 ? qa_dropout_keep(c.key, n, k, p) : 1;
-                    if (m == 0 && j == 0) kept += keep;
-                    xa += keep ? (double)c.x[n * c.K + k] / (1 - p) * c.A[j * c.K + k] : 0;
-                }
-                acc += c.B[m * c.r + j] * xa;
-            }
-            ref[n * c.M + m] = c.scale * acc;
-        }
-    double fe = rel(c.y, ref, ny);
-    QT_CHECK(fe < 1e-5, "lora fwd p=%.2f rel err %.2e (kept %d of %zu)", p, fe, kept, nx);
-    if (p > 0) QT_CHECK(kept > 0 && kept < (int)nx, "dropout keeps some and drops some (%d of %zu)", kept, nx);
-    float *dA = rvec(na, 1), *dB = rvec(nb, 1), *dx = rvec(nx, 1);
-    float *dA0 = qt_fcopy(dA, na), *dB0 = qt_fcopy(dB, nb), *dx0 = qt_fcopy(dx, nx);
-    O->lora_bwd(S, c.N, c.K, c.M, c.r, c.scale, c.p, c.key, c.x, c.A, c.B, c.xa, c.wout, dA, dB, dx);
-    for (size_t i = 0; i < na; i++) dA[i] -= dA0[i];
-    for (size_t i = 0; i < nb; i++) dB[i] -= dB0[i];
-    for (size_t i = 0; i < nx; i++) dx[i] -= dx0[i];
-    fd_grad(c.A, na, lora_f, &c, ref, 1e-2f);
-    double e1 = rel(dA, ref, na);
-    fd_grad(c.B, nb, lora_f, &c, ref, 1e-2f);
-    double e2 = rel(dB, ref, nb);
-    fd_grad(c.x, nx, lora_f, &c, ref, 1e-2f);
-    double e3 = rel(dx, ref, nx);
-    QT_CHECK(e1 < 1e-3 && e2 < 1e-3 && e3 < 1e-3, "lora bwd p=%.2f (accumulating) vs finite differences: dA %.2e dB %.2e dx %.2e",
-             p, e1, e2, e3);
-    free(c.x); free(c.A); free(c.B); free(c.xa); free(c.y); free(c.wout); free(ref);
-    free(dA); free(dB); free(dx); free(dA0); free(dB0); free(dx0);
-}
-
-/* ---- cross-entropy ------------------------------------------------------------------------- */
-typedef struct { int M, V; float *x; int32_t *t; float *loss, *lse; } ce_ctx;
-static double ce_f(void *p) {
-    ce_ctx *c = p;
-    O->cross_entropy_fwd(S, c->M, c->V, c->x, c->t, c->loss, c->lse);
-    double s = 0;
-    for (int i = 0; i < c->M; i++) s += c->loss[i] * (i + 1);
-    return s;
-}
-static void test_ce(void) {
-    ce_ctx c = {4, 30, rvec(120, 4), NULL, qa_malloc(16), qa_malloc(16)};
-    int32_t t[4] = {0, 29, 7, 7};
-    c.t = t;
-    ce_f(&c);
-    double ref[120];
-    for (int i = 0; i < 4; i++) {
-        double mx = -1e30, s = 0;
-        for (int j = 0; j < 30; j++) mx = fmax(mx, c.x[i * 30 + j]);
-        for (int j = 0; j < 30; j++) s += exp(c.x[i * 30 + j] - mx);
-        ref[i] = mx + log(s) - c.x[i * 30 + t[i]];
-    }
-    double fe = rel(c.loss, ref, 4);
-    QT_CHECK(fe < 1e-6, "cross-entropy fwd rel err %.2e", fe);
-    float d[120];
-    /* per-row weights i+1: run the bwd row by row with its scale */
-    for (int i = 0; i < 4; i++)
-        O->cross_entropy_bwd(S, 1, 30, (float)(i + 1), c.x + i * 30, t + i, c.lse + i, d + i * 30);
-    fd_grad(c.x, 120, ce_f, &c, ref, 1e-2f);
-    double be = rel(d, ref, 120);
-    QT_CHECK(be < 1e-3, "cross-entropy bwd vs finite differences: rel err %.2e", be);
-    /* in place */
-    float *x2 = qt_fcopy(c.x, 120);
-    O->cross_entropy_bwd(S, 1, 30, 1.0f, x2, t, c.lse, x2);
-    QT_CHECK(fabsf(x2[0] - d[0]) < 1e-6f, "cross-entropy bwd in place");
-    free(x2); free(c.x); free(c.loss); free(c.lse);
-}
-
-/* ---- adamw ---------------------------------------------------------------------------------- */
-static void test_adamw(void) {
-    enum { n = 40 };
-    float *p = rvec(n, 1), *g = rvec(n, 1), m[n] = {0}, v[n] = {0};
-    double pr[n], mr[n] = {0}, vr[n] = {0};
-    for (int i = 0; i < n; i++) pr[i] = p[i];
-    const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.01;
-    for (int step = 1; step <= 3; step++) {
-        O->adamw_step(S, n, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step, p, g, m, v);
-        for (int i = 0; i < n; i++) {
-            pr[i] *= 1 - lr * wd;
-            mr[i] = b1 * mr[i] + (1 - b1) * g[i];
-            vr[i] = b2 * vr[i] + (1 - b2) * (double)g[i] * g[i];
-            double mh = mr[i] / (1 - pow(b1, step)), vh = vr[i] / (1 - pow(b2, step));
-            pr[i] -= lr * mh / (sqrt(vh) + eps);
-        }
-        for (int i = 0; i < n; i++) g[i] = 0.5f * g[i] + 0.1f * frand();
-    }
-    double e = rel(p, pr, n);
-    QT_CHECK(e < 1e-6, "adamw 3 steps vs double reference: rel err %.2e", e);
-    free(p); free(g);
-}
-
-/* ---- embedding, gather/scatter ------------------------------------------------------------ */
-static void test_misc(void) {
-    float tab[4 * 3];
-    uint16_t tb[12];
-    for (int i = 0; i < 12; i++) { tb[i] = qa_f32_to_bf16(i * 0.5f - 2); tab[i] = qa_bf16_to_f32(tb[i]); }
-    int32_t ids[3] = {3, 0, 3};
-    float o1[9], o2[9];
-    O->embedding_fwd(S, 3, 3, (qa_weight){QA_DT_BF16, tb}, ids, o1);
-    O->embedding_fwd(S, 3, 3, (qa_weight){QA_DT_F32, tab}, ids, o2);
-    QT_CHECK(!memcmp(o1, o2, sizeof o1) && o1[0] == tab[9] && o1[3] == tab[0], "embedding bf16/f32 rows");
-    int32_t idx[2] = {2, 0};
-    float g[6], dst[9] = {0};
-    O->gather_rows(S, 2, 3, o2, idx, g);
-    O->scatter_add_rows(S, 2, 3, g, idx, dst);
-    QT_CHECK(g[0] == o2[6] && dst[6] == o2[6] && dst[0] == o2[0] && dst[3] == 0, "gather / scatter_add rows");
-}
-
-int main(void) {
-    O = qa_ops_cpu();
+/* Case c on backend o, stream s (alt: its identity instead): every buffer in o's memory, inputs uploaded, outputs
+ * NaN; out[i] gets a host copy of each compared buffer (others NULL). 0, or -1 with the backend's error printed. */
+static int run_on(const qt_case *c, const qt_inst *t, const qa_ops *o, qa_stream *s, int alt, void **out) {
+    void *d[QT_MAXBUF] = {0}, *nan[QT_MAXBUF] = {0};
     qa_err e = {0};
-    QT_CHECK(O->stream_create(&S, NULL, &e) == 0, "cpu stream");
-    test_rmsnorm();
-    test_rope();
-    test_attention_case("causal", 2, 9, 4, 2, 8, 0, 0, 0);
-    test_attention_case("padding mask", 3, 9, 4, 2, 8, 0, 1, 0);
-    test_attention_case("window 3 + mask", 3, 9, 2, 1, 8, 3, 1, 0);
-    test_attention_case("segments + mask", 3, 12, 4, 4, 4, 0, 1, 1);
-    test_attention_case("blocked T=150 window 70", 1, 150, 2, 1, 4, 70, 0, 0);
-    test_swiglu();
-    test_linear(3, 40, 17);
-    test_linear(3, 8192, 300); /* several BF16 panels */
-    test_lora(0);
-    test_lora(0.3f);
-    test_ce();
-    test_adamw();
-    test_misc();
-    /* without a stream, scratch is per call */
-    qa_stream *keep = S;
-    S = NULL;
-    test_attention_case("no stream", 2, 9, 4, 2, 8, 0, 1, 0);
-    test_linear(2, 8192, 100);
-    S = keep;
-    O->stream_destroy(S);
+    int rc = 0;
+    for (int i = 0; i < QT_MAXBUF; i++) out[i] = NULL;
+    for (int i = 0; i < t->nb; i++) {
+        const qt_buf *b = &t->b[i];
+        if (!(d[i] = o->alloc(bytes_of(b) ? bytes_of(b) : 4, &e))) { rc = -1; break; }
+        const void *src = b->role == QT_IN || b->role == QT_INOUT ? b->h : (nan[i] = nan_fill(b));
+        if (bytes_of(b)) o->memcpy_h2d(s, d[i], src, bytes_of(b));
+    }
+    if (!rc) {
+        (alt ? c->op->alt : c->op->run)(c, t, o, s, d);
+        rc = o->sync(s, &e) ? -1 : 0;
+    }
+    for (int i = 0; i < t->nb && !rc; i++)
+        if (compared(&t->b[i])) {
+            out[i] = qa_malloc(bytes_of(&t->b[i]) ? bytes_of(&t->b[i]) : 1);
+            o->memcpy_d2h(s, out[i], d[i], bytes_of(&t->b[i]));
+        }
+    if (!rc && o->sync(s, &e)) rc = -1;
+    for (int i = 0; i < t->nb; i++) {
+        if (d[i]) o->free(d[i]);
+        free(nan[i]);
+    }
+    if (rc) {
+        printf("  %s on %s: %s\n", name_of(c), o->name, e.msg);
+        for (int i = 0; i < t->nb; i++) { free(out[i]); out[i] = NULL; }
+    }
+    return rc;
+}
+static void free_out(const qt_inst *t, void **out) {
+    for (int i = 0; i < t->nb; i++) { free(out[i]); out[i] = NULL; }
+}
+
+/* ---- comparisons ----------------------------------------------------------------------------------------------- */
+static double *as_double(const void *p, qa_dtype ty, size_t n) {
+    double *r = qa_malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        r[i] = ty == QA_DT_F32 ? ((const float *)p)[i] : ty == QA_DT_F64 ? ((const double *)p)[i]
+             : ty == QA_DT_BF16 ? qa_bf16_to_f32(((const uint16_t *)p)[i]) : ((const int32_t *)p)[i];
+    return r;
+}
+/* relative L2 error of got against want over the finite entries (abs: max abs error); *bad counts the entries where
+ * one is not finite and the other is not the same non-finite value (NaN where NaN, inf of the same sign) */
+static double dist(const double *got, const double *want, size_t n, int abs, size_t *bad) {
+    double num = 0, den = 0, mx = 0;
+    *bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double g = got[i], w = want[i];
+        if (!isfinite(g) || !isfinite(w)) {
+            if (!(isnan(g) && isnan(w)) && g != w) (*bad)++;
+            continue;
+        }
+        const double e = g - w;
+        num += e * e;
+        den += w * w;
+        if (fabs(e) > mx) mx = fabs(e);
+    }
+    if (abs) return mx;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+static const qt_tol *tol_of(const qt_case *c, const qt_buf *b) { return b->tol ? b->tol : &c->tol; }
+
+/* ---- ref: the CPU backend vs double precision, finite differences, identities ------------------------------------ */
+static void fd_check(const qt_case *c, qt_inst *t, void **out, qa_stream *s) {
+    const qa_ops *C = qa_ops_cpu();
+    for (int k = 0; k < c->op->nfd; k++) {
+        const qt_fd *f = &c->op->fd[k];
+        qt_buf *x = &t->b[f->wrt], *g = &t->b[f->grad];
+        const float h = c->op->h;
+        double *fd = qa_malloc(sizeof(double) * x->n), *an = qa_malloc(sizeof(double) * x->n);
+        for (size_t i = 0; i < x->n; i++) {
+            float *xi = (float *)x->h + i, x0 = *xi;
+            *xi = x0 + h;
+            double lp = c->op->loss(c, t, C, s);
+            *xi = x0 - h;
+            double lm = c->op->loss(c, t, C, s);
+            *xi = x0;
+            fd[i] = (lp - lm) / (2.0 * h);
+            an[i] = ((float *)out[f->grad])[i] - (g->role == QT_INOUT ? f->beta * ((float *)g->h)[i] : 0.0);
+        }
+        size_t bad;
+        double err = dist(an, fd, x->n, 0, &bad);
+        QT_CHECK(err <= c->tol.fd && !bad, "%s %s: %s vs finite differences of d/d%s: rel err %.2e (tol %.0e)",
+                 c->op->name, c->what, g->name, x->name, err, c->tol.fd);
+        printf("    %s vs finite differences %.2e\n", g->name, err);
+        free(fd);
+        free(an);
+    }
+}
+
+static void mode_ref(void) {
+    const qa_ops *C = qa_ops_cpu();
+    qa_stream *s = qt_cpu_stream(1);
+    printf("== ref: the CPU backend vs double precision, finite differences, identities ==\n");
+    for (size_t ci = 0; ci < qt_n_cases; ci++) {
+        const qt_case *c = &qt_cases[ci];
+        if (!selected(c)) continue;
+        qt_inst t = {0};
+        uint64_t rng = qt_case_seed(c);
+        void *out[QT_MAXBUF];
+        double *r[QT_MAXBUF] = {0};
+        c->op->init(c, &t, &rng);
+        printf("  %s %s\n", c->op->name, c->what);
+        if (run_on(c, &t, C, s, 0, out)) {
+            QT_CHECK(0, "%s runs on the CPU backend", name_of(c));
+            qt_inst_free(&t);
+            continue;
+        }
+        c->op->ref(c, &t, r);
+        int nref = 0;
+        for (int i = 0; i < t.nb; i++) {
+            if (!r[i]) continue;
+            const qt_buf *b = &t.b[i];
+            double *got = as_double(out[i], b->type, b->n);
+            size_t bad;
+            double err = dist(got, r[i], b->n, b->abs, &bad), tol = tol_of(c, b)->ref;
+            QT_CHECK(err <= tol && !bad, "%s %s: %s vs double: %s %.2e (tol %.0e), %zu misplaced non-finite", c->op->name,
+                     c->what, b->name, b->abs ? "max abs err" : "rel err", err, tol, bad);
+            printf("    %-20s vs double %.2e%s\n", b->name, err, b->abs ? " (max abs)" : "");
+            free(got);
+            free(r[i]);
+            nref++;
+        }
+        QT_CHECK(nref > 0, "%s %s: the reference covers some output", c->op->name, c->what);
+        if (c->fd) {
+            QT_CHECK(c->op->loss && c->op->nfd > 0, "%s %s: marked fd, its family has a loss", c->op->name, c->what);
+            if (c->op->loss) fd_check(c, &t, out, s);
+        }
+        if (c->alt) {
+            void *alt[QT_MAXBUF];
+            QT_CHECK(c->op->alt != NULL, "%s %s: marked alt, its family has one", c->op->name, c->what);
+            if (c->op->alt && !run_on(c, &t, C, s, 1, alt)) {
+                int same = 1;
+                for (int i = 0; i < t.nb; i++)
+                    if (compared(&t.b[i])) same &= !memcmp(out[i], alt[i], bytes_of(&t.b[i]));
+                QT_CHECK(same, "%s %s: %s, bitwise", c->op->name, c->what, c->op->alt_what);
+                printf("    %s, bitwise: %s\n", c->op->alt_what, same ? "yes" : "NO");
+                free_out(&t, alt);
+            }
+        }
+        free_out(&t, out);
+        qt_inst_free(&t);
+    }
+    C->stream_destroy(s);
+}
+
+/* ---- threads: no stream, 1, 2, 3 threads ------------------------------------------------------------------------- */
+static void mode_threads(void) {
+    enum { NS = 4 };
+    const qa_ops *C = qa_ops_cpu();
+    qa_stream *ss[NS] = {NULL, qt_cpu_stream(1), qt_cpu_stream(2), qt_cpu_stream(3)};
+    static const char *sname[NS] = {"no stream", "1 thread", "2 threads", "3 threads"};
+    printf("== threads: the CPU backend without a stream and on 1, 2, 3 threads, bitwise ==\n");
+    for (size_t ci = 0; ci < qt_n_cases; ci++) {
+        const qt_case *c = &qt_cases[ci];
+        if (!selected(c)) continue;
+        qt_inst t = {0};
+        uint64_t rng = qt_case_seed(c);
+        void *out[NS][QT_MAXBUF];
+        c->op->init(c, &t, &rng);
+        int ok = 1, same = 1;
+        for (int k = 0; k < NS; k++) ok &= !run_on(c, &t, C, ss[k], 0, out[k]);
+        for (int k = 0; ok && k < NS; k++)
+            for (int i = 0; i < t.nb; i++)
+                if (compared(&t.b[i]) && memcmp(out[k][i], out[1][i], bytes_of(&t.b[i]))) {
+                    same = 0;
+                    printf("    %s differs on %s from 1 thread\n", t.b[i].name, sname[k]);
+                }
+        QT_CHECK(ok && same, "%s %s: bitwise equal without a stream and on 1, 2, 3 threads", c->op->name, c->what);
+        printf("  %-80.80s %s\n", name_of(c), ok && same ? "same" : "DIFFERENT");
+        for (int k = 0; k < NS; k++) free_out(&t, out[k]);
+        qt_inst_free(&t);
+    }
+    for (int k = 1; k < NS; k++) C->stream_destroy(ss[k]);
+}
+
+/* ---- slots: every filled slot has a case ------------------------------------------------------------------------- */
+typedef void (*qt_fn)(void);
+enum { RUNNER = 1, OPTIONAL = 2 };
+/* Every function-pointer slot of qa_ops. RUNNER: the runner's own plumbing (opening the backend, streams, memory,
+ * the copies in and out), which every case exercises; the other slots must be called by a case. OPTIONAL: a backend
+ * may leave it NULL (kernels/ops.h). */
+#define SLOT(s, k) {#s, offsetof(qa_ops, s), k}
+static const struct { const char *name; size_t off; int kind; } SLOTS[] = {
+    SLOT(select_device, RUNNER | OPTIONAL), SLOT(stream_create, RUNNER), SLOT(stream_destroy, RUNNER),
+    SLOT(sync, RUNNER), SLOT(alloc, RUNNER), SLOT(free, RUNNER), SLOT(memcpy_h2d, RUNNER), SLOT(memcpy_d2h, RUNNER),
+    SLOT(memcpy_d2d, 0), SLOT(memset0, 0), SLOT(axpy, 0), SLOT(gather_rows, 0), SLOT(scatter_add_rows, 0),
+    SLOT(embedding_fwd, 0), SLOT(rmsnorm_fwd, 0), SLOT(rmsnorm_bwd, 0), SLOT(rope_fwd, 0), SLOT(rope_bwd, 0),
+    SLOT(attention_fwd, 0), SLOT(attention_bwd, 0), SLOT(swiglu_fwd, 0), SLOT(swiglu_bwd, 0), SLOT(linear_fwd, 0),
+    SLOT(linear_bwd, 0), SLOT(lora_fwd, 0), SLOT(lora_bwd, 0), SLOT(cross_entropy_fwd, 0),
+    SLOT(cross_entropy_bwd, 0), SLOT(adamw_step, 0), SLOT(sumsq, 0), SLOT(scale, 0),
+    SLOT(attention_prefix_fwd, OPTIONAL), SLOT(linear_multi_fwd, OPTIONAL), SLOT(attention_rows_fwd, OPTIONAL),
+    SLOT(swiglu_linear_fwd, OPTIONAL),
+};
+enum { NSLOTS = sizeof SLOTS / sizeof SLOTS[0] };
+
+static int slot_index(const char *name, size_t len) {
+    for (int i = 0; i < NSLOTS; i++)
+        if (strlen(SLOTS[i].name) == len && !strncmp(SLOTS[i].name, name, len)) return i;
+    return -1;
+}
+static qt_fn slot_fn(const qa_ops *o, int i) {
+    qt_fn f;
+    memcpy(&f, (const char *)o + SLOTS[i].off, sizeof f);
+    return f;
+}
+/* does family f call slot i (its slot list names it)? */
+static int calls(const qt_family *f, int i) {
+    for (const char *p = f->slots; *p;) {
+        while (*p == ' ') p++;
+        size_t n = strcspn(p, " ");
+        if (n && slot_index(p, n) == i) return 1;
+        p += n;
+    }
+    return 0;
+}
+
+/* The slot list above names every function pointer of qa_ops (a slot added to kernels/ops.h must be added here,
+ * and get a case), and every case's slot list names real slots. */
+static void check_slot_list(void) {
+    const size_t start = (offsetof(qa_ops, host_memory) + sizeof(int) + alignof(qt_fn) - 1) / alignof(qt_fn) * alignof(qt_fn);
+    int covered = 1;
+    for (size_t off = start; off < sizeof(qa_ops); off += sizeof(qt_fn)) {
+        int found = 0;
+        for (int i = 0; i < NSLOTS; i++) found |= SLOTS[i].off == off;
+        if (!found) { printf("  qa_ops has a slot at byte %zu that tests/test_ops.c does not name\n", off); covered = 0; }
+    }
+    QT_CHECK(covered && NSLOTS * sizeof(qt_fn) == sizeof(qa_ops) - start,
+             "the slot list names every function pointer of qa_ops (%d slots)", NSLOTS);
+    int names_ok = 1;
+    for (size_t ci = 0; ci < qt_n_cases; ci++)
+        for (const char *p = qt_cases[ci].op->slots; *p;) {
+            while (*p == ' ') p++;
+            size_t n = strcspn(p, " ");
+            if (n && slot_index(p, n) < 0) { printf("  case family %s names no slot '%.*s'\n", qt_cases[ci].op->name, (int)n, p); names_ok = 0; }
+            p += n;
+        }
+    QT_CHECK(names_ok, "every case family names real qa_ops slots");
+}
+
+/* Every slot backend o fills is called by a case (or is the runner's); every slot it must fill, it fills. */
+static void check_slots(const qa_ops *o) {
+    int missing = 0, unfilled = 0, ops = 0;
+    for (int i = 0; i < NSLOTS; i++) {
+        const int filled = slot_fn(o, i) != NULL;
+        if (!filled) {
+            if (!(SLOTS[i].kind & OPTIONAL)) { printf("  %s leaves %s NULL (not optional in kernels/ops.h)\n", o->name, SLOTS[i].name); unfilled++; }
+            continue;
+        }
+        if (SLOTS[i].kind & RUNNER) continue;
+        ops++;
+        int n = 0;
+        for (size_t ci = 0; ci < qt_n_cases; ci++) n += calls(qt_cases[ci].op, i);
+        if (!n) { printf("  %s fills %s, but no case in tests/op_cases.c calls it\n", o->name, SLOTS[i].name); missing++; }
+    }
+    QT_CHECK(!missing, "%s: every op slot it fills (%d) has a case (%d without)", o->name, ops, missing);
+    QT_CHECK(!unfilled, "%s: every slot it must fill is filled (%d NULL)", o->name, unfilled);
+}
+
+static const char *const OTHER_BACKENDS[] = {"emu", "cuda", "cuda-fp32"};
+
+static void mode_slots(void) {
+    printf("== slots: every qa_ops slot a backend fills has a case ==\n");
+    check_slot_list();
+    check_slots(qa_ops_cpu());
+    for (size_t i = 0; i < sizeof OTHER_BACKENDS / sizeof OTHER_BACKENDS[0]; i++) {
+        qa_err e = {0};
+        const qa_ops *o = qa_ops_get(OTHER_BACKENDS[i], &e);
+        if (o) check_slots(o);
+        else printf("  %s not checked here: %s\n", OTHER_BACKENDS[i], e.msg);
+    }
+}
+
+/* ---- backend: another backend vs the CPU ------------------------------------------------------------------------- */
+enum { P_EXACT, P_BF16, P_F32 };
+static int precision_of(const char *name) {
+    if (!strcmp(name, "emu")) return P_EXACT;   /* the CPU kernels behind a device's discipline */
+    if (!strcmp(name, "cuda")) return P_BF16;
+    if (!strcmp(name, "cuda-fp32")) return P_F32;
+    return -1;
+}
+
+/* A case outside what backend `name` supports by its contract, which it must refuse with an error: the CUDA
+ * attention needs head_dim % 8 == 0 (16-byte aligned heads; kernels/cuda/attn_cuda.cu). */
+static int refused_by(const char *name, const qt_case *c) {
+    return !strncmp(name, "cuda", 4) && !strcmp(c->op->name, "attention") && c->i[4] % 8 != 0;
+}
+
+/* 0: ran; 77: the backend is not usable here */
+static int mode_backend(const char *name) {
+    qa_err e = {0};
+    const int prec = precision_of(name);
+    if (prec < 0) {
+        QT_CHECK(0, "backend '%s': no precision known for it (tests/test_ops.c: precision_of)", name);
+        return 0;
+    }
+    char desc[256] = "";
+    const qa_ops *G = qa_ops_open(name, 0, desc, sizeof desc, &e), *C = qa_ops_cpu();
+    qa_stream *gs = NULL;
+    if (!G || G->stream_create(&gs, NULL, &e)) {
+        printf("SKIP backend %s: %s\n", name, e.msg);
+        return 77;
+    }
+    printf("== backend %s vs cpu (%s) ==\n", desc, prec == P_EXACT ? "bitwise" : prec == P_BF16 ? "bf16 tolerances" : "fp32 tolerances");
+    check_slots(G);
+    qa_stream *cs = qt_cpu_stream(1);
+    for (size_t ci = 0; ci < qt_n_cases; ci++) {
+        const qt_case *c = &qt_cases[ci];
+        if (!selected(c)) continue;
+        int absent = -1;
+        for (int i = 0; i < NSLOTS; i++)
+            if (calls(c->op, i) && !slot_fn(G, i)) absent = i;
+        if (absent >= 0) {
+            QT_CHECK(SLOTS[absent].kind & OPTIONAL, "%s %s: %s fills %s", c->op->name, c->what, name, SLOTS[absent].name);
+            printf("  %s: skipped, %s leaves %s NULL\n", name_of(c), name, SLOTS[absent].name);
+            continue;
+        }
+        qt_inst t = {0};
+        uint64_t rng = qt_case_seed(c);
+        void *want[QT_MAXBUF], *got[QT_MAXBUF];
+        c->op->init(c, &t, &rng);
+        if (refused_by(name, c)) {
+            const int rc = run_on(c, &t, G, gs, 0, got);
+            QT_CHECK(rc != 0, "%s on %s: runs, but the backend must refuse it (head_dim %d)", name_of(c), name, c->i[4]);
+            printf("  %s: refused by %s, as its contract says\n", name_of(c), name);
+            if (!rc) free_out(&t, got);
+            qt_inst_free(&t);
+            continue;
+        }
+        if (run_on(c, &t, C, cs, 0, want) | run_on(c, &t, G, gs, 0, got)) {
+            QT_CHECK(0, "%s runs on cpu and %s", name_of(c), name);
+            free_out(&t, want);
+            free_out(&t, got);
+            qt_inst_free(&t);
+            continue;
+        }
+        char line[512];
+        int len = snprintf(line, sizeof line, "  %s %s:", c->op->name, c->what);
+        for (int i = 0; i < t.nb; i++) {
+            const qt_buf *b = &t.b[i];
+            if (!compared(b)) continue;
+            if (prec == P_EXACT) {
+                int same = !memcmp(got[i], want[i], bytes_of(b));
+                QT_CHECK(same, "%s %s: %s on %s == cpu, bitwise", c->op->name, c->what, b->name, name);
+                len += snprintf(line + len, sizeof line - (size_t)len, " %s %s", b->name, same ? "same" : "DIFFERENT");
+            } else {
+                double *g = as_double(got[i], b->type, b->n), *w = as_double(want[i], b->type, b->n);
+                size_t bad;
+                const double err = dist(g, w, b->n, b->abs, &bad);
+                const double tol = prec == P_BF16 ? tol_of(c, b)->bf16 : tol_of(c, b)->f32;
+                QT_CHECK(err <= tol && !bad, "%s %s: %s on %s vs cpu: %s %.2e (tol %.0e), %zu misplaced non-finite",
+                         c->op->name, c->what, b->name, name, b->abs ? "max abs err" : "rel err", err, tol, bad);
+                len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1e", b->name, err);
+                free(g);
+                free(w);
+            }
+            if (len >= (int)sizeof line) len = (int)sizeof line - 1;
+        }
+        printf("%s\n", line);
+        if (c->alt && c->op->alt_contract) {
+            void *alt[QT_MAXBUF];
+            if (!run_on(c, &t, G, gs, 1, alt)) {
+                int same = 1;
+                for (int i = 0; i < t.nb; i++)
+                    if (compared(&t.b[i])) same &= !memcmp(got[i], alt[i], bytes_of(&t.b[i]));
+                QT_CHECK(same, "%s %s on %s: %s, bitwise (kernels/ops.h)", c->op->name, c->what, name, c->op->alt_what);
+                free_out(&t, alt);
+            }
+        }
+        free_out(&t, want);
+        free_out(&t, got);
+        qt_inst_free(&t);
+    }
+    C->stream_destroy(cs);
+    G->stream_destroy(gs);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    case_filter = getenv("QT_CASE") && *getenv("QT_CASE") ? getenv("QT_CASE") : NULL;
+    const double t0 = (double)clock() / CLOCKS_PER_SEC;
+    const char *mode = argc > 1 ? argv[1] : NULL;
+    int ran = 0;
+    (void)ran;
+    if (!mode) {
+#ifdef QT_OPS_CUDA
+        ran += mode_backend("cuda") == 0;
+        ran += mode_backend("cuda-fp32") == 0;
+        if (!ran) return 77;
+#else
+        mode_ref();
+        mode_threads();
+        mode_slots();
+        mode_backend("emu");
+#endif
+    } else if (!strcmp(mode, "ref")) {
+        mode_ref();
+    } else if (!strcmp(mode, "threads")) {
+        mode_threads();
+    } else if (!strcmp(mode, "slots")) {
+        mode_slots();
+    } else if (!strcmp(mode, "backend") && argc > 2) {
+        if (mode_backend(argv[2]) == 77) return 77;
+    } else {
+        fprintf(stderr, "usage: %s [ref | threads | slots | backend emu|cuda|cuda-fp32]\n", argv[0]);
+        return 2;
+    }
+    printf("%zu cases, %.2f s of CPU time\n", qt_n_cases, (double)clock() / CLOCKS_PER_SEC - t0);
     return qt_finish();
 }

@@ -18,16 +18,10 @@ set_tests_properties(tokenizer_golden PROPERTIES LABELS "tokenizer;golden")
 add_test(NAME tokenizer_badinput COMMAND test_tokenizer_badinput ${QA_TOK_DIR} $<TARGET_FILE:qalign>)
 set_tests_properties(tokenizer_badinput PROPERTIES LABELS "tokenizer;badinput" TIMEOUT 600)
 
-find_program(QA_PYTHON3 NAMES python3 python)
-if(QA_PYTHON3)
-  add_test(NAME tokenizer_diff
-           COMMAND ${QA_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer_diff.py --qalign $<TARGET_FILE:qalign>
-                   --tokenizers ${QA_TOK_DIR} --n 2500 --seed 20261126 --variants --variant-n 400)
-  set_tests_properties(tokenizer_diff PROPERTIES LABELS "tokenizer;differential" SKIP_RETURN_CODE 77 TIMEOUT 900)
-else()
-  add_test(NAME tokenizer_diff COMMAND ${CMAKE_COMMAND} -E echo "python3 not found: the differential test needs it")
-  set_tests_properties(tokenizer_diff PROPERTIES LABELS "tokenizer;differential" WILL_FAIL TRUE)
-endif()
+qa_python_test(tokenizer_diff tokenizer_diff.py
+               ARGS --qalign $<TARGET_FILE:qalign> --tokenizers ${QA_TOK_DIR} --n 2500 --seed 20261126 --variants
+                    --variant-n 400
+               LABELS tokenizer differential TIMEOUT 900)
 
 # ---- AddressSanitizer copies (only when the main build is not already sanitized) ----
 if(NOT QALIGN_ASAN)

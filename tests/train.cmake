@@ -3,26 +3,12 @@
 # (badinput) and real multi-process runs under mpirun (mpi). Every run uses train.threads=1.
 qa_test_exe(test_train_run SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_train_run.c LIBS qa_model qa_io m)
 
-set(_tr_mpiexec "${MPIEXEC_EXECUTABLE}")
-if(NOT _tr_mpiexec)
-  find_program(_tr_mpiexec NAMES mpiexec mpirun)
-endif()
-set(_tr_npflag "${MPIEXEC_NUMPROC_FLAG}")
-if(NOT _tr_npflag)
-  set(_tr_npflag -n)
-endif()
 set(_tr_env
   "QALIGN_BIN=$<TARGET_FILE:qalign>"
   "QALIGN_FIXTURES_DEFAULT=${QA_FIXTURES_DEFAULT}/hf"
-  "QA_MPIRUN=${_tr_mpiexec} --allow-run-as-root --oversubscribe ${_tr_npflag}"
-  "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1" "OMPI_MCA_rmaps_base_oversubscribe=1"
-  # no CMA in containers without SYS_PTRACE; no stray output from the openib probe
-  "OMPI_MCA_btl_vader_single_copy_mechanism=none" "OMPI_MCA_btl=self,vader,tcp"
+  "QA_MPIRUN=${QA_MPIRUN_STR}"
+  ${QA_MPI_ENV}
   "OPENBLAS_NUM_THREADS=1")
-if(QALIGN_ASAN)
-  # Open MPI keeps allocations until exit inside dlclose()d components (unsymbolizable "leaks")
-  list(APPEND _tr_env "ASAN_OPTIONS=detect_leaks=0")
-endif()
 
 function(_qa_train_test name labels timeout)
   add_test(NAME ${name} COMMAND test_train_run ${ARGN})
@@ -37,13 +23,11 @@ _qa_train_test(train_packing "train" 60 packing)
 _qa_train_test(train_corrupt_ckpt "train;badinput" 120 corrupt)
 _qa_train_test(train_disk_full "train;badinput" 180 diskfull)
 _qa_train_test(train_bad_pretokenized "train;badinput" 120 baddata)
-if(_tr_mpiexec)
+if(QA_MPIEXEC)
   _qa_train_test(train_ranks "train;mpi" 180 ranks)
   _qa_train_test(train_kill_rank1 "train;mpi;badinput" 180 kill 1)
   _qa_train_test(train_kill_rank0 "train;mpi;badinput" 180 kill 0)
   _qa_train_test(train_signal "train;mpi" 300 signal)
-else()
-  message(STATUS "qalign: no mpiexec found: the multi-rank training tests are not registered")
 endif()
 
 # the multilingual evaluation during training (eval.every / eval.at_end)
@@ -52,18 +36,11 @@ set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300
     ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
 
 # the checkpoint of the lowest validation loss (train/best.c), export-peft --best, qalign loss-curve
-find_program(QA_TR_PYTHON NAMES python3 PATHS ${CMAKE_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
-if(NOT QA_TR_PYTHON)
-  find_program(QA_TR_PYTHON NAMES python3 python)
-endif()
-if(QA_TR_PYTHON)
-  add_test(NAME train_best COMMAND ${QA_TR_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/train_best.py $<TARGET_FILE:qalign>
-           ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp)
-  set_tests_properties(train_best PROPERTIES LABELS "train" TIMEOUT 300 SKIP_RETURN_CODE 77
-    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
-  # data.padding_free: a micro-batch's rows end to end in one row == the padded rows
-  add_test(NAME train_padding_free COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_padding_free.sh $<TARGET_FILE:qalign>
-           ${QALIGN_ASSETS} ${QA_TR_PYTHON})
-  set_tests_properties(train_padding_free PROPERTIES LABELS "train" TIMEOUT 300
-    ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
-endif()
+qa_python_test(train_best train_best.py ARGS $<TARGET_FILE:qalign> ${QALIGN_ASSETS} ${CMAKE_CURRENT_BINARY_DIR}/train_best_tmp
+               LABELS train TIMEOUT 300 ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")
+# data.padding_free: a micro-batch's rows end to end in one row == the padded rows (its comparisons in
+# QA_TEST_PYTHON: skipped, exit 77, without numpy / safetensors or without a Python)
+add_test(NAME train_padding_free COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_padding_free.sh $<TARGET_FILE:qalign>
+         ${QALIGN_ASSETS} "${QA_TEST_PYTHON}")
+set_tests_properties(train_padding_free PROPERTIES LABELS "train" TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates")

@@ -5,9 +5,12 @@
 # with validation: every training and validation loss and the token counts of the padding-free run match
 # the padded run (relative 1e-5: the same sums in another order), its dry run says so, and the adapters
 # agree to 1e-4. A tampered comparison (padded vs a run on other examples) must fail.
-#   usage: train_padding_free.sh QALIGN ASSETS [PYTHON]  (a Python with numpy and safetensors)
+#   usage: train_padding_free.sh QALIGN ASSETS [PYTHON]  (a Python with numpy and safetensors; exit 77 = skipped
+#   without one)
 set -u
 Q=$1 ASSETS=$2 PY=${3:-python3}
+[ -n "$PY" ] && "$PY" -c 'import numpy, safetensors' 2>/dev/null ||
+  { echo "SKIP: no Python with numpy and safetensors ('${PY:-none}'; scripts/setup.sh makes .venv)"; exit 77; }
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 fail=0

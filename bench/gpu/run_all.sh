@@ -144,7 +144,7 @@ build_min() {
   local CF="-std=c11 -O3 -g -march=native -fno-trapping-math -fno-math-errno -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
             -DQALIGN_HAVE_CUDA=1 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -I$ROOT -I$B/generated $INC"
   local f pids=() fail=0
-  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c; do
+  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c kernels/emu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c; do
     gcc $CF -c "$f" -o "$O/$(echo "$f" | tr / _).o" 2>>"$B/build.log" & pids+=($!)
     while [ "$(jobs -rp | wc -l)" -ge "$NPROC" ]; do sleep 0.1; done
   done
@@ -156,7 +156,8 @@ build_min() {
   ar rcs "$B/libqa_gpu.a" "$O"/*.o
   local LIBS="$B/libqa_gpu.a $LIBDIRS -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib ${WHEELS:+-L$WHEELS/cublas/lib -L$WHEELS/cuda_runtime/lib} \
               -Wl,-rpath,$CUDA_HOME/lib64 -ljansson -lpcre2-8 -lopenblas -lcublas -lcudart -lstdc++ -lm -lpthread -ldl"
-  gcc $CF -Itests tests/test_ops_cuda.c tests/testutil.c -o "$B/tests/test_ops_cuda" $LIBS 2>>"$B/build.log" &&
+  gcc $CF -DQT_OPS_CUDA=1 -Itests tests/test_ops.c tests/op_cases.c tests/testutil.c -o "$B/tests/test_ops_cuda" $LIBS \
+    2>>"$B/build.log" &&
   gcc $CF -Itests tests/test_golden.c tests/testutil.c -o "$B/tests/test_golden" $LIBS 2>>"$B/build.log" &&
   gcc $CF bench/bench_gpu_train.c -o "$B/bench/bench_gpu_train" $LIBS 2>>"$B/build.log" ||
     { grep -E "error|undefined" "$B/build.log" | head -30 | tee -a "$LOG"; return 1; }

@@ -146,11 +146,6 @@ static const float *wvec(qa_weight w, size_t n, float *buf) {
 }
 static qa_gemm_b gb_f32(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans}; }
 
-static void cpu_gemm(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha, const float *A, int lda,
-                     const float *Bm, int ldb, float beta, float *C, int ldc) {
-    qa_gemm(s, ta, M, Nc, K, alpha, A, lda, gb_f32(Bm, ldb, tb), beta, C, ldc);
-}
-
 typedef struct { float alpha; const float *x; float *y; } axpy_ctx;
 static void axpy_range(void *p, long lo, long hi, qa_cpu_tws *w) {
     (void)w;
@@ -852,7 +847,6 @@ static const qa_ops CPU_OPS = {
     .memcpy_d2h = cpu_memcpy,
     .memcpy_d2d = cpu_memcpy,
     .memset0 = cpu_memset0,
-    .gemm = cpu_gemm,
     .axpy = cpu_axpy,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,

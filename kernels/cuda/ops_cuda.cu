@@ -302,17 +302,6 @@ __global__ void k_scale_mat(int M, int Nc, float beta, float *C, int ldc) {
         *c = beta == 0.0f ? 0.0f : beta * *c;
     }
 }
-static void cu_gemm(qa_stream *s, int ta, int tb, int M, int Nc, int K, float alpha, const float *A, int lda,
-                    const float *Bm, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || Nc <= 0) return;
-    if (K <= 0) {
-        k_scale_mat<<<qa_cuda_blocks((size_t)M * Nc, 256), 256, 0, s->st>>>(M, Nc, beta, C, ldc);
-        QC_LAUNCH(s);
-        return;
-    }
-    qa_cuda_gemm_rm(s, ta, tb, M, Nc, K, alpha, A, CUDA_R_32F, lda, Bm, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc);
-}
-
 __global__ void k_axpy(size_t n, float alpha, const float *__restrict__ x, float *__restrict__ y) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         y[i] += alpha * x[i];
@@ -843,7 +832,6 @@ static qa_ops make_ops(void) {
     o.memcpy_d2h = cu_memcpy_d2h;
     o.memcpy_d2d = cu_memcpy_d2d;
     o.memset0 = cu_memset0;
-    o.gemm = cu_gemm;
     o.axpy = cu_axpy;
     o.gather_rows = cu_gather_rows;
     o.scatter_add_rows = cu_scatter_add_rows;

@@ -1,0 +1,2 @@
+/* cuda_runtime_api.h (CUDA simulator): part of cuda_runtime.h here */
+#include "cuda_runtime.h"

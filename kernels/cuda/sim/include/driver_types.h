@@ -1,0 +1,2 @@
+/* driver_types.h (CUDA simulator): part of cuda_runtime.h here */
+#include "cuda_runtime.h"
