@@ -152,6 +152,22 @@ typedef struct qa_pca_panel {
  * group_names. */
 int qa_plot_pca(const char *path_stem, const char *title, int n_panels, const qa_pca_panel *p, int n_groups,
                 const char *const *group_names, int png, int svg, qa_err *e);
+/* A heatmap: rows x cols values (NaN: no value, grey), coloured on a diverging scale symmetric around
+ * 0 (blue < 0 < red), each cell labelled with its value; mark (may be NULL) frames cells; a colour
+ * bar labelled unit. For the sweep report (training mix x evaluation language, model size x mix). */
+int qa_plot_heatmap(const char *path_stem, const char *title, int rows, int cols, const double *v,
+                    const char *const *row_labels, const char *const *col_labels, const unsigned char *mark,
+                    const char *unit, int png, int svg, qa_err *e);
+
+typedef struct qa_plot_curve {
+    const char *label;       /* legend */
+    int n;
+    const double *x, *y;     /* [n]; non-finite points are skipped */
+} qa_plot_curve;
+/* Lines in one axes with a legend (the first 30 curves), e.g. the loss of every cell of a sweep. */
+int qa_plot_curves(const char *path_stem, const char *title, int n, const qa_plot_curve *curves, const char *xlabel,
+                   const char *ylabel, int png, int svg, qa_err *e);
+
 /* The training curve: x = optimizer step, the training loss (line), the validation loss (line and points),
  * a dashed vertical line at the best step. */
 int qa_plot_loss(const char *path_stem, const char *title, const qa_loss_curve *c, int png, int svg, qa_err *e);

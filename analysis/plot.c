@@ -69,10 +69,10 @@ static void begin(const char *dev, const char *file, int w, int h) {
     plfontld(1);
 }
 
-static int check_written(const char *file, qa_err *e) {
+static int check_written(const char *file, const char *final, qa_err *e) {
     struct stat sb;
     if (stat(file, &sb) != 0 || sb.st_size == 0)
-        return QA_ERR(e, "PLplot wrote no figure to %s (is the directory writable?)", file);
+        return QA_ERR(e, "PLplot wrote no figure for %s (is the directory writable? is the disk full?)", final);
     return 0;
 }
 
@@ -94,11 +94,19 @@ static int render(const char *stem, int png, int svg, int w, int h, draw_fn draw
         size_t n = strlen(stem) + 8;
         char *file = qa_malloc(n);
         snprintf(file, n, "%s.%s", stem, ext[k]);
-        unlink(file);
-        begin(devs[k], file, w, h);
+        /* PLplot opens the file by name: it draws into a private staging directory (mode 0700, nothing
+         * can be planted there), and the figure is committed like every output (qa_commit_rename) */
+        char *stage = qa_check_output(file, e) ? NULL : qa_stage_dir_create(file, e);
+        if (!stage) { free(file); return -1; }
+        char *tmp = qa_path_join(stage, ext[k]);
+        begin(devs[k], tmp, w, h);
         draw(ctx);
         plend1();
-        int rc = check_written(file, e);
+        int rc = check_written(tmp, file, e);
+        if (!rc) rc = qa_commit_rename(tmp, file, e);
+        qa_rm_tree(stage);
+        free(stage);
+        free(tmp);
         free(file);
         QA_TRY(rc);
     }
@@ -365,6 +373,204 @@ int qa_plot_pca(const char *path_stem, const char *title, int n_panels, const qa
     const int cols = n_panels <= 3 ? n_panels : (n_panels <= 4 ? 2 : 3), rows = (n_panels + cols - 1) / cols;
     int w = 160 + 420 * cols, h = 90 + 380 * rows;
     return render(path_stem, png, svg, w, h, draw_pca, &c, e);
+}
+
+/* ---- heatmaps (qalign sweep report) ---------------------------------------------------------------- */
+typedef struct heat_ctx {
+    const char *title, *unit;
+    int rows, cols;
+    const double *v;
+    const char *const *rl, *const *cl;
+    const unsigned char *mark;
+    double vmax, x0;
+} heat_ctx;
+
+/* blue (-vmax) .. white (0) .. red (+vmax), matplotlib's RdBu reversed */
+static void diverging_cmap1(void) {
+    static const double pos[5] = {0, 0.25, 0.5, 0.75, 1.0};
+    static const int rgb[5][3] = {{33, 102, 172}, {146, 197, 222}, {247, 247, 247}, {244, 165, 130}, {178, 24, 43}};
+    PLFLT p[5], r[5], g[5], b[5];
+    for (int i = 0; i < 5; i++) {
+        p[i] = pos[i];
+        r[i] = rgb[i][0] / 255.0;
+        g[i] = rgb[i][1] / 255.0;
+        b[i] = rgb[i][2] / 255.0;
+    }
+    plscmap1n(256);
+    plscmap1l(1, 5, p, r, g, b, NULL);
+}
+
+static void draw_heat(const void *vctx) {
+    const heat_ctx *c = vctx;
+    const int R = c->rows, C = c->cols;
+    pladv(0);
+    diverging_cmap1();
+    plscol0(15, 210, 210, 210);
+    const double x0 = c->x0, x1 = 0.86, y0 = 0.14, y1 = 0.86;
+    plvpor(x0, x1, y0, y1);
+    plwind(0, C, 0, R);
+    const double cs = C > 16 ? 0.55 : C > 8 ? 0.7 : 0.85;
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < C; k++) {
+            double v = c->v[(size_t)r * C + k];
+            PLFLT px[4] = {k, k + 1, k + 1, k}, py[4] = {R - r - 1, R - r - 1, R - r, R - r};
+            if (isfinite(v)) {
+                double t = 0.5 + 0.5 * v / c->vmax;
+                plcol1(t < 0 ? 0 : t > 1 ? 1 : t);
+            } else {
+                plcol0(15);
+            }
+            plfill(4, px, py);
+            plcol0(1);
+            plschr(0, cs);
+            char lab[32];
+            if (isfinite(v)) snprintf(lab, sizeof lab, "%+.1f", v);
+            else snprintf(lab, sizeof lab, "n/a");
+            plptex(k + 0.5, R - r - 0.5 - 0.12, 1, 0, 0.5, lab);
+        }
+    /* cells of a language seen in training: a frame */
+    if (c->mark) {
+        plcol0(1);
+        plwidth(2.5);
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < C; k++)
+                if (c->mark[(size_t)r * C + k]) {
+                    PLFLT px[5] = {k + 0.04, k + 0.96, k + 0.96, k + 0.04, k + 0.04},
+                          py[5] = {R - r - 0.96, R - r - 0.96, R - r - 0.04, R - r - 0.04, R - r - 0.96};
+                    plline(5, px, py);
+                }
+        plwidth(1);
+    }
+    plcol0(1);
+    plschr(0, 0.8);
+    plbox("bc", 0, 0, "bc", 0, 0);
+    for (int k = 0; k < C; k++) plmtex("b", 1.2, (k + 0.5) / C, 0.5, c->cl[k]);
+    for (int r = 0; r < R; r++) plmtex("lv", 0.8, (R - r - 0.5) / R, 1.0, c->rl[r]);
+    /* colour bar */
+    plvpor(x1 + 0.03, x1 + 0.06, y0, y1);
+    plwind(0, 1, -c->vmax, c->vmax);
+    for (int k = 0; k < 64; k++) {
+        double a = -c->vmax + 2 * c->vmax * k / 64.0, b = -c->vmax + 2 * c->vmax * (k + 1) / 64.0;
+        plcol1((k + 0.5) / 64.0);
+        PLFLT px[4] = {0, 1, 1, 0}, py[4] = {a, a, b, b};
+        plfill(4, px, py);
+    }
+    plcol0(1);
+    plschr(0, 0.7);
+    plbox("bc", 0, 0, "bcmstv", 0, 0);
+    plmtex("r", 4.2, 0.5, 0.5, c->unit);
+    plvpor(0, 1, 0, 1);
+    plwind(0, 1, 0, 1);
+    plschr(0, 1.0);
+    plmtex("t", -1.8, 0.5, 0.5, c->title);
+}
+
+int qa_plot_heatmap(const char *path_stem, const char *title, int rows, int cols, const double *v,
+                    const char *const *row_labels, const char *const *col_labels, const unsigned char *mark,
+                    const char *unit, int png, int svg, qa_err *e) {
+    if (rows <= 0 || cols <= 0) return QA_ERR(e, "heatmap %s: %d rows, %d columns", path_stem, rows, cols);
+    double vmax = 0;
+    for (int i = 0; i < rows * cols; i++)
+        if (isfinite(v[i]) && fabs(v[i]) > vmax) vmax = fabs(v[i]);
+    if (vmax <= 0) vmax = 1;
+    size_t lw = 0;
+    for (int r = 0; r < rows; r++)
+        if (strlen(row_labels[r]) > lw) lw = strlen(row_labels[r]);
+    int w = 300 + 58 * cols + 8 * (int)lw, h = 200 + 40 * rows;
+    if (w < 760) w = 760;
+    if (h < 360) h = 360;
+    double x0 = (8.5 * (double)lw + 40) / w;
+    heat_ctx c = {title ? title : "", unit ? unit : "", rows, cols, v, row_labels, col_labels, mark, vmax,
+                  x0 < 0.08 ? 0.08 : x0 > 0.45 ? 0.45 : x0};
+    return render(path_stem, png, svg, w, h, draw_heat, &c, e);
+}
+
+/* ---- curves (loss of every cell) -------------------------------------------------------------------- */
+typedef struct curves_ctx {
+    const char *title, *xl, *yl;
+    int n;
+    const qa_plot_curve *c;
+} curves_ctx;
+
+static void draw_curves(const void *vctx) {
+    const curves_ctx *c = vctx;
+    double xa = INFINITY, xb = -INFINITY, ya = INFINITY, yb = -INFINITY;
+    for (int k = 0; k < c->n; k++)
+        for (int i = 0; i < c->c[k].n; i++) {
+            double x = c->c[k].x[i], y = c->c[k].y[i];
+            if (!isfinite(x) || !isfinite(y)) continue;
+            if (x < xa) xa = x;
+            if (x > xb) xb = x;
+            if (y < ya) ya = y;
+            if (y > yb) yb = y;
+        }
+    if (!(xa < xb)) xa -= 1, xb += 1;
+    if (!(ya < yb)) ya -= 1, yb += 1;
+    double pad = 0.05 * (yb - ya);
+    pladv(0);
+    plvpor(0.08, 0.68, 0.12, 0.88);
+    plwind(xa, xb, ya - pad, yb + pad);
+    PLFLT *px = NULL, *py = NULL;
+    for (int k = 0; k < c->n; k++) {
+        const qa_plot_curve *q = &c->c[k];
+        px = qa_realloc(px, sizeof(PLFLT) * (size_t)(q->n ? q->n : 1));
+        py = qa_realloc(py, sizeof(PLFLT) * (size_t)(q->n ? q->n : 1));
+        int m = 0;
+        for (int i = 0; i < q->n; i++)
+            if (isfinite(q->x[i]) && isfinite(q->y[i])) px[m] = q->x[i], py[m++] = q->y[i];
+        set_rgba(2 + k % 30, PALETTE[k % 10], 1.0);
+        plcol0(2 + k % 30);
+        pllsty(1 + (k / 10) % 4);
+        plwidth(1.6);
+        if (m >= 2) plline(m, px, py);
+        else if (m == 1) plpoin(1, px, py, 17);
+    }
+    free(px);
+    free(py);
+    pllsty(1);
+    plwidth(1);
+    plcol0(1);
+    plschr(0, 0.85);
+    plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+    pllab(c->xl, c->yl, "");
+    int n = c->n < 30 ? c->n : 30;
+    if (n > 0) {
+        PLINT *opt = qa_malloc(sizeof(PLINT) * (size_t)n), *tcol = qa_malloc(sizeof(PLINT) * (size_t)n),
+              *lcol = qa_malloc(sizeof(PLINT) * (size_t)n), *lsty = qa_malloc(sizeof(PLINT) * (size_t)n);
+        PLFLT *lw = qa_malloc(sizeof(PLFLT) * (size_t)n);
+        const char **text = qa_malloc(sizeof(char *) * (size_t)n);
+        for (int k = 0; k < n; k++) {
+            opt[k] = PL_LEGEND_LINE;
+            tcol[k] = 1;
+            lcol[k] = 2 + k % 30;
+            lsty[k] = 1 + (k / 10) % 4;
+            lw[k] = 1.6;
+            text[k] = c->c[k].label ? c->c[k].label : "";
+        }
+        PLFLT lwid, lhei;
+        plvpor(0.70, 0.99, 0.12, 0.88);
+        plwind(0, 1, 0, 1);
+        pllegend(&lwid, &lhei, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+                 PL_POSITION_LEFT | PL_POSITION_TOP | PL_POSITION_INSIDE, 0.0, 0.0, 0.06, 0, 1, 1, 0, 0, n, opt, 0.6,
+                 0.8, 1.6, 0.0, tcol, text, NULL, NULL, NULL, NULL, lcol, lsty, lw, NULL, NULL, NULL, NULL);
+        free(opt);
+        free(tcol);
+        free(lcol);
+        free(lsty);
+        free(lw);
+        free(text);
+    }
+    plvpor(0, 1, 0, 1);
+    plwind(0, 1, 0, 1);
+    plschr(0, 1.0);
+    plmtex("t", -1.6, 0.5, 0.5, c->title);
+}
+
+int qa_plot_curves(const char *path_stem, const char *title, int n, const qa_plot_curve *curves, const char *xlabel,
+                   const char *ylabel, int png, int svg, qa_err *e) {
+    if (n <= 0) return QA_ERR(e, "figure %s: no curves", path_stem);
+    curves_ctx c = {title ? title : "", xlabel ? xlabel : "", ylabel ? ylabel : "", n, curves};
+    return render(path_stem, png, svg, 1100, 560, draw_curves, &c, e);
 }
 
 /* ---- the training curve ------------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* bench_gpu_train.c — LoRA training and evaluation throughput of a model of a real shape with random
  * BF16 weights built straight in backend memory (no checkpoint files: a 7B model is ready in seconds),
- * printed beside the Hugging Face + PEFT anchor of the same shape (../shared/anchors/peft-h200.json).
+ * printed beside the Hugging Face + PEFT anchor of the same shape (bench/gpu/anchors.json: measured on an H200).
  *
  *   bench_gpu_train [--device cuda|cpu] [--shape mistral-7b|qwen1.5-1.8b|tiny] [--batch B] [--seq T]
  *                   [--mode train|forward|eval] [--steps n] [--warmup n] [--anchor tokens/s]

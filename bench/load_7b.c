@@ -2,7 +2,11 @@
  * header) + qa_hf_check_tensors + touching every weight page (one byte per 4 KiB), against the weight
  * bytes. Peer, measured in a child process on the largest shard: read() the file into malloc, the way
  * a naive loader does; its need for the whole model (and when converting BF16 -> F32) is extrapolated.
- * usage: bench_load_7b MODEL_DIR [--no-peer] */
+ * With --quant nf4|nf4-dq: the model is loaded by model/ (qa_model_load_quant: the seven projections
+ * quantized to NF4 block by block, their BF16 pages dropped after each) and the peak resident memory is
+ * set against the parameter count; the peer is the same directory's BF16 load (this process, before).
+ * usage: bench_load_7b MODEL_DIR [--no-peer] [--quant nf4|nf4-dq] */
+#include "model/model.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "common/qa_file.h"
@@ -53,8 +57,43 @@ static int naive_child(const char *path) {
     return 0;
 }
 
+/* --quant: peak RSS of a quantized load against parameters; returns the exit status */
+static int quant_load(const char *dir, const char *q) {
+    qa_err e = {0};
+    qa_quant quant;
+    if (qa_quant_parse(q, &quant, &e)) { qa_err_print(&e); return 2; }
+    mem m0 = read_mem();
+    double t0 = now();
+    qa_model m;
+    if (qa_model_load_quant(&m, dir, NULL, quant, &e)) { qa_err_print(&e); return 1; }
+    double t1 = now();
+    mem m1 = read_mem();
+    const qa_hf_config *c = &m.cfg;
+    const int64_t params = qa_hf_config_param_count(c), proj = qa_model_proj_params(c), rest = params - proj;
+    const double expect = (double)m.nf4_bytes + 2.0 * (double)rest; /* bitsandbytes: 4-bit projections, bf16 rest */
+    printf("model            %s: %s, %d layers, hidden %d, %" PRId64 " parameters (%" PRId64 " in the projections)\n",
+           dir, qa_arch_class(c->arch), c->n_layers, c->hidden, params, proj);
+    printf("load as %-8s  %.1f s (quantize %" PRId64 " projection parameters; embeddings, head, norms stay mmap'd BF16)\n",
+           qa_quant_name(quant), t1 - t0, proj);
+    printf("NF4 projections  %.3f GiB = %.4f bytes per projection parameter (codes + fp32 absmax)\n",
+           gib((double)m.nf4_bytes), (double)m.nf4_bytes / (double)proj);
+    printf("memory at start  VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB\n", gib_kb(m0.hwm), gib_kb(m0.anon),
+           gib_kb(m0.file));
+    printf("after load       VmHWM %.3f GiB, RssAnon %.3f GiB, RssFile %.3f GiB\n", gib_kb(m1.hwm), gib_kb(m1.anon),
+           gib_kb(m1.file));
+    const double peak = (double)m1.hwm * 1024.0;
+    printf("RESULT peak RSS %.3f GiB = %.4f bytes per parameter; bitsandbytes' layout (NF4 projections + BF16 embeddings, "
+           "head, norms) %.3f GiB = %.4f bytes per parameter; peak / that = %.3f; BF16 as stored %.3f GiB (2 bytes "
+           "per parameter)\n", gib(peak), peak / (double)params, gib(expect), expect / (double)params, peak / expect,
+           gib(2.0 * (double)params));
+    qa_model_free(&m);
+    return peak <= 1.15 * expect ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--naive-child")) return naive_child(argv[2]);
+    for (int i = 2; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--quant")) return quant_load(argv[1], argv[i + 1]);
     if (argc < 2) { fprintf(stderr, "usage: bench_load_7b MODEL_DIR [--no-peer]\n"); return 2; }
     const char *dir = argv[1];
     int peer = !(argc > 2 && !strcmp(argv[2], "--no-peer"));

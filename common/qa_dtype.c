@@ -1,6 +1,8 @@
 #include "common/qa_dtype.h"
 #include "common/qa_err.h"
 
+#include <stdint.h>
+
 size_t qa_dtype_size(qa_dtype t) {
     switch (t) {
     case QA_DT_F32: case QA_DT_I32: case QA_DT_U32: return 4;
@@ -13,6 +15,7 @@ size_t qa_dtype_size(qa_dtype t) {
 const char *qa_dtype_name(qa_dtype t) {
     static const char *names[] = {"INVALID", "F32", "BF16", "F16", "F64", "I32", "I64", "U8", "I8",
                                   "I16", "U16", "U32", "U64", "BOOL", "OTHER"};
+    if (t == QA_DT_NF4) return "NF4";
     return (unsigned)t <= QA_DT_OTHER ? names[t] : "INVALID";
 }
 float qa_f16_to_f32(uint16_t h) {
@@ -40,12 +43,40 @@ uint16_t qa_f32_to_f16(float f) {
     if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) h++;
     return h;
 }
+/* src may have any alignment (a safetensors header whose length is not a multiple of 8 shifts every
+ * tensor): elements are loaded with memcpy, which compiles to plain (unaligned) loads. */
 void qa_convert_to_f32(float *dst, const void *src, qa_dtype t, size_t n) {
+    const uint8_t *b = src;
     switch (t) {
     case QA_DT_F32: memcpy(dst, src, n * 4); break;
-    case QA_DT_BF16: { const uint16_t *s = src; for (size_t i = 0; i < n; i++) dst[i] = qa_bf16_to_f32(s[i]); } break;
-    case QA_DT_F16: { const uint16_t *s = src; for (size_t i = 0; i < n; i++) dst[i] = qa_f16_to_f32(s[i]); } break;
-    case QA_DT_F64: { const double *s = src; for (size_t i = 0; i < n; i++) dst[i] = (float)s[i]; } break;
+    case QA_DT_BF16:
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, b + 2 * i, 2); dst[i] = qa_bf16_to_f32(h); }
+        break;
+    case QA_DT_F16:
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, b + 2 * i, 2); dst[i] = qa_f16_to_f32(h); }
+        break;
+    case QA_DT_F64:
+        for (size_t i = 0; i < n; i++) { double d; memcpy(&d, b + 8 * i, 8); dst[i] = (float)d; }
+        break;
     default: QA_DIE("qa_convert_to_f32: unsupported dtype %s", qa_dtype_name(t));
     }
+}
+
+size_t qa_first_nonfinite_f32(const float *v, size_t n) {
+    for (size_t b = 0; b < n; b += 4096) {   /* a branch-free pass per block (vectorized), then the search */
+        size_t m = n - b < 4096 ? n - b : 4096;
+        uint32_t bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, v + b + i, 4);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (!bad) continue;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, v + b + i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u) return b + i;
+        }
+    }
+    return n;
 }

@@ -27,6 +27,33 @@ int qa_err_setf(qa_err *e, const char *file, int line, const char *fmt, ...) {
     return -1;
 }
 
+const char *qa_errno_hint(int en) {
+    switch (en) {
+    case ENOSPC: return "; the disk is full: free space or write elsewhere";
+#ifdef EDQUOT
+    case EDQUOT: return "; the disk quota is exceeded: free space or write elsewhere";
+#endif
+    case EFBIG: return "; a file-size limit was reached (`ulimit -f`, the file system's maximum file size)";
+    case EROFS: return "; the file system is read-only";
+    case EACCES: case EPERM: return "; check the permissions of the file and its directory";
+    case ELOOP: return "; a symbolic link is in the way (qalign does not follow links where it creates files)";
+    case EIO: return "; an I/O error: check the device (dmesg)";
+    default: return "";
+    }
+}
+
+int qa_err_errno(qa_err *e, const char *file, int line, int en, const char *fmt, ...) {
+    if (!e) return -1;
+    char what[QA_ERR_MSG / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    qa_err_setf(e, file, line, "%s: %s%s", what, strerror(en), qa_errno_hint(en));
+    e->code = en ? en : 1;
+    return -1;
+}
+
 int qa_err_prefix(qa_err *e, const char *fmt, ...) {
     if (!e) return -1;
     char pre[QA_ERR_MSG], old[QA_ERR_MSG];

@@ -39,16 +39,22 @@ _Noreturn void qa_die(const char *file, int line, int code, const char *fmt, ...
     __attribute__((format(printf, 4, 5)));
 
 #define QA_ERR(e, ...) qa_err_setf((e), __FILE__, __LINE__, __VA_ARGS__)
+/* An OS error (errno value en) as one line: "<what>: <strerror(en)>" plus what to do for the errors a
+ * user can fix (ENOSPC: the disk is full; EDQUOT: over quota; EFBIG: a file-size limit such as
+ * `ulimit -f`; EROFS; EACCES/EPERM; ELOOP: a symbolic link where none is followed), then " (file:line)".
+ * e->code = en. Returns -1. The one errno-to-message path of qalign: every failed system call uses it.
+ *   if (fsync(fd) < 0) return QA_ERRNO(e, errno, "flushing %s", tmp);   */
+int qa_err_errno(qa_err *e, const char *file, int line, int en, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define QA_ERRNO(e, en, ...) qa_err_errno((e), __FILE__, __LINE__, (en), __VA_ARGS__)
+/* The hint for an errno value ("" when there is none to give): used by QA_ERRNO and by messages that
+ * quote an OS error reported by a library (HDF5). */
+const char *qa_errno_hint(int en);
 /* Propagate: if expr fails, return -1 (the callee already filled the error). */
 #define QA_TRY(expr) do { if ((expr) != 0) return -1; } while (0)
 /* A system call that returns <0 (or NULL via QA_SYSP) on failure: errno goes into the message. */
-#define QA_SYS(e, expr, ...) do { if ((expr) < 0) { int _en = errno; \
-    char _w[512]; snprintf(_w, sizeof _w, __VA_ARGS__); \
-    (e ? (void)((e)->code = _en) : (void)0); \
-    return QA_ERR(e, "%s: %s", _w, strerror(_en)); } } while (0)
-#define QA_SYSP(e, expr, ...) do { if ((expr) == NULL) { int _en = errno; \
-    char _w[512]; snprintf(_w, sizeof _w, __VA_ARGS__); \
-    return QA_ERR(e, "%s: %s", _w, strerror(_en)); } } while (0)
+#define QA_SYS(e, expr, ...) do { if ((expr) < 0) return QA_ERRNO(e, errno, __VA_ARGS__); } while (0)
+#define QA_SYSP(e, expr, ...) do { if ((expr) == NULL) return QA_ERRNO(e, errno, __VA_ARGS__); } while (0)
 #define QA_DIE(...) qa_die(__FILE__, __LINE__, 1, __VA_ARGS__)
 /* Out of memory is fatal everywhere: the message says how much was asked for. */
 #define QA_ASSERT(cond, ...) do { if (!(cond)) qa_die(__FILE__, __LINE__, 70, __VA_ARGS__); } while (0)

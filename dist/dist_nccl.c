@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/qa_file.h"
 #include "common/qa_mem.h"
 
 #define NCCL_SLICE ((size_t)1 << 26)
@@ -302,28 +303,30 @@ static int id_by_file(qa_dist *d, ncclUniqueId *id, qa_err *e) {
     const char *job = getenv("SLURM_JOB_ID"), *step = getenv("SLURM_STEP_ID"), *rc = getenv("SLURM_RESTART_COUNT");
     if (!job || !step)
         return QA_ERR(e, "NCCL bootstrap by file needs SLURM_JOB_ID and SLURM_STEP_ID (run under srun)");
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/qalign-nccl-id.%s.%s.%s", dir && *dir ? dir : ".", job, step, rc ? rc : "0");
     if (d->rank == 0) {
         if (ncclGetUniqueId(id) != ncclSuccess) return QA_ERR(e, "ncclGetUniqueId failed (is a network interface up?)");
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
-        if (!f) return QA_ERR(e, "write %s: %s (set QALIGN_NCCL_ID_DIR to a directory all nodes share)", tmp, strerror(errno));
-        size_t w = fwrite(id, sizeof *id, 1, f);
-        if (fflush(f) || fsync(fileno(f)) || fclose(f) || w != 1 || rename(tmp, path))
-            return QA_ERR(e, "write %s: %s", path, strerror(errno));
+        /* a fresh exclusive temporary, renamed into place: nothing planted in a shared directory is followed */
+        if (qa_write_file_atomic(path, id, sizeof *id, e))
+            return qa_err_prefix(e, "rank 0: the NCCL id (set QALIGN_NCCL_ID_DIR to a directory all nodes share)");
         return 0;
     }
     double t0 = qa_dist__now(), dl = d->deadline_s > 0 ? d->deadline_s : 600;
+    qa_err le = {0};
     for (;;) {
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            size_t r = fread(id, sizeof *id, 1, f);
-            fclose(f);
-            if (r == 1) return 0;
+        char *buf = NULL;
+        size_t len = 0;
+        le = (qa_err){0};
+        if (qa_path_exists(path) && qa_read_file(path, 4096, &buf, &len, &le) == 0) { /* a regular file only */
+            int ok = len == sizeof *id;
+            if (ok) memcpy(id, buf, sizeof *id);
+            free(buf);
+            if (ok) return 0;   /* a shorter file is rank 0's rename not yet seen: wait */
         }
         if (qa_dist__now() - t0 > dl)
-            return QA_ERR(e, "no NCCL id from rank 0 in %s after %.0f s: is QALIGN_NCCL_ID_DIR shared by all nodes?", path, dl);
+            return QA_ERR(e, "rank %d: no NCCL id from rank 0 in %s after %.0f s: is QALIGN_NCCL_ID_DIR shared by all "
+                          "nodes?%s%s", d->rank, path, dl, le.msg[0] ? " Last error: " : "", le.msg);
         usleep(50 * 1000);
     }
 }

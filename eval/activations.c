@@ -171,7 +171,7 @@ int qa_eval_dump_activations(const qa_eval_suite *s, qa_model *m, const qa_lora 
         join(langs, sizeof langs, s->n_langs, qa_eval_lang, s);
         char prec[256];
         qa_dtype dt = m->layers ? m->layers[0].wq.dtype : QA_DT_F32;
-        snprintf(prec, sizeof prec, "weights %s, compute fp32 (%s backend)", dt == QA_DT_BF16 ? "bf16" : "fp32",
+        snprintf(prec, sizeof prec, "weights %s, compute fp32 (%s backend)", dt == QA_DT_BF16 ? "bf16" : dt == QA_DT_NF4 ? "nf4" : "fp32",
                  m->ops->name);
         qa_actdump_info info = {o.model_id, o.adapter_id, m->cfg.model_type, o.precision ? o.precision : prec,
                                 o.tokenizer_id, qa_eval_prompt_variant_name(s->prompt), qa_eval_gold_name(s->gold),

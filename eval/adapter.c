@@ -41,7 +41,9 @@ static int from_ckpt(qa_lora *l, const qa_model *m, qa_ckpt *c, qa_err *e) {
                 int64_t shape[2] = {isB ? t->out : l->r, isB ? l->r : t->in};
                 size_t n = (size_t)(shape[0] * shape[1]);
                 if (n > cap) buf = qa_realloc(buf, sizeof(float) * (cap = n));
-                if (qa_ckpt_read(c, path, QA_CKPT_F32, 2, shape, buf, e)) {
+                if (qa_ckpt_read(c, path, QA_CKPT_F32, 2, shape, buf, e) ||
+                    (qa_first_nonfinite_f32(buf, n) < n &&
+                     QA_ERR(e, "/%s holds non-finite weights (NaN or Inf)", path))) {
                     free(buf);
                     qa_lora_free(l);
                     return qa_err_prefix(e, "checkpoint %s (does it belong to this base model?)", qa_ckpt_path(c));

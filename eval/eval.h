@@ -244,6 +244,14 @@ int qa_eval_dump_activations(const qa_eval_suite *s, qa_model *m, const qa_lora 
  * (step_N.h5, io/checkpoint.h) or a run directory holding checkpoints/ (its newest valid checkpoint).
  * id (may be NULL) receives a description for results.json ("peft:DIR", "ckpt:FILE@step N crc32c X"). */
 int qa_eval_load_adapter(qa_lora *l, const qa_model *m, const char *path, char *id, size_t id_cap, qa_err *e);
+/* "none" (or NULL / ""): the base model, no adapter. */
+int qa_eval_is_base(const char *adapter);
+/* Collective: each of n adapters (qa_eval_load_adapter paths, or "none" = the base model) in turn on
+ * the loaded model m — load, qa_eval_run with o (adapter_id set per adapter), rank 0 writes outs[i]
+ * (qa_eval_write: the files a separate run writes), free. Stops at the first failure. */
+int qa_eval_run_many(const qa_eval_suite *s, qa_model *m, const qa_tokenizer *tok, qa_dist *d,
+                     const qa_eval_run_opts *o, const char *const *adapters, const char *const *outs, int n,
+                     qa_err *e);
 /* A Markdown before/after table (Table-1 layout: per task the two runs and their difference,
  * languages as columns, averages) of two results.json files or the directories holding them.
  * Both must use the same gold mode. *md is heap-allocated. */

@@ -486,7 +486,7 @@ out:
 
 static void precision_string(const qa_model *m, char *buf, size_t n) {
     qa_dtype dt = m->layers ? m->layers[0].wq.dtype : QA_DT_F32;
-    snprintf(buf, n, "weights %s, compute fp32 (%s backend)", dt == QA_DT_BF16 ? "bf16" : "fp32", m->ops->name);
+    snprintf(buf, n, "weights %s, compute fp32 (%s backend)", dt == QA_DT_BF16 ? "bf16" : dt == QA_DT_NF4 ? "nf4" : "fp32", m->ops->name);
 }
 
 int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const qa_tokenizer *tok, qa_dist *d,

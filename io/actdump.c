@@ -4,6 +4,8 @@
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,14 @@ static hid_t vlen_utf8(void) {
     return t;
 }
 
-/* a 1-D dataset of n vlen UTF-8 strings */
+/* crc32c of a string dataset: every string's bytes followed by one NUL, in order */
+static uint32_t strs_crc(const char *const *v, int64_t n) {
+    uint32_t c = 0;
+    for (int64_t i = 0; i < n; i++) c = qa_crc32c(c, v[i] ? v[i] : "", strlen(v[i] ? v[i] : "") + 1);
+    return c;
+}
+
+/* a 1-D dataset of n vlen UTF-8 strings, with attr crc32c */
 static int write_strs(hid_t loc, const char *name, const char *const *v, int64_t n, qa_err *e) {
     hid_t t = -1, space = -1, d = -1;
     int rc = -1;
@@ -38,6 +47,7 @@ static int write_strs(hid_t loc, const char *name, const char *const *v, int64_t
     QA_H5(e, d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create dataset %s",
           name);
     if (n > 0) QA_H5(e, H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "writing dataset %s failed", name);
+    if (qa_h5_attr_u32(d, "crc32c", strs_crc(v, n), e)) goto fail;
     rc = 0;
 fail:
     qa_h5_close(&d);
@@ -50,11 +60,13 @@ static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
 /* ---- writer ----------------------------------------------------------------------------------- */
 struct qa_actdump_writer {
-    char *path, *partial;
+    char *path, *partial;   /* partial: "<path>.tmp.<random>", created exclusively */
     hid_t file;
     int L, D, pools[2];
     int64_t n;
     hid_t *dsets;       /* [2 * (L+1)]: last layers then mean layers (-1 when the pool is off) */
+    uint32_t *crc;      /* [2 * (L+1)]: running crc32c of each layer dataset while rows come in order */
+    int in_order;       /* every write_rows so far started at row `written` */
     int64_t written;    /* rows written (rows are written once each, in any order) */
 };
 
@@ -65,6 +77,7 @@ static void writer_free(qa_actdump_writer *w) {
     if (w->dsets)
         for (int i = 0; i < 2 * (w->L + 1); i++) qa_h5_close(&w->dsets[i]);
     free(w->dsets);
+    free(w->crc);
     qa_h5_close(&w->file);
     free(w->path);
     free(w->partial);
@@ -141,12 +154,15 @@ static int write_items(qa_actdump_writer *w, const qa_actdump_item *it, qa_err *
     if (write_strs(g, "gold_text", s, n, e)) goto out;
     int64_t shape[1] = {n};
     qa_h5_dset_opts o = {0, 4, 1};
-    for (int64_t i = 0; i < n; i++) v[i] = it[i].index;
-    if (qa_h5_write(g, "index", QA_H5_I64, 1, shape, v, &o, NULL, e)) goto out;
-    for (int64_t i = 0; i < n; i++) v[i] = it[i].gold;
-    if (qa_h5_write(g, "gold", QA_H5_I64, 1, shape, v, &o, NULL, e)) goto out;
-    for (int64_t i = 0; i < n; i++) v[i] = it[i].n_tokens;
-    if (qa_h5_write(g, "n_tokens", QA_H5_I64, 1, shape, v, &o, NULL, e)) goto out;
+    static const char *const names[3] = {"index", "gold", "n_tokens"};
+    for (int k = 0; k < 3; k++) {
+        for (int64_t i = 0; i < n; i++) v[i] = k == 0 ? it[i].index : k == 1 ? it[i].gold : it[i].n_tokens;
+        hid_t d = -1;
+        int bad = qa_h5_write(g, names[k], QA_H5_I64, 1, shape, v, &o, &d, e) ||
+                  qa_h5_attr_u32(d, "crc32c", qa_crc32c(0, v, sizeof *v * (size_t)n), e);
+        qa_h5_close(&d);
+        if (bad) goto out;
+    }
     rc = 0;
 out:
     qa_h5_close(&g);
@@ -182,18 +198,22 @@ int qa_actdump_create(qa_actdump_writer **out, const char *path, const qa_actdum
                       info->hidden, (long long)info->n_items);
     if (!info->has_last && !info->has_mean)
         return QA_ERR(e, "activation dump %s: no pool selected (last and/or mean)", path);
+    if (info->n_layers > QA_ACTDUMP_MAX_LAYERS || info->hidden > QA_ACTDUMP_MAX_HIDDEN)
+        return QA_ERR(e, "activation dump %s: %d layers x hidden %d is beyond what a dump holds", path, info->n_layers,
+                      info->hidden);
+    QA_TRY(qa_check_output(path, e));
     qa_actdump_writer *w = qa_calloc(1, sizeof *w);
     w->file = -1;
     w->path = qa_strdup(path);
-    size_t n = strlen(path) + 16;
-    w->partial = qa_malloc(n);
-    snprintf(w->partial, n, "%s.partial", path);
+    w->partial = qa_tmp_name(path);
+    w->in_order = 1;
     w->L = info->n_layers;
     w->D = info->hidden;
     w->n = info->n_items;
     w->pools[0] = info->has_last;
     w->pools[1] = info->has_mean;
     w->dsets = qa_malloc(sizeof(hid_t) * 2 * (size_t)(w->L + 1));
+    w->crc = qa_calloc(2 * (size_t)(w->L + 1), sizeof *w->crc);
     for (int i = 0; i < 2 * (w->L + 1); i++) w->dsets[i] = -1;
     qa_h5_quiet q;
     qa_h5_quiet_begin(&q);
@@ -263,8 +283,15 @@ int qa_actdump_write_rows(qa_actdump_writer *w, int64_t row0, int64_t n, const f
             QA_H5(e, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, src[p]), "writing %s layer %d rows %lld.. failed",
                   POOL[p], l, (long long)row0);
             qa_h5_close(&fs);
+            if (row0 == w->written && w->in_order) {
+                uint32_t *c = &w->crc[p * (w->L + 1) + l];
+                for (int64_t i = 0; i < n; i++)
+                    *c = qa_crc32c(*c, src[p] + ((size_t)i * (size_t)(w->L + 1) + (size_t)l) * (size_t)w->D,
+                                   sizeof(float) * (size_t)w->D);
+            }
         }
     }
+    if (row0 != w->written) w->in_order = 0;
     w->written += n;
     rc = 0;
 fail:
@@ -272,6 +299,15 @@ fail:
     qa_h5_close(&ms);
     qa_h5_quiet_end(&q);
     if (rc) qa_err_prefix(e, "activation dump %s", w->partial);
+    return rc;
+}
+
+/* the crc32c of a whole layer dataset read back (rows written out of order) */
+static int crc_of_dataset(hid_t d, int64_t n, int D, uint32_t *out, qa_err *e) {
+    float *buf = qa_malloc(sizeof(float) * (size_t)(n ? n : 1) * (size_t)D);
+    int rc = qa_h5_read_all(d, "activation dump layer", QA_H5_F32, buf, e);
+    if (!rc) *out = qa_crc32c(0, buf, sizeof(float) * (size_t)n * (size_t)D);
+    free(buf);
     return rc;
 }
 
@@ -284,24 +320,32 @@ int qa_actdump_finish(qa_actdump_writer *w, qa_err *e) {
     }
     qa_h5_quiet q;
     qa_h5_quiet_begin(&q);
+    int bad = 0;
+    for (int i = 0; i < 2 * (w->L + 1) && !bad; i++) {
+        if (w->dsets[i] < 0) continue;
+        uint32_t c = w->crc[i];
+        bad = (!w->in_order && crc_of_dataset(w->dsets[i], w->n, w->D, &c, e)) ||
+              qa_h5_attr_u32(w->dsets[i], "crc32c", c, e);
+    }
     for (int i = 0; i < 2 * (w->L + 1); i++) qa_h5_close(&w->dsets[i]);
-    herr_t st = H5Fclose(w->file);
-    w->file = -1;
+    herr_t st = bad ? 0 : H5Fclose(w->file);
+    if (!bad) w->file = -1;
+    if (st < 0) qa_h5_fail(e, __FILE__, __LINE__, "activation dump %s: closing the file failed", w->partial);
     qa_h5_quiet_end(&q);
-    if (st < 0) {
-        qa_h5_fail(e, __FILE__, __LINE__, "activation dump %s: closing the file failed", w->partial);
+    if (bad || st < 0) {
+        qa_err_prefix(e, "activation dump %s not written", w->path);
         qa_actdump_abort(w);
         return -1;
     }
-    if (qa_fsync_path(w->partial, e) || rename(w->partial, w->path) != 0) {
-        if (!e || !e->msg[0]) QA_ERR(e, "activation dump: cannot rename %s to %s", w->partial, w->path);
+    /* the whole-file checksum first (it names the final path), then the file itself */
+    uint32_t crc;
+    uint64_t size;
+    if (qa_h5_file_crc32c(w->partial, &crc, &size, e) || qa_h5_sidecar_write(w->path, crc, size, e) ||
+        qa_commit_rename(w->partial, w->path, e)) {
+        qa_err_prefix(e, "activation dump %s not written", w->path);
         qa_actdump_abort(w);
         return -1;
     }
-    char *dir = qa_strdup(w->path), *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    qa_fsync_dir(slash ? (dir[0] ? dir : "/") : ".", NULL);
-    free(dir);
     writer_free(w);
     return 0;
 }
@@ -328,15 +372,33 @@ static int read_strs(hid_t loc, const char *name, const char *what, int64_t n, c
     QA_H5(e, t = vlen_utf8(), "cannot make a UTF-8 string type");
     v = qa_calloc((size_t)(n ? n : 1), sizeof *v);
     if (n > 0) QA_H5(e, H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "%s: reading /items/%s failed", what, name);
+    int missing = -1;
     for (int64_t i = 0; i < n; i++) {
+        if (!v[i] && missing < 0) missing = (int)(i < INT32_MAX ? i : INT32_MAX);
         char *c = qa_strdup(v[i] ? v[i] : "");
-        H5free_memory(v[i]);
+        if (v[i]) H5free_memory(v[i]);
         v[i] = c;
+    }
+    if (missing >= 0) {
+        QA_ERR(e, "%s: /items/%s[%d] is not stored (a damaged string heap)", what, name, missing);
+        goto fail;
+    }
+    if (qa_h5_has_attr(d, "crc32c")) {
+        uint32_t want;
+        if (qa_h5_get_attr_u32(d, "crc32c", what, &want, e)) goto fail;
+        uint32_t got = strs_crc((const char *const *)v, n);
+        if (got != want) {
+            QA_ERR(e, "%s: /items/%s: crc32c mismatch (stored %08x, data %08x): the dump was modified or damaged", what,
+                   name, want, got);
+            goto fail;
+        }
     }
     *out = v;
     v = NULL;
     rc = 0;
 fail:
+    if (v)
+        for (int64_t i = 0; i < n; i++) free(v[i]);
     free(v);
     qa_h5_close(&t);
     qa_h5_close(&s);
@@ -347,7 +409,7 @@ fail:
 static int read_i64s(hid_t loc, const char *name, const char *what, int64_t n, int64_t **out, qa_err *e) {
     hid_t d = -1;
     int rc = -1;
-    *out = qa_calloc((size_t)(n ? n : 1), sizeof(int64_t));
+    *out = NULL;
     char w2[1200];
     snprintf(w2, sizeof w2, "%s: /items/%s", what, name);
     int nd;
@@ -359,7 +421,17 @@ static int read_i64s(hid_t loc, const char *name, const char *what, int64_t n, i
                (long long)n);
         goto fail;
     }
+    *out = qa_calloc((size_t)(n ? n : 1), sizeof(int64_t));
     if (qa_h5_read_all(d, w2, QA_H5_I64, *out, e)) goto fail;
+    if (qa_h5_has_attr(d, "crc32c")) {
+        uint32_t want;
+        if (qa_h5_get_attr_u32(d, "crc32c", w2, &want, e)) goto fail;
+        uint32_t got = qa_crc32c(0, *out, sizeof(int64_t) * (size_t)n);
+        if (got != want) {
+            QA_ERR(e, "%s: crc32c mismatch (stored %08x, data %08x): the dump was modified or damaged", w2, want, got);
+            goto fail;
+        }
+    }
     rc = 0;
 fail:
     qa_h5_close(&d);
@@ -473,9 +545,13 @@ static herr_t label_cb(hid_t g, const char *name, const H5L_info_t *info, void *
     return c->bad ? -1 : 0;
 }
 
-static int get_i(hid_t f, const char *name, const char *what, int *out, qa_err *e) {
+/* an int attribute within [lo, hi] (a value past int is an error, never truncated) */
+static int get_i(hid_t f, const char *name, const char *what, int64_t lo, int64_t hi, int *out, qa_err *e) {
     int64_t v;
     QA_TRY(qa_h5_get_attr_i64(f, name, what, &v, e));
+    if (v < lo || v > hi)
+        return QA_ERR(e, "%s: attribute %s = %lld is outside [%lld, %lld]", what, name, (long long)v, (long long)lo,
+                      (long long)hi);
     *out = (int)v;
     return 0;
 }
@@ -491,12 +567,18 @@ int qa_actdump_open(qa_actdump *d, const char *path, qa_err *e) {
         qa_actdump_close(d);
         return -1;
     }
+    if (qa_h5_sidecar_check(path, 0, e)) { /* before HDF5 parses a byte of it */
+        qa_err_prefix(e, "activation dump");
+        qa_actdump_close(d);
+        return -1;
+    }
     qa_h5_quiet q;
     qa_h5_quiet_begin(&q);
     int rc = -1;
     hid_t f = qa_h5_open_file_ro(path, e), items = -1;
     if (f < 0) goto out;
     d->file = f;
+    if (qa_h5_check_self_contained(f, what, e)) goto out;
     char *fmt = NULL;
     if (!qa_h5_has_attr(f, "format") || qa_h5_get_attr_str(f, "format", what, &fmt, e) ||
         strcmp(fmt, QA_ACTDUMP_FORMAT)) {
@@ -507,16 +589,17 @@ int qa_actdump_open(qa_actdump *d, const char *path, qa_err *e) {
     }
     free(fmt);
     int64_t n_items = 0;
-    if (get_i(f, "version", what, &d->version, e)) goto out;
+    if (get_i(f, "version", what, 0, INT32_MAX, &d->version, e)) goto out;
     if (d->version < 1 || d->version > QA_ACTDUMP_VERSION) {
         QA_ERR(e, "%s: format version %d is not supported (this qalign reads version %d)", what, d->version,
                QA_ACTDUMP_VERSION);
         goto out;
     }
-    if (get_i(f, "n_layers", what, &d->n_layers, e) || get_i(f, "hidden", what, &d->hidden, e) ||
-        get_i(f, "vocab", what, &d->vocab, e) || qa_h5_get_attr_i64(f, "n_items", what, &n_items, e))
+    if (get_i(f, "n_layers", what, 1, QA_ACTDUMP_MAX_LAYERS, &d->n_layers, e) ||
+        get_i(f, "hidden", what, 1, QA_ACTDUMP_MAX_HIDDEN, &d->hidden, e) ||
+        get_i(f, "vocab", what, 0, INT32_MAX, &d->vocab, e) || qa_h5_get_attr_i64(f, "n_items", what, &n_items, e))
         goto out;
-    if (d->n_layers <= 0 || d->hidden <= 0 || n_items < 0) {
+    if (n_items < 0 || n_items > QA_ACTDUMP_MAX_ITEMS || n_items * (int64_t)d->hidden > ((int64_t)1 << 34)) {
         QA_ERR(e, "%s: bad shape attributes (n_layers %d, hidden %d, n_items %lld)", what, d->n_layers, d->hidden,
                (long long)n_items);
         goto out;
@@ -543,6 +626,14 @@ int qa_actdump_open(qa_actdump *d, const char *path, qa_err *e) {
     if (read_i64s(items, "index", what, n_items, &d->index, e) || read_i64s(items, "gold", what, n_items, &d->gold, e) ||
         read_i64s(items, "n_tokens", what, n_items, &d->n_tokens, e))
         goto out;
+    for (int64_t i = 0; i < n_items; i++) {
+        if (!d->task[i][0] || !d->lang[i][0] || d->index[i] < 0 || d->gold[i] < -1 || d->n_tokens[i] < 1) {
+            QA_ERR(e, "%s: item %lld is malformed (task '%s', language '%s', index %lld, gold %lld, %lld tokens)", what,
+                   (long long)i, d->task[i], d->lang[i], (long long)d->index[i], (long long)d->gold[i],
+                   (long long)d->n_tokens[i]);
+            goto out;
+        }
+    }
     d->has_last = qa_h5_exists(f, "last");
     d->has_mean = qa_h5_exists(f, "mean");
     if (!d->has_last && !d->has_mean) {
@@ -598,6 +689,23 @@ int qa_actdump_read_layer(const qa_actdump *d, const char *pool, int layer, floa
         goto out;
     }
     if (qa_h5_read_all(ds, what, QA_H5_F32, out, e)) goto out;
+    const size_t nv = (size_t)d->n * (size_t)d->hidden;
+    if (dt == QA_H5_F32 && qa_h5_has_attr(ds, "crc32c")) {
+        uint32_t want;
+        if (qa_h5_get_attr_u32(ds, "crc32c", what, &want, e)) goto out;
+        uint32_t got = qa_crc32c(0, out, sizeof(float) * nv);
+        if (got != want) {
+            QA_ERR(e, "%s: crc32c mismatch (stored %08x, data %08x): the dump was modified or damaged", what, want, got);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < nv; i++)
+        if (!isfinite(out[i])) {
+            QA_ERR(e, "%s: item %zu, dimension %zu is %s: non-finite activations (a model or adapter with non-finite "
+                   "weights, or an overflow)", what, i / (size_t)d->hidden, i % (size_t)d->hidden,
+                   isnan(out[i]) ? "NaN" : "infinite");
+            goto out;
+        }
     rc = 0;
 fail:
 out:

@@ -22,8 +22,17 @@
  * Layer datasets are chunked by whole rows (~1 MiB), shuffle + deflate(4) + fletcher32, and carry
  * attrs layer (int) and pool ("last"/"mean").
  *
- * Writing (one process; the evaluation gathers rows on rank 0): the file is built as PATH.partial
- * and renamed into place by qa_actdump_finish; qa_actdump_abort removes it.
+ * Integrity: every dataset carries attr crc32c (CRC32C of its little-endian values in C order; for a
+ * string dataset of each string's bytes followed by a NUL), and PATH.crc32c holds the CRC32C and size
+ * of the whole file (the checkpoints' sidecar, io/h5util.h). Reading checks the sidecar before HDF5
+ * parses anything (a damaged HDF5 heap can crash the library), refuses external storage, virtual
+ * datasets and soft / external links, checks each dataset's crc32c when it is read, and refuses
+ * non-finite activations. A dump copied without its sidecar is still checked dataset by dataset.
+ *
+ * Writing (one process; the evaluation gathers rows on rank 0): the file is built as
+ * PATH.tmp.<random> (created exclusively: a planted file or link is never followed) and, with its
+ * sidecar, committed by qa_actdump_finish (fsync, rename, fsync of the directory); qa_actdump_abort
+ * removes it. An existing PATH that is not a regular file is refused.
  */
 #ifndef QA_ACTDUMP_H
 #define QA_ACTDUMP_H
@@ -33,6 +42,10 @@
 
 #define QA_ACTDUMP_FORMAT "qalign-activations"
 #define QA_ACTDUMP_VERSION 1
+/* bounds of what a dump may declare (beyond any real model; they keep every size product in range) */
+#define QA_ACTDUMP_MAX_LAYERS 4096
+#define QA_ACTDUMP_MAX_HIDDEN (1 << 20)
+#define QA_ACTDUMP_MAX_ITEMS ((int64_t)1 << 31)
 
 typedef struct qa_actdump_info {
     const char *model, *adapter, *model_type, *precision, *tokenizer, *prompt_variant, *gold_mode;
@@ -97,12 +110,14 @@ typedef struct qa_actdump {
     qa_actdump_labelset *labelsets;
 } qa_actdump;
 
-/* Open and validate: the format attribute, L, D, N, every /items dataset with N entries, the
- * /labels groups. Layer datasets are checked when read. Errors name the file and the object. */
+/* Open and validate: the sidecar, the format attribute, L, D, N (within the bounds above), every
+ * /items dataset with N entries and its crc32c, non-empty task and language names, the /labels
+ * groups. Layer datasets are checked when read. Errors name the file and the object. */
 int qa_actdump_open(qa_actdump *d, const char *path, qa_err *e);
 void qa_actdump_close(qa_actdump *d);
 /* The whole dataset /<pool>/layer_XX ("last" or "mean") into out [N, D]; an error names the file
- * and the dataset when it is missing or its shape is not [N, D]. */
+ * and the dataset when it is missing, its shape is not [N, D], its crc32c differs or a value is not
+ * finite. */
 int qa_actdump_read_layer(const qa_actdump *d, const char *pool, int layer, float *out, qa_err *e);
 /* Dataset path of (pool, layer) for messages: "/mean/layer_07". */
 void qa_actdump_layer_name(const qa_actdump *d, const char *pool, int layer, char *buf, size_t cap);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,28 +25,7 @@
     "order. The root attr checksum is CRC32C over, for every dataset in byte-wise order of its path "     \
     "without the leading '/': the path bytes, one NUL byte, its crc32c as 4 little-endian bytes."
 
-/* CRC32C: the SSE4.2 instruction when the CPU has it (≈10x the table), else qa_crc32c (same values). */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len) {
-    const uint8_t *p = buf;
-    uint64_t c = ~crc & 0xffffffffu;
-    while (len && ((uintptr_t)p & 7)) { c = __builtin_ia32_crc32qi((uint32_t)c, *p++); len--; }
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        c = __builtin_ia32_crc32di(c, w);
-        p += 8;
-        len -= 8;
-    }
-    while (len--) c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
-    return ~(uint32_t)c;
-}
-static uint32_t crc32c(uint32_t crc, const void *buf, size_t len) {
-    return __builtin_cpu_supports("sse4.2") ? crc32c_hw(crc, buf, len) : qa_crc32c(crc, buf, len);
-}
-#else
 static uint32_t crc32c(uint32_t crc, const void *buf, size_t len) { return qa_crc32c(crc, buf, len); }
-#endif
 
 size_t qa_ckpt_dtype_size(qa_ckpt_dtype dt) {
     return dt >= QA_CKPT_F32 && dt <= QA_CKPT_U64 ? qa_h5_dt_size((qa_h5_dt)dt) : 0;
@@ -124,8 +104,7 @@ int qa_ckpt_list(const char *ckpt_dir, qa_ckpt_entry **out, size_t *n, qa_err *e
     DIR *d = opendir(ckpt_dir);
     if (!d) {
         if (errno == ENOENT) return 0;
-        int en = errno;
-        return QA_ERR(e, "cannot list checkpoint directory %s: %s", ckpt_dir, strerror(en));
+        return QA_ERRNO(e, errno, "cannot list checkpoint directory %s", ckpt_dir);
     }
     size_t cap = 16, k = 0;
     qa_ckpt_entry *v = qa_malloc(cap * sizeof *v);
@@ -165,9 +144,15 @@ typedef struct item {
 
 static int item_cmp(const void *a, const void *b) { return strcmp(((const item *)a)->path, ((const item *)b)->path); }
 
+/* Largest dataset qalign stores or reads back (LoRA tensors of a 70B model at r = 256 are < 1 GiB). */
+#define QA_CKPT_MAX_BYTES ((int64_t)1 << 36)
+
+/* prod(shape), or -1 when a dimension is negative or the product overflows 2^62 (crafted shapes). */
 static int64_t numel_of(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n) || n > ((int64_t)1 << 62)) return -1;
+    }
     return n;
 }
 
@@ -181,6 +166,10 @@ static int check_tensor(const qa_ckpt_tensor *t, const char *group, int need_dat
         return QA_ERR(e, "tensor /%s/%s has %d dimensions (0..%d allowed)", group, t->name, t->ndim, QA_CKPT_MAX_DIMS);
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] < 0) return QA_ERR(e, "tensor /%s/%s has a negative dimension", group, t->name);
+    int64_t ne = numel_of(t->ndim, t->shape);
+    if (ne < 0 || ne > QA_CKPT_MAX_BYTES / (int64_t)qa_ckpt_dtype_size(t->dtype))
+        return QA_ERR(e, "tensor /%s/%s: its shape holds more than %lld bytes", group, t->name,
+                      (long long)QA_CKPT_MAX_BYTES);
     if (need_data && !t->data && numel_of(t->ndim, t->shape) > 0)
         return QA_ERR(e, "tensor /%s/%s has no data pointer", group, t->name);
     return 0;
@@ -314,43 +303,6 @@ fail:
     return rc;
 }
 
-/* Write bytes to a new file and fsync it; on failure the file is removed. */
-static int write_new_file(const char *path, const void *buf, size_t len, qa_err *e) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int en = errno;
-        return QA_ERR(e, "cannot create %s: %s", path, strerror(en));
-    }
-    const char *p = buf;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left > ((size_t)1 << 30) ? (size_t)1 << 30 : left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int en = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(path);
-            return QA_ERR(e, "writing %s failed after %zu of %zu bytes: %s", path, len - left, len, strerror(en));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) < 0) {
-        int en = errno;
-        close(fd);
-        unlink(path);
-        return QA_ERR(e, "fsync of %s failed: %s", path, strerror(en));
-    }
-    if (close(fd) < 0) {
-        int en = errno;
-        unlink(path);
-        return QA_ERR(e, "closing %s failed: %s", path, strerror(en));
-    }
-    return 0;
-}
-
-
-
 /* Retention after a commit of `step`: see checkpoint.h. */
 static int retain(const char *dir, int64_t step, const qa_ckpt_save_opts *o, qa_err *e) {
     qa_ckpt_entry *v;
@@ -380,8 +332,13 @@ static int retain(const char *dir, int64_t step, const qa_ckpt_save_opts *o, qa_
             free(sc);
         }
         if (unlink(x->path) < 0 && errno != ENOENT) {
-            int en = errno;
-            rc = QA_ERR(e, "checkpoint committed, but removing %s failed: %s", x->path, strerror(en));
+            if (x->tmp) { /* best effort: a temporary that cannot be removed never fails a save */
+                qa_err w = {0};
+                QA_ERRNO(&w, errno, "cannot remove %s (an interrupted save)", x->path);
+                logf_(o->log, o->log_ctx, "%s", w.msg);
+            } else {
+                rc = QA_ERRNO(e, errno, "checkpoint committed, but removing %s failed", x->path);
+            }
         } else if (why) {
             logf_(o->log, o->log_ctx, "removed %s (%s)", x->path, why);
         }
@@ -402,48 +359,43 @@ int qa_ckpt_save(const char *run_dir, const qa_ckpt_meta *meta, const qa_ckpt_st
     if (build_items(st, &v, &n, e)) return qa_err_prefix(e, "checkpoint of step %lld not saved", (long long)meta->step);
 
     char *dir = qa_ckpt_dir(run_dir);
-    char name[64], *final = NULL, *tmp = NULL;
+    char name[64], *final = NULL;
     int rc = -1;
+    qa_atomic a = {.fd = -1};
     qa_h5_quiet q;
     qa_h5_quiet_begin(&q);
-    if (qa_mkdir_p(dir, e)) goto out;
+    if (qa_mkdir_p_mode(dir, 0750, e)) goto out;
+    /* temporaries of interrupted saves (step files, their checksum files, `latest`): one process saves
+     * into a run directory, so every temporary found here is stale */
+    qa_remove_stale_temps(dir, "");
     snprintf(name, sizeof name, "step_%08lld.h5", (long long)meta->step);
     final = qa_path_join(dir, name);
-    size_t tl = strlen(final) + 32;
-    tmp = qa_malloc(tl);
-    snprintf(tmp, tl, "%s.tmp.%d", final, (int)getpid());
-
     {
         void *img = NULL;
         size_t img_len = 0;
-        int r = build_image(tmp, meta, v, n, o.deflate, &img, &img_len, e);
-        if (!r) r = write_new_file(tmp, img, img_len, e);
+        int r = build_image(final, meta, v, n, o.deflate, &img, &img_len, e);
+        if (!r) r = qa_atomic_open(&a, final, 0640, e);
+        if (!r) r = qa_atomic_write(&a, img, img_len, e);
+        if (!r) r = qa_atomic_sync(&a, e);
         if (!r) r = write_sidecar(final, img, img_len, e);
         free(img);
         if (r) {
-            unlink(tmp);
+            qa_atomic_abort(&a);
             qa_err_prefix(e, "checkpoint of step %lld not saved (earlier checkpoints are intact)", (long long)meta->step);
             goto out;
         }
     }
     if (!o.no_verify) {
         qa_ckpt *c = NULL;
-        if (qa_ckpt_open(&c, tmp, e)) {
-            unlink(tmp);
+        if (qa_ckpt_open(&c, a.tmp, e)) {
+            qa_atomic_abort(&a);
             qa_err_prefix(e, "checkpoint of step %lld not saved: the written file fails verification", (long long)meta->step);
             goto out;
         }
         qa_ckpt_close(c);
     }
-    if (rename(tmp, final) < 0) {
-        int en = errno;
-        unlink(tmp);
-        QA_ERR(e, "checkpoint of step %lld not saved: renaming %s to %s failed: %s", (long long)meta->step, tmp, final,
-               strerror(en));
-        goto out;
-    }
-    if (qa_fsync_dir(dir, e)) {
-        qa_err_prefix(e, "checkpoint %s committed but its directory could not be synced", final);
+    if (qa_atomic_commit(&a, e)) {
+        qa_err_prefix(e, "checkpoint of step %lld not saved", (long long)meta->step);
         goto out;
     }
     {
@@ -462,8 +414,8 @@ int qa_ckpt_save(const char *run_dir, const qa_ckpt_meta *meta, const qa_ckpt_st
 out:
     if (rc == 0 && out_path && out_cap) snprintf(out_path, out_cap, "%s", final);
     qa_h5_quiet_end(&q);
+    qa_atomic_abort(&a);
     items_free(v, n);
-    free(tmp);
     free(final);
     free(dir);
     return rc;
@@ -557,9 +509,9 @@ static int read_meta(qa_ckpt *c, int *kind, qa_err *e) {
         qa_h5_get_attr_i64(f, "skipped_steps", w, &m->skipped_steps, e))
         return -1;
     if (qa_h5_get_attr_i64(f, "world_size", w, &i64, e)) return -1;
-    m->world_size = (int)i64;
+    m->world_size = i64 < 1 || i64 > INT32_MAX ? 0 : (int)i64;
     if (qa_h5_get_attr_i64(f, "lora_r", w, &i64, e)) return -1;
-    m->lora_r = (int)i64;
+    m->lora_r = i64 < 1 || i64 > 65536 ? 0 : (int)i64;
     if (qa_h5_get_attr_f64(f, "lora_alpha", w, &m->lora_alpha, e) ||
         qa_h5_get_attr_strs(f, "target_modules", w, &c->target_modules, &c->n_target_modules, e) ||
         qa_h5_get_attr_str(f, "base_model", w, &c->base_model, e) ||
@@ -568,6 +520,14 @@ static int read_meta(qa_ckpt *c, int *kind, qa_err *e) {
         qa_h5_get_attr_str(f, "qalign_version", w, &c->qalign_version, e) ||
         qa_h5_get_attr_str(f, "created_utc", w, &c->created_utc, e) || qa_h5_get_attr_u32(f, "checksum", w, &m->checksum, e))
         return -1;
+    /* the scalars a resume restores: each within what a real run can write */
+    if (m->step < 0 || m->epoch < 0 || m->cursor < 0 || m->tokens_seen < 0 || m->skipped_steps < 0 ||
+        m->skipped_steps > m->step || m->world_size < 1 || m->lora_r < 1 || m->lora_r > 65536 ||
+        !isfinite(m->lora_alpha) || fabs(m->lora_alpha) > 1e6)
+        return QA_ERR(e, "%s: attributes out of range (step %lld, epoch %lld, cursor %lld, tokens_seen %lld, "
+                      "skipped_steps %lld, world_size %d, lora_r %d, lora_alpha %g): damaged or not written by qalign",
+                      w, (long long)m->step, (long long)m->epoch, (long long)m->cursor, (long long)m->tokens_seen,
+                      (long long)m->skipped_steps, m->world_size, m->lora_r, m->lora_alpha);
     m->target_modules = (const char *const *)c->target_modules;
     m->n_target_modules = c->n_target_modules;
     m->base_model = c->base_model;
@@ -582,6 +542,11 @@ static int read_meta(qa_ckpt *c, int *kind, qa_err *e) {
     snprintf(what, sizeof what, "%s /optim", w);
     QA_H5(e, g = H5Gopen2(f, "optim", H5P_DEFAULT), "%s: cannot open /optim", w);
     if (qa_h5_get_attr_i64(g, "step", what, &m->optim_step, e)) goto fail;
+    if (m->optim_step < 0 || m->optim_step > m->step) {
+        QA_ERR(e, "%s: AdamW step %lld is outside [0, step %lld]: damaged or not written by qalign", what,
+               (long long)m->optim_step, (long long)m->step);
+        goto fail;
+    }
     qa_h5_close(&g);
     snprintf(what, sizeof what, "%s /data", w);
     QA_H5(e, g = H5Gopen2(f, "data", H5P_DEFAULT), "%s: cannot open /data", w);
@@ -600,6 +565,7 @@ static int verify_data(qa_ckpt *c, qa_err *e) {
     hid_t d = -1;
     void *buf = NULL;
     size_t buf_cap = 0;
+    if (qa_h5_check_self_contained(c->file, c->path, e)) goto fail;
     if (H5Lvisit(c->file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &vc) < 0) {
         qa_h5_fail(e, __FILE__, __LINE__, "%s: cannot walk its groups", c->path);
         goto fail;
@@ -627,6 +593,10 @@ static int verify_data(qa_ckpt *c, qa_err *e) {
         t->ndim = ndim;
         memcpy(t->shape, shape, sizeof shape);
         t->numel = numel_of(ndim, shape);
+        if (t->numel < 0 || t->numel > QA_CKPT_MAX_BYTES / (int64_t)qa_h5_dt_size(dt)) {
+            QA_ERR(e, "%s: its shape holds more than %lld bytes (damaged or crafted)", what, (long long)QA_CKPT_MAX_BYTES);
+            goto fail;
+        }
         size_t nbytes = (size_t)t->numel * qa_h5_dt_size(dt);
         if (nbytes > buf_cap) {
             free(buf);
@@ -677,60 +647,28 @@ fail:
     return rc;
 }
 
-/* The whole-file checksum sidecar "<file>.crc32c" ("crc32c XXXXXXXX size N"): written at commit
- * before the rename, checked before HDF5 opens the file, because some HDF5 metadata carries no
- * checksum and a badly damaged file can crash the library itself. A checkpoint copied without its
- * sidecar is still verified dataset by dataset. */
-static char *sidecar_path(const char *h5) {
-    size_t n = strlen(h5) + 8;
-    char *p = qa_malloc(n);
-    snprintf(p, n, "%s.crc32c", h5);
-    return p;
-}
+/* The whole-file checksum sidecar "<file>.crc32c" (io/h5util.h): written at commit before the rename,
+ * checked before HDF5 opens the file, because some HDF5 metadata carries no checksum and a damaged
+ * file can crash the library itself. A checkpoint copied without its sidecar is still verified
+ * dataset by dataset. */
+static char *sidecar_path(const char *h5) { return qa_h5_sidecar_path(h5); }
 
 static int write_sidecar(const char *h5_final, const void *img, size_t len, qa_err *e) {
-    char line[96];
-    snprintf(line, sizeof line, "crc32c %08x size %zu\n", qa_ckpt_crc32c(img, len), len);
-    char *sc = sidecar_path(h5_final);
-    int rc = qa_write_file_atomic(sc, line, strlen(line), e);
-    free(sc);
-    return rc;
+    return qa_h5_sidecar_write(h5_final, qa_crc32c(0, img, len), len, e);
 }
 
-/* 0: matches or no sidecar; -1: mismatch / unreadable (e filled). */
-static int check_sidecar(const char *path, qa_err *e) {
-    char *sc = sidecar_path(path), *txt = NULL;
-    size_t tl = 0;
-    int rc = 0;
-    if (!qa_path_exists(sc)) { free(sc); return 0; }
-    if (qa_read_file(sc, 4096, &txt, &tl, e)) { free(sc); return -1; }
-    unsigned crc = 0;
-    unsigned long long size = 0;
-    if (sscanf(txt, "crc32c %x size %llu", &crc, &size) != 2) {
-        rc = QA_ERR(e, "%s: the checksum file %s is malformed", path, sc);
-    } else {
-        qa_mmap m;
-        if (qa_mmap_open(&m, path, e)) rc = -1;
-        else {
-            if (m.size != size)
-                rc = QA_ERR(e, "%s: %zu bytes, but %llu were committed (truncated or overwritten)", path, m.size, size);
-            else if (qa_ckpt_crc32c(m.data, m.size) != crc)
-                rc = QA_ERR(e, "%s: whole-file checksum mismatch (damaged on disk)", path);
-            qa_mmap_close(&m);
-        }
-    }
-    free(txt);
-    free(sc);
-    return rc;
-}
+static int check_sidecar(const char *path, qa_err *e) { return qa_h5_sidecar_check(path, 0, e); }
 
 static int open_ex(qa_ckpt **out, const char *path, int *kind, qa_err *e) {
     *out = NULL;
     *kind = OPEN_CORRUPT;
     if (access(path, R_OK) < 0) {
-        int en = errno;
         *kind = OPEN_FATAL;
-        return QA_ERR(e, "cannot read checkpoint %s: %s", path, strerror(en));
+        return QA_ERRNO(e, errno, "cannot read checkpoint %s", path);
+    }
+    if (qa_check_input(path, e)) {  /* a FIFO or device where a checkpoint is expected: refused, never opened */
+        *kind = OPEN_FATAL;
+        return -1;
     }
     if (check_sidecar(path, e)) return -1; /* kind stays OPEN_CORRUPT: fall back */
     qa_h5_quiet q;

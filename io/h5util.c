@@ -1,11 +1,22 @@
 /* h5util.c — see h5util.h. */
 #include "io/h5util.h"
+#include "common/qa_file.h"
 #include "common/qa_mem.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* HDF5 1.10 cannot recover from a failed H5Fclose (a full disk while flushing a file written in
+ * place, as an activation dump is): the file id stays, and the library's own atexit teardown later
+ * crashes on it (segfault in H5F__close_cb, "HDF5: infinite loop closing library"). qalign closes every
+ * handle it opens on every path, reports the write error itself and removes the file; so the teardown
+ * has nothing to do but free memory at exit, and it is switched off before the library initializes
+ * (H5dont_atexit must precede every other HDF5 call, hence a constructor of this file, which every
+ * HDF5 user of qalign links). */
+__attribute__((constructor)) static void h5_no_atexit_teardown(void) { H5dont_atexit(); }
 
 size_t qa_h5_dt_size(qa_h5_dt dt) {
     switch (dt) {
@@ -80,6 +91,7 @@ void qa_h5_quiet_end(const qa_h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, 
 typedef struct walk_ctx {
     char inner[512];   /* description of the innermost error */
     char oserr[160];   /* "error message = '...'" quoted by the sec2 driver, if any */
+    int en;            /* "errno = N" quoted by the sec2 driver, if any */
     int n;
 } walk_ctx;
 
@@ -89,9 +101,16 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data) {
     if (n == 0) {
         /* the innermost error; sec2 descriptions are long: keep the first clause */
         snprintf(w->inner, sizeof w->inner, "%s", d);
-        char *cut = strstr(w->inner, ", time = ");
-        if (cut) *cut = 0;
+        static const char *const cuts[] = {", time = ", ": time = ", "\n"};
+        for (int k = 0; k < 3; k++) {
+            char *cut = strstr(w->inner, cuts[k]);
+            if (cut) *cut = 0;
+        }
         if (!w->inner[0] && err->func_name) snprintf(w->inner, sizeof w->inner, "%s failed", err->func_name);
+    }
+    if (!w->en) {
+        const char *m = strstr(d, "errno = ");
+        if (m) w->en = atoi(m + 8);
     }
     if (!w->oserr[0]) {
         const char *m = strstr(d, "error message = '");
@@ -118,8 +137,11 @@ int qa_h5_fail(qa_err *e, const char *file, int line, const char *fmt, ...) {
     memset(&w, 0, sizeof w);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
-    if (w.oserr[0])
-        return qa_err_setf(e, file, line, "%s: %s (HDF5: %s)", what, w.oserr, w.inner);
+    if (w.oserr[0]) {
+        qa_err_setf(e, file, line, "%s: %s%s (HDF5: %s)", what, w.oserr, qa_errno_hint(w.en), w.inner);
+        if (e && w.en) e->code = w.en;
+        return -1;
+    }
     if (w.inner[0]) return qa_err_setf(e, file, line, "%s (HDF5: %s)", what, w.inner);
     return qa_err_setf(e, file, line, "%s (HDF5 gave no reason)", what);
 }
@@ -200,7 +222,12 @@ hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_h5_mem *m, qa
     if (fapl < 0) return -1;
     H5FD_file_image_callbacks_t cb = {mem_malloc, mem_memcpy, mem_realloc, mem_free, mem_udata_copy, mem_udata_free, m};
     QA_H5(e, H5Pset_file_image_callbacks(fapl, &cb), "cannot install the in-memory file callbacks");
-    QA_H5(e, f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create the in-memory HDF5 file %s", name);
+    /* The core driver reads a file that exists under the name it is given, even for a new file without a
+     * backing store: a "pca.h5" in the working directory, or the damaged checkpoint a save replaces,
+     * would become the start of the image. A path below /dev/null cannot exist. */
+    char label[600];
+    snprintf(label, sizeof label, "/dev/null/qalign-in-memory/%s", name);
+    QA_H5(e, f = H5Fcreate(label, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create the in-memory HDF5 file %s", name);
 fail:
     qa_h5_close(&fapl);
     return f;
@@ -238,13 +265,15 @@ int qa_h5_mem_close(hid_t *file, qa_h5_mem *m, const char *what, void **buf, siz
 hid_t qa_h5_create_file(const char *path, qa_err *e) {
     hid_t fapl = qa_h5_fapl(e), f = -1;
     if (fapl < 0) return -1;
-    QA_H5(e, f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create HDF5 file %s", path);
+    /* H5F_ACC_EXCL: O_CREAT | O_EXCL, so a file or link planted at the name is never truncated or followed */
+    QA_H5(e, f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl), "cannot create HDF5 file %s", path);
 fail:
     qa_h5_close(&fapl);
     return f;
 }
 
 hid_t qa_h5_open_file_ro(const char *path, qa_err *e) {
+    if (qa_check_input(path, e)) return -1;
     hid_t fapl = qa_h5_fapl(e), f = -1;
     if (fapl < 0) return -1;
     QA_H5(e, f = H5Fopen(path, H5F_ACC_RDONLY, fapl), "cannot open %s as HDF5 (truncated or not an HDF5 file?)",
@@ -265,6 +294,61 @@ fail:
     return g;
 }
 
+typedef struct contained_ctx {
+    char bad[1024];
+} contained_ctx;
+
+static herr_t contained_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    contained_ctx *c = data;
+    if (info->type != H5L_TYPE_HARD) {
+        snprintf(c->bad, sizeof c->bad, "/%s is a%s link", name,
+                 info->type == H5L_TYPE_SOFT ? " soft" : info->type == H5L_TYPE_EXTERNAL ? "n external" : " user-defined");
+        return 1;
+    }
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0) {
+        snprintf(c->bad, sizeof c->bad, "/%s cannot be opened", name);
+        return 1;
+    }
+    int stop = 0;
+    if (H5Iget_type(o) == H5I_DATASET) {
+        hid_t dcpl = H5Dget_create_plist(o);
+        if (dcpl < 0) {
+            snprintf(c->bad, sizeof c->bad, "the storage of dataset /%s cannot be read", name);
+            stop = 1;
+        } else {
+            H5D_layout_t lay = H5Pget_layout(dcpl);
+            int ext = H5Pget_external_count(dcpl);
+            if (lay == H5D_VIRTUAL) {
+                snprintf(c->bad, sizeof c->bad, "dataset /%s is a virtual dataset (its data lives in other files)", name);
+                stop = 1;
+            } else if (ext != 0) {
+                snprintf(c->bad, sizeof c->bad, "dataset /%s has external storage (its data lives in another file)", name);
+                stop = 1;
+            } else if (lay < 0) {
+                snprintf(c->bad, sizeof c->bad, "the layout of dataset /%s cannot be read", name);
+                stop = 1;
+            }
+            H5Pclose(dcpl);
+        }
+    }
+    H5Oclose(o);
+    return stop;
+}
+
+int qa_h5_check_self_contained(hid_t file, const char *what, qa_err *e) {
+    contained_ctx c;
+    c.bad[0] = 0;
+    herr_t r = H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, contained_cb, &c);
+    if (c.bad[0]) {
+        H5Eclear2(H5E_DEFAULT);
+        return QA_ERR(e, "%s: %s; qalign reads only self-contained files (no external storage, virtual datasets, "
+                      "soft or external links)", what, c.bad);
+    }
+    if (r < 0) return qa_h5_fail(e, __FILE__, __LINE__, "%s: cannot walk its groups", what);
+    return 0;
+}
+
 int qa_h5_exists(hid_t loc, const char *path) {
     /* check each prefix: H5Lexists fails (not 0) when a parent is missing */
     char buf[1024];
@@ -281,6 +365,62 @@ int qa_h5_exists(hid_t loc, const char *path) {
         }
     }
     return 1;
+}
+
+/* ---- whole-file checksum sidecar ---------------------------------------------------------- */
+char *qa_h5_sidecar_path(const char *path) {
+    size_t n = strlen(path) + 8;
+    char *p = qa_malloc(n);
+    snprintf(p, n, "%s.crc32c", path);
+    return p;
+}
+
+int qa_h5_sidecar_write(const char *path, uint32_t crc, uint64_t size, qa_err *e) {
+    char line[96];
+    snprintf(line, sizeof line, "crc32c %08x size %llu\n", crc, (unsigned long long)size);
+    char *sc = qa_h5_sidecar_path(path);
+    int rc = qa_write_file_atomic(sc, line, strlen(line), e);
+    free(sc);
+    return rc;
+}
+
+int qa_h5_file_crc32c(const char *path, uint32_t *crc, uint64_t *size, qa_err *e) {
+    qa_mmap m;
+    QA_TRY(qa_mmap_open(&m, path, e));
+    *size = m.size;
+    *crc = m.size ? qa_crc32c(0, m.data, m.size) : 0;
+    qa_mmap_close(&m);
+    return 0;
+}
+
+int qa_h5_sidecar_check(const char *path, int required, qa_err *e) {
+    char *sc = qa_h5_sidecar_path(path), *txt = NULL;
+    size_t tl = 0;
+    int rc = 0;
+    struct stat st;
+    if (lstat(sc, &st) < 0) {
+        if (required) rc = QA_ERR(e, "%s: its checksum file %s is missing", path, sc);
+        free(sc);
+        return rc;
+    }
+    if (qa_read_file(sc, 4096, &txt, &tl, e)) { free(sc); return -1; }
+    unsigned crc = 0;
+    unsigned long long size = 0;
+    if (sscanf(txt, "crc32c %x size %llu", &crc, &size) != 2) {
+        rc = QA_ERR(e, "%s: the checksum file %s is malformed", path, sc);
+    } else {
+        uint32_t got;
+        uint64_t have;
+        if (qa_h5_file_crc32c(path, &got, &have, e)) rc = -1;
+        else if (have != size)
+            rc = QA_ERR(e, "%s: %llu bytes, but %llu were committed (truncated or overwritten)", path,
+                        (unsigned long long)have, size);
+        else if (got != crc)
+            rc = QA_ERR(e, "%s: whole-file checksum mismatch (stored %08x, file %08x): damaged on disk", path, crc, got);
+    }
+    free(txt);
+    free(sc);
+    return rc;
 }
 
 /* ---- attributes -------------------------------------------------------------------------- */

@@ -60,7 +60,9 @@ void qa_h5_close(hid_t *id);
 /* File access property list of qalign: sec2 driver, no file locking, libver [v18, latest],
  * close degree strong. Close with qa_h5_close. */
 hid_t qa_h5_fapl(qa_err *e);
-/* Create (truncate) / open read-only a file with qa_h5_fapl. Return the file id or -1. */
+/* Create a NEW file with qa_h5_fapl (exclusive: fails if anything, a symbolic link included, is at
+ * path; use a fresh qa_tmp_name) / open a regular file read-only (a FIFO or device is refused before
+ * HDF5 opens it). Return the file id or -1. */
 hid_t qa_h5_create_file(const char *path, qa_err *e);
 hid_t qa_h5_open_file_ro(const char *path, qa_err *e);
 /* An in-memory file (core driver, no backing store; `name` only labels it): build it, then
@@ -75,6 +77,24 @@ typedef struct qa_h5_mem {
 hid_t qa_h5_create_mem_file(const char *name, size_t increment, qa_h5_mem *m, qa_err *e);
 /* Close the in-memory file (*file = -1) and take its bytes: *buf (free()) of *len bytes. */
 int qa_h5_mem_close(hid_t *file, qa_h5_mem *m, const char *what, void **buf, size_t *len, qa_err *e);
+
+/* A file qalign reads must hold its data itself: every link is a hard link (no soft or external
+ * link), and no dataset has external storage (raw data in another file, even a FIFO) or a virtual
+ * layout (data mapped from other files). Otherwise an error naming the object: a crafted file
+ * could make qalign read any file of the machine. what names the file in messages. */
+int qa_h5_check_self_contained(hid_t file, const char *what, qa_err *e);
+
+/* The whole-file checksum sidecar "<file>.crc32c" of qalign's HDF5 files (one line
+ * "crc32c XXXXXXXX size N"): written when the file is committed, checked before HDF5 parses the file,
+ * because HDF5 1.10 does not defend itself against damaged metadata (a flipped bit in a heap can
+ * crash the library). */
+char *qa_h5_sidecar_path(const char *path);                 /* heap "<path>.crc32c" */
+int qa_h5_sidecar_write(const char *path, uint32_t crc, uint64_t size, qa_err *e);  /* atomic */
+/* CRC32C and size of a whole file (read through a private mapping). */
+int qa_h5_file_crc32c(const char *path, uint32_t *crc, uint64_t *size, qa_err *e);
+/* 0 when the sidecar matches the file, or when there is none and required is 0; -1 with e naming
+ * the file otherwise (size or checksum differ, malformed or missing sidecar). */
+int qa_h5_sidecar_check(const char *path, int required, qa_err *e);
 
 /* Create a group (intermediate groups created as needed) and return its id, or -1. */
 hid_t qa_h5_create_group(hid_t loc, const char *path, qa_err *e);

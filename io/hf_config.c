@@ -1,5 +1,6 @@
 /* hf_config.c — config.json of llama / mistral / qwen2 checkpoints (see docs: formats §2). */
 #include "io/hf_config.h"
+#include "io/bnb4.h"
 #include "io/safetensors.h"
 #include "io/hf_json.h"
 #include "common/qa_file.h"
@@ -119,6 +120,16 @@ static int check_rope_dict(json_t *d, const char *file, const char *key, double 
         if (strcmp(json_string_value(t), "default"))
             return QA_ERR(e, "%s: key \"%s.%s\" = \"%s\": only the \"default\" RoPE is implemented", file, key, tk,
                           json_string_value(t));
+    } else {
+        /* no type: a dict that only sets rope_theta is the default RoPE; scaling parameters without a type
+         * (Transformers rejects them) are not silently dropped */
+        const char *k;
+        json_t *v;
+        json_object_foreach(d, k, v) {
+            if (!strcmp(k, "rope_theta") || json_is_null(v)) continue;
+            return QA_ERR(e, "%s: key \"%s.%s\" is given without a \"rope_type\": only the default RoPE (no scaling) is "
+                          "implemented", file, key, k);
+        }
     }
     char ctx[96];
     snprintf(ctx, sizeof ctx, "%s.", key);
@@ -154,6 +165,19 @@ static int parse_root(qa_hf_config *c, json_t *root, const char *file, qa_err *e
                       file, c->hidden, c->n_heads);
     QA_TRY(get_int(root, "head_dim", c->hidden / c->n_heads, 1, BIG, &v, file, e)); c->head_dim = (int)v;
     if (c->head_dim % 2) return QA_ERR(e, "%s: key \"head_dim\" = %d must be even for RoPE", file, c->head_dim);
+    /* every product the model forms from these sizes must fit its int / int64 arithmetic */
+    if ((int64_t)c->n_heads * c->head_dim > BIG || (int64_t)c->n_kv_heads * c->head_dim > BIG)
+        return QA_ERR(e, "%s: num_attention_heads %d x head_dim %d (or num_key_value_heads %d x head_dim) exceeds %d: "
+                      "not a model qalign can hold", file, c->n_heads, c->head_dim, c->n_kv_heads, INT32_MAX);
+    {
+        double H = c->hidden, q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim,
+               I = c->intermediate, V = c->vocab;
+        double params = 2 * V * H + c->n_layers * (2 * H * q + 2 * H * kv + 3 * H * I + 2 * H);
+        if (params > 1e14)
+            return QA_ERR(e, "%s: the sizes (hidden %d, heads %d x %d, intermediate %d, vocab %d, %d layers) give %.3g "
+                          "parameters: not a model qalign can hold", file, c->hidden, c->n_heads, c->head_dim,
+                          c->intermediate, c->vocab, c->n_layers, params);
+    }
     int present;
     QA_TRY(get_num(root, "rms_norm_eps", &present, &c->rms_eps, file, "", e));
     if (!present) return QA_ERR(e, "%s: key \"rms_norm_eps\" is required", file);
@@ -219,7 +243,7 @@ static int parse_root(qa_hf_config *c, json_t *root, const char *file, qa_err *e
         QA_TRY(get_num(root, "rope_theta", &have, &t, file, "", e));
         if (have) theta = t;
     }
-    if (!(theta > 0)) return QA_ERR(e, "%s: key \"rope_theta\" must be > 0", file);
+    if (!(theta > 0) || !isfinite(theta)) return QA_ERR(e, "%s: key \"rope_theta\" must be a finite number > 0", file);
     c->rope_theta = theta;
 
     /* sliding window */
@@ -283,6 +307,10 @@ static int uniform_window(const qa_hf_config *c, int *w) {
 }
 
 int qa_hf_config_write(const qa_hf_config *c, const char *path, qa_err *e) {
+    /* JSON has no Inf / NaN: such a value would be dropped from the file without a word */
+    if (!isfinite(c->rope_theta) || !(c->rope_theta > 0) || !isfinite(c->rms_eps) || c->rms_eps < 0)
+        return QA_ERR(e, "%s: rope_theta %g / rms_norm_eps %g cannot be written (finite, positive values only)", path,
+                      c->rope_theta, c->rms_eps);
     json_t *o = json_object();
     json_t *arch = json_array();
     json_array_append_new(arch, json_string(qa_arch_class(c->arch)));
@@ -437,6 +465,11 @@ int qa_hf_check_tensors(const qa_hf_config *c, const qa_safetensors *st, qa_err 
     size_t n = qa_hf_tensor_specs(c, &s);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
+        if (qa_bnb4_is_quantized(st, s[i].name)) { /* a 4-bit weight (io/bnb4.h): validated there */
+            qa_bnb4_tensor q;
+            rc = qa_bnb4_get(st, s[i].name, s[i].ndim, s[i].shape, &q, e);
+            continue;
+        }
         const qa_st_tensor *t = qa_st_find(st, s[i].name);
         char want[64];
         if (s[i].ndim == 2) snprintf(want, sizeof want, "[%" PRId64 ", %" PRId64 "]", s[i].shape[0], s[i].shape[1]);
@@ -471,7 +504,7 @@ int qa_hf_check_tensors(const qa_hf_config *c, const qa_safetensors *st, qa_err 
             snprintf(key.name, sizeof key.name, "%s", st->tensors[i].name);
             if (strlen(st->tensors[i].name) >= sizeof key.name ||
                 !bsearch(&key, s, n, sizeof *s, cmp_spec_name)) {
-                if (ignorable(c, &st->tensors[i])) continue;
+                if (ignorable(c, &st->tensors[i]) || qa_bnb4_is_companion(st, st->tensors[i].name)) continue;
                 rc = QA_ERR(e, "%s: unexpected tensor '%s' (not part of a %s model with this config.json)",
                             qa_st_file_of(st, &st->tensors[i]), st->tensors[i].name, c->model_type);
             }

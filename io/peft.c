@@ -6,8 +6,9 @@
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *MOD_NAME[QA_LORA_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
@@ -177,6 +179,9 @@ int qa_peft_config_parse(qa_peft_config *cfg, const char *text, const char *file
     if (v && !json_is_null(v)) {
         if (!json_is_number(v)) FAIL("%s: key \"lora_alpha\" must be a number", file);
         cfg->alpha = json_number_value(v);
+        /* the scale alpha / r multiplies every LoRA update; past 1e6 it can only overflow to Inf / NaN */
+        if (!isfinite(cfg->alpha) || fabs(cfg->alpha) > 1e6)
+            FAIL("%s: key \"lora_alpha\" = %g is outside [-1e6, 1e6]", file, cfg->alpha);
     }
     v = json_object_get(root, "lora_dropout");
     if (v && !json_is_null(v)) {
@@ -299,7 +304,12 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
                         qa_err_prefix(e, "adapter targets %s (r = %d) in every layer", MOD_NAME[m], cfg.r);
                     break;
                 }
-                rc = qa_st_read_f32(&st, t, k ? qa_peft_B(a, l, m) : qa_peft_A(a, l, m), e);
+                float *dst = k ? qa_peft_B(a, l, m) : qa_peft_A(a, l, m);
+                rc = qa_st_read_f32(&st, t, dst, e);
+                for (int64_t i = 0; !rc && i < t->numel; i++)
+                    if (!isfinite(dst[i]))
+                        rc = QA_ERR(e, "%s: tensor '%s' element %lld is %s: the adapter holds non-finite weights",
+                                    st_path, name, (long long)i, isnan(dst[i]) ? "NaN" : "infinite");
                 used++;
             }
         }
@@ -325,11 +335,6 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
     free(st_path);
     if (rc) { qa_peft_free(a); return -1; }
     return 0;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
 }
 
 static char *config_json(const qa_peft_adapter *a) {
@@ -363,24 +368,12 @@ static char *config_json(const qa_peft_adapter *a) {
     return s;
 }
 
-int qa_peft_save(const qa_peft_adapter *a, const char *dir, qa_err *e) {
-    size_t nl = strlen(dir);
-    while (nl > 1 && dir[nl - 1] == '/') nl--;
-    char *d = qa_strndup(dir, nl);
-    size_t tl = nl + 40;
-    char *tmp = qa_malloc(tl), *old = qa_malloc(tl);
-    snprintf(tmp, tl, "%s.tmp.%d", d, (int)getpid());
-    snprintf(old, tl, "%s.old.%d", d, (int)getpid());
-    int rc = 0;
-    if (qa_path_exists(tmp)) nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    char *parent_buf = qa_strdup(d);
-    const char *parent = dirname(parent_buf);
-    if (qa_mkdir_p(parent, e) || qa_mkdir_p(tmp, e)) rc = -1;
-    /* adapter_model.safetensors */
+/* The two files of an adapter, each committed atomically into dir (which exists). */
+static int save_files(const qa_peft_adapter *a, const char *dir, qa_err *e) {
     size_t n = 0;
     qa_st_entry *ents = qa_calloc((size_t)a->n_layers * QA_LORA_N_MODULES * 2 + 1, sizeof *ents);
     char (*names)[160] = qa_calloc((size_t)a->n_layers * QA_LORA_N_MODULES * 2 + 1, sizeof *names);
-    for (int l = 0; l < a->n_layers && !rc; l++)
+    for (int l = 0; l < a->n_layers; l++)
         for (int m = 0; m < QA_LORA_N_MODULES; m++) {
             if (!(a->cfg.module_mask & QA_LORA_BIT(m))) continue;
             for (int k = 0; k < 2; k++) {
@@ -396,38 +389,60 @@ int qa_peft_save(const qa_peft_adapter *a, const char *dir, qa_err *e) {
             }
         }
     static const char *const meta[] = {"format", "pt", NULL};
-    char *p1 = qa_path_join(tmp, "adapter_model.safetensors"), *p2 = qa_path_join(tmp, "adapter_config.json");
-    if (!rc) rc = qa_st_write(p1, ents, n, meta, e);
+    char *p1 = qa_path_join(dir, "adapter_model.safetensors"), *p2 = qa_path_join(dir, "adapter_config.json");
+    int rc = qa_st_write(p1, ents, n, meta, e);
     if (!rc) {
         char *js = config_json(a);
         rc = qa_write_file_atomic(p2, js, strlen(js), e);
         free(js);
     }
-    if (!rc && qa_is_dir(d)) {
-        /* swap atomically when the kernel can, else move the old one aside first */
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, d, RENAME_EXCHANGE) == 0) {
-            nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        } else if (rename(d, old) == 0) {
-            if (rename(tmp, d) < 0) {
-                int en = errno;
-                rename(old, d);
-                rc = QA_ERR(e, "%s: cannot move the new adapter into place: %s", d, strerror(en));
-            } else {
-                nftw(old, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            }
-        } else {
-            int en = errno;
-            rc = QA_ERR(e, "%s: cannot replace the existing adapter directory: %s", d, strerror(en));
-        }
-    } else if (!rc) {
-        if (qa_path_exists(d)) rc = QA_ERR(e, "%s exists and is not a directory", d);
-        else if (rename(tmp, d) < 0) {
-            int en = errno;
-            rc = QA_ERR(e, "%s: cannot move %s into place: %s", d, tmp, strerror(en));
-        }
+    free(p1); free(p2); free(ents); free(names);
+    return rc;
+}
+
+int qa_peft_check_dir(const char *dir, qa_err *e) {
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        if (errno == ENOENT) return 0;
+        return QA_ERRNO(e, errno, "cannot inspect %s", dir);
     }
-    if (!rc) rc = qa_fsync_dir(parent, e);
-    if (rc && qa_path_exists(tmp)) nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(p1); free(p2); free(ents); free(names); free(parent_buf); free(tmp); free(old); free(d);
+    if (!S_ISDIR(st.st_mode) && !(S_ISLNK(st.st_mode) && qa_is_dir(dir)))
+        return QA_ERR(e, "%s exists and is not a directory: choose a new or empty directory for the adapter", dir);
+    DIR *d = opendir(dir);
+    if (!d) return QA_ERRNO(e, errno, "cannot list %s", dir);
+    int adapter = 0;
+    char other[256] = "";
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (!strcmp(nm, ".") || !strcmp(nm, "..")) continue;
+        if (!strcmp(nm, "adapter_config.json")) adapter = 1;
+        else if (strcmp(nm, "adapter_model.safetensors") && strcmp(nm, "README.md") && !strstr(nm, ".tmp.") && !other[0])
+            snprintf(other, sizeof other, "%s", nm);
+    }
+    closedir(d);
+    if (adapter || !other[0]) return 0;
+    return QA_ERR(e, "%s holds files that are not a PEFT adapter (e.g. '%s'); qalign never removes what it did not "
+                  "write: choose a new or empty directory (export-peft --force writes the two adapter files into it "
+                  "and touches nothing else)", dir, other);
+}
+
+int qa_peft_save(const qa_peft_adapter *a, const char *dir, qa_err *e) {
+    size_t nl = strlen(dir);
+    while (nl > 1 && dir[nl - 1] == '/') nl--;
+    char *d = qa_strndup(dir, nl);
+    int rc = qa_peft_check_dir(d, e);
+    if (!rc && qa_is_dir(d)) {
+        /* an adapter directory (or an empty one): replace the adapter files only, each atomically */
+        rc = save_files(a, d, e);
+    } else if (!rc) {
+        /* a new directory: built in a private staging directory, renamed into place complete */
+        char *stage = qa_stage_dir_create(d, e);
+        rc = stage ? save_files(a, stage, e) : -1;
+        if (!rc) rc = qa_stage_dir_commit(stage, d, e);
+        if (stage) qa_rm_tree(stage);  /* gone after the rename; left only after a failure */
+        free(stage);
+    }
+    free(d);
     return rc;
 }

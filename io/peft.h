@@ -69,8 +69,13 @@ int qa_peft_config_parse(qa_peft_config *cfg, const char *json_text, const char 
 int qa_peft_alloc(qa_peft_adapter *a, const qa_hf_config *c, const qa_peft_config *cfg, qa_err *e);
 /* Read an adapter directory (adapter_config.json + adapter_model.safetensors) for base config c. */
 int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_err *e);
-/* Write an adapter directory PEFT can load (F32 tensors, metadata format=pt). Both files are written
- * into "<dir>.tmp.<pid>" which then replaces dir (an existing dir is moved aside and removed). */
+/* Write an adapter directory PEFT can load (F32 tensors, metadata format=pt). A new dir is built in a
+ * private staging directory and renamed into place complete. An existing adapter directory (it holds
+ * adapter_config.json) or an empty one gets its two adapter files replaced, each atomically; nothing
+ * else in it is touched. Any other existing directory or file is refused (qa_peft_check_dir). */
 int qa_peft_save(const qa_peft_adapter *a, const char *dir, qa_err *e);
+/* 0 when dir does not exist, is empty, or is a PEFT adapter directory; otherwise an error naming a
+ * file in it that qalign did not write. */
+int qa_peft_check_dir(const char *dir, qa_err *e);
 void qa_peft_free(qa_peft_adapter *a);
 #endif

@@ -438,6 +438,47 @@ int qa_st_read_f32(const qa_safetensors *st, const qa_st_tensor *t, float *dst, 
     return 0;
 }
 
+/* index of the first element of src[0..n) whose exponent bits are all ones (Inf / NaN), or n.
+ * Blocks of 4096 are scanned branch-free (vectorized), then the block that has one is searched. */
+static size_t first_nonfinite(const uint8_t *src, size_t n, size_t es, uint64_t mask) {
+    for (size_t b = 0; b < n; b += 4096) {
+        size_t m = n - b < 4096 ? n - b : 4096, bad = 0;
+        const uint8_t *p = src + b * es;
+        if (es == 2)
+            for (size_t i = 0; i < m; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); bad |= (h & mask) == mask; }
+        else if (es == 4)
+            for (size_t i = 0; i < m; i++) { uint32_t h; memcpy(&h, p + 4 * i, 4); bad |= (h & mask) == mask; }
+        else
+            for (size_t i = 0; i < m; i++) { uint64_t h; memcpy(&h, p + 8 * i, 8); bad |= (h & mask) == mask; }
+        if (!bad) continue;
+        for (size_t i = 0; i < m; i++) {
+            uint64_t h = 0;
+            memcpy(&h, p + es * i, es);
+            if ((h & mask) == mask) return b + i;
+        }
+    }
+    return n;
+}
+
+int qa_st_check_finite(const qa_safetensors *st, const qa_st_tensor *t, qa_err *e) {
+    uint64_t mask;
+    switch (t->dtype) {
+    case QA_DT_BF16: mask = 0x7f80u; break;
+    case QA_DT_F16: mask = 0x7c00u; break;
+    case QA_DT_F32: mask = 0x7f800000u; break;
+    case QA_DT_F64: mask = 0x7ff0000000000000ull; break;
+    default: return 0;
+    }
+    size_t n = (size_t)t->numel, i = first_nonfinite(t->data, n, qa_dtype_size(t->dtype), mask);
+    if (i == n) return 0;
+    uint64_t h = 0;
+    memcpy(&h, (const uint8_t *)t->data + i * qa_dtype_size(t->dtype), qa_dtype_size(t->dtype));
+    int nan = (h & ~mask & (t->dtype == QA_DT_F64 ? 0x000fffffffffffffull : t->dtype == QA_DT_F32 ? 0x7fffffu
+                                                   : t->dtype == QA_DT_F16 ? 0x3ffu : 0x7fu)) != 0;
+    return QA_ERR(e, "%s: tensor '%s' element %zu is %s: non-finite weights (a damaged or diverged checkpoint)",
+                  qa_st_file_of(st, t), t->name, i, nan ? "NaN" : "infinite");
+}
+
 /* ---------------------------------------------------------------- writing */
 
 typedef struct w_item {
@@ -472,22 +513,6 @@ static void sb_json_str(qa_sbuf *b, const char *s) {
         }
     }
     qa_sb_put(b, "\"", 1);
-}
-
-static int write_all(int fd, const void *buf, size_t len, const char *tmp, const char *path, qa_err *e) {
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int en = errno;
-            return QA_ERR(e, "%s: writing %s failed: %s (disk full?); the previous file is untouched", path, tmp,
-                          strerror(en));
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 int qa_st_write_stream(const char *path, const qa_st_entry *entries, size_t n, const char *const *metadata_kv,
@@ -562,53 +587,38 @@ int qa_st_write_stream(const char *path, const qa_st_entry *entries, size_t n, c
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)h.n >> (8 * k));
 
-    size_t tl = strlen(path) + 32;
-    char *tmp = qa_malloc(tl);
-    snprintf(tmp, tl, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int en = errno;
-        QA_ERR(e, "%s: cannot create %s: %s", path, tmp, strerror(en));
-        free(tmp); free(h.p); free(items);
+    qa_atomic a;
+    if (qa_atomic_open(&a, path, 0644, e)) {
+        free(h.p);
+        free(items);
         return -1;
     }
-    rc = write_all(fd, len8, 8, tmp, path, e);
-    if (!rc) rc = write_all(fd, h.p, h.n, tmp, path, e);
+    rc = qa_atomic_write(&a, len8, 8, e);
+    if (!rc) rc = qa_atomic_write(&a, h.p, h.n, e);
     const size_t chunk_bytes = (size_t)32 << 20;
     uint8_t *chunk = NULL;
     for (size_t i = 0; i < n && !rc; i++) {
         const qa_st_entry *en = items[i].ent;
-        if (en->data) { rc = write_all(fd, en->data, items[i].nbytes, tmp, path, e); continue; }
+        if (en->data) { rc = qa_atomic_write(&a, en->data, items[i].nbytes, e); continue; }
         size_t es = (size_t)DTYPES[items[i].rank].bits / 8;
         if (!chunk) chunk = qa_aligned_alloc(64, chunk_bytes);
         uint64_t numel = items[i].nbytes / es, per = chunk_bytes / es;
         for (uint64_t s = 0; s < numel && !rc; s += per) {
             uint64_t k = numel - s < per ? numel - s : per;
             rc = fill(ctx, en, items[i].index, s, k, chunk, e);
-            if (rc) { qa_err_prefix(e, "%s: tensor '%s'", path, en->name); break; }
-            rc = write_all(fd, chunk, (size_t)(k * es), tmp, path, e);
+            if (rc) {
+                qa_err_prefix(e, "%s: tensor '%s'", path, en->name);
+                qa_atomic_abort(&a);
+                break;
+            }
+            rc = qa_atomic_write(&a, chunk, (size_t)(k * es), e);
         }
     }
     free(chunk);
-    if (!rc && fsync(fd) < 0) {
-        int en = errno;
-        rc = QA_ERR(e, "%s: flushing %s failed: %s (disk full?); the previous file is untouched", path, tmp, strerror(en));
-    }
-    if (close(fd) < 0 && !rc) {
-        int en = errno;
-        rc = QA_ERR(e, "%s: closing %s failed: %s", path, tmp, strerror(en));
-    }
-    if (!rc && rename(tmp, path) < 0) {
-        int en = errno;
-        rc = QA_ERR(e, "%s: renaming %s into place failed: %s", path, tmp, strerror(en));
-    }
-    if (rc) unlink(tmp);
-    free(tmp); free(h.p); free(items);
-    if (rc) return -1;
-    char *pc = qa_strdup(path);
-    rc = qa_fsync_dir(dirname(pc), e);
-    free(pc);
-    return rc;
+    free(h.p);
+    free(items);
+    if (rc) return -1;   /* the failed write or the abort above removed the temporary */
+    return qa_atomic_commit(&a, e);
 }
 
 int qa_st_write(const char *path, const qa_st_entry *entries, size_t n, const char *const *metadata_kv, qa_err *e) {

@@ -51,6 +51,10 @@ int qa_st_get(const qa_safetensors *st, const char *name, int ndim, const int64_
               const qa_st_tensor **out, qa_err *e);
 /* Copy a tensor into f32 (F32/BF16/F16/F64 sources). */
 int qa_st_read_f32(const qa_safetensors *st, const qa_st_tensor *t, float *dst, qa_err *e);
+/* 0 when every element of a float tensor (F32, BF16, F16, F64) is finite; else an error naming the
+ * file, the tensor and the first non-finite element. One pass over the data (memory bandwidth); other
+ * dtypes pass unchecked. */
+int qa_st_check_finite(const qa_safetensors *st, const qa_st_tensor *t, qa_err *e);
 /* The file holding t (t == NULL: the opened file or directory). */
 const char *qa_st_file_of(const qa_safetensors *st, const qa_st_tensor *t);
 /* Element size in bits of a safetensors dtype name ("F4" -> 4, "BF16" -> 16); 0 if unknown. */

@@ -154,7 +154,14 @@ static int nfc(const qa_tokenizer *t, const char *s, size_t n, char **out, size_
     return 0;
 }
 
+/* Normalizers may lengthen the text (Prepend, Replace with a longer content, NFC of a few scripts), but
+ * never by more than this: a chain of Replace normalizers that doubles the text each time (a -> aa,
+ * 26 times: 256 MiB from 4 bytes) is refused instead of eating memory and minutes. */
+#define QA_TOK_NORM_GROWTH 16
+#define QA_TOK_NORM_SLACK 4096
+
 int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e) {
+    const size_t limit = n * QA_TOK_NORM_GROWTH + QA_TOK_NORM_SLACK;
     char *cur = qa_malloc(n + 1);
     memcpy(cur, s, n);
     cur[n] = 0;
@@ -178,6 +185,12 @@ int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, si
                 if (!memcmp(cur + i, nm->a, nm->alen)) { cnt++; i += nm->alen; } else i++;
             }
             if (!cnt) continue;
+            if (nm->blen > nm->alen && (cnt > (limit - cn) / (nm->blen - nm->alen) || cn > limit)) {
+                free(cur);
+                return QA_ERR(e, "%s: normalizer %d (Replace) would make the %zu-byte input longer than %zu bytes (%d x "
+                              "its length + %d): the tokenizer's normalizers grow the text without bound", t->name, k,
+                              n, limit, QA_TOK_NORM_GROWTH, QA_TOK_NORM_SLACK);
+            }
             nn = cn - cnt * nm->alen + cnt * nm->blen;
             nx = qa_malloc(nn + 1);
             size_t o = 0;
@@ -191,6 +204,12 @@ int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, si
         free(cur);
         cur = nx;
         cn = nn;
+        if (cn > limit) {
+            free(cur);
+            return QA_ERR(e, "%s: normalizer %d made the %zu-byte input %zu bytes long, more than %d x its length + %d: "
+                          "the tokenizer's normalizers grow the text without bound", t->name, k, n, cn,
+                          QA_TOK_NORM_GROWTH, QA_TOK_NORM_SLACK);
+        }
     }
     *out = cur;
     *out_len = cn;

@@ -203,9 +203,11 @@ static int load_model(qa_tokenizer *t, json_t *model, qa_err *e) {
             const char *s = json_string_value(m);
             size_t n = json_string_length(m);
             const char *sp = memchr(s, ' ', n);
-            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
+            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s))) {
+                free(buf);
                 return QA_ERR(e, "%s: model.merges[%zu] \"%s\" must be two tokens separated by exactly one space",
                               t->name, r, s);
+            }
             a = s; al = (size_t)(sp - s); b = sp + 1; bl = n - al - 1;
         } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
                    json_is_string(json_array_get(m, 1))) {

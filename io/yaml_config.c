@@ -364,8 +364,9 @@ static int set_value_at(qa_cfg *c, const char *key, const char *value, const cha
         return unknown_key(c, key, where, e);
     }
     QA_TRY(set_typed(c, i, value, where, e));
+    char *o = qa_strdup(origin); /* origin may be c->origin[i] itself (qa_cfg_origin) */
     free(c->origin[i]);
-    c->origin[i] = qa_strdup(origin);
+    c->origin[i] = o;
     return 0;
 }
 

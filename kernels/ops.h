@@ -37,9 +37,12 @@ typedef struct qa_stream_opts {
                                    depend on it. Device backends ignore it. */
 } qa_stream_opts;
 
-/* A frozen tensor in backend memory: BF16 or F32. data == NULL means "absent" (no bias). */
+/* A frozen tensor in backend memory: BF16, F32 or NF4. data == NULL means "absent" (no bias).
+ * NF4 (kernels/nf4.h), only as W of linear_fwd / linear_bwd / linear_multi_fwd / swiglu_linear_fwd: data is
+ * one block holding the packed codes [M*K/2 bytes] followed by the fp32 absmax [M*K/64] (qa_nf4_absmax);
+ * the op dequantizes 64-blocks itself and never makes a full-precision copy. */
 typedef struct qa_weight {
-    qa_dtype dtype;     /* QA_DT_F32 or QA_DT_BF16 */
+    qa_dtype dtype;     /* QA_DT_F32, QA_DT_BF16 or QA_DT_NF4 */
     const void *data;
 } qa_weight;
 

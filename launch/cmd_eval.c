@@ -1,7 +1,9 @@
 /* cmd_eval.c — `qalign eval`: the paper's three tasks in 20 languages (eval/eval.h), under mpirun or
  * alone; rank 0 writes results.json, results.md and predictions.jsonl. */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "eval/eval.h"
+#include "eval/report_tb.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
@@ -20,7 +22,9 @@ static void usage(FILE *f) {
             "Runs under mpirun/srun: items are sharded over the ranks and gathered on rank 0.\n\n"
             "options:\n"
             "  --model DIR          Hugging Face model directory (config.json + safetensors [+ tokenizer.json])\n"
-            "  --adapter PATH       PEFT adapter directory, training checkpoint (step_N.h5) or run directory\n"
+            "  --adapter PATH       PEFT adapter directory, training checkpoint (step_N.h5) or run directory;\n"
+            "                       none = the base model. Several --adapter A --out DIR pairs evaluate each\n"
+            "                       adapter on one load of the model (results as separate runs write them)\n"
             "  --tokenizer FILE     tokenizer.json (default: DIR/tokenizer.json)\n"
             "  --data DIR           paper-data directory with tasks.json (default: $QALIGN_DATA or assets/paper-data)\n"
             "  --tasks LIST         emotion,snli,paws (default: all)\n"
@@ -30,6 +34,7 @@ static void usage(FILE *f) {
             "                       original scripts, with the SNLI ja/bn/no defects)\n"
             "  --seed S             seed of the tie-breaking coin (default 0)\n"
             "  --out DIR            where results.json, results.md and predictions.jsonl go\n"
+            "  --tensorboard        also TensorBoard events in OUT/tensorboard (accuracies, the table as text)\n"
             "  --dump-prompts FILE  write every prompt as a JSON string per line (task, language, index order)\n"
             "  --token-stats        print prefix / suffix token counts per task (needs a tokenizer, no model)\n"
             "  --batch N            rows per forward (default 16)\n"
@@ -55,6 +60,8 @@ static void usage(FILE *f) {
             "                       an old name of --device)\n"
             "  --threads N          CPU threads per rank (default 0: the node's cores / ranks on the node); results\n"
             "                       do not depend on it\n"
+            "  --quant Q            none (default), nf4 or nf4-dq: projections quantized to NF4 at load (the paper's\n"
+            "                       evaluation precision: bitsandbytes load_in_4bit); a 4-bit checkpoint is read as NF4\n"
             "  -h, --help           this help\n");
 }
 
@@ -64,13 +71,9 @@ static void log_line(void *ctx, const char *line) {
 }
 
 static int parse_int(const char *s, const char *opt, int lo, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > 1000000000L) {
-        fprintf(stderr, "qalign eval: %s needs an integer >= %d, got '%s'\n", opt, lo, s);
-        return -1;
-    }
-    *out = v;
+    long long v;
+    if (qa_arg_int("eval", opt, s, lo, 1000000000LL, &v)) return -1;
+    *out = (long)v;
     return 0;
 }
 
@@ -117,8 +120,21 @@ static int token_stats(const qa_eval_suite *s, const qa_tokenizer *tok, qa_err *
     return 0;
 }
 
+/* OUT/tensorboard/events.out.tfevents.*: the accuracies and results.md at step 0 (eval/report_tb.h) */
+static int write_tensorboard(const qa_eval_results *r, const char *out_dir, qa_err *e) {
+    char *dir = qa_path_join(out_dir, "tensorboard");
+    qa_tb *tb = NULL;
+    int rc = qa_tb_open(&tb, dir, e);
+    free(dir);
+    if (!rc) rc = qa_eval_write_tensorboard(r, out_dir, tb, 0, e);
+    if (!rc) fprintf(stderr, "eval: TensorBoard events %s\n", qa_tb_path(tb));
+    if (qa_tb_close(tb, rc ? NULL : e)) rc = -1;
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto";
+    const char *model_dir = NULL, *adapter = NULL, *tfile = NULL, *out_dir = NULL, *dump = NULL, *backend = "auto",
+               *quant_s = NULL;
     const char *act_path = NULL;
     qa_eval_dump_opts dopt;
     qa_eval_dump_opts_default(&dopt);
@@ -126,8 +142,11 @@ int cmd_eval(int argc, char **argv) {
     qa_eval_selection sel = {0};
     qa_eval_run_opts ro;
     qa_eval_run_opts_default(&ro);
-    int stats = 0, prompt_given = 0, threads = 0;
+    int stats = 0, prompt_given = 0, tensorboard = 0, threads = 0;
     long v;
+    enum { MAX_ADAPTERS = 256 }; /* --adapter A --out DIR pairs, eval/multi.c */
+    const char *adapters[MAX_ADAPTERS], *outs[MAX_ADAPTERS];
+    int n_adapters = 0, n_outs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -135,15 +154,17 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--no-prefix-cache")) ro.prefix_cache = 0;
         else if (!strcmp(a, "--full-vocab")) ro.full_vocab = 1;
         else if (!strcmp(a, "--token-stats")) stats = 1;
+        else if (!strcmp(a, "--tensorboard")) tensorboard = 1;
         else if (more && !strcmp(a, "--model")) model_dir = argv[++i];
-        else if (more && !strcmp(a, "--adapter")) adapter = argv[++i];
+        else if (more && !strcmp(a, "--adapter") && n_adapters < MAX_ADAPTERS) adapter = adapters[n_adapters++] = argv[++i];
         else if (more && !strcmp(a, "--tokenizer")) tfile = argv[++i];
         else if (more && !strcmp(a, "--data")) data = argv[++i];
         else if (more && !strcmp(a, "--tasks")) sel.tasks = argv[++i];
         else if (more && !strcmp(a, "--langs")) sel.langs = argv[++i];
-        else if (more && !strcmp(a, "--out")) out_dir = argv[++i];
+        else if (more && !strcmp(a, "--out") && n_outs < MAX_ADAPTERS) out_dir = outs[n_outs++] = argv[++i];
         else if (more && !strcmp(a, "--dump-prompts")) dump = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--dump-activations")) act_path = argv[++i];
         else if (more && !strcmp(a, "--prompt")) {
             qa_err e = {0};
@@ -213,6 +234,13 @@ int cmd_eval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    const int multi = n_adapters > 1 || n_outs > 1;
+    if (multi && (n_adapters != n_outs || act_path)) {
+        fprintf(stderr, "qalign eval: several adapters need one --out each, in the same order (got %d --adapter, %d "
+                        "--out)%s\n", n_adapters, n_outs, act_path ? ", and no --dump-activations" : "");
+        return 2;
+    }
+    if (multi || qa_eval_is_base(adapter)) adapter = NULL;
     sel.data_dir = data ? data : "assets/paper-data";
     qa_err e = {0};
     char *tok_path = tfile ? qa_strdup(tfile) : model_dir ? qa_path_join(model_dir, "tokenizer.json") : NULL;
@@ -263,7 +291,9 @@ int cmd_eval(int argc, char **argv) {
     const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
     const qa_stream_opts so = {.threads = qa_dist_cpu_threads(d, threads)};
-    if (ok) { ok = qa_model_load_opts(&m, model_dir, ops, &so, &e) == 0; have_model = ok; }
+    qa_quant quant = QA_QUANT_NONE;
+    if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
+    if (ok) { ok = qa_model_load_opts(&m, model_dir, ops, &so, quant, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;
@@ -281,6 +311,10 @@ int cmd_eval(int argc, char **argv) {
     }
     ro.model_id = model_dir;
     ro.adapter_id = adapter ? adapter_id : NULL;
+    if (multi) {
+        rc = qa_eval_run_many(s, &m, tok, d, &ro, adapters, outs, n_adapters, &e) ? 1 : 0;
+        goto out;
+    }
     if (act_path) {
         dopt.model_id = model_dir;
         dopt.adapter_id = adapter ? adapter_id : NULL;
@@ -296,6 +330,7 @@ int cmd_eval(int argc, char **argv) {
     if (qa_eval_run(s, &m, have_lora ? &l : NULL, tok, d, &ro, &res, &e)) goto out;
     if (me == 0) {
         if (qa_eval_write(&res, out_dir, &e)) goto out_local;
+        if (tensorboard && write_tensorboard(&res, out_dir, &e)) goto out_local;
         fprintf(stderr, "eval: %d items in %.1f s (%.1f items/s), %d exact ties; wrote %s/results.{json,md}, "
                         "predictions.jsonl\n", res.n_items, res.seconds, res.items_per_s, res.ties, out_dir);
         for (int t = 0; t < qa_eval_n_tasks(s); t++)

@@ -1,6 +1,9 @@
 /* cmd_info.c — `qalign info MODEL_DIR`: what a checkpoint is, what it holds, and what it will cost. */
 #include "launch/commands.h"
+#include "launch/args.h"
+#include "io/bnb4.h"
 #include "io/hf_config.h"
+#include "model/model.h"
 #include "io/peft.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -28,6 +31,8 @@ static void info_usage(FILE *f) {
             "  --train-seq T          LoRA training estimate: sequence length (default 512)\n"
             "  --lora-r R             LoRA rank for the estimate (default 8)\n"
             "  --lora-modules LIST    LoRA targets for the estimate (default q_proj,v_proj; or all)\n"
+            "  --quant Q              none, nf4 or nf4-dq: estimates with the projections as NF4 (--quant at load;\n"
+            "                         a 4-bit checkpoint is NF4 anyway)\n"
             "  -h, --help             this help\n");
 }
 
@@ -37,10 +42,22 @@ static void mem_row(const char *label, size_t bytes, const char *note) {
     printf("  %-46s %9.3f GiB %14zu bytes%s%s\n", label, gib((double)bytes), bytes, *note ? "  " : "", note);
 }
 
+/* one of the seven projection weights of a layer (what NF4 quantizes) */
+static int is_projection(const char *name) {
+    int li;
+    char tail[128];
+    if (sscanf(name, "model.layers.%d.%127s", &li, tail) != 2) return 0;
+    for (int mo = 0; mo < QA_LORA_N_MODULES; mo++) {
+        char want[128];
+        snprintf(want, sizeof want, "%s.%s.weight", qa_lora_module_parent(mo), qa_lora_module_name(mo));
+        if (!strcmp(tail, want)) return 1;
+    }
+    return 0;
+}
+
 static int parse_pos(const char *s, const char *opt, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v <= 0 || v > (1L << 30)) { fprintf(stderr, "qalign info: %s needs a positive integer, got '%s'\n", opt, s); return -1; }
+    long long v;
+    if (qa_arg_int("info", opt, s, 1, 1LL << 30, &v)) return -1;
     *out = (int)v;
     return 0;
 }
@@ -48,7 +65,7 @@ static int parse_pos(const char *s, const char *opt, int *out) {
 int cmd_info(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0, eb = 8, et = 2048, tb = 4, tt = 512, r = 8;
-    const char *mods = "q_proj,v_proj";
+    const char *mods = "q_proj,v_proj", *quant_s = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { info_usage(stdout); return 0; }
@@ -59,6 +76,7 @@ int cmd_info(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--train-seq")) { if (parse_pos(argv[++i], a, &tt)) return 2; }
         else if (i + 1 < argc && !strcmp(a, "--lora-r")) { if (parse_pos(argv[++i], a, &r)) return 2; }
         else if (i + 1 < argc && !strcmp(a, "--lora-modules")) mods = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (a[0] == '-') { fprintf(stderr, "qalign info: unknown option '%s'\n\n", a); info_usage(stderr); return 2; }
         else if (!dir) dir = a;
         else { fprintf(stderr, "qalign info: more than one MODEL_DIR given\n"); return 2; }
@@ -67,6 +85,8 @@ int cmd_info(int argc, char **argv) {
     qa_err e = {0};
     unsigned mask;
     if (qa_lora_parse_modules(mods, &mask, &e)) { qa_err_print(&e); return 2; }
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e)) { qa_err_print(&e); return 2; }
 
     qa_hf_config c;
     char *cfg_path = qa_path_join(dir, "config.json");
@@ -92,11 +112,24 @@ int cmd_info(int argc, char **argv) {
         if (k < 8) { dts[k].bytes += t->nbytes; dts[k].n++; }
     }
 
-    /* memory: what the allocations of model/ make for these shapes (CPU backend) */
+    /* NF4: the projections as 4-bit codes + fp32 absmax per 64, everything else as stored */
+    uint64_t other_bytes = 0;
+    int stored_4bit = 0;
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        const qa_st_tensor *t = &st.tensors[i];
+        if (qa_bnb4_is_companion(&st, t->name)) { stored_4bit = 1; continue; }
+        if (!is_projection(t->name)) other_bytes += t->nbytes;
+    }
+    const int64_t proj = qa_model_proj_params(&c);
+    const double nf4_weights = (double)other_bytes + qa_model_proj_nf4_bytes(&c);
+    const int use_nf4 = quant != QA_QUANT_NONE || stored_4bit;
+
+    /* memory: what the allocations of model/ make for these shapes (CPU backend; the projections as NF4 with
+     * --quant or a 4-bit checkpoint) */
     qa_mem_estimate me, mt;
-    const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et};
+    const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et, .quant = quant};
     const qa_mem_shape strn = {.train = 1, .B = tb, .T = tt, .max_logit_rows = qa_train_logit_rows(tb, tt),
-                               .lora_modules = mask, .lora_r = r};
+                               .lora_modules = mask, .lora_r = r, .quant = quant};
     if (qa_model_memory_estimate(&c, &st, NULL, &se, &me, &e) ||
         qa_model_memory_estimate(&c, &st, NULL, &strn, &mt, &e)) {
         qa_err_print(&e);
@@ -136,6 +169,10 @@ int cmd_info(int argc, char **argv) {
         json_t *sd = json_object();
         for (int k = 0; k < ndt; k++) json_object_set_new(sd, dts[k].name, json_integer((json_int_t)dts[k].bytes));
         json_object_set_new(o, "storage_bytes_by_dtype", sd);
+        json_object_set_new(o, "stored_4bit", json_boolean(stored_4bit));
+        json_object_set_new(o, "projection_params", json_integer(proj));
+        json_object_set_new(o, "weight_bytes_nf4", json_real(nf4_weights));
+        json_object_set_new(o, "estimates_with", json_string(use_nf4 ? "nf4" : "stored"));
         json_t *ev = json_object();
         json_object_set_new(ev, "batch", json_integer(eb));
         json_object_set_new(ev, "seq", json_integer(et));
@@ -177,19 +214,25 @@ int cmd_info(int argc, char **argv) {
         printf("tied embeddings  %s\n", c.tie_embeddings ? "yes (no lm_head.weight)" : "no");
         printf("biases           %s\n", c.qkv_bias ? (c.o_bias ? "q, k, v, o" : "q, k, v") : "none");
         printf("parameters       %" PRId64 " from config.json, %" PRId64 " in the tensors%s\n", p_cfg, p_st,
-               p_cfg == p_st ? " (agree)" : " (the difference is tensors HF ignores on load)");
+               p_cfg == p_st ? " (agree)" : stored_4bit ? " (a 4-bit checkpoint: two codes per U8, plus absmax and "
+               "quant_state tensors)" : " (the difference is tensors HF ignores on load)");
         printf("storage          %zu tensors in %d file%s, %" PRIu64 " bytes (%.2f GiB):", st.n_tensors, st.n_files,
                st.n_files > 1 ? "s" : "", bytes, gib((double)bytes));
         for (int k = 0; k < ndt; k++) printf(" %s %" PRId64 " tensors %.2f GiB%s", dts[k].name, dts[k].n, gib((double)dts[k].bytes), k + 1 < ndt ? ";" : "");
-        printf("\n\nmemory, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib((double)me.total));
-        mem_row("weights as the CPU backend holds them", me.weights, "");
+        printf("\n");
+        printf("as NF4           %.2f GiB in memory: %" PRId64 " projection parameters x 0.5625 bytes (4-bit codes + "
+               "fp32 absmax per 64) + %.2f GiB as stored (embeddings, head, norms)%s\n", gib(nf4_weights), proj,
+               gib((double)other_bytes), stored_4bit ? "; stored 4-bit (bitsandbytes nf4)" : "; --quant nf4");
+        printf("\nmemory, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib((double)me.total));
+        mem_row(use_nf4 ? "weights (NF4 projections)" : "weights as the CPU backend holds them", me.weights, "");
         char lab[96];
         snprintf(lab, sizeof lab, "prefix KV cache (%d positions)", et);
         mem_row(lab, me.kv_cache, "f32, every layer's keys and values");
         mem_row("inference workspace", me.activations, "f32, one layer at a time, full-vocabulary logits per row");
         printf("memory, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
                gib((double)mt.total));
-        mem_row("frozen weights as the CPU backend holds them", mt.weights, "");
+        mem_row(use_nf4 ? "frozen weights (NF4 projections: QLoRA)" : "frozen weights as the CPU backend holds them",
+                mt.weights, "");
         snprintf(lab, sizeof lab, "adapter: %" PRId64 " params", adapter_params);
         mem_row(lab, mt.lora, "f32 weights and gradients");
         mem_row("AdamW m and v", mt.optimizer, "f32");

@@ -4,13 +4,17 @@
  * (seed, tensor name, element index), so the output is identical on every machine and for every
  * shard layout. Tensors are generated and written chunk by chunk: memory stays flat for a 7B shape. */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "io/hf_config.h"
 #include "io/hf_json.h"
 #include "io/safetensors.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
-#include <ftw.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -19,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static void init_usage(FILE *f) {
@@ -69,6 +75,11 @@ typedef struct gen_ctx {
     double std;
 } gen_ctx;
 
+/* SIGINT / SIGTERM / SIGHUP while the weights are written: the next chunk stops, and the staged
+ * directory is removed before exiting (a handler may only set a flag: this is the one static). */
+static volatile sig_atomic_t g_stop_signal;
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
 typedef struct gen_job {
     uint64_t key, first, count;
     uint16_t *dst;
@@ -95,6 +106,7 @@ static int gen_fill(void *vctx, const qa_st_entry *ent, size_t index, uint64_t f
     gen_ctx *ctx = vctx;
     const qa_hf_tensor_spec *s = &ctx->specs[index];
     uint16_t *o = dst;
+    if (g_stop_signal) return QA_ERR(e, "interrupted by signal %d", (int)g_stop_signal);
     if (ent->dtype != QA_DT_BF16) return QA_ERR(e, "init-model writes BF16 only");
     if (s->is_norm || s->is_bias) {
         uint16_t v = s->is_norm ? qa_f32_to_bf16(1.0f) : 0;
@@ -270,28 +282,83 @@ static int write_weights(const char *dir, const qa_hf_config *c, uint64_t seed, 
     return rc;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 static int parse_i(const char *s, const char *opt, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "qalign init-model: %s needs an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
+    long long v;
+    if (qa_arg_int("init-model", opt, s, lo, hi, &v)) return -1;
+    *out = (long)v;
     return 0;
 }
+
+/* A name init-model writes into its staging directory: the HF files and their atomic temporaries. */
+static int is_init_file(const char *n) {
+    static const char *const names[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "model.safetensors", "model.safetensors.index.json"};
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        size_t l = strlen(names[k]);
+        if (!strncmp(n, names[k], l) && (!n[l] || !strncmp(n + l, ".tmp.", 5))) return 1;
+    }
+    int a, b, used = 0;
+    return sscanf(n, "model-%5d-of-%5d.safetensors%n", &a, &b, &used) == 2 && used > 0 &&
+           (!n[used] || !strncmp(n + used, ".tmp.", 5));
+}
+
+/* 1 when p is a staging directory of an interrupted init-model: a directory of this user, still 0700
+ * (qa_stage_dir_create's mode until the commit), holding nothing but regular files init-model writes. */
+static int is_stale_stage(const char *p) {
+    struct stat st;
+    if (lstat(p, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != 0700) return 0;
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    int ok = 1;
+    struct dirent *de;
+    while (ok && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *f = qa_path_join(p, de->d_name);
+        struct stat fs;
+        ok = is_init_file(de->d_name) && lstat(f, &fs) == 0 && S_ISREG(fs.st_mode);
+        free(f);
+    }
+    closedir(d);
+    return ok;
+}
+
+/* Staging directories "<out>.tmp.XXXXXX" (mkdtemp's six characters) that a killed init-model (SIGKILL, a
+ * lost node) left behind. Only what is recognisably init-model's own is removed: "<out>.tmp.<12 hex>" is
+ * the previous model moved aside by --force and is never touched, nor is anything holding other files. */
+static void remove_stale_stages(const char *dst) {
+    char *dcopy = qa_strdup(dst), *bcopy = qa_strdup(dst);
+    const char *parent = dirname(dcopy), *base = basename(bcopy);
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5) || strlen(n + bl + 5) != 6) continue;
+        int alnum = 1;
+        for (const char *c = n + bl + 5; *c; c++) alnum &= isalnum((unsigned char)*c) != 0;
+        if (!alnum) continue;
+        char *p = qa_path_join(parent, n);
+        if (is_stale_stage(p)) {
+            fprintf(stderr, "qalign init-model: removing %s, left by an interrupted init-model\n", p);
+            qa_rm_tree(p);
+        }
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dcopy);
+    free(bcopy);
+}
+
+/* Sizes past these are no model anyone trains with qalign (the largest vocabularies are ~256k ids) and
+ * would only fill a disk: refused before anything is written. */
+#define INIT_MAX_VOCAB (1L << 22)
+#define INIT_MAX_BYTES (1ULL << 42)
 
 int cmd_init_model(int argc, char **argv) {
     const char *arch_s = NULL, *tok = NULL, *out = NULL;
     long hidden = 64, layers = 2, heads = 4, kv = 2, inter = 172, hd = 0, window = 0, vocab = 0, tie = 0, force = 0;
     double theta = 0;
-    long long seed = -1;
-    unsigned long long max_shard = 5000000000ull;
+    long long seed = -1, max_shard = 5000000000LL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -308,16 +375,16 @@ int cmd_init_model(int argc, char **argv) {
         OPT_I("--intermediate", inter, 1, 1 << 22)
         OPT_I("--head-dim", hd, 2, 1 << 16)
         OPT_I("--sliding-window", window, 1, INT32_MAX)
-        OPT_I("--vocab", vocab, 1, INT32_MAX)
+        OPT_I("--vocab", vocab, 1, INIT_MAX_VOCAB)
         else if (!strcmp(a, "--rope-theta") && v) {
-            char *end; theta = strtod(v, &end); i++;
-            if (*end || !(theta > 0)) { fprintf(stderr, "qalign init-model: --rope-theta needs a positive number\n"); bad = 1; }
+            i++;
+            bad = qa_arg_num("init-model", "--rope-theta", v, 0, 1e12, 1, &theta);
         } else if (!strcmp(a, "--seed") && v) {
-            char *end; seed = strtoll(v, &end, 10); i++;
-            if (!*v || *end || seed < 0) { fprintf(stderr, "qalign init-model: --seed needs a non-negative integer\n"); bad = 1; }
+            i++;
+            bad = qa_arg_int("init-model", "--seed", v, 0, INT64_MAX, &seed);
         } else if (!strcmp(a, "--max-shard-size") && v) {
-            char *end; max_shard = strtoull(v, &end, 10); i++;
-            if (!*v || *end) { fprintf(stderr, "qalign init-model: --max-shard-size needs a byte count\n"); bad = 1; }
+            i++;
+            bad = qa_arg_int("init-model", "--max-shard-size", v, 0, 1LL << 50, &max_shard);
         } else if (!strcmp(a, "--tie")) tie = 1;
         else if (!strcmp(a, "--no-tie")) tie = 0;
         else if (!strcmp(a, "--force")) force = 1;
@@ -355,42 +422,68 @@ int cmd_init_model(int argc, char **argv) {
     for (int l = 0; l < c.n_layers; l++) c.window[l] = (int)window;
     qa_hf_config_finish(&c);
 
-    /* build in "<out>.tmp.<pid>", then move into place */
+    uint64_t bytes = (uint64_t)qa_hf_config_param_count(&c) * 2;
+    if (bytes > INIT_MAX_BYTES) {
+        fprintf(stderr, "qalign init-model: these sizes make %.3g GB of weights, more than the %.3g GB init-model writes\n",
+                (double)bytes / 1e9, (double)INIT_MAX_BYTES / 1e9);
+        return 2;
+    }
+
+    /* built in a private staging directory "<out>.tmp.XXXXXX", then moved into place */
     size_t ol = strlen(out);
     while (ol > 1 && out[ol - 1] == '/') ol--;
-    char *dst = qa_strndup(out, ol), *tmp = qa_malloc(ol + 32), *old = qa_malloc(ol + 32);
-    snprintf(tmp, ol + 32, "%s.tmp.%d", dst, (int)getpid());
-    snprintf(old, ol + 32, "%s.old.%d", dst, (int)getpid());
+    char *dst = qa_strndup(out, ol), *tmp = NULL, *old = NULL;
     int rc = 0;
     if (qa_path_exists(dst) && !force) {
         fprintf(stderr, "qalign: error: %s exists; remove it or pass --force\n", dst);
         rc = 1;
         goto done;
     }
-    if (qa_mkdir_p(tmp, &e)) { qa_err_print(&e); rc = 1; goto done; }
+    remove_stale_stages(dst);
+    if (!(tmp = qa_stage_dir_create(dst, &e))) { qa_err_print(&e); rc = 1; goto done; }
+    {   /* the disk must hold the weights: checked before writing gigabytes */
+        struct statvfs fs;
+        if (statvfs(tmp, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < bytes + (64u << 20)) {
+            QA_ERR(&e, "%s: %.3g GB of weights do not fit the %.3g GB free there", dst, (double)bytes / 1e9,
+                   (double)fs.f_bavail * (double)fs.f_frsize / 1e9);
+            qa_err_print(&e);
+            qa_rm_tree(tmp);
+            rc = 1;
+            goto done;
+        }
+    }
+    struct sigaction sa, prev[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int k = 0; k < 3; k++) sigaction(sigs[k], &sa, &prev[k]);
     char *p = qa_path_join(tmp, "config.json");
     int r = qa_hf_config_write(&c, p, &e);
     free(p);
-    if (!r) r = write_weights(tmp, &c, (uint64_t)seed, max_shard, &e);
+    if (!r) r = write_weights(tmp, &c, (uint64_t)seed, (uint64_t)max_shard, &e);
     if (!r) { p = qa_path_join(tmp, "tokenizer.json"); r = qa_copy_file(tok, p, &e); free(p); }
     if (!r) r = write_side_files(tmp, &c, &tf, &e);
-    if (!r && qa_path_exists(dst)) {
-        if (rename(dst, old) < 0) { r = QA_ERR(&e, "cannot move the existing %s aside: %s", dst, strerror(errno)); }
+    if (!r && qa_path_exists(dst)) {   /* --force: the old directory goes aside, is replaced, then removed */
+        old = qa_tmp_name(dst);
+        if (rename(dst, old) < 0) r = QA_ERRNO(&e, errno, "cannot move the existing %s aside", dst);
     }
-    if (!r && rename(tmp, dst) < 0) {
-        r = QA_ERR(&e, "cannot move %s to %s: %s", tmp, dst, strerror(errno));
-        if (qa_path_exists(old)) rename(old, dst);
-    }
-    if (!r && qa_path_exists(old)) nftw(old, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (!r) {
-        char *pc = qa_strdup(dst);
-        r = qa_fsync_dir(dirname(pc), &e);
-        free(pc);
+        r = qa_stage_dir_commit(tmp, dst, &e);
+        if (r && old) rename(old, dst);
     }
+    if (!r && old) qa_rm_tree(old);
+    for (int k = 0; k < 3; k++) sigaction(sigs[k], &prev[k], NULL);
     if (r) {
         qa_err_print(&e);
-        if (qa_path_exists(tmp)) nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        qa_rm_tree(tmp);
         rc = 1;
+        if (g_stop_signal) {   /* cleaned up: now die of the signal as the caller expects */
+            int sig = (int)g_stop_signal;
+            g_stop_signal = 0;
+            signal(sig, SIG_DFL);
+            raise(sig);
+        }
         goto done;
     }
     printf("wrote %s: %s, %d layers, hidden %d, heads %d/%d, intermediate %d, vocab %d, %" PRId64 " parameters (BF16)\n",

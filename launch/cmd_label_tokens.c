@@ -23,31 +23,37 @@ static void usage(FILE *f) {
 
 int cmd_label_tokens(int argc, char **argv) {
     const char *tfile = NULL;
-    int show = 0, first_word = 0;
+    int show = 0, n_words = 0;
+    const char **words = qa_calloc((size_t)argc, sizeof *words);
+    /* options may come before or after the words; every other argument starting with '-' is an error
+     * (a word that starts with '-' goes after "--") */
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); free(words); return 0; }
         else if (!strcmp(argv[i], "--show")) show = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--tokenizer")) tfile = argv[++i];
-        else if (!strcmp(argv[i], "--")) { first_word = i + 1; break; }
-        else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            fprintf(stderr, "qalign label-tokens: unknown or incomplete option '%s'\n\n", argv[i]);
+        else if (!strcmp(argv[i], "--")) { while (++i < argc) words[n_words++] = argv[i]; }
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "qalign label-tokens: unknown or incomplete option '%s' (a word starting with '-' goes "
+                            "after --)\n\n", argv[i]);
             usage(stderr);
+            free(words);
             return 2;
-        } else { first_word = i; break; }
+        } else words[n_words++] = argv[i];
     }
-    if (!tfile || !first_word || first_word >= argc) {
+    if (!tfile || !n_words) {
+        free(words);
         fprintf(stderr, "qalign label-tokens: --tokenizer and at least one word are required\n\n");
         usage(stderr);
         return 2;
     }
     qa_err e = {0};
     qa_tokenizer *tok = NULL;
-    if (qa_tok_load(&tok, tfile, &e)) { qa_err_print(&e); return 1; }
+    if (qa_tok_load(&tok, tfile, &e)) { qa_err_print(&e); free(words); return 1; }
     int rc = 0;
-    for (int i = first_word; i < argc; i++) {
+    for (int i = 0; i < n_words; i++) {
         int32_t *ids = NULL;
         int n = 0;
-        if (qa_eval_label_tokens(tok, argv[i], &ids, &n, &e)) { qa_err_print(&e); rc = 1; break; }
+        if (qa_eval_label_tokens(tok, words[i], &ids, &n, &e)) { qa_err_print(&e); rc = 1; break; }
         printf("[");
         for (int j = 0; j < n; j++) printf("%s%d", j ? ", " : "", ids[j]);
         printf("]");
@@ -69,5 +75,6 @@ int cmd_label_tokens(int argc, char **argv) {
         free(ids);
     }
     qa_tok_free(tok);
+    free(words);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* cmd_lens.c — `qalign lens`: the logit lens of activation dumps, base and aligned on one figure
  * (analysis/lens.c, paper-protocol.md §8, docs/analysis.md). */
 #include "launch/commands.h"
+#include "launch/args.h"
 #include "analysis/analysis.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
             "                     emu: the lens is a full-vocabulary head per item and layer (--backend: an old\n"
             "                     name)\n"
             "  --threads N        CPU threads (default 0: one per core); results do not depend on it\n"
+            "  --quant Q          none (default), nf4 or nf4-dq: the model the dumps came from, quantized at load\n"
             "  -h, --help         this help\n",
             QA_LENS_MAX_SERIES);
 }
@@ -57,7 +59,7 @@ int qa_launch_parse_formats(const char *s, int *png, int *svg) {
 int cmd_lens(int argc, char **argv) {
     qa_lens_opts o;
     qa_lens_opts_default(&o);
-    const char *model_dir = NULL, *tfile = NULL, *backend = "auto";
+    const char *model_dir = NULL, *tfile = NULL, *backend = "auto", *quant_s = NULL;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -83,20 +85,13 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
         else if (more && !strcmp(a, "--threads")) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 0 || v > 4096) {
-                fprintf(stderr, "qalign lens: --threads needs an integer >= 0, got '%s'\n", argv[i]);
-                return 2;
-            }
+            long long v;
+            if (qa_arg_int("lens", "--threads", argv[++i], 0, 4096, &v)) return 2;
             threads = (int)v;
-        } else if (more && !strcmp(a, "--ymax")) {
-            char *end;
-            o.ymax = strtod(argv[++i], &end);
-            if (*end || !(o.ymax > 0)) {
-                fprintf(stderr, "qalign lens: --ymax needs a number > 0, got '%s'\n", argv[i]);
-                return 2;
-            }
+        }
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
+        else if (more && !strcmp(a, "--ymax")) {
+            if (qa_arg_num("lens", "--ymax", argv[++i], 0, 1e6, 1, &o.ymax)) return 2;
         }
         else if (more && !strcmp(a, "--format")) {
             if (qa_launch_parse_formats(argv[++i], &o.png, &o.svg)) {
@@ -123,7 +118,8 @@ int cmd_lens(int argc, char **argv) {
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
     const qa_stream_opts so = {.threads = threads};
-    if (qa_model_load_opts(&m, model_dir, ops, &so, &e)) goto out;
+    qa_quant quant;
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_opts(&m, model_dir, ops, &so, quant, &e)) goto out;
     have_model = 1;
     o.log = log_line;
     o.model_id = model_dir;

@@ -9,21 +9,27 @@
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
  */
 #include "launch/commands.h"
+#include "launch/args.h"
 
 #include "common/qa_err.h"
 #include "io/hf_config.h"
 #include "io/peft.h"
-#include "io/safetensors.h"
+#include "common/qa_file.h"
+#include "common/qa_mem.h"
+#include "train/mem_estimate.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "train/data.h"
 #include "train/train_config.h"
 #include "dist/dist.h"
 #include "train/train.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -36,6 +42,7 @@ static void train_usage(FILE *f) {
             "  --threads N         CPU threads per rank, as --set train.threads=N (0: the node's cores / ranks on it)\n"
             "  --device NAME       auto, cpu, cuda, cuda-fp32 or emu, as --set model.device=NAME (--backend: an old\n"
             "                      name)\n"
+            "  --quant Q           none, nf4 or nf4-dq, as --set model.quant=Q (QLoRA: NF4 base, fp32 LoRA)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
@@ -61,38 +68,79 @@ static int world_from_env(const char **src) {
     return 1;
 }
 
-/* Per-rank memory of training tc on model config c (checkpoint header st, NULL: weights not counted) on backend
- * ops, micro-batches of B rows of T tokens (qa_data_batch_shape): the bytes model/'s allocations make for that
- * shape (qa_model_memory_estimate). */
-static void print_memory(const qa_train_config *tc, const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
-                         int B, int T) {
+/* Per-rank memory of training tc on model config c, rows of row_len tokens, on backend ops: the bytes the
+ * run's allocations make (train/mem_estimate.h: qa_model_memory_estimate for the trainer's micro-batch). */
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops) {
     unsigned mask = 0;
     for (size_t i = 0; i < tc->lora.targets.n; i++) {
         int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
         if (m >= 0) mask |= QA_LORA_BIT(m);
     }
-    const int rows = qa_train_logit_rows(B, T);
-    const qa_mem_shape s = {.train = 1, .B = B, .T = T, .max_logit_rows = rows, .lora_modules = mask,
-                            .lora_r = tc->lora.r};
-    qa_mem_estimate m;
+    qa_train_mem m;
     qa_err e = {0};
-    if (qa_model_memory_estimate(c, st, ops, &s, &m, &e)) {
+    if (qa_train_mem_estimate(tc, c, row_len, ops, &m, &e)) {
         fprintf(stderr, "qalign: warning: no memory estimate: %s\n", e.msg);
         return;
     }
-    const size_t n_lora = qa_lora_n_params(c, mask, tc->lora.r);
-    printf("\nmemory estimate per rank (micro-batch %d x %d tokens, %s backend): %.2f GiB = %zu bytes, what the "
-           "allocations make\n", B, T, ops->name, gib((double)m.total), m.total);
-    if (st)
-        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, as the backend holds them%s\n", gib((double)m.weights),
-               m.weights, m.weights_mapped ? " (views of the mmap'd checkpoint)" : " (uploaded once)");
-    printf("  LoRA             %8.3f GiB  %12zu bytes  %zu params: f32 weights and grads\n", gib((double)m.lora), m.lora,
-           n_lora);
-    printf("  AdamW m, v       %8.3f GiB  %12zu bytes  f32\n", gib((double)m.optimizer), m.optimizer);
+    const qa_mem_estimate *x = &m.est;
+    printf("\nmemory estimate per rank (micro-batch %d x %d tokens, %s backend, what the allocations make): %.2f GiB\n",
+           m.B, m.T, ops->name, gib((double)x->total));
+    const char *how = x->weights_from_config ? " (from config.json: 2 bytes a parameter; no checkpoint read)"
+                      : x->weights_mapped    ? " (views of the mmap'd checkpoint)"
+                                             : " (uploaded once)";
+    if (m.quant != QA_QUANT_NONE)
+        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, projections as %s (4-bit codes + fp32 absmax per "
+               "64)%s\n", gib((double)x->weights), x->weights, qa_quant_name(m.quant), how);
+    else
+        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, as the backend holds them%s\n", gib((double)x->weights),
+               x->weights, how);
+    printf("  LoRA             %8.3f GiB  %12zu bytes  %lld params: f32 weights and grads\n", gib((double)x->lora),
+           x->lora, (long long)m.lora_params);
+    printf("  AdamW m, v       %8.3f GiB  %12zu bytes  f32\n", gib((double)x->optimizer), x->optimizer);
     printf("  activations      %8.3f GiB  %12zu bytes  the workspace: %d layers of saved tensors, logits of %d rows, "
-           "gradient scratch\n", gib((double)m.activations), m.activations, c->n_layers, rows);
+           "gradient scratch\n", gib((double)x->activations), x->activations, c->n_layers, m.logit_rows);
     printf("  (not counted: the gradient tree of several micro-batches per rank and the all-reduce buffers, each at most "
-           "%zu floats a level; host bookkeeping)\n", n_lora);
+           "%lld floats a level; host bookkeeping)\n", (long long)m.lora_params);
+}
+
+/* What the run would refuse, refused by --dry-run too: a checkpoint.dir that cannot be a directory qalign
+ * writes into, a missing lora.init_adapter (the device is opened by train_dry_run itself). The weights
+ * are not read: a dry run plans a model from its config.json alone. 0 = fine. */
+static int dry_run_refusals(const qa_train_config *tc) {
+    qa_err e = {0};
+    /* checkpoint.dir: an existing directory we may write to, or creatable under its nearest existing parent */
+    char *d = qa_strdup(tc->checkpoint.dir);
+    int ok = 1;
+    for (;;) {
+        struct stat st;
+        if (stat(d, &st) == 0) {
+            ok = S_ISDIR(st.st_mode) && access(d, W_OK | X_OK) == 0;
+            break;
+        }
+        char *slash = strrchr(d, '/');
+        if (!slash) { ok = access(".", W_OK | X_OK) == 0; break; }
+        if (slash == d) { ok = access("/", W_OK | X_OK) == 0; break; }
+        *slash = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "qalign train: error: checkpoint.dir %s (%s) cannot be created or written: %s is not a writable "
+                        "directory\n", tc->checkpoint.dir, qa_cfg_origin(&tc->cfg, "checkpoint.dir"), d);
+        free(d);
+        return 1;
+    }
+    free(d);
+    if (tc->lora.init_adapter && tc->lora.init_adapter[0]) {
+        char *cj = qa_path_join(tc->lora.init_adapter, "adapter_config.json");
+        qa_peft_config pc;
+        int rc = qa_peft_config_load(&pc, cj, &e);
+        free(cj);
+        if (rc) {
+            qa_err_prefix(&e, "lora.init_adapter (%s)", qa_cfg_origin(&tc->cfg, "lora.init_adapter"));
+            qa_err_print(&e);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The dry run: everything a run resolves, printed; no model weights are read (the safetensors header only). */
@@ -164,13 +212,9 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     else
         printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
 
-    int B, T; /* as the trainer sizes its workspace */
-    qa_data_batch_shape(&in.data, tc->train.micro_batch, &B, &T);
-    qa_safetensors st;
-    int have_st = qa_st_open_dir(&st, tc->model.path, &e) == 0; /* the header: dtypes of the weight views */
-    if (!have_st) fprintf(stderr, "qalign: warning: base weights not counted: %s\n", e.msg);
-    print_memory(tc, &in.hf, have_st ? &st : NULL, ops, B, T);
-    if (have_st) qa_st_close(&st);
+    int one, row_len; /* tokens per row: a micro-batch of one row has the row length, padding-free or not */
+    qa_data_batch_shape(&in.data, 1, &one, &row_len);
+    print_memory(tc, &in.hf, row_len, ops);
     qa_train_inputs_free(&in);
     return 0;
 }
@@ -234,11 +278,13 @@ int cmd_train(int argc, char **argv) {
         } else if ((m = OPT("--set"))) {
             if (m < 0) goto missing;
             sets[n_sets++] = val;
-        } else if ((m = OPT("--threads")) || (m = OPT("--device")) || (m = OPT("--backend"))) {
+        } else if ((m = OPT("--threads")) || (m = OPT("--device")) || (m = OPT("--backend")) || (m = OPT("--quant"))) {
             /* shorthands, applied in their place among the --set: --threads N = --set train.threads=N,
-             * --device NAME (--backend: its old name) = --set model.device=NAME */
+             * --device NAME (--backend: its old name) = --set model.device=NAME, --quant Q = --set model.quant=Q */
             if (m < 0) goto missing;
-            const char *key = !strncmp(a, "--threads", 9) ? "train.threads" : "model.device";
+            const char *key = !strncmp(a, "--threads", 9) ? "train.threads"
+                              : !strncmp(a, "--quant", 7) ? "model.quant"
+                                                          : "model.device";
             size_t len = strlen(key) + strlen(val) + 2;
             char *kv = malloc(len);
             if (!kv) {
@@ -251,12 +297,12 @@ int cmd_train(int argc, char **argv) {
             sets[n_sets++] = kv;
         } else if ((m = OPT("--world-size"))) {
             if (m < 0) goto missing;
-            world = atoi(val);
-            if (world < 1) {
-                fprintf(stderr, "qalign train: error: --world-size must be a positive integer, got '%s'\n", val);
+            long long w;
+            if (qa_arg_int("train", "--world-size", val, 1, 1 << 20, &w)) {
                 rc = 2;
                 goto done;
             }
+            world = (int)w;
         } else {
             fprintf(stderr, "qalign train: error: unknown option '%s' (qalign train --help)\n", a);
             rc = 2;
@@ -287,7 +333,8 @@ int cmd_train(int argc, char **argv) {
     if (dry) {
         const char *src = "--world-size";
         if (!world) world = world_from_env(&src);
-        rc = train_dry_run(&tc, world, src);
+        rc = dry_run_refusals(&tc);
+        if (!rc) rc = train_dry_run(&tc, world, src);
         goto done;
     }
     rc = run_training(&tc, &argc, &argv);

@@ -23,4 +23,5 @@ int cmd_pca(int argc, char **argv);
 int cmd_loss_curve(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 #endif

@@ -1,6 +1,7 @@
 /* main.c — the qalign command line: `qalign <subcommand> [options]`, `qalign <subcommand> --help`. */
 #include "launch/commands.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +25,8 @@ static const qa_command COMMANDS[] = {
     {"pca", "PCA of per-layer representations by language and Pearson r of PC1 between language pairs", cmd_pca},
     {"loss-curve", "the training and validation loss of a run (metrics.jsonl) as CSV and PNG/SVG", cmd_loss_curve},
     {"label-tokens", "the paper's label-token set of each word for a tokenizer (JSON arrays of ids)", cmd_label_tokens},
+    {"sweep", "a grid of trainings (models x language mixes x seeds x axes) under Slurm or locally: plan, submit, "
+              "status, report", cmd_sweep},
     {"info", "describe a model directory: architecture, parameters, storage, memory estimates", cmd_info},
     {"init-model", "write a randomly initialized model directory in the Hugging Face layout", cmd_init_model},
 };
@@ -44,6 +47,9 @@ int cmd_version(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* a file-size limit (ulimit -f) makes write() fail with EFBIG, reported like any write error,
+     * instead of killing the process without a word */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("qalign %s\n", QALIGN_VERSION); return 0; }

@@ -1,6 +1,9 @@
 /* lora_peft.c — qa_lora <-> PEFT adapter directories, through io/peft.h. */
 #include "model/model.h"
+#include "common/qa_file.h"
 #include "common/qa_mem.h"
+
+#include <limits.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +27,20 @@ int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e)
 }
 
 int qa_lora_save_peft(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e) {
+    return qa_lora_save_peft_base(l, m, NULL, dir, e);
+}
+
+int qa_lora_save_peft_base(const qa_lora *l, const qa_model *m, const char *base_model, const char *dir, qa_err *e) {
     qa_peft_config cfg;
     memset(&cfg, 0, sizeof cfg);
+    if (base_model && *base_model) {
+        char abs[PATH_MAX];
+        const char *b = qa_is_dir(base_model) && realpath(base_model, abs) ? abs : base_model;
+        if (strlen(b) >= sizeof cfg.base_model)
+            return QA_ERR(e, "base model path %s is longer than %zu bytes (adapter_config.json base_model_name_or_path)",
+                          b, sizeof cfg.base_model - 1);
+        snprintf(cfg.base_model, sizeof cfg.base_model, "%s", b);
+    }
     cfg.r = l->r;
     cfg.alpha = l->alpha;
     cfg.dropout = l->dropout;

@@ -3,8 +3,9 @@
  * Ownership (docs/architecture.md):
  *   qa_model   config + frozen weights as typed views {dtype, data}. On the CPU backend BF16/F32
  *              tensors point straight into the safetensors mmap (no second copy); F16/F64 (or
- *              misaligned) tensors are converted once into one owned F32 block. On a device
- *              backend the weights are uploaded once, keeping their dtype.
+ *              misaligned) tensors are converted once into one owned F32 block; NF4 projections
+ *              (quantized at load, or read from a 4-bit checkpoint) live in the owned block. On a
+ *              device backend the weights are uploaded once, keeping their dtype.
  *   qa_lora    LoRA adapter: parameters, gradients, AdamW m and v in four matching contiguous
  *              fp32 blocks of n_params floats (flat: all-reduce / checkpoint one buffer), with
  *              per-(layer, module) views A [r, in] and B [out, r] into each block.
@@ -49,13 +50,33 @@ typedef struct qa_model {
     qa_layer_weights *layers;                 /* [n_layers] */
     void *owned;                              /* F32 conversions (host) / uploaded weights (device) */
     size_t owned_bytes;
+    int quant;                                /* qa_quant of the projections (QA_QUANT_NONE: as stored) */
+    size_t nf4_bytes;                         /* bytes of the NF4 projections (codes + fp32 absmax) */
 } qa_model;
 
+/* Base-weight quantization at load (kernels/nf4.h): the seven projections of every layer become NF4 (blocks
+ * of 64, fp32 absmax; NF4_DQ: the absmax double-quantized as bitsandbytes does, then decoded); embeddings,
+ * norms, biases and lm_head stay as stored, as bitsandbytes keeps them. A checkpoint that transformers saved
+ * quantized (load_in_4bit, nf4) is read as NF4 whatever is asked. */
+typedef enum qa_quant { QA_QUANT_NONE = 0, QA_QUANT_NF4, QA_QUANT_NF4_DQ } qa_quant;
+/* "none" | "nf4" | "nf4-dq" (also "" = none); error names the value */
+int qa_quant_parse(const char *s, qa_quant *q, qa_err *e);
+const char *qa_quant_name(qa_quant q);
+
+/* Parameters of the seven projections of every layer (what NF4 quantizes) and the bytes they take as NF4 in
+ * memory (codes + fp32 absmax: 0.5625 bytes per parameter). */
+int64_t qa_model_proj_params(const qa_hf_config *c);
+double qa_model_proj_nf4_bytes(const qa_hf_config *c);
+
 /* Load config.json + model.safetensors[.index.json] from dir onto backend ops (NULL = CPU), whose stream
- * is made with so (NULL: defaults; so->threads: the CPU backend's threads, 0 = one per online core). */
-int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e);
-/* qa_model_load_opts with the default stream. */
+ * is made with so (NULL: defaults; so->threads: the CPU backend's threads, 0 = one per online core), the
+ * projections quantized at load when quant != QA_QUANT_NONE. */
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
+                       qa_err *e);
+/* qa_model_load_opts with the default stream, as stored. */
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
+/* qa_model_load_opts with the default stream, the projections quantized at load (quant != QA_QUANT_NONE). */
+int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e);
 void qa_model_free(qa_model *m);
 /* Copy n floats of backend memory to host (plain memcpy on the CPU). */
 void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, size_t n);
@@ -110,6 +131,9 @@ void qa_lora_init_params(qa_lora *l, uint64_t seed);
 int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
 /* Write a PEFT adapter directory (F32, loadable by PEFT) via io/peft.h. */
 int qa_lora_save_peft(const qa_lora *l, const qa_model *m, const char *dir, qa_err *e);
+/* The same, with adapter_config.json's base_model_name_or_path = base_model (a directory is written as
+ * its absolute path, so AutoPeftModelForCausalLM.from_pretrained(dir) finds it; NULL/"" = null). */
+int qa_lora_save_peft_base(const qa_lora *l, const qa_model *m, const char *base_model, const char *dir, qa_err *e);
 /* Copy host tensors in: set A or B of (layer, mod) from f32 host data. */
 void qa_lora_set(qa_lora *l, int layer, int mod, int is_B, const float *host);
 void qa_lora_zero_grad(qa_lora *l);
@@ -289,10 +313,15 @@ typedef struct qa_mem_shape {
     int kv_cap;                               /* eval: positions of the prefix KV cache (0: none) */
     unsigned lora_modules;                    /* adapter targets, QA_LORA_BIT(mod) (0: no adapter) */
     int lora_r;
+    int quant;                                /* qa_quant the projections are loaded with (a 4-bit checkpoint:
+                                                 NF4 whatever is asked) */
 } qa_mem_shape;
 
 typedef struct qa_mem_estimate {              /* bytes */
-    size_t weights;                           /* frozen weights as the backend holds them (0 without st) */
+    size_t weights;                           /* frozen weights as the backend holds them; without st: from
+                                                 config.json at 2 bytes a parameter (BF16/F16 as stored), the
+                                                 projections at qa_model_proj_nf4_bytes when quantized */
+    int weights_from_config;                  /* 1: no checkpoint header was given (st NULL) */
     size_t weights_mapped;                    /* of which views into the safetensors mmap (host backend) */
     size_t lora;                              /* LoRA params + grads + the norm's reduction slot */
     size_t optimizer;                         /* AdamW m and v */
@@ -302,16 +331,18 @@ typedef struct qa_mem_estimate {              /* bytes */
 } qa_mem_estimate;
 
 /* The memory estimate every caller uses (qalign info, train --dry-run, sweep planning): model config c,
- * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: weights not counted), on
- * backend ops (NULL: CPU), for shape s. 0, or -1 + error for an unsupported shape. */
+ * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: a model planned from its
+ * config.json alone, weights_from_config), on backend ops (NULL: CPU), for shape s. 0, or -1 + error for an
+ * unsupported shape. */
 int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
                              const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e);
 
 /* ---- merge ------------------------------------------------------------------------------ */
 /* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
- * W' = W + (alpha/r)·B·A on the projections l targets (computed in f64, stored as out_dtype, or
- * as the source dtype when out_dtype is QA_DT_INVALID), everything else byte for byte, plus
- * config.json, generation_config.json and the tokenizer files. CPU backend only. */
+ * W' = W + (alpha/r)·B·A on the projections l targets (B·A in f64, the sum in f32). out_dtype
+ * QA_DT_INVALID: each projection keeps its dtype, everything else byte for byte, config.json copied;
+ * otherwise every floating tensor is written as out_dtype and config.json's torch_dtype (and dtype)
+ * set to match. Plus generation_config.json and the tokenizer files. CPU backend only. */
 int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_dir, const char *out_dir,
                         qa_dtype out_dtype, qa_err *e);
 #endif

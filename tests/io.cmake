@@ -1,5 +1,5 @@
 # io/: safetensors, config.json, PEFT adapters, `qalign info` / `qalign init-model` (labels io, badinput).
-# Fixture tests discover every directory under $QALIGN_FIXTURES/hf (default ../shared/fixtures/hf).
+# Fixture tests discover every directory under the golden fixture root (tests/CMakeLists.txt, docs/testing.md).
 qa_test_exe(test_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io.c LIBS qa_io m)
 foreach(c fixtures sharded roundtrip config peft_reject)
   add_test(NAME io_${c} COMMAND test_io ${c} ${QA_FIXTURES_DEFAULT}/hf)

@@ -5,6 +5,7 @@
 #include "op_cases.h"
 #include "testutil.h"
 #include "common/qa_mem.h"
+#include "kernels/nf4.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,9 +20,10 @@ int qt_buf_add(qt_inst *t, const char *name, qa_dtype type, qt_role role, size_t
     b->type = type;
     b->role = role;
     b->n = n;
-    b->h = qa_malloc((n ? n : 1) * qa_dtype_size(type));
+    b->h = qa_malloc(n ? qt_type_bytes(type, n) : qa_dtype_size(type) + 1);
     return t->nb++;
 }
+size_t qt_type_bytes(qa_dtype type, size_t n) { return type == QA_DT_NF4 ? qa_nf4_bytes(n) : n * qa_dtype_size(type); }
 void qt_inst_free(qt_inst *t) {
     for (int i = 0; i < t->nb; i++) free(t->b[i].h);
     t->nb = 0;
@@ -53,11 +55,26 @@ static int add_bf16(qt_inst *t, const char *name, size_t n, float s, uint64_t *r
 }
 static int add_copy(qt_inst *t, const char *name, qt_role role, int from) {
     int i = qt_buf_add(t, name, t->b[from].type, role, t->b[from].n);
-    memcpy(t->b[i].h, t->b[from].h, t->b[from].n * qa_dtype_size(t->b[from].type));
+    memcpy(t->b[i].h, t->b[from].h, qt_type_bytes(t->b[from].type, t->b[from].n));
     return i;
 }
-/* element j of a F32 or BF16 host buffer as a double */
+/* an NF4 weight input of n elements (n % 64 == 0): random values in [-s, s) quantized as bitsandbytes does */
+static int add_nf4(qt_inst *t, const char *name, size_t n, float s, uint64_t *rng) {
+    float *w = qa_malloc(sizeof(float) * n);
+    for (size_t j = 0; j < n; j++) w[j] = s * qt_frand(rng);
+    int i = qt_buf_add(t, name, QA_DT_NF4, QT_IN, n);
+    qa_nf4_quantize(w, QA_DT_F32, n, t->b[i].h, (float *)qa_nf4_absmax(t->b[i].h, n));
+    free(w);
+    return i;
+}
+/* a weight input: F32 (0), BF16 (1) or NF4 (2) */
+static int add_weight(qt_inst *t, const char *name, int kind, size_t n, float s, uint64_t *rng) {
+    return kind == 2 ? add_nf4(t, name, n, s, rng) : kind == 1 ? add_bf16(t, name, n, s, rng)
+                                                              : add_rand(t, name, QT_IN, n, s, rng);
+}
+/* element j of a F32, BF16 or NF4 host buffer as a double (NF4: the dequantized value) */
 static double val(const qt_inst *t, int i, size_t j) {
+    if (t->b[i].type == QA_DT_NF4) return qa_nf4_get(t->b[i].h, qa_nf4_absmax(t->b[i].h, t->b[i].n), j);
     return t->b[i].type == QA_DT_BF16 ? qa_bf16_to_f32(U16(t, i)[j]) : F(t, i)[j];
 }
 static double *dref(const qt_inst *t, double **r, int i) {
@@ -572,15 +589,14 @@ static const qt_family SWIGLU = {.name = "swiglu", .slots = "swiglu_fwd swiglu_b
     .ref = sw_ref, .loss = sw_loss, .fd = {{SW_G, SW_DG, 0}, {SW_U, SW_DU, 0}}, .nfd = 2, .h = 1e-3f};
 
 /* ---- linear_fwd + linear_bwd (frozen weight) ----------------------------------------------------------
- * i: N, K, M, weight BF16 (1) or F32 (0), bias (0 none, 1 F32, 2 BF16); f: fwd beta, bwd beta, weight magnitude.
- * x, dx [N, K]; W [M, K]; bias [M]; y, dy [N, M]. y = beta y + x Wᵀ + b; dx = beta dx + dy W.
- * alt (BF16 weight): the weight's and bias's F32 values. */
+ * i: N, K, M, weight F32 (0), BF16 (1) or NF4 (2), bias (0 none, 1 F32, 2 BF16); f: fwd beta, bwd beta, weight
+ * magnitude. x, dx [N, K]; W [M, K]; bias [M]; y, dy [N, M]. y = beta y + x Wᵀ + b; dx = beta dx + dy W.
+ * alt (BF16 / NF4 weight): the weight's (dequantized) and bias's F32 values. */
 enum { LI_X, LI_W, LI_B, LI_Y, LI_DY, LI_DX, LI_WF, LI_BF };
 static void lin_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1], M = c->i[2];
     add_rand(t, "x", QT_IN, (size_t)N * K, 1, rng);
-    if (c->i[3]) add_bf16(t, "W", (size_t)M * K, c->f[2], rng);
-    else add_rand(t, "W", QT_IN, (size_t)M * K, c->f[2], rng);
+    add_weight(t, "W", c->i[3], (size_t)M * K, c->f[2], rng);
     if (c->i[4] == 2) add_bf16(t, "bias", (size_t)M, 1, rng);
     else add_rand(t, "bias", QT_IN, (size_t)M, 1, rng); /* unused when the case has no bias */
     add_rand(t, "y", c->f[0] != 0 ? QT_INOUT : QT_OUT, (size_t)N * M, 1, rng);
@@ -625,20 +641,20 @@ static void lin_ref(const qt_case *c, const qt_inst *t, double **r) {
     free(w);
 }
 static const qt_family LINEAR = {.name = "linear", .slots = "linear_fwd linear_bwd", .init = lin_init,
-    .run = lin_run, .ref = lin_ref, .alt = lin_alt, .alt_what = "BF16 weight and bias == their F32 values"};
+    .run = lin_run, .ref = lin_ref, .alt = lin_alt, .alt_what = "BF16 / NF4 weight and bias == their F32 values"};
 
 /* ---- linear_multi_fwd: three frozen linears of one input -------------------------------------------------
- * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none), weights F32 (1) or BF16 (0). x [N, K];
+ * i: N, K, M0, M1, M2, which output has an F32 bias (-1: none), weights F32 (1), BF16 (0) or NF4, BF16, NF4 (2).
+ * x [N, K];
  * W_i [M_i, K]; y_i [N, M_i]. alt: linear_fwd of each. (The CUDA op converts x to bf16 once for BF16 weights and
- * runs the plain op per output for F32 weights: both paths have cases.) */
+ * runs the plain op per output for F32 weights: both paths have cases; NF4 weights share the bf16 input.) */
 enum { LM_X, LM_W0, LM_B = LM_W0 + 3, LM_Y0 };
 static void lmul_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], K = c->i[1];
     add_rand(t, "x", QT_IN, (size_t)N * K, 1, rng);
     static const char *wn[3] = {"W0", "W1", "W2"}, *yn[3] = {"y0", "y1", "y2"};
     for (int i = 0; i < 3; i++)
-        if (c->i[6]) add_rand(t, wn[i], QT_IN, (size_t)c->i[2 + i] * K, 0.2f, rng);
-        else add_bf16(t, wn[i], (size_t)c->i[2 + i] * K, 0.2f, rng);
+        add_weight(t, wn[i], c->i[6] == 2 ? (i == 1 ? 1 : 2) : c->i[6] ? 0 : 1, (size_t)c->i[2 + i] * K, 0.2f, rng);
     add_rand(t, "bias", QT_IN, (size_t)(c->i[5] >= 0 ? c->i[2 + c->i[5]] : 1), 1, rng);
     for (int i = 0; i < 3; i++) qt_buf_add(t, yn[i], QA_DT_F32, QT_OUT, (size_t)N * c->i[2 + i]);
 }
@@ -674,7 +690,7 @@ static const qt_family LINEAR_MULTI = {.name = "linear_multi_fwd", .slots = "lin
     .run = lmul_run, .ref = lmul_ref, .alt = lmul_alt, .alt_what = "== linear_fwd of each output"};
 
 /* ---- swiglu_linear_fwd: y = beta y + (silu(g) u) Wᵀ ------------------------------------------------------
- * i: N, F (the product's K), D (its M), weight F32 (1) or BF16 (0), bias (0 none, 1 F32, 2 BF16); f: beta.
+ * i: N, F (the product's K), D (its M), weight F32 (1), BF16 (0) or NF4 (2), bias (0 none, 1 F32, 2 BF16); f: beta.
  * g, u, act [N, F]; W [D, F]; bias [D]; y [N, D]. alt: swiglu_fwd into act, then linear_fwd. (The CUDA op writes
  * silu(g) u as the bf16 operand for a BF16 weight, and runs the fp32 activation through the plain op for an F32
  * weight: both paths have cases.) */
@@ -683,8 +699,7 @@ static void swl_init(const qt_case *c, qt_inst *t, uint64_t *rng) {
     const int N = c->i[0], Fk = c->i[1], D = c->i[2];
     add_rand(t, "g", QT_IN, (size_t)N * Fk, 3, rng);
     add_rand(t, "u", QT_IN, (size_t)N * Fk, 1, rng);
-    if (c->i[3]) add_rand(t, "W", QT_IN, (size_t)D * Fk, 0.2f, rng);
-    else add_bf16(t, "W", (size_t)D * Fk, 0.2f, rng);
+    add_weight(t, "W", c->i[3] == 2 ? 2 : c->i[3] ? 0 : 1, (size_t)D * Fk, 0.2f, rng);
     if (c->i[4] == 2) add_bf16(t, "bias", (size_t)D, 1, rng);
     else add_rand(t, "bias", QT_IN, (size_t)(c->i[4] ? D : 1), 1, rng);
     add_rand(t, "y", QT_INOUT, (size_t)N * D, 1, rng);
@@ -1007,11 +1022,22 @@ const qt_case qt_cases[] = {
      .tol = T_BF(2e-6, 0), .alt = 1},
     {&LINEAR, "N70 K96 M136 f32, no bias, beta 0", {70, 96, 136, 0, 0}, {0, 0, 0.1f}, .tol = T_EW(2e-6, 0)},
     {&LINEAR, "N70 K96 M136 bf16, no bias, beta 0", {70, 96, 136, 1, 0}, {0, 0, 0.1f}, .tol = T_BF(2e-6, 0), .alt = 1},
+    /* NF4 weights (kernels/nf4.h): 64-blocks that straddle rows (K 160); over the GPU's 16M-element dequantization
+     * chunk (M K = 20.5M: two chunks, the second partial); alt: == the F32 dequantized weight, bitwise */
+    {&LINEAR, "N70 K160 M96 nf4, f32 bias, beta 1, bwd beta 0.5", {70, 160, 96, 2, 1}, {1, 0.5f, 0.1f},
+     .tol = T_BF(2e-6, 0), .alt = 1},
+    {&LINEAR, "N3 K40 M48 nf4, bf16 bias, beta 0", {3, 40, 48, 2, 2}, {0, 0, 0.1f}, .tol = T_BF(2e-6, 0), .alt = 1},
+    {&LINEAR, "N9 K4096 M5000 nf4 (two GPU chunks), no bias", {9, 4096, 5000, 2, 0}, {0, 0, 0.1f},
+     .tol = T_BF(1e-5, 0), .alt = 1},
     /* fused forms */
     {&LINEAR_MULTI, "N3 K72 M40/17/33, bias on 17", {3, 72, 40, 17, 33, 1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&LINEAR_MULTI, "N250 K72 M40/17/33, bias on 17", {250, 72, 40, 17, 33, 1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&LINEAR_MULTI, "N40 K72 M40/17/33, no bias", {40, 72, 40, 17, 33, -1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&LINEAR_MULTI, "N40 K72 M40/17/33 f32 weights, bias on 40", {40, 72, 40, 17, 33, 0, 1}, .tol = T_EW(2e-6, 0),
+     .alt = 1},
+    {&LINEAR_MULTI, "N40 K160 M64/32/96 nf4, bf16, nf4, bias on 32", {40, 160, 64, 32, 96, 1, 2}, .tol = T_BF(2e-6, 0),
+     .alt = 1},
+    {&SWIGLU_LINEAR, "N40 F160 D64 nf4 weight, f32 bias, beta 1", {40, 160, 64, 2, 1}, {1}, .tol = T_BF(2e-6, 0),
      .alt = 1},
     {&SWIGLU_LINEAR, "N3 F90 D24 beta 1", {3, 90, 24}, {1}, .tol = T_BF(2e-6, 0), .alt = 1},
     {&SWIGLU_LINEAR, "N250 F90 D24 beta 1", {250, 90, 24}, {1}, .tol = T_BF(2e-6, 0), .alt = 1},

@@ -106,6 +106,8 @@ extern const size_t qt_n_cases;
 
 /* buffers: t->b[...] set from the arguments, host values allocated (uninitialised); returns the index */
 int qt_buf_add(qt_inst *t, const char *name, qa_dtype type, qt_role role, size_t n);
+/* bytes of a buffer of n elements of type (NF4: the codes and the fp32 absmax of kernels/nf4.h) */
+size_t qt_type_bytes(qa_dtype type, size_t n);
 void qt_inst_free(qt_inst *t);
 /* the case's seed: a hash of its family name and description, so the data of a case do not depend on its place */
 uint64_t qt_case_seed(const qt_case *c);

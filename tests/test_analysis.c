@@ -163,7 +163,7 @@ done0:
 }
 
 static int test_golden(const char *tmp) {
-    const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    const char *root = qt_fixtures_root();
     DIR *dd = opendir(root);
     QT_CHECK(dd != NULL, "fixture root %s (set QALIGN_FIXTURES)", root);
     if (!dd) return qt_finish();

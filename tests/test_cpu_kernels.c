@@ -49,7 +49,7 @@ static void test_gemm_case(int M, int N, int K, int ta, int tb, float alpha, flo
     for (int s = 0; s < NS; s++) {
         C[s] = qt_fcopy(C0, (size_t)M * ldc);
         if (beta == 0) for (size_t i = 0; i < (size_t)M * ldc; i++) C[s][i] = NAN; /* beta 0: C is not read */
-        qa_gemm(SS[s], ta, M, N, K, alpha, A, lda, (qa_gemm_b){Bm, QA_DT_F32, ldb, tb}, beta, C[s], ldc);
+        qa_gemm(SS[s], ta, M, N, K, alpha, A, lda, (qa_gemm_b){Bm, QA_DT_F32, ldb, tb, NULL, 0}, beta, C[s], ldc);
     }
     for (int i = 0; i < M; i++) memcpy(got + (size_t)i * N, C[1] + (size_t)i * ldc, sizeof(float) * N);
     double e = qt_rel_err_f32_f64(got, ref, (size_t)M * N);
@@ -83,7 +83,7 @@ static void test_row_independence(void) {
              "linear_fwd: %d rows at once == in groups of 1..40 rows on mixed streams, bitwise", N);
     /* general beta: full and partial tiles round the same way */
     float *c0 = rvec((size_t)N * M, 1), *c1 = qt_fcopy(c0, (size_t)N * M), *c2 = qt_fcopy(c0, (size_t)N * M);
-    const qa_gemm_b wt = {wf, QA_DT_F32, K, 1};
+    const qa_gemm_b wt = {wf, QA_DT_F32, K, 1, NULL, 0};
     qa_gemm(SS[3], 0, N, M, K, 0.5f, x, K, wt, -0.75f, c1, M);
     for (int i = 0; i < N; i++) qa_gemm(SS[1], 0, 1, M, K, 0.5f, x + (size_t)i * K, K, wt, -0.75f, c2 + (size_t)i * M, M);
     QT_CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)N * M), "gemm alpha 0.5 beta -0.75: all rows == row by row, bitwise");
@@ -98,7 +98,7 @@ static int run_model(const char *dir, int threads, model_run *r) {
     qa_err e = {0};
     qa_model m;
     const qa_stream_opts so = {.threads = threads};
-    if (qa_model_load_opts(&m, dir, NULL, &so, &e)) { printf("  load: %s\n", e.msg); return -1; }
+    if (qa_model_load_opts(&m, dir, NULL, &so, QA_QUANT_NONE, &e)) { printf("  load: %s\n", e.msg); return -1; }
     const int B = 3, T = 70, N = B * T, V = m.cfg.vocab;
     int32_t *ids = qa_malloc(sizeof(int32_t) * N), *mask = qa_malloc(sizeof(int32_t) * N),
             *seg = qa_malloc(sizeof(int32_t) * N), *pos = qa_malloc(sizeof(int32_t) * N),

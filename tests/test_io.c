@@ -57,7 +57,7 @@ static const char *fixtures_root(int argc, char **argv) {
         snprintf(buf, sizeof buf, "%s/hf", r);
         return qa_is_dir(buf) ? buf : r;
     }
-    return argc > 2 ? argv[2] : "../shared/fixtures/hf";
+    return argc > 2 ? argv[2] : QT_FIXTURES_FALLBACK;
 }
 
 /* ---------------------------------------------------------------- fixtures */

@@ -233,7 +233,7 @@ static void test_bad_inputs(qa_model *m) {
 }
 
 int main(void) {
-    const char *root = qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    const char *root = qt_fixtures_root();
     char dir[1024];
     if (qt_first_fixture(root, dir, sizeof dir)) {
         QT_CHECK(0, "a fixture model under %s (set QALIGN_FIXTURES)", root);

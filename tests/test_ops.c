@@ -33,7 +33,7 @@ static int selected(const qt_case *c) { return !case_filter || strstr(name_of(c)
 
 /* ---- running a case on a backend --------------------------------------------------------------------------- */
 static int compared(const qt_buf *b) { return b->role == QT_OUT || b->role == QT_INOUT; }
-static size_t bytes_of(const qt_buf *b) { return b->n * qa_dtype_size(b->type); }
+static size_t bytes_of(const qt_buf *b) { return qt_type_bytes(b->type, b->n); }
 
 static void *nan_fill(const qt_buf *b) {
     void *p = qa_malloc(bytes_of(b) ? bytes_of(b) : 1);

@@ -141,7 +141,7 @@ static int is_adapter_init(const char *dir, const char *name) {
 }
 
 static const char *fixtures_root(void) {
-    return qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", "../shared/fixtures/hf"));
+    return qt_fixtures_root();
 }
 
 /* the first fixture (sorted): the model of the cases that need any model */
@@ -815,9 +815,14 @@ static void case_adapter(void) {
             QT_CHECK(er <= 1e-5, "%s: logits of the merged model vs base + adapter: rel err %.3e (<= 1e-5)", names[i], er);
             printf("  %-8s merged (f32) vs base + adapter: logits rel err %.3e\n", names[i], er);
         }
-        char *c1 = qa_path_join(model, "config.json"), *c2 = qa_path_join(merged, "config.json");
-        QT_CHECK(same_bytes(c1, c2), "%s: merged config.json is the original's", names[i]);
-        free(c1); free(c2);
+        {   /* --dtype f32: every tensor F32 and config.json saying so (transformers loads in the config's dtype) */
+            char *c2 = qa_path_join(merged, "config.json"), *txt = NULL;
+            size_t len = 0;
+            qa_err ce = {0};
+            QT_CHECK(qa_read_file(c2, 0, &txt, &len, &ce) == 0 && strstr(txt, "\"torch_dtype\": \"float32\"") &&
+                     !strstr(txt, "bfloat16"), "%s: merged (f32) config.json says torch_dtype float32", names[i]);
+            free(txt); free(c2);
+        }
         free(x); free(y);
         /* the default dtype (the checkpoint's) loads too */
         char *merged2 = wpath("merged_%s_same", names[i]);
@@ -826,6 +831,9 @@ static void case_adapter(void) {
         float *z = NULL;
         int V3 = 0;
         QT_CHECK(forward_logits(merged2, NULL, ids, mask, B, T, &z, &V3) == 0, "%s: that merged model runs", names[i]);
+        char *c1 = qa_path_join(model, "config.json"), *c3 = qa_path_join(merged2, "config.json");
+        QT_CHECK(same_bytes(c1, c3), "%s: merged (dtype as stored) config.json is the original's", names[i]);
+        free(c1); free(c3);
         free(z);
         free(merged2);
         free(merged);

@@ -157,7 +157,7 @@ static void test_qwen_by_hand(void) {
     qa_record *rp = &r;
     int64_t nr = 1;
     const char *files[] = {"hand"};
-    qa_data_opts o = {files, 1, 0, 0.0, 42, 2048, 0, 2048, 1, 0, 0};
+    qa_data_opts o = {files, 1, 0, 0.0, 42, 2048, 0, 2048, 1, 0, 0, 0};
     qa_dataset d;
     QT_CHECK(qa_data_build_records(&d, &o, &t, tok, &rp, &nr, &e) == 0, "build one record (%s)", e.msg);
     qa_microbatch b;
@@ -206,7 +206,7 @@ static int build_real(qa_dataset *d, const qa_tokenizer *tok, const qa_template 
     snprintf(f1, sizeof f1, "%s/paper-data/snli/snli_zh10k_train_question.json", assets);
     snprintf(f2, sizeof f2, "%s/paper-data/snli/snli_es10k_train_question.json", assets);
     const char *files[] = {f1, f2};
-    qa_data_opts o = {files, 2, per_file, 0.05, seed, cutoff, packing, cutoff, 0, 0, 0};
+    qa_data_opts o = {files, 2, per_file, 0.05, seed, cutoff, packing, cutoff, 0, 0, 0, 0};
     qa_err e = {0};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);

@@ -46,6 +46,9 @@ const char *qt_env_or(const char *name, const char *dflt) {
     const char *v = getenv(name);
     return v && *v ? v : dflt;
 }
+const char *qt_fixtures_root(void) {
+    return qt_env_or("QALIGN_FIXTURES", qt_env_or("QALIGN_FIXTURES_DEFAULT", QT_FIXTURES_FALLBACK));
+}
 int qt_run(const char *cmd, char *buf, size_t buflen) {
     char full[8192];
     snprintf(full, sizeof full, "%s 2>&1", cmd);

@@ -20,6 +20,11 @@ int qt_run(const char *cmd, char *buf, size_t buflen);
 /* sorted names of the entries of dir (no dot files) that satisfy keep(dir, name); returns how many and
  * sets *out (free each name and the array); an unreadable dir gives 0 and *out NULL */
 int qt_list_dir(const char *dir, char ***out, int (*keep)(const char *dir, const char *name));
+/* The HF golden fixture root: $QALIGN_FIXTURES, else $QALIGN_FIXTURES_DEFAULT (ctest sets it: the shared set
+ * or the generated one, tests/CMakeLists.txt), else QT_FIXTURES_FALLBACK — the documented fallback for a test
+ * binary run by hand beside a checkout with the shared folder (docs/testing.md). */
+#define QT_FIXTURES_FALLBACK "../shared/fixtures/hf"
+const char *qt_fixtures_root(void);
 /* root/<first fixture name in sort order with model/config.json>/model into out; -1: none */
 int qt_first_fixture(const char *root, char *out, size_t n);
 /* deterministic uniform numbers in [-1, 1) from a 64-bit LCG state; qt_rvec: n of them times s (malloc'd) */

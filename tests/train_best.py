@@ -15,6 +15,7 @@ reads metrics.jsonl (json) and takes the step of the lowest validation loss (the
     lines ignored, a line without a readable step refused naming file and line, no validation at all,
     a best step whose checkpoint is gone;
   - checkpoint.keep_best false keeps nothing;
+  - temporaries an interrupted pin left in RUN/best are removed by the resume;
   - `qalign loss-curve RUN --out DIR`: loss.csv equals metrics.jsonl row for row, the best column marks the
     step, PNG and SVG are written.
 Exit 77 (skipped) without numpy, h5py or safetensors."""
@@ -104,8 +105,19 @@ R = os.path.join(TMP, "run")
 # ---- two invocations: 5 steps, then resumed to 8 --------------------------------------------------------
 rc, out = run("train", "--config", cfg, "--set", "train.max_steps=5")
 check(rc == 0, "train 5 steps: %s" % out[-3000:])
+# temporaries of a pin interrupted by SIGKILL (random names, as qalign makes them): gone after the restart
+stale = []
+if os.path.isdir(os.path.join(R, "best", "checkpoints")):
+    stale = [os.path.join(R, "best", "checkpoints", "step_3.h5.tmp.0123456789ab"),
+             os.path.join(R, "best", "checkpoints", "step_3.h5.crc32c.tmp.ba9876543210"),
+             os.path.join(R, "best", "best.json.tmp.00aa11bb22cc")]
+    for p in stale:
+        with open(p, "w") as f:
+            f.write("partial")
+check(stale != [], "the first invocation kept a best checkpoint in RUN/best/checkpoints")
 rc, out = run("train", "--config", cfg)
 check(rc == 0 and "resumed" in out, "train resumed to 8 steps: %s" % out[-3000:])
+check(not any(os.path.exists(p) for p in stale), "the resume removed the temporaries of an interrupted pin in RUN/best")
 check("best adapter written" in out, "the run's end says it wrote adapter-best")
 vals = val_lines(os.path.join(R, "metrics.jsonl"))
 check([s for s, _ in vals] == list(range(1, 9)), "a validation loss per step 1..8 (%s)" % [s for s, _ in vals])

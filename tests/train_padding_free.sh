@@ -34,7 +34,7 @@ run() { local name=$1; shift; "$Q" train --config "$d/c.yaml" --set checkpoint.d
 run pad; r1=$?
 run flat --set data.padding_free=true; r2=$?
 run other --set data.shuffle_seed=99; r3=$?
-check "three runs exit 0" '[ $r1 = 0 ] && [ $r2 = 0 ] && [ $r3 = 0 ] || { tail -3 "$d"/*.log; false; }'
+check "three runs exit 0" '[ $r1 = 0 ] && [ $r2 = 0 ] && [ $r3 = 0 ] || { tail -n 3 "$d"/*.log; false; }'
 "$Q" train --config "$d/c.yaml" --set data.padding_free=true --dry-run >"$d/dry.txt" 2>&1
 check "the dry run names the padding-free layout" 'grep -q "padding-free" "$d/dry.txt"'
 cmp_runs() { # a b: every loss / val_loss within 1e-5 relative, the same tokens per step

@@ -126,20 +126,16 @@ static void remove_ckpt(const char *path) {
     free(sc);
 }
 
-/* dst becomes the same file as src: a hard link put in place by rename, or an atomic copy where the file
- * system has no hard links (or src and dst are on different ones) */
+/* dst becomes the same file as src: a hard link under a fresh random name ("<dst>.tmp.<12 hex>", never a
+ * reused pid's name) put in place by rename, or an atomic copy where the file system has no hard links (or
+ * src and dst are on different ones). A temporary a killed run left is removed by the next init_coord. */
 static int keep_file(const char *src, const char *dst, qa_err *e) {
-    size_t n = strlen(dst) + 32;
-    char *tmp = qa_malloc(n);
-    const char *slash = strrchr(dst, '/');
-    snprintf(tmp, n, "%.*s.pin.%ld", slash ? (int)(slash - dst + 1) : 0, dst, (long)getpid());
-    unlink(tmp);
+    char *tmp = qa_tmp_name(dst);
     int rc = 0;
     if (link(src, tmp) == 0) {
         if (rename(tmp, dst) < 0) {
-            int en = errno;
+            rc = QA_ERRNO(e, errno, "keeping %s as %s: cannot rename %s", src, dst, tmp);
             unlink(tmp);
-            rc = QA_ERR(e, "keeping %s as %s: rename failed: %s", src, dst, strerror(en));
         }
     } else {
         rc = qa_copy_file(src, dst, e);
@@ -176,6 +172,8 @@ static int init_coord(qa_best *b, int64_t step, qa_err *e) {
     free(mp);
     if (rc) return -1;
     char *bd = best_dir(b->run_dir), *cd = qa_ckpt_dir(bd);
+    qa_remove_stale_temps(bd, "");   /* best.json.tmp.* of an interrupted pin */
+    qa_remove_stale_temps(cd, "");   /* step_N.h5[.crc32c].tmp.* links and copies of an interrupted pin */
     qa_ckpt_entry *v = NULL;
     size_t n = 0;
     rc = qa_ckpt_list(cd, &v, &n, e);

@@ -452,6 +452,20 @@ int qa_data_build_records(qa_dataset *d, const qa_data_opts *o, const qa_templat
             d->n_truncated += d->ex[i].truncated;
             if (ks + kt > d->max_len) d->max_len = (int32_t)(ks + kt);
         }
+        /* a loss needs a labelled token after the first position of its example (the HF shift): a file
+         * without one would train on nothing (loss 0) */
+        for (int f = 0; f < o->n_files && !rc; f++) {
+            int64_t sup = 0, nf = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (d->ex[i].file == f) {
+                    nf++;
+                    sup += d->ex[i].n_tgt - (d->ex[i].n_src == 0 && d->ex[i].n_tgt > 0);
+                }
+            if (nf && !sup)
+                rc = QA_ERR(e, "%s: none of its %lld examples has a supervised token (a label other than -100 after the "
+                            "first position%s): training on it would learn nothing", o->files[f], (long long)nf,
+                            o->cutoff > 0 ? ", within data.cutoff" : "");
+        }
         d->n_tokens = total;
         d->tokens = qa_malloc(sizeof(int32_t) * (size_t)(total ? total : 1));
         for (int64_t i = 0; i < n; i++) {
@@ -630,6 +644,7 @@ void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T) {
     b->input_ids = qa_malloc(n * sizeof(int32_t));
     b->labels = qa_malloc(n * sizeof(int32_t));
     b->targets = qa_malloc(n * sizeof(int32_t));
+    b->loss_labels = qa_malloc(n * sizeof(int32_t));
     b->attn_mask = qa_malloc(n * sizeof(int32_t));
     b->positions = qa_malloc(n * sizeof(int32_t));
     b->segments = qa_malloc(n * sizeof(int32_t));
@@ -640,6 +655,7 @@ void qa_microbatch_free(qa_microbatch *b) {
     free(b->input_ids);
     free(b->labels);
     free(b->targets);
+    free(b->loss_labels);
     free(b->attn_mask);
     free(b->positions);
     free(b->segments);
@@ -654,14 +670,19 @@ void qa_microbatch_view(const qa_microbatch *b, qa_batch *v) {
     v->attention_mask = b->attn_mask;
     v->positions = b->positions;
     v->segment_ids = b->segments;
-    v->labels = b->labels;
+    /* the model takes labels with the HF shift (position t predicts labels[t+1]) over the whole row; these
+     * are the targets shifted back by one, so no loss crosses from one packed example into the next */
+    v->labels = b->loss_labels;
+}
+
+void qa_data_batch_shape_of(int padding_free, int micro_batch, int row_len, int *B, int *T) {
+    if (row_len < 1) row_len = 1;
+    *B = padding_free ? 1 : micro_batch;
+    *T = padding_free ? micro_batch * row_len : row_len;
 }
 
 void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T) {
-    int t = d->packing ? d->row_len : d->max_len;
-    if (t < 1) t = 1;
-    *B = d->padding_free ? 1 : micro_batch;
-    *T = d->padding_free ? micro_batch * t : t;
+    qa_data_batch_shape_of(d->padding_free, micro_batch, d->packing ? d->row_len : d->max_len, B, T);
 }
 
 /* padding-free: rows row_ids[0..count) end to end in row 0 of b */
@@ -708,6 +729,7 @@ static void fill_flat(const qa_dataset *d, const qa_rows *R, const int64_t *row_
         const int32_t *seg = b->segments, *lab = b->labels;
         b->targets[t] = t + 1 < T && seg[t] != 0 && seg[t + 1] == seg[t] ? lab[t + 1] : QA_IGNORE_INDEX;
         b->n_targets += b->targets[t] != QA_IGNORE_INDEX;
+        b->loss_labels[t] = t ? b->targets[t - 1] : QA_IGNORE_INDEX;   /* what the model reads (see the padded path) */
     }
 }
 
@@ -761,9 +783,11 @@ void qa_data_fill_batch(const qa_dataset *d, int s, const int64_t *row_ids, int 
             pos[t] = 0;
             seg[t] = 0;
         }
+        int32_t *ll = b->loss_labels + (size_t)i * T;
         for (t = 0; t < T; t++) {
             tg[t] = t + 1 < T && seg[t] != 0 && seg[t + 1] == seg[t] ? lab[t + 1] : QA_IGNORE_INDEX;
             b->n_targets += tg[t] != QA_IGNORE_INDEX;
+            ll[t] = t ? tg[t - 1] : QA_IGNORE_INDEX;
         }
     }
 }

@@ -109,11 +109,11 @@ typedef struct qa_data_opts {
     int cutoff;
     int packing;
     int pack_length;         /* >= cutoff when packing */
-    int padding_free;        /* micro-batches as one row: their rows end to end (qa_data_fill_batch) */
     int threads;             /* tokenizer threads; 0 = all cores */
     int vocab;               /* > 0: every token id must be < vocab (the model's vocab_size) */
     int32_t pad_id;          /* padding id when there is no template (pre-tokenized data); with a
                                 template its end id pads */
+    int padding_free;        /* micro-batches as one row: their rows end to end (qa_data_fill_batch) */
 } qa_data_opts;
 
 typedef struct qa_dataset {
@@ -181,6 +181,8 @@ typedef struct qa_microbatch {
     int32_t *input_ids;      /* [B, T] */
     int32_t *labels;         /* [B, T] */
     int32_t *targets;        /* [B, T] */
+    int32_t *loss_labels;    /* [B, T]: loss_labels[t+1] = targets[t], loss_labels[0] = -100: what the model's
+                                HF-shifted loss reads (qa_microbatch_view), so it never crosses examples */
     int32_t *attn_mask;      /* [B, T] */
     int32_t *positions;      /* [B, T] */
     int32_t *segments;       /* [B, T] */
@@ -193,6 +195,9 @@ void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T);
 /* The largest micro-batch of micro_batch rows of d: *B rows of *T tokens (padded rows: micro_batch rows of
  * row_len with packing, of the longest example without; padding-free: one row of micro_batch times that). */
 void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T);
+/* The same from the settings alone: rows of row_len tokens (packing: the pack length; else the longest
+ * example), padding_free as data.padding_free. The memory estimate sizes with it. */
+void qa_data_batch_shape_of(int padding_free, int micro_batch, int row_len, int *B, int *T);
 void qa_microbatch_free(qa_microbatch *b);
 /* The model's view of a micro-batch (model/model.h qa_batch: pointers into b, valid while b lives). */
 struct qa_batch;

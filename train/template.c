@@ -1,6 +1,7 @@
 /* template.c — see template.h. */
 #include "train/template.h"
 
+#include "common/qa_datadir.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 
@@ -277,7 +278,7 @@ int qa_template_find(const char *name_or_path, const char *config_path, char **o
     }
     char file[300];
     snprintf(file, sizeof file, "%s.yaml", name_or_path);
-    char *dirs[3] = {NULL, NULL, NULL};
+    char *dirs[4] = {NULL, NULL, NULL, NULL};
     const char *env = getenv("QALIGN_TEMPLATES");
     if (env && *env) dirs[0] = qa_strdup(env);
     if (config_path && *config_path) {
@@ -287,8 +288,10 @@ int qa_template_find(const char *name_or_path, const char *config_path, char **o
         free(cdir);
     }
     dirs[2] = qa_strdup("configs/templates");
+    dirs[3] = qa_data_dir(); /* an installed qalign: PREFIX/share/qalign (common/qa_datadir.h) */
+    if (dirs[3]) { char *d = qa_path_join(dirs[3], "configs/templates"); free(dirs[3]); dirs[3] = d; }
     char tried[1500] = "";
-    for (int i = 0; i < 3 && !*out; i++) {
+    for (int i = 0; i < 4 && !*out; i++) {
         if (!dirs[i]) continue;
         char *p = qa_path_join(dirs[i], file);
         if (qa_path_exists(p)) {
@@ -299,7 +302,7 @@ int qa_template_find(const char *name_or_path, const char *config_path, char **o
             free(p);
         }
     }
-    for (int i = 0; i < 3; i++) free(dirs[i]);
+    for (int i = 0; i < 4; i++) free(dirs[i]);
     if (!*out)
         return QA_ERR(e, "template '%s' not found (tried %s); give data.template as a .yaml path or set "
                          "QALIGN_TEMPLATES to the templates directory", name_or_path, tried);

@@ -19,6 +19,9 @@ static const qa_cfg_key KEYS[] = {
     K("model.device", QA_CFG_STRING, model.device, "auto", "where the model runs (auto: cuda when a GPU is usable, "
       "else cpu; cuda-fp32: the CUDA kernels in fp32, for verification; emu: the emulated device of the tests)",
       "auto|cpu|cuda|cuda-fp32|emu", NULL),
+    K("model.quant", QA_CFG_STRING, model.quant, "none",
+      "base projections: as stored, or NF4 4-bit quantized at load (QLoRA: frozen NF4 base, fp32 LoRA)",
+      "none|nf4|nf4-dq", NULL),
     K("tokenizer.path", QA_CFG_STRING, tokenizer.path, "", "tokenizer.json (empty: model.path/tokenizer.json; not used with data.template none)",
       NULL, NULL),
 
@@ -45,7 +48,7 @@ static const qa_cfg_key KEYS[] = {
     K("lora.targets", QA_CFG_LIST, lora.targets, "q_proj,v_proj", "projections that get LoRA adapters",
       LORA_MODULES, NULL),
     K("lora.r", QA_CFG_INT, lora.r, "8", "LoRA rank", NULL, "[1,)"),
-    K("lora.alpha", QA_CFG_FLOAT, lora.alpha, "16", "LoRA alpha (scaling = alpha / r)", NULL, "(0,)"),
+    K("lora.alpha", QA_CFG_FLOAT, lora.alpha, "16", "LoRA alpha (scaling = alpha / r)", NULL, "(0,1000000]"),
     K("lora.dropout", QA_CFG_FLOAT, lora.dropout, "0", "dropout on the LoRA input", NULL, "[0,1)"),
     K("lora.init_adapter", QA_CFG_STRING, lora.init_adapter, "",
       "PEFT adapter directory to start from (empty: A Kaiming-uniform, B = 0)", NULL, NULL),
@@ -57,7 +60,7 @@ static const qa_cfg_key KEYS[] = {
       "[1,)"),
     K("train.grad_accum", QA_CFG_INT, train.grad_accum, "4",
       "micro-batches per optimizer step, counted over all ranks (a multiple of the rank count)", NULL, "[1,)"),
-    K("train.lr", QA_CFG_FLOAT, train.lr, "5e-5", "peak learning rate (AdamW)", NULL, "[0,)"),
+    K("train.lr", QA_CFG_FLOAT, train.lr, "5e-5", "peak learning rate (AdamW)", NULL, "[0,10]"),
     K("train.weight_decay", QA_CFG_FLOAT, train.weight_decay, "0", "AdamW decoupled weight decay", NULL, "[0,)"),
     K("train.warmup_ratio", QA_CFG_FLOAT, train.warmup_ratio, "0.1",
       "linear warmup over ceil(ratio * total steps) steps", NULL, "[0,1]"),
@@ -93,6 +96,8 @@ static const qa_cfg_key KEYS[] = {
       "corrected|paper", NULL),
     K("eval.data_dir", QA_CFG_STRING, eval.data_dir, "assets/paper-data", "directory with tasks.json and the test files",
       NULL, NULL),
+    K("log.tensorboard", QA_CFG_BOOL, log.tensorboard, "false",
+      "also write TensorBoard event files (the metrics.jsonl scalars, evaluations) to RUN_DIR/tensorboard", NULL, NULL),
 };
 
 const qa_cfg_key *qa_train_config_keys(int *n) {

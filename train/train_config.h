@@ -15,7 +15,8 @@
 typedef struct qa_train_config {
     struct {
         char *path;            /* HF checkpoint dir (config.json, *.safetensors, tokenizer.json) */
-        char *device;          /* "cpu" | "cuda" */
+        char *device;          /* "auto" | "cpu" | "cuda" | "cuda-fp32" | "emu" (auto: the trainer opens cuda when a GPU is usable, else cpu) */
+        char *quant;           /* "none" | "nf4" | "nf4-dq": base projections quantized at load (QLoRA) */
     } model;
     struct {
         char *path;            /* tokenizer.json; "" -> model.path/tokenizer.json after finish
@@ -73,6 +74,9 @@ typedef struct qa_train_config {
         char *gold;            /* "corrected" | "paper" */
         char *data_dir;        /* tasks.json + test files */
     } eval;
+    struct {
+        int tensorboard;       /* also TensorBoard event files in RUN_DIR/tensorboard (io/tfevents.h) */
+    } log;
 
     qa_cfg cfg;                /* the bound schema: origins, dumps */
     char *config_path;         /* the last --config file loaded ("" if none); templates are looked up

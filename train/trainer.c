@@ -4,14 +4,18 @@
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_sbuf.h"
 #include "common/qa_version.h"
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "train/best.h"
 #include "train/data.h"
+#include "train/run_checks.h"
 #include "train/template.h"
 #include "eval/eval.h"
+#include "eval/report_tb.h"
+#include "io/tfevents.h"
 
 #include <errno.h>
 #include <math.h>
@@ -67,11 +71,14 @@ typedef struct trainer {
     int64_t n_hist, cap_hist;
     /* logging */
     FILE *metrics;
+    qa_tb *tb;             /* TensorBoard events (log.tensorboard), NULL when off */
     double t_start;
     int64_t steps_this_run;
     int64_t tokens_this_run;
     char *config_yaml;
     char last_ckpt[4096];  /* the newest committed checkpoint (rank 0), "" if none */
+    char model_id[64];     /* content id of model.path (checkpoints record it) */
+    int64_t ckpt_step;     /* step of the newest committed or resumed checkpoint (every rank), -1 = none */
     qa_best best;          /* the checkpoint of the lowest validation loss (train/best.h) */
     /* checkpoint tensor tables */
     qa_ckpt_tensor *ck_lora;
@@ -204,7 +211,7 @@ static int save_checkpoint(trainer *t, qa_err *e) {
                              .tokens_seen = t->tokens_seen, .skipped_steps = t->skipped,
                              .shuffle_seed = t->shuffle_seed, .world_size = t->world, .lora_r = t->l.r,
                              .lora_alpha = t->l.alpha, .target_modules = targets, .n_target_modules = nt,
-                             .base_model = tc->model.path, .base_model_id = tc->model.path,
+                             .base_model = tc->model.path, .base_model_id = t->model_id,
                              .config_yaml = t->config_yaml, .qalign_version = QALIGN_VERSION_STRING};
         qa_ckpt_save_opts so = {.keep_last = tc->checkpoint.keep_last, .log = ckpt_log};
         double t0 = now_s();
@@ -228,6 +235,7 @@ static int save_checkpoint(trainer *t, qa_err *e) {
         return QA_ERR(e, "rank %d: rank 0 failed to commit the checkpoint of step %lld (see its message)", t->rank,
                       (long long)t->step);
     }
+    t->ckpt_step = t->step;
     return 0;
 }
 
@@ -279,6 +287,9 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
                 QA_ERR(&le, "%s was written with data.shuffle_seed %llu but this run uses %llu: the data order would "
                        "change; use the same seed or a new checkpoint.dir", qa_ckpt_path(ck),
                        (unsigned long long)mt->shuffle_seed, (unsigned long long)t->shuffle_seed);
+                found = -1;
+            } else if (qa_train_resume_check(mt, qa_ckpt_path(ck), &t->plan, t->model_id, &le) ||
+                       qa_train_resume_check_state(t->ck_lora, t->ck_m, t->ck_v, t->n_ck, qa_ckpt_path(ck), &le)) {
                 found = -1;
             } else {
                 warn_config_changes(t, qa_ckpt_path(ck), mt->config_yaml);
@@ -339,6 +350,7 @@ static int try_resume(trainer *t, int64_t *resumed_from, qa_err *e) {
         qa_ckpt_close(ck);
     }
     *resumed_from = t->step;
+    t->ckpt_step = t->step;
     return 0;
 }
 
@@ -364,8 +376,14 @@ static int open_metrics(trainer *t, qa_err *e) {
         if (rc) { free(path); return -1; }
     }
     t->metrics = fopen(path, "a");
-    if (!t->metrics) { int en = errno; QA_ERR(e, "cannot open %s for appending: %s", path, strerror(en)); free(path); return -1; }
+    if (!t->metrics) { QA_ERRNO(e, errno, "cannot open %s for appending", path); free(path); return -1; }
     free(path);
+    if (t->tc->log.tensorboard) { /* a new event file per run; TensorBoard discards steps a resume repeats */
+        char *tbdir = qa_path_join(t->tc->checkpoint.dir, "tensorboard");
+        int rc = qa_tb_open(&t->tb, tbdir, e);
+        free(tbdir);
+        QA_TRY(rc);
+    }
     return 0;
 }
 
@@ -375,10 +393,20 @@ static int metrics_flush(trainer *t, qa_err *e) {
     if (fflush(t->metrics) == 0 && !ferror(t->metrics)) return 0;
     int en = errno;
     char *path = qa_path_join(t->tc->checkpoint.dir, "metrics.jsonl");
-    QA_ERR(e, "cannot append to %s at step %lld: %s (disk full?); the last checkpoint is intact, free space and rerun "
-           "to resume", path, (long long)t->step, strerror(en ? en : EIO));
+    QA_ERRNO(e, en ? en : EIO, "cannot append to %s at step %lld (the last checkpoint is intact: fix the cause and "
+             "rerun to resume)", path, (long long)t->step);
     free(path);
     return -1;
+}
+
+/* One metrics.jsonl line (with its newline) appended and flushed; its numbers also go to the
+ * TensorBoard events (log.tensorboard) at the line's step. */
+static int metrics_line(trainer *t, qa_sbuf *line, qa_err *e) {
+    fputs(line->p, t->metrics);
+    int rc = metrics_flush(t, e);
+    if (!rc && t->tb) rc = qa_tb_json_scalars(t->tb, "", line->p, e);
+    qa_sb_free(line);
+    return rc;
 }
 
 /* ---- the gradient reduction: micro-batch tree and all-reduce on the backend's memory ---------------- */
@@ -565,6 +593,7 @@ static int validate(trainer *t, double *val_loss, qa_err *e) {
 
 static void trainer_free(trainer *t) {
     if (t->metrics) fclose(t->metrics);
+    qa_tb_close(t->tb, NULL);
     if (t->acts_ready) qa_acts_free(&t->acts);
     qa_microbatch_free(&t->mb);
     qa_dist_tree_free(&t->tree);
@@ -629,11 +658,13 @@ static int run_mleval(trainer *t, qa_err *e) {
         char *dir = qa_path_join(tc->checkpoint.dir, sub);
         rc = qa_eval_write(&r, dir, e);
         if (!rc) {
-            fprintf(t->metrics, "{\"step\":%lld,\"eval\":{", (long long)t->step);
+            qa_sbuf ml = {0};
+            qa_sb_printf(&ml, "{\"step\":%lld,\"eval\":{", (long long)t->step);
             for (int k = 0; k < qa_eval_n_tasks(t->suite); k++)
-                fprintf(t->metrics, "%s\"%s\":%.6f", k ? "," : "", qa_eval_task_name(t->suite, k), r.task_avg[k]);
-            fprintf(t->metrics, "},\"eval_dir\":\"%s\"}\n", sub);
-            rc = metrics_flush(t, e);
+                qa_sb_printf(&ml, "%s\"%s\":%.6f", k ? "," : "", qa_eval_task_name(t->suite, k), r.task_avg[k]);
+            qa_sb_printf(&ml, "},\"eval_dir\":\"%s\"}\n", sub);
+            rc = metrics_line(t, &ml, e);
+            if (!rc && t->tb) rc = qa_eval_write_tensorboard(&r, dir, t->tb, t->step, e);
             printf("step %lld | evaluation written to %s (%.1f s):", (long long)t->step, dir, now_s() - t0);
             for (int k = 0; k < qa_eval_n_tasks(t->suite); k++)
                 printf(" %s %.1f%%", qa_eval_task_name(t->suite, k), 100 * r.task_avg[k]);
@@ -659,8 +690,10 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     t->world = qa_dist_size(d);
     t->coord = qa_dist_is_coordinator(d);
     t->order_epoch = -1;
+    t->ckpt_step = -1;
     t->t_start = now_s();
     int rc = 0;
+    if ((rc = qa_train_config_agree(tc, d, e))) goto out;
 
     const int threads = qa_dist_cpu_threads(d, tc->train.threads);
 
@@ -680,8 +713,11 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     double t0 = now_s();
     int no_template = qa_template_is_none(tc->data.template_name);
     const qa_stream_opts so = {.threads = threads}; /* the CPU backend's pool for this rank */
-    rc = qa_model_load_opts(&t->m, tc->model.path, t->ops, &so, e);
+    qa_quant quant = QA_QUANT_NONE;
+    rc = qa_quant_parse(tc->model.quant, &quant, e);
+    if (!rc) rc = qa_model_load_opts(&t->m, tc->model.path, t->ops, &so, quant, e);
     if (!rc) t->model_loaded = 1;
+    if (!rc && t->coord) qa_train_model_id(tc->model.path, t->model_id, sizeof t->model_id);
     if (!rc && !no_template && (rc = qa_tok_load(&t->tok, tc->tokenizer.path, e)))
         qa_err_prefix(e, "tokenizer.path (for pre-tokenized data only, data.template: none needs no tokenizer)");
     if (!rc && !no_template) {
@@ -795,11 +831,16 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
 
     double t_loop = now_s();
     int consecutive_skips = 0;
-    int64_t start_step = t->step;
+    int64_t start_step = t->step, start_skipped = t->skipped;
     while (t->step < total) {
         if (qa_dist_agree_stop(d)) {
-            logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
-            if ((rc = save_checkpoint(t, e))) goto out;
+            /* a stop right after a checkpoint.every step (or the resume) finds that step committed already */
+            if (t->ckpt_step == t->step) {
+                logmsg(t, "stop requested (signal): the checkpoint of step %lld is committed; exiting", (long long)t->step);
+            } else {
+                logmsg(t, "stop requested (signal): committing a checkpoint at step %lld and exiting", (long long)t->step);
+                if ((rc = save_checkpoint(t, e))) goto out;
+            }
             res->stopped = 1;
             break;
         }
@@ -831,13 +872,14 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
         double tps = el > 0 ? t->tokens_this_run / el : 0;
         double eta = t->steps_this_run ? el / t->steps_this_run * (double)(total - t->step) : 0;
         if (t->coord) {
-            fprintf(t->metrics,
+            qa_sbuf ml = {0};
+            qa_sb_printf(&ml,
                     "{\"step\":%lld,\"epoch\":%d,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
                     "\"tokens_per_s\":%.1f,\"step_time_s\":%.4f,\"comm_s\":%.5f,\"wall_time\":%.3f,\"world_size\":%d,"
                     "\"skipped\":%d}\n",
                     (long long)t->step, t->epoch, loss, lr_used, gnorm, (long long)ntok, tps, step_s, t->comm_s,
                     now_s() - t->t_start, t->world, skipped);
-            rc = metrics_flush(t, e);
+            rc = metrics_line(t, &ml, e);
             if (tc->train.log_every > 0 && (t->step % tc->train.log_every == 0 || t->step == total || t->step == start_step + 1)) {
                 char eb[32], tb[32];
                 fmt_hms(eb, sizeof eb, eta);
@@ -854,9 +896,10 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
             if ((rc = agree(t, validate(t, &vl, e), "validation", e))) goto out;
             res->last_val_loss = vl;
             if (t->coord) {
-                fprintf(t->metrics, "{\"step\":%lld,\"val_loss\":%.17g,\"val_tokens\":%lld}\n", (long long)t->step, vl,
+                qa_sbuf ml = {0};
+                qa_sb_printf(&ml, "{\"step\":%lld,\"val_loss\":%.17g,\"val_tokens\":%lld}\n", (long long)t->step, vl,
                         (long long)t->ds.rows[QA_SPLIT_VAL].n_label_tokens);
-                rc = metrics_flush(t, e);
+                rc = metrics_line(t, &ml, e);
                 printf("step %lld/%lld | validation loss %.4f\n", (long long)t->step, (long long)total, vl);
                 fflush(stdout);
             }
@@ -877,6 +920,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     res->steps_done = t->step;
     res->skipped_steps = t->skipped;
     if (res->stopped) goto out;
+    if ((rc = qa_train_check_skips(t->steps_this_run, t->skipped - start_skipped, e))) goto out;
 
     /* the end: a final checkpoint (resumable, e.g. to extend max_steps) and the PEFT adapter */
     if (t->steps_this_run == 0 && resumed >= 0)
@@ -885,7 +929,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     else if ((rc = save_checkpoint(t, e))) goto out;
     if (t->coord) {
         char *ad = qa_path_join(tc->checkpoint.dir, "adapter");
-        rc = qa_lora_save_peft(&t->l, &t->m, ad, e);
+        rc = qa_lora_save_peft_base(&t->l, &t->m, tc->model.path, ad, e);
         if (!rc) logmsg(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign --adapter)", ad);
         free(ad);
     }

@@ -10,8 +10,9 @@
 #   .gpu-carry/fixtures/hf      the Hugging Face golden fixtures;
 #   .gpu-carry/assets.tar.xz    the paper's data and the Qwen1.5 tokenizer (scripts/fetch-assets.sh) for the
 #                               evaluation and training checks on the device.
-# Environment: QALIGN_FIXTURES_HF (default ../shared/fixtures/hf), QALIGN_GPU_CARRY_BUILD (default
-# build-gpu-carry).
+# Environment: QALIGN_FIXTURES_HF (default: the fixtures ctest uses — the shared set when it is there, else
+# .fixtures/hf made by tests/gen_golden.py, generated here when missing; docs/testing.md),
+# QALIGN_GPU_CARRY_BUILD (default build-gpu-carry).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -26,7 +27,15 @@ grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >>.
 [ "$(ls "$C"/debs/*.deb | wc -l)" -ge 10 ] || { echo "prepare.sh: apt-get download fetched too few .debs" >&2; exit 1; }
 
 # 2. fixtures
-FIX=${QALIGN_FIXTURES_HF:-$ROOT/../shared/fixtures/hf}
+# the same fallback as tests/CMakeLists.txt: the shared set, else the generated one (made now if missing)
+SHARED_FIX=${QALIGN_SHARED:-$ROOT/../shared}/fixtures/hf
+if [ -n "${QALIGN_FIXTURES_HF:-}" ]; then FIX=$QALIGN_FIXTURES_HF
+elif [ -d "$SHARED_FIX" ]; then FIX=$SHARED_FIX
+else
+  FIX=$ROOT/.fixtures/hf
+  bash tests/golden_fixtures.sh "$FIX" "$ROOT/.venv-hf/bin/python" "$SHARED_FIX" ||
+    { echo "prepare.sh: no golden fixtures (see above; or set QALIGN_FIXTURES_HF)" >&2; exit 1; }
+fi
 [ -d "$FIX" ] || { echo "prepare.sh: no fixture directory $FIX (set QALIGN_FIXTURES_HF to the golden fixtures directory)" >&2; exit 1; }
 rm -rf "$C/fixtures/hf" && cp -r "$FIX" "$C/fixtures/hf"
 

@@ -10,13 +10,13 @@
 #  1. binaries: the prebuilt ones carried in .gpu-carry/prebuilt.tar.xz when they start here (ldd clean);
 #     else a CMake build (system Debian libraries present); else a minimal direct build of kernels/ and
 #     model/ against the carried .debs (no qalign, no NCCL test then);
-#  2. checks: test_ops_cuda (every op case vs the CPU backend), test_golden on cuda (HF fixtures, bf16
+#  2. checks: test_ops_cuda (every op case vs the CPU backend, the NF4 linears included), test_golden on cuda (HF fixtures, bf16
 #     tolerance) and on cuda-fp32 (the verification mode, at the CPU's 1e-4), test_dist_nccl at np=1 through
 #     the real NCCL communicator, `qalign eval` cpu vs cuda on a random tiny model and the paper's data,
 #     `qalign train` cpu vs cuda-fp32 vs cuda (loss curves) and resume on the device (train_check.sh),
 #     compute-sanitizer memcheck + racecheck on a training step;
-#  3. timing: bench_gpu_train at the anchor shapes, and the peer (HF transformers + PEFT, peft_peer.py)
-#     timed in the same run, with the ratio of the two.
+#  3. timing: bench_gpu_train at the anchor shapes (the HF + PEFT numbers of bench/gpu/anchors.json beside
+#     them), and the peer (HF transformers + PEFT, peft_peer.py) timed in the same run, with the ratio of the two.
 # Every step's timeout is cut to what is left of QALIGN_GPU_BUDGET_S (default 540 s) so the whole run
 # ends inside a 600 s device call; a step that no longer fits is recorded as skipped.
 # Output (at most 8 files come back from a device run): $OUT/summary.json (rewritten after every step and
@@ -144,7 +144,7 @@ build_min() {
   local CF="-std=c11 -O3 -g -march=native -fno-trapping-math -fno-math-errno -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
             -DQALIGN_HAVE_CUDA=1 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -I$ROOT -I$B/generated $INC"
   local f pids=() fail=0
-  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c kernels/emu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c; do
+  for f in $(ls common/*.c kernels/*.c kernels/cpu/*.c kernels/emu/*.c model/*.c) io/safetensors.c io/hf_config.c io/hf_json.c io/peft.c io/bnb4.c; do
     gcc $CF -c "$f" -o "$O/$(echo "$f" | tr / _).o" 2>>"$B/build.log" & pids+=($!)
     while [ "$(jobs -rp | wc -l)" -ge "$NPROC" ]; do sleep 0.1; done
   done
@@ -255,7 +255,16 @@ bench() { # name cap args...
   if [ $r = 0 ] && [ -s "$WORK/$name.json" ]; then record "$(sed "s/^{/{\"bench\": \"$name\", /" "$WORK/$name.json")"
   else record "{\"bench\": \"$name\", \"rc\": $r}"; rc=1; fi
 }
-bench train_mistral7b_16x512 75 --shape mistral-7b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor 14494
+# the HF + PEFT anchor of a workload (bench/gpu/anchors.json: measured on an H200, see its "about"): tokens/s
+anchor() {
+  python3 - "$ROOT/bench/gpu/anchors.json" "$@" <<'PY' 2>/dev/null || echo 0
+import json, sys
+runs = json.load(open(sys.argv[1]))["peft_h200"]["runs"]
+model, mode, batch = sys.argv[2], sys.argv[3], int(sys.argv[4])
+print(round(next(r["tokens_per_s"] for r in runs if r["model"] == model and r["mode"] == mode and r["B"] == batch)))
+PY
+}
+bench train_mistral7b_16x512 75 --shape mistral-7b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor "$(anchor mistral-7b lora_train 16)"
 if ! skipped peer; then
   to=$(tmo 100)
   if [ "$to" -gt 30 ]; then
@@ -270,7 +279,7 @@ if ! skipped peer; then
     grep -E '^\{' "$WORK/peer.out" | tee -a "$LOG" | cut -c1-200
   fi
 fi
-bench train_mistral7b_4x512 60 --shape mistral-7b --batch 4 --seq 512 --steps 4 --warmup 1 --anchor 12472
+bench train_mistral7b_4x512 60 --shape mistral-7b --batch 4 --seq 512 --steps 4 --warmup 1 --anchor "$(anchor mistral-7b lora_train 4)"
 if ! skipped profile && [ "$(tmo 40)" -ge 30 ]; then
   say "profile: train mistral-7b 16x512, one step with every launch synchronized (bench.log)"
   echo "---- profile: train mistral-7b 16x512" >>"$BLOG"
@@ -280,8 +289,8 @@ if ! skipped profile && [ "$(tmo 40)" -ge 30 ]; then
   QALIGN_CUDA_PROFILE=1 timeout "$(tmo 40)" "$BENCH" --shape mistral-7b --batch 4 --seq 160 --steps 1 --warmup 1 \
     >>"$BLOG" 2>&1
 fi
-skipped qwen || bench train_qwen1.8b_16x512 60 --shape qwen1.5-1.8b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor 41710
-skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode forward --batch 16 --seq 512 --steps 3 --warmup 1 --anchor 32018
+skipped qwen || bench train_qwen1.8b_16x512 60 --shape qwen1.5-1.8b --batch 16 --seq 512 --steps 4 --warmup 1 --anchor "$(anchor qwen1.5-1.8b lora_train 16)"
+skipped forward || bench forward_mistral7b_16x512 60 --shape mistral-7b --mode forward --batch 16 --seq 512 --steps 3 --warmup 1 --anchor "$(anchor mistral-7b forward 16)"
 skipped eval || bench eval_mistral7b_32000 75 --shape mistral-7b --mode eval --prefix 350 --suffix 65 --rows 64 \
   --batches 8 --prompts 32000 --groups 60
 

@@ -19,7 +19,7 @@ typedef struct {
     int cmax;
 } prefix_ctx;
 
-static qa_gemm_b f32b(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans}; }
+static qa_gemm_b f32b(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans, NULL, 0}; }
 
 static void prefix_task(void *p, long task, qa_cpu_tws *w) {
     enum { QB = 64 }; /* query rows per block: keys beyond the block's last query are never scored */

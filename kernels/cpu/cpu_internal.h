@@ -37,12 +37,14 @@ typedef struct qa_cpu_tws {
     size_t tmp_cap;                          /* floats */
 } qa_cpu_tws;
 
-/* The B operand of a GEMM: f32 or bf16 (converted while packing). */
+/* The B operand of a GEMM: f32, bf16 or nf4 (converted / dequantized while packing). */
 typedef struct qa_gemm_b {
-    const void *p;
-    qa_dtype dt;                             /* QA_DT_F32 or QA_DT_BF16 */
+    const void *p;                           /* F32/BF16: stored element (0, 0); NF4: the tensor's codes */
+    qa_dtype dt;                             /* QA_DT_F32, QA_DT_BF16 or QA_DT_NF4 */
     int ld;
     int trans;                               /* op(B) = Bᵀ */
+    const float *absmax;                     /* NF4: the tensor's per-64-block absmax */
+    size_t off;                              /* NF4: flat index of stored element (0, 0) in the tensor */
 } qa_gemm_b;
 
 /* The A operand of qa_gemm_ex: op(A) = A (ta 0) or Aᵀ; with u: A(i, k) = silu(p[i, k]) * u[i, k] (SwiGLU

@@ -1,6 +1,8 @@
 /* fastmath.h — branch-free float exp for the CPU kernels: vectorizes (AVX2/AVX-512 with -O3),
  * max relative error ~2e-7 over [-87, 88] (Cephes polynomial, Cody-Waite range reduction).
- * Inputs are clamped to [-87.34, 88.38]: exp(-inf) gives 1.2e-38, not 0 (callers pass x - max <= 0).
+ * Inputs are clamped to [-87.34, 88.38]: exp(-inf) gives 1.2e-38, not 0 (callers pass x - max <= 0);
+ * NaN in gives NaN out, with no undefined behaviour: the exponent is built from
+ * an integer that is 0 for NaN (converting NaN to an integer is UB in C), and shifted unsigned.
  * Needs -fno-trapping-math to vectorize (set for the whole project). */
 #ifndef QA_FASTMATH_H
 #define QA_FASTMATH_H
@@ -21,7 +23,8 @@ static inline float qa_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    n = n == n ? n : 0.0f;                                /* NaN: the polynomial p carries it through */
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;  /* n in [-126, 128]: a biased exponent 1..255 */
     float scale;
     memcpy(&scale, &bits, 4);
     return p * scale;

@@ -2,6 +2,9 @@
  * blocks of NR-wide panels (BF16 converted to f32 while packing: no converted copy of a weight ever
  * exists outside this L3-sized block), op(A) in [MC x KC] blocks of MR-row panels, and an MR x NR
  * register-tile microkernel (AVX2+FMA when the CPU has it, plain C otherwise) runs over the blocks.
+ * NF4 weights (kernels/nf4.h) are dequantized the same way, 8 codes at a time into the packed block
+ * (code[q] * absmax, the fp32 product bitsandbytes computes): a product with an NF4 B is bitwise the
+ * product with its dequantized F32 copy, which never exists.
  *
  * Threads: rows of C are split statically over the pool's threads, which pack each B block together
  * (barrier) and their own A blocks; when C has few rows its columns are split instead. Each element of
@@ -9,6 +12,7 @@
  * independent of scheduling and of the number of threads. */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/vecmath.h"
+#include "kernels/nf4.h"
 #include "common/qa_mem.h"
 
 #include <math.h>
@@ -91,6 +95,17 @@ static inline float bf(uint16_t h) {
     memcpy(&f, &u, 4);
     return f;
 }
+/* stored element (r, c) of B, any dtype */
+static inline float bget(const qa_gemm_b *B, size_t r, size_t c) {
+    switch (B->dt) {
+    case QA_DT_BF16: return bf(((const uint16_t *)B->p)[r * B->ld + c]);
+    case QA_DT_NF4: return qa_nf4_get(B->p, B->absmax, B->off + r * B->ld + c);
+    default: return ((const float *)B->p)[r * B->ld + c];
+    }
+}
+/* NF4 rows can be read 8 at a time when every 8-run starts on a multiple of 8 (a run never straddles a
+ * 64-block then): the row stride and the first element of the panel are multiples of 8 */
+static inline int nf4_runs8(const qa_gemm_b *B, size_t first) { return B->ld % 8 == 0 && first % 8 == 0; }
 
 #ifdef QA_HAVE_X86
 /* 16 rows x 8 bf16 (row stride ld elements) -> 8 k-rows of 16 floats: two 8x8 transposes */
@@ -116,6 +131,42 @@ __attribute__((target("avx2"))) static inline void tr8x8(__m256 r0, __m256 r1, _
 __attribute__((target("avx2"))) static inline __m256 ld8_bf16(const uint16_t *s) {
     __m128i h = _mm_loadu_si128((const __m128i *)s);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+/* NF4 elements i .. i+7 (i % 8 == 0): 4 bytes, high nibble first; two 8-entry table lookups blended on
+ * bit 3 of the code, times the block's absmax */
+__attribute__((target("avx2"))) static inline __m256 ld8_nf4(const uint8_t *codes, const float *absmax, size_t i) {
+    uint32_t u;
+    memcpy(&u, codes + i / 2, 4);
+    const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u),
+                                                         _mm256_setr_epi32(4, 0, 12, 8, 20, 16, 28, 24)),
+                                       _mm256_set1_epi32(15));
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(qa_nf4_code), q);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(qa_nf4_code + 8), q);
+    const __m256 c = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
+    return _mm256_mul_ps(c, _mm256_set1_ps(absmax[i / QA_NF4_BLOCK]));
+}
+/* NF4 panels: the same layouts as pack_bn_panel_avx2 / pack_bt_panel_avx2 (nf4_runs8 holds) */
+__attribute__((target("avx2"))) static void pack_bn_panel_nf4(float *d, const qa_gemm_b *B, size_t first, int kc) {
+    const uint8_t *c = B->p;
+    for (int k = 0; k < kc; k++, first += (size_t)B->ld, d += NR) {
+        _mm256_store_ps(d, ld8_nf4(c, B->absmax, first));
+        _mm256_store_ps(d + 8, ld8_nf4(c, B->absmax, first + 8));
+    }
+}
+__attribute__((target("avx2"))) static void pack_bt_panel_nf4(float *d, const qa_gemm_b *B, size_t first, int kc) {
+    const uint8_t *c = B->p;
+    const size_t ld = (size_t)B->ld;
+    int k = 0;
+    for (; k + 8 <= kc; k += 8)
+        for (int h = 0; h < 2; h++) {
+            const size_t f = first + (size_t)(8 * h) * ld + k;
+            tr8x8(ld8_nf4(c, B->absmax, f), ld8_nf4(c, B->absmax, f + ld), ld8_nf4(c, B->absmax, f + 2 * ld),
+                  ld8_nf4(c, B->absmax, f + 3 * ld), ld8_nf4(c, B->absmax, f + 4 * ld),
+                  ld8_nf4(c, B->absmax, f + 5 * ld), ld8_nf4(c, B->absmax, f + 6 * ld),
+                  ld8_nf4(c, B->absmax, f + 7 * ld), d + (size_t)k * NR + 8 * h, NR);
+        }
+    for (; k < kc; k++)
+        for (int r = 0; r < NR; r++) d[(size_t)k * NR + r] = qa_nf4_get(c, B->absmax, first + (size_t)r * ld + k);
 }
 /* one full NR panel of a row-major operand: row k holds the panel's NR values at src + k*ld */
 __attribute__((target("avx2"))) static void pack_bn_panel_avx2(float *d, const void *src, qa_dtype dt, size_t ld,
@@ -200,7 +251,10 @@ static void pack_b(float *dst, qa_gemm_b B, int p0, int kc, int j0, int n, int j
         const int j = j0 + jp;
         if (B.trans) { /* op(B)(k, j) = B[j, k] */
 #ifdef QA_HAVE_X86
-            if (nr == NR && have_avx2()) {
+            if (B.dt == QA_DT_NF4) {
+                const size_t first = B.off + (size_t)j * B.ld + p0;
+                if (nr == NR && have_avx2() && nf4_runs8(&B, first)) { pack_bt_panel_nf4(d, &B, first, kc); continue; }
+            } else if (nr == NR && have_avx2()) {
                 size_t es = B.dt == QA_DT_BF16 ? 2 : 4;
                 pack_bt_panel_avx2(d, (const char *)B.p + ((size_t)j * B.ld + p0) * es, B.dt, (size_t)B.ld, kc);
                 continue;
@@ -211,6 +265,8 @@ static void pack_b(float *dst, qa_gemm_b B, int p0, int kc, int j0, int n, int j
                 if (B.dt == QA_DT_BF16) {
                     const uint16_t *s = (const uint16_t *)B.p + (size_t)(j + c) * B.ld + p0;
                     for (int k = 0; k < kc; k++) d[(size_t)k * NR + c] = bf(s[k]);
+                } else if (B.dt == QA_DT_NF4) {
+                    for (int k = 0; k < kc; k++) d[(size_t)k * NR + c] = bget(&B, (size_t)(j + c), (size_t)(p0 + k));
                 } else {
                     const float *s = (const float *)B.p + (size_t)(j + c) * B.ld + p0;
                     for (int k = 0; k < kc; k++) d[(size_t)k * NR + c] = s[k];
@@ -218,7 +274,10 @@ static void pack_b(float *dst, qa_gemm_b B, int p0, int kc, int j0, int n, int j
             }
         } else {         /* op(B)(k, j) = B[k, j] */
 #ifdef QA_HAVE_X86
-            if (nr == NR && have_avx2()) {
+            if (B.dt == QA_DT_NF4) {
+                const size_t first = B.off + (size_t)p0 * B.ld + j;
+                if (nr == NR && have_avx2() && nf4_runs8(&B, first)) { pack_bn_panel_nf4(d, &B, first, kc); continue; }
+            } else if (nr == NR && have_avx2()) {
                 size_t es = B.dt == QA_DT_BF16 ? 2 : 4;
                 pack_bn_panel_avx2(d, (const char *)B.p + ((size_t)p0 * B.ld + j) * es, B.dt, (size_t)B.ld, kc);
                 continue;
@@ -229,6 +288,8 @@ static void pack_b(float *dst, qa_gemm_b B, int p0, int kc, int j0, int n, int j
                 if (B.dt == QA_DT_BF16) {
                     const uint16_t *s = (const uint16_t *)B.p + (size_t)(p0 + k) * B.ld + j;
                     for (int c = 0; c < nr; c++) dk[c] = bf(s[c]);
+                } else if (B.dt == QA_DT_NF4) {
+                    for (int c = 0; c < nr; c++) dk[c] = bget(&B, (size_t)(p0 + k), (size_t)(j + c));
                 } else {
                     const float *s = (const float *)B.p + (size_t)(p0 + k) * B.ld + j;
                     for (int c = 0; c < nr; c++) dk[c] = s[c];
@@ -357,23 +418,23 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
  * on how many rows are computed with it. */
 enum { GEMV_MAX_M = 4 };
 #ifdef QA_HAVE_X86
-/* 8 consecutive k of 8 B rows (row stride ld elements; rows past nj read as 0) -> t[q] = lanes j, k + q */
-__attribute__((target("avx2,fma"))) static inline void ld8x8(const void *p, qa_dtype dt, size_t ld, int nj, size_t k,
-                                                             float t[64]) {
+/* 8 consecutive k of the 8 B rows j.. (rows past nj read as 0) -> t[q] = lanes j, k + q (NF4: nf4_runs8) */
+__attribute__((target("avx2,fma"))) static inline void ld8x8(const qa_gemm_b *B, int j, int nj, size_t k, float t[64]) {
     __m256 r[8];
+    const size_t ld = (size_t)B->ld;
     for (int q = 0; q < 8; q++)
         r[q] = q >= nj ? _mm256_setzero_ps()
-             : dt == QA_DT_BF16 ? ld8_bf16((const uint16_t *)p + q * ld + k)
-                                : _mm256_loadu_ps((const float *)p + q * ld + k);
+             : B->dt == QA_DT_BF16 ? ld8_bf16((const uint16_t *)B->p + (size_t)(j + q) * ld + k)
+             : B->dt == QA_DT_NF4 ? ld8_nf4(B->p, B->absmax, B->off + (size_t)(j + q) * ld + k)
+                                   : _mm256_loadu_ps((const float *)B->p + (size_t)(j + q) * ld + k);
     tr8x8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], t, 8);
 }
 __attribute__((target("avx2,fma"))) static void gemv_bt(int M, int j0, int j1, int K, float alpha, const float *A,
                                                         int lda, qa_gemm_b B, float beta, float *C, int ldc) {
-    const size_t es = B.dt == QA_DT_BF16 ? 2 : 4;
     float t[64] __attribute__((aligned(32)));
+    const int fast = B.dt != QA_DT_NF4 || nf4_runs8(&B, B.off + (size_t)j0 * B.ld);
     for (int j = j0; j < j1; j += 8) {
         const int nj = j1 - j < 8 ? j1 - j : 8;
-        const char *w = (const char *)B.p + (size_t)j * B.ld * es;
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = K - pc < KC ? K - pc : KC;
             const float be = pc == 0 ? beta : 1.0f;
@@ -381,7 +442,12 @@ __attribute__((target("avx2,fma"))) static void gemv_bt(int M, int j0, int j1, i
             for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
             int k = 0;
             for (; k + 8 <= kc; k += 8) {
-                ld8x8(w, B.dt, (size_t)B.ld, nj, (size_t)(pc + k), t);
+                if (fast) {
+                    ld8x8(&B, j, nj, (size_t)(pc + k), t);
+                } else {
+                    for (int q = 0; q < 8; q++)
+                        for (int c = 0; c < 8; c++) t[8 * q + c] = c < nj ? bget(&B, (size_t)(j + c), (size_t)(pc + k + q)) : 0.0f;
+                }
                 for (int q = 0; q < 8; q++) {
                     const __m256 bq = _mm256_load_ps(t + 8 * q);
                     for (int i = 0; i < M; i++)
@@ -390,9 +456,7 @@ __attribute__((target("avx2,fma"))) static void gemv_bt(int M, int j0, int j1, i
             }
             for (; k < kc; k++) {
                 float bk[8] = {0};
-                for (int q = 0; q < nj; q++)
-                    bk[q] = B.dt == QA_DT_BF16 ? bf(((const uint16_t *)w)[(size_t)q * B.ld + pc + k])
-                                               : ((const float *)w)[(size_t)q * B.ld + pc + k];
+                for (int q = 0; q < nj; q++) bk[q] = bget(&B, (size_t)(j + q), (size_t)(pc + k));
                 const __m256 bq = _mm256_loadu_ps(bk);
                 for (int i = 0; i < M; i++)
                     acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(alpha * A[(size_t)i * lda + pc + k]), bq, acc[i]);
@@ -596,7 +660,9 @@ static void gemm_cols_task(void *ctx, int tid, int nt) {
     for (int c; (c = atomic_fetch_add_explicit(&j->ctr[0], 1, memory_order_relaxed)) < ncc;) {
         const int c0 = c * COL_CHUNK, n = g->n - c0 < COL_CHUNK ? g->n - c0 : COL_CHUNK;
         qa_gemm_b B = g->B;
-        B.p = (const char *)B.p + (B.trans ? (size_t)c0 * B.ld : (size_t)c0) * es;
+        const size_t first = B.trans ? (size_t)c0 * B.ld : (size_t)c0;
+        if (B.dt == QA_DT_NF4) B.off += first; /* codes and absmax stay the tensor's */
+        else B.p = (const char *)B.p + first * es;
         qa_gemm_st(&j->s->tws[tid], j->A.ta, j->M, n, j->K, j->alpha, j->A.p, j->A.ld, B, j->beta, g->C + c0, g->ldc);
     }
 }

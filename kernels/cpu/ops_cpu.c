@@ -4,6 +4,7 @@
  * thread with per-call buffers. */
 #include "kernels/ops.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/nf4.h"
 #include "kernels/cpu/fastmath.h"
 #include "kernels/cpu/vecmath.h"
 #include "common/qa_mem.h"
@@ -144,7 +145,12 @@ static const float *wvec(qa_weight w, size_t n, float *buf) {
     for (size_t i = 0; i < n; i++) buf[i] = qa_bf16_to_f32(((const uint16_t *)w.data)[i]);
     return buf;
 }
-static qa_gemm_b gb_f32(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans}; }
+static qa_gemm_b gb_f32(const float *p, int ld, int trans) { return (qa_gemm_b){p, QA_DT_F32, ld, trans, NULL, 0}; }
+/* a frozen weight W [M, K] as the B operand (NF4: codes and absmax of its block) */
+static qa_gemm_b gb_w(qa_weight W, int M, int K, int trans) {
+    const float *am = W.dtype == QA_DT_NF4 ? qa_nf4_absmax(W.data, (size_t)M * K) : NULL;
+    return (qa_gemm_b){W.data, W.dtype, K, trans, am, 0};
+}
 
 typedef struct { float alpha; const float *x; float *y; } axpy_ctx;
 static void axpy_range(void *p, long lo, long hi, qa_cpu_tws *w) {
@@ -626,7 +632,7 @@ static void bias_range(void *p, long lo, long hi, qa_cpu_tws *w) {
 static void cpu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, qa_weight W, qa_weight bias,
                            float *y) {
     if (N <= 0 || M <= 0) return;
-    qa_gemm(s, 0, N, M, K, 1.0f, x, K, (qa_gemm_b){W.data, W.dtype, K, 1}, beta, y, M);
+    qa_gemm(s, 0, N, M, K, 1.0f, x, K, gb_w(W, M, K, 1), beta, y, M);
     if (bias.data) {
         bias_ctx c = {M, bias, y};
         par_range(s, N, 1, 16, bias_range, &c);
@@ -634,7 +640,7 @@ static void cpu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const 
 }
 static void cpu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, qa_weight W, float *dx) {
     if (N <= 0 || K <= 0) return;
-    qa_gemm(s, 0, N, K, M, 1.0f, dy, M, (qa_gemm_b){W.data, W.dtype, K, 0}, beta, dx, K);
+    qa_gemm(s, 0, N, K, M, 1.0f, dy, M, gb_w(W, M, K, 0), beta, dx, K);
 }
 
 static void cpu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
@@ -644,7 +650,7 @@ static void cpu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float 
     for (int i0 = 0; i0 < n; i0 += QA_GEMM_MAX_SEG) {
         const int ns = n - i0 < QA_GEMM_MAX_SEG ? n - i0 : QA_GEMM_MAX_SEG;
         for (int i = 0; i < ns; i++)
-            seg[i] = (qa_gemm_seg){{W[i0 + i].data, W[i0 + i].dtype, K, 1}, M[i0 + i], y[i0 + i], M[i0 + i]};
+            seg[i] = (qa_gemm_seg){gb_w(W[i0 + i], M[i0 + i], K, 1), M[i0 + i], y[i0 + i], M[i0 + i]};
         qa_gemm_ex(s, N, K, 1.0f, (qa_gemm_a){x, K, 0, NULL}, ns, seg, 0.0f);
     }
     for (int i = 0; i < n; i++)
@@ -656,7 +662,7 @@ static void cpu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float 
 static void cpu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *g, const float *u,
                                   qa_weight W, qa_weight bias, float *y) {
     if (N <= 0 || M <= 0) return;
-    qa_gemm_seg seg = {{W.data, W.dtype, K, 1}, M, y, M};
+    qa_gemm_seg seg = {gb_w(W, M, K, 1), M, y, M};
     qa_gemm_ex(s, N, K, 1.0f, (qa_gemm_a){g, K, 0, u}, 1, &seg, beta);
     if (bias.data) {
         bias_ctx c = {M, bias, y};

@@ -91,6 +91,16 @@ void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K,
                              const void *const *B, cudaDataType_t bt, int ldb, float beta,
                              void *const *C, cudaDataType_t ct, int ldc, int count);
 
+/* kernels/cuda/nf4_cuda.cu: frozen linears with an NF4 weight block w [M, K] (codes then fp32 absmax) */
+void qa_cuda_nf4_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, const void *w, float *y);
+void qa_cuda_nf4_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, const void *w, float *dx);
+/* bytes of the chunk buffer the NF4 GEMM dequantizes into (bf16, or fp32 for the fp32 mode) */
+size_t qa_cuda_nf4_chunk_bytes(int M, int K, int fp32);
+/* y [N, M] = beta * y + xb [N, K] Wᵀ with the bf16 operand already made (the fused forward ops); wc: a scratch
+ * buffer of qa_cuda_nf4_chunk_bytes(M, K, 0) that does not overlap xb */
+void qa_cuda_nf4_gemm_bf16(qa_stream *s, int N, int K, int M, float beta, const __nv_bfloat16 *xb, const void *w,
+                           __nv_bfloat16 *wc, float *y);
+
 /* kernels/cuda/attn_cuda.cu */
 void qa_cuda_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, const float *k, const float *v,
                            float *o, float *lse);

@@ -1,6 +1,8 @@
 /* ops_cuda.cu — the CUDA backend of kernels/ops.h (NVIDIA GPUs, built for sm_90: H100 / H200).
  *
  * Same table and semantics as kernels/cpu/ops_cpu.c; every pointer is device memory.
+ *   - NF4 weights (kernels/nf4.h): kernels/cuda/nf4_cuda.cu dequantizes chunks of rows into bf16 and runs the
+ *     same bf16 GEMM (bounded scratch); the fp32 table dequantizes into fp32 and runs an fp32 GEMM.
  *   - Frozen BF16 weights are used as they are: the fp32 activations of the interface are converted
  *     to bf16 into stream scratch and multiplied by cuBLAS on the tensor cores (bf16 x bf16, fp32
  *     accumulation and fp32 output, CUBLAS_COMPUTE_32F). F32 weights and the generic gemm stay fp32.
@@ -525,6 +527,8 @@ static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (K <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, beta, y, M);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_NF4) {
+        qa_cuda_nf4_linear_fwd(s, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16 && s->fp32) {
         linear_fp32_rows(s, 0, N, K, M, beta, x, W.data, y);
     } else if (W.dtype == QA_DT_BF16) {
@@ -545,6 +549,8 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
     if (M <= 0) {
         k_scale_mat<<<qa_cuda_blocks((size_t)N * K, 256), 256, 0, s->st>>>(N, K, beta, dx, K);
         QC_LAUNCH(s);
+    } else if (W.dtype == QA_DT_NF4) {
+        qa_cuda_nf4_linear_bwd(s, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16 && s->fp32) {
         linear_fp32_rows(s, 1, N, K, M, beta, dy, W.data, dx);
     } else if (W.dtype == QA_DT_BF16) {
@@ -562,19 +568,31 @@ static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const f
 static void cu_linear_multi_fwd(qa_stream *s, int N, int K, int n, const float *x, const int *M, const qa_weight *W,
                                 const qa_weight *bias, float *const *y) {
     if (N <= 0) return;
-    int all_bf16 = K > 0;
-    for (int i = 0; i < n; i++) all_bf16 = all_bf16 && W[i].dtype == QA_DT_BF16;
-    if (!all_bf16) { /* F32 weights: the plain op per product */
+    int all_16 = K > 0; /* BF16 and NF4 weights share the bf16 operand */
+    size_t chunk = 0;   /* the largest NF4 dequantization chunk */
+    for (int i = 0; i < n; i++) {
+        all_16 = all_16 && (W[i].dtype == QA_DT_BF16 || W[i].dtype == QA_DT_NF4);
+        if (W[i].dtype == QA_DT_NF4 && M[i] > 0) {
+            const size_t c = qa_cuda_nf4_chunk_bytes(M[i], K, 0);
+            if (c > chunk) chunk = c;
+        }
+    }
+    if (!all_16) { /* F32 weights: the plain op per product */
         for (int i = 0; i < n; i++) cu_linear_fwd(s, N, K, M[i], 0.0f, x, W[i], bias[i], y[i]);
         return;
     }
-    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
-    if (!xb) return;
+    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * (size_t)N * K) + chunk);
+    if (!cur) return;
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * (size_t)N * K);
+    __nv_bfloat16 *wc = (__nv_bfloat16 *)cur;
     qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
     for (int i = 0; i < n; i++) {
         if (M[i] <= 0) continue;
-        qa_cuda_gemm_rm(s, 0, 1, N, M[i], K, 1.0f, xb, CUDA_R_16BF, K, W[i].data, CUDA_R_16BF, K, 0.0f, y[i],
-                        CUDA_R_32F, M[i]);
+        if (W[i].dtype == QA_DT_NF4)
+            qa_cuda_nf4_gemm_bf16(s, N, K, M[i], 0.0f, xb, W[i].data, wc, y[i]);
+        else
+            qa_cuda_gemm_rm(s, 0, 1, N, M[i], K, 1.0f, xb, CUDA_R_16BF, K, W[i].data, CUDA_R_16BF, K, 0.0f, y[i],
+                            CUDA_R_32F, M[i]);
         if (bias[i].data) {
             k_add_bias<<<qa_cuda_blocks((size_t)N * M[i], 256), 256, 0, s->st>>>(N, M[i], bias[i].dtype, bias[i].data,
                                                                                 y[i]);
@@ -592,7 +610,8 @@ static void cu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, 
                                  qa_weight W, qa_weight bias, float *y) {
     if (N <= 0 || M <= 0) return;
     const size_t n = (size_t)N * K;
-    if (K <= 0 || W.dtype != QA_DT_BF16) { /* F32 weights: fp32 act in scratch, then the plain op (no scratch) */
+    if (K <= 0 || (W.dtype != QA_DT_BF16 && W.dtype != QA_DT_NF4)) {
+        /* F32 weights: fp32 act in scratch, then the plain op (no scratch) */
         float *act = (float *)qa_cuda_scratch(s, sizeof(float) * (n ? n : 1));
         if (!act) return;
         if (n) {
@@ -602,11 +621,17 @@ static void cu_swiglu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, 
         cu_linear_fwd(s, N, K, M, beta, act, W, bias, y);
         return;
     }
-    __nv_bfloat16 *ab = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * n);
-    if (!ab) return;
+    /* the bf16 operand, then (NF4) the dequantization chunk, in one scratch request */
+    const size_t chunk = W.dtype == QA_DT_NF4 ? qa_cuda_nf4_chunk_bytes(M, K, 0) : 0;
+    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * n) + chunk);
+    if (!cur) return;
+    __nv_bfloat16 *ab = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * n);
     k_swiglu_bf16<<<qa_cuda_blocks(n, 256), 256, 0, s->st>>>(n, g, u, ab);
     QC_LAUNCH(s);
-    qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, ab, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
+    if (W.dtype == QA_DT_NF4)
+        qa_cuda_nf4_gemm_bf16(s, N, K, M, beta, ab, W.data, (__nv_bfloat16 *)cur, y);
+    else
+        qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, ab, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
     if (bias.data) {
         k_add_bias<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, bias.dtype, bias.data, y);
         QC_LAUNCH(s);
