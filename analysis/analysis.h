@@ -16,13 +16,12 @@
 #ifndef QA_ANALYSIS_H
 #define QA_ANALYSIS_H
 #include "common/qa_err.h"
+#include "common/qa_log.h"
 #include "io/actdump.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/model.h"
 
 #include <stdint.h>
-
-typedef void (*qa_an_log_fn)(void *ctx, const char *line);
 
 /* ---- logit lens (§8) ------------------------------------------------------------------------- */
 enum {
@@ -50,7 +49,7 @@ typedef struct qa_lens_opts {
     int png, svg;            /* figure formats (default both) */
     double ymax;             /* y axis top: 1 (the paper's [0, 1]); 0 = auto (default): 1, unless every
                                 band stays below 0.25 (random or tiny models), then zoomed to the data */
-    qa_an_log_fn log;
+    qa_log_fn log;
     void *log_ctx;
 } qa_lens_opts;
 void qa_lens_opts_default(qa_lens_opts *o);
@@ -93,7 +92,7 @@ typedef struct qa_pca_opts {
                                 pca_buckets.png/.svg (the same points coloured by record-index bucket) */
     const char *title;
     int png, svg;
-    qa_an_log_fn log;
+    qa_log_fn log;
     void *log_ctx;
 } qa_pca_opts;
 void qa_pca_opts_default(qa_pca_opts *o);

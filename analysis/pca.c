@@ -3,6 +3,7 @@
 #include "analysis/an_internal.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_rng.h"
 #include "io/h5util.h"
 
 #include <cblas.h>
@@ -92,13 +93,8 @@ static void orthonormalize(double *Q, int D, int b, uint64_t *seed) {
                     for (int k = 0; k < D; k++) Q[(size_t)k * b + j] *= inv;
                     break;
                 }
-                for (int k = 0; k < D; k++) { /* splitmix64 */
-                    uint64_t z = (*seed += 0x9e3779b97f4a7c15ull);
-                    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-                    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-                    z ^= z >> 31;
-                    Q[(size_t)k * b + j] = (double)(z >> 11) / 9007199254740992.0 - 0.5;
-                }
+                for (int k = 0; k < D; k++)
+                    Q[(size_t)k * b + j] = (double)(qa_splitmix64(seed) >> 11) / 9007199254740992.0 - 0.5;
             }
         }
 }

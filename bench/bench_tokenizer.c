@@ -9,7 +9,7 @@
  * usage: bench_tokenizer [ASSETS_DIR] [REPEATS=3] [THREADS=nproc] [ONLY]
  *   ONLY: run only the tokenizer files whose name contains it. QA_BENCH_NO_PEER=1 skips HF.
  */
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <dirent.h>
 #include <jansson.h>

@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
 
     qa_err e = {0};
     qa_model m;
-    if (qa_model_load_opts(&m, dir, NULL, &so, QA_QUANT_NONE, &e)) die("model", &e);
+    if (qa_model_load_opts(&m, dir, NULL, &so, &e)) die("model", &e);
     const int V = m.cfg.vocab, N = B * T;
     qa_lora l;
     if (qa_lora_init(&l, &m, QA_LORA_MASK_QV, 8, 16, 0, &e)) die("lora", &e);

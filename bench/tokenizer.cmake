@@ -3,6 +3,6 @@
 # Hugging Face `tokenizers` (bench_tokenizer_hf.py, one thread) on the same strings in the same run.
 # Run by hand: bench_tokenizer [ASSETS_DIR] [REPEATS] [THREADS]
 add_executable(bench_tokenizer ${CMAKE_CURRENT_SOURCE_DIR}/bench_tokenizer.c)
-target_link_libraries(bench_tokenizer PRIVATE qa_io qa_common Threads::Threads)
+target_link_libraries(bench_tokenizer PRIVATE qa_tokenizer qa_common Threads::Threads)
 target_compile_definitions(bench_tokenizer PRIVATE QA_ASSETS_DIR="${QALIGN_ASSETS}"
                            QA_BENCH_DIR="${CMAKE_CURRENT_SOURCE_DIR}")

@@ -1,4 +1,5 @@
-/* dist_internal.h — shared between the MPI and NCCL backends of dist/. Not for other layers. */
+/* dist_internal.h — shared by the backend-neutral core of dist/ (dist_core.c) and its MPI and NCCL backends
+ * (dist_mpi.c, dist_nccl.c). Not for other layers. */
 #ifndef QA_DIST_INTERNAL_H
 #define QA_DIST_INTERNAL_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "dist/dist.h"
+#include "common/qa_clock.h"
 
 #define QA_DIST_EXIT_MPI 71      /* an MPI call failed */
 #define QA_DIST_EXIT_TIMEOUT 124 /* the watchdog fired (as timeout(1)) */
@@ -85,7 +87,16 @@ struct qa_dist {
     size_t scratch_bytes;
 };
 
-double qa_dist__now(void);
+/* ---- dist_core.c */
+int qa_dist__env_int(const char *name, int dflt); /* an integer environment variable, dflt when unset or bad */
+/* The context without a backend: rank -1, mutex and condition (monotonic clock), mode, deadline, probe
+ * period, note "startup". qa_dist__free undoes it (and the scratch). */
+qa_dist *qa_dist__new(const qa_dist_opts *opts);
+void qa_dist__free(qa_dist *d);
+/* Once the backend knows the ranks: the stop-signal handlers (opts->handle_signals) and the watchdog thread;
+ * qa_dist__stop joins the thread and restores the handlers, before the backend shuts down. */
+void qa_dist__start(qa_dist *d, const qa_dist_opts *opts);
+void qa_dist__stop(qa_dist *d);
 /* Mark the start / end of a collective for the watchdog (the NCCL backend calls these too). */
 void qa_dist__coll_begin(qa_dist *d, const char *phase);
 void qa_dist__coll_end(qa_dist *d);
@@ -93,7 +104,32 @@ void *qa_dist__scratch(qa_dist *d, size_t bytes);
 /* Print "qalign: rank R: <msg>" once and abort the job (hook, then MPI_Abort). */
 _Noreturn void qa_dist__abort_msg(qa_dist *d, int code, const char *msg);
 void qa_dist__host_comm_setup(qa_comm *c);
-/* Strided variant of qa_dist_tree_sum_f32: part i starts at parts + i*stride, length len. */
+/* Strided variants of qa_dist_tree_sum_f32/f64: part i starts at parts + i*stride, length len. */
 void qa_dist__tree_sum_f32s(float *parts, int p, size_t len, size_t stride);
+void qa_dist__tree_sum_f64s(double *parts, int p, size_t len, size_t stride);
+
+/* What a rank tells a peer whose watchdog probes it. */
+typedef struct qa_dist_status {
+    int32_t rank, in_coll;
+    int32_t probe, pad;  /* the prober's probe number, echoed */
+    uint64_t seq;
+    double secs;  /* in the current collective, or since the last one ended / the note was set */
+    char phase[QA_DIST_PHASE];
+    char note[QA_DIST_PHASE];
+} qa_dist_status;
+void qa_dist__snapshot(qa_dist *d, qa_dist_status *s);
+
+/* ---- dist_mpi.c */
+/* The watchdog's liveness probes over the ctl communicator (watchdog thread only). can_probe: a world of
+ * several MPI ranks with MPI_THREAD_MULTIPLE. probe_peers asks every peer for its status and waits up to
+ * window s: got[i] = 1 for those that answered, rep[i] their status; returns how many did not answer.
+ * serve_probes answers pending queries; probes_close withdraws the pending receive. */
+int qa_dist__can_probe(const qa_dist *d);
+int qa_dist__probe_peers(qa_dist *d, qa_dist_status *rep, int *got, double window);
+void qa_dist__serve_probes(qa_dist *d);
+void qa_dist__probes_close(qa_dist *d);
+/* MPI_COMM_WORLD's rank (-1 before MPI_Init or after MPI_Finalize); MPI_Abort when MPI is up. */
+int qa_dist__mpi_world_rank(void);
+void qa_dist__mpi_abort(int code);
 
 #endif

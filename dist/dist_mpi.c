@@ -1,4 +1,5 @@
-/* dist_mpi.c — the qa_dist context: MPI init, identity, host collectives, watchdog, signals, abort.
+/* dist_mpi.c — the MPI backend of qa_dist: MPI init and finalize, identity, host collectives, the "mpi"
+ * communicator, the watchdog's liveness probes, MPI_Abort. The backend-neutral rest is dist_core.c.
  *
  * Deterministic sum of a flat buffer of n elements over P ranks (the default):
  *   1. MPI_Alltoallv: rank j receives chunk j (n/P elements) of every rank's buffer   (P-1)/P * n sent
@@ -25,52 +26,7 @@
 #define TAG_REPLY 18
 #define SLICE_ELEMS ((size_t)1 << 26)
 
-/* The only static of dist/: the address of the stop flag (a sig_atomic_t inside the qa_dist that
- * installed the handlers). Written by qa_dist_init / qa_dist_finalize, read only by the handler,
- * which has no other way to find the context. */
-static volatile sig_atomic_t *volatile g_stop_flag;
-
-static void on_stop_signal(int sig) {
-    volatile sig_atomic_t *f = g_stop_flag;
-    if (f) *f = sig;
-}
-
-double qa_dist__now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- failure */
-
-void qa_dist__abort_msg(qa_dist *d, int code, const char *msg) {
-    int rank = d ? d->rank : -1;
-    if (rank < 0) {
-        int init = 0, fin = 0;
-        MPI_Initialized(&init);
-        MPI_Finalized(&fin);
-        if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    }
-    if (rank >= 0) fprintf(stderr, "qalign: rank %d: %s\n", rank, msg);
-    else fprintf(stderr, "qalign: %s\n", msg);
-    fflush(stderr);
-    fflush(stdout);
-    if (d && d->abort_hook) d->abort_hook(d->abort_ctx);
-    int init = 0, fin = 0;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
-    _exit(code ? code : 1);
-}
-
-void qa_dist_abort(qa_dist *d, int code, const char *fmt, ...) {
-    char msg[QA_ERR_MSG];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    qa_dist__abort_msg(d, code, msg);
-}
 
 void qa_dist__mpi_fail(const qa_dist *d, const char *phase, const char *call, int rc, const char *file, int line) {
     char es[MPI_MAX_ERROR_STRING + 1] = {0};
@@ -87,117 +43,30 @@ void qa_dist__mpi_fail(const qa_dist *d, const char *phase, const char *call, in
     qa_dist__abort_msg((qa_dist *)d, QA_DIST_EXIT_MPI, msg);
 }
 
-/* ---------------------------------------------------------------- options, identity */
-
-static int env_int(const char *name, int dflt) {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < INT_MIN || x > INT_MAX) return dflt;
-    return (int)x;
+void qa_dist__mpi_abort(int code) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-void qa_dist_opts_default(qa_dist_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->deadline_s = QA_DIST_DEFAULT_DEADLINE_S;
-    o->mode = QA_DIST_DETERMINISTIC;
-    o->handle_signals = 1;
-    const char *v = getenv("QALIGN_DIST_DEADLINE_S");
-    if (v && *v) {
-        char *end;
-        double s = strtod(v, &end);
-        if (!*end) o->deadline_s = s;
-    }
-    o->probe_s = 10.0;
-    v = getenv("QALIGN_DIST_PROBE_S");
-    if (v && *v) {
-        char *end;
-        double s = strtod(v, &end);
-        if (!*end && s > 0) o->probe_s = s;
-    }
-    v = getenv("QALIGN_DIST_MODE");
-    if (v && !strcmp(v, "fast")) o->mode = QA_DIST_FAST;
-    o->env_bootstrap = env_int("QALIGN_DIST_ENV_BOOTSTRAP", 0);
+int qa_dist__mpi_world_rank(void) {
+    int rank = -1, init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
 }
 
-int qa_dist_rank(const qa_dist *d) { return d->rank; }
-int qa_dist_size(const qa_dist *d) { return d->size; }
-int qa_dist_local_rank(const qa_dist *d) { return d->local_rank; }
-int qa_dist_local_size(const qa_dist *d) { return d->local_size; }
-int qa_dist_cpu_threads(const qa_dist *d, int requested) {
-    if (requested > 0) return requested;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), local = d && d->local_size > 0 ? d->local_size : 1;
-    return cores / local > 1 ? (int)(cores / local) : 1;
-}
-int qa_dist_is_coordinator(const qa_dist *d) { return d->rank == 0; }
-const char *qa_dist_identity_source(const qa_dist *d) { return d->ident; }
-qa_dist_mode qa_dist_get_mode(const qa_dist *d) { return d->mode; }
-void qa_dist_set_mode(qa_dist *d, qa_dist_mode m) { d->mode = m; }
+/* ---------------------------------------------------------------- the watchdog's liveness probes */
 
-void qa_dist_set_deadline(qa_dist *d, double s) {
-    pthread_mutex_lock(&d->mu);
-    d->deadline_s = s;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-}
-double qa_dist_get_deadline(const qa_dist *d) { return d->deadline_s; }
-
-void qa_dist_note(qa_dist *d, const char *activity) {
-    pthread_mutex_lock(&d->mu);
-    snprintf(d->note, sizeof d->note, "%s", activity ? activity : "");
-    d->note_start = qa_dist__now();
-    pthread_mutex_unlock(&d->mu);
-}
-
-/* ---------------------------------------------------------------- watchdog */
-
-void qa_dist__coll_begin(qa_dist *d, const char *phase) {
-    pthread_mutex_lock(&d->mu);
-    d->in_coll = 1;
-    d->seq++;
-    d->coll_start = qa_dist__now();
-    snprintf(d->phase, sizeof d->phase, "%s", phase ? phase : "?");
-    pthread_mutex_unlock(&d->mu);
-}
-
-void qa_dist__coll_end(qa_dist *d) {
-    pthread_mutex_lock(&d->mu);
-    d->in_coll = 0;
-    d->note_start = qa_dist__now();
-    pthread_mutex_unlock(&d->mu);
-}
-
-/* What a rank tells a peer that probes it. */
-typedef struct wd_status {
-    int32_t rank, in_coll;
-    int32_t probe, pad;  /* the prober's probe number, echoed */
-    uint64_t seq;
-    double secs;  /* in the current collective, or since the last one ended / the note was set */
-    char phase[QA_DIST_PHASE];
-    char note[QA_DIST_PHASE];
-} wd_status;
-
-static void wd_snapshot(qa_dist *d, wd_status *s) {
-    memset(s, 0, sizeof *s);
-    pthread_mutex_lock(&d->mu);
-    s->rank = d->rank;
-    s->in_coll = d->in_coll;
-    s->seq = d->seq;
-    double now = qa_dist__now();
-    s->secs = d->in_coll ? now - d->coll_start : now - d->note_start;
-    memcpy(s->phase, d->phase, sizeof s->phase);
-    memcpy(s->note, d->note, sizeof s->note);
-    pthread_mutex_unlock(&d->mu);
-}
-
-static int wd_can_probe(const qa_dist *d) {
+int qa_dist__can_probe(const qa_dist *d) {
     return d->mpi_world && d->size > 1 && d->thread_level == MPI_THREAD_MULTIPLE;
 }
 
 /* Answer pending status queries (watchdog thread only). Best effort: MPI errors are ignored here, since
  * queries only come from a rank that suspects a failure. */
-static void wd_service(qa_dist *d) {
+void qa_dist__serve_probes(qa_dist *d) {
     for (int guard = 0; guard < 64; guard++) {
         if (!d->q_posted) {
             if (MPI_Irecv(d->q_buf, 2, MPI_INT, MPI_ANY_SOURCE, TAG_QUERY, d->ctl, &d->q_req) != MPI_SUCCESS) return;
@@ -207,8 +76,8 @@ static void wd_service(qa_dist *d) {
         MPI_Status st;
         if (MPI_Test(&d->q_req, &done, &st) != MPI_SUCCESS || !done) return;
         d->q_posted = 0;
-        wd_status s;
-        wd_snapshot(d, &s);
+        qa_dist_status s;
+        qa_dist__snapshot(d, &s);
         s.probe = d->q_buf[1];
         MPI_Send(&s, (int)sizeof s, MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, d->ctl);
     }
@@ -216,7 +85,7 @@ static void wd_service(qa_dist *d) {
 
 /* Ask every peer what it is doing; wait up to `window` s. got[i] = 1 for peers that answered, rep[i]
  * their status. Returns the number of peers that did not answer. */
-static int wd_probe(qa_dist *d, wd_status *rep, int *got, double window) {
+int qa_dist__probe_peers(qa_dist *d, qa_dist_status *rep, int *got, double window) {
     int p = d->size;
     MPI_Request *rr = qa_calloc((size_t)p, sizeof *rr);
     d->probe_no++;
@@ -230,9 +99,9 @@ static int wd_probe(qa_dist *d, wd_status *rep, int *got, double window) {
         MPI_Irecv(&rep[i], (int)sizeof rep[i], MPI_BYTE, i, TAG_REPLY, d->ctl, &rr[i]);
         if (MPI_Isend(d->q_send, 2, MPI_INT, i, TAG_QUERY, d->ctl, &sr) == MPI_SUCCESS) MPI_Request_free(&sr);
     }
-    double t0 = qa_dist__now();
+    double t0 = qa_now_s();
     int pending = p - 1;
-    while (pending > 0 && qa_dist__now() - t0 < window) {
+    while (pending > 0 && qa_now_s() - t0 < window) {
         for (int i = 0; i < p; i++) {
             if (got[i]) continue;
             int done = 0;
@@ -244,7 +113,7 @@ static int wd_probe(qa_dist *d, wd_status *rep, int *got, double window) {
             got[i] = 1;
             pending--;
         }
-        wd_service(d); /* peers that probe too ask us */
+        qa_dist__serve_probes(d); /* peers that probe too ask us */
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -257,123 +126,11 @@ static int wd_probe(qa_dist *d, wd_status *rep, int *got, double window) {
     return pending;
 }
 
-/* One line: headline, then the peers that are not waiting in the same collective. Aborts the job. */
-_Noreturn static void wd_report_abort(qa_dist *d, const wd_status *me, const char *headline, const wd_status *rep,
-                                      const int *got, double window) {
-    char msg[QA_ERR_MSG];
-    size_t off = 0;
-#define APPEND(...) do { if (off < sizeof msg) { int _n = snprintf(msg + off, sizeof msg - off, __VA_ARGS__); \
-    if (_n > 0) off += (size_t)_n; } } while (0)
-    APPEND("%s", headline);
-    if (rep) {
-        int waiting = 0, listed = 0;
-        APPEND(";");
-        for (int i = 0; i < d->size; i++) {
-            if (i == d->rank) continue;
-            const wd_status *s = &rep[i];
-            if (got[i] && s->in_coll && s->seq == me->seq && !strcmp(s->phase, me->phase)) { waiting++; continue; }
-            if (listed++ >= 16) continue;
-            if (!got[i])
-                APPEND(" rank %d: no answer within %.0f s (dead, or its process is stopped);", i, window);
-            else if (s->in_coll && s->seq == me->seq)
-                APPEND(" rank %d: in a different collective '%s' (mismatched calls);", i, s->phase);
-            else if (s->in_coll)
-                APPEND(" rank %d: in collective '%s' #%llu for %.1f s (collective counts differ);", i, s->phase,
-                       (unsigned long long)s->seq, s->secs);
-            else
-                APPEND(" rank %d: not in a collective for %.1f s, doing '%s', last collective '%s' #%llu "
-                       "(late: this rank is the slow one);",
-                       i, s->secs, s->note[0] ? s->note : "-", s->phase[0] ? s->phase : "-",
-                       (unsigned long long)s->seq);
-        }
-        if (listed > 16) APPEND(" ... %d more;", listed - 16);
-        APPEND(" %d other rank(s) waiting in the same collective.", waiting);
-    }
-    APPEND(" (QALIGN_DIST_DEADLINE_S sets the deadline; docs/distributed.md \"Failures\")");
-#undef APPEND
-    qa_dist__abort_msg(d, QA_DIST_EXIT_TIMEOUT, msg);
-}
-
-/* The deadline passed: probe the peers, report, abort. */
-_Noreturn static void wd_fire(qa_dist *d, const wd_status *me, double deadline) {
-    char head[512];
-    snprintf(head, sizeof head, "collective '%s' (#%llu) exceeded %.0f s (a peer may have died or be stuck)",
-             me->phase, (unsigned long long)me->seq, deadline);
-    if (!wd_can_probe(d)) wd_report_abort(d, me, head, NULL, NULL, 0);
-    int p = d->size;
-    wd_status *rep = qa_calloc((size_t)p, sizeof *rep);
-    int *got = qa_calloc((size_t)p, sizeof *got);
-    wd_probe(d, rep, got, 3.0);
-    wd_report_abort(d, me, head, rep, got, 3.0);
-}
-
-/* A collective is taking long (or SIGTERM arrived while waiting): are all peers alive? A peer that does
- * not answer while this rank still waits in the same collective has died: abort now, not at the deadline. */
-static void wd_check_peers(qa_dist *d, const wd_status *me) {
-    int p = d->size;
-    wd_status *rep = qa_calloc((size_t)p, sizeof *rep);
-    int *got = qa_calloc((size_t)p, sizeof *got);
-    int missing = wd_probe(d, rep, got, 3.0);
-    pthread_mutex_lock(&d->mu);
-    int same = d->in_coll && d->seq == me->seq;
-    pthread_mutex_unlock(&d->mu);
-    if (missing > 0 && same) {
-        char head[512];
-        snprintf(head, sizeof head, "collective '%s' (#%llu) waiting for %.0f s and %d peer(s) do not answer%s",
-                 me->phase, (unsigned long long)me->seq, me->secs + 3.0, missing,
-                 d->stop_sig ? " (after a stop signal)" : "");
-        wd_report_abort(d, me, head, rep, got, 3.0);
-    }
-    free(rep);
-    free(got);
-}
-
-static void *wd_main(void *arg) {
-    qa_dist *d = arg;
-    int serve = wd_can_probe(d);
-    double last_probe = 0;
-    pthread_mutex_lock(&d->mu);
-    while (!d->wd_quit) {
-        double dl = d->deadline_s;
-        double period = dl > 0 ? dl / 20 : 0.25;
-        if (period < 0.05) period = 0.05;
-        if (period > 0.25) period = 0.25;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + period;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-        if (d->wd_quit) break;
-        double now = qa_dist__now(), waited = d->in_coll ? now - d->coll_start : 0;
-        if (d->in_coll && d->deadline_s > 0 && waited > d->deadline_s && !d->wd_fired) {
-            d->wd_fired = 1;
-            double dl2 = d->deadline_s;
-            pthread_mutex_unlock(&d->mu);
-            wd_status me;
-            wd_snapshot(d, &me);
-            wd_fire(d, &me, dl2); /* does not return */
-        }
-        /* liveness: every probe_s of waiting in one collective, every 2 s after a stop signal */
-        double every = d->stop_sig && d->probe_s > 2.0 ? 2.0 : d->probe_s;
-        int probe = serve && d->in_coll && waited >= every && now - last_probe >= every;
-        pthread_mutex_unlock(&d->mu);
-        if (probe) {
-            wd_status me;
-            wd_snapshot(d, &me);
-            wd_check_peers(d, &me);
-            last_probe = qa_dist__now();
-        }
-        if (serve) wd_service(d);
-        pthread_mutex_lock(&d->mu);
-    }
-    pthread_mutex_unlock(&d->mu);
-    if (d->q_posted) { /* the world is still alive (finalize waits for us): withdraw the receive */
-        MPI_Cancel(&d->q_req);
-        MPI_Wait(&d->q_req, MPI_STATUS_IGNORE);
-        d->q_posted = 0;
-    }
-    return NULL;
+void qa_dist__probes_close(qa_dist *d) {
+    if (!d->q_posted) return;
+    MPI_Cancel(&d->q_req);
+    MPI_Wait(&d->q_req, MPI_STATUS_IGNORE);
+    d->q_posted = 0;
 }
 
 /* ---------------------------------------------------------------- init / finalize */
@@ -387,32 +144,18 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
     int init = 0;
     MPI_Initialized(&init);
     if (init) return QA_ERR(e, "qa_dist_init: MPI is already initialized in this process: create one qa_dist per process");
-    qa_dist *d = qa_calloc(1, sizeof *d);
-    d->rank = -1;
+    qa_dist *d = qa_dist__new(opts);
     d->comm = d->ctl = MPI_COMM_NULL;
-    pthread_mutex_init(&d->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    d->mode = opts->mode;
-    d->deadline_s = opts->deadline_s;
-    d->probe_s = opts->probe_s > 0 ? opts->probe_s : 10.0;
-    d->note_start = qa_dist__now();
-    snprintf(d->note, sizeof d->note, "startup");
 
     /* srun without a PMI plugin (--mpi=none, or Slurm without PMIx): Open MPI cannot start (it refuses a
      * direct launch without PMI), and other MPIs start N singletons. Decide before MPI_Init. */
-    int step_tasks = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", 1));
+    int step_tasks = qa_dist__env_int("SLURM_STEP_NUM_TASKS", qa_dist__env_int("SLURM_NTASKS", 1));
     int in_step = getenv("SLURM_STEP_ID") != NULL && getenv("SLURM_PROCID") != NULL;
     int has_pmi = getenv("PMIX_RANK") || getenv("PMI_FD") || getenv("PMI_RANK") || getenv("OMPI_COMM_WORLD_SIZE");
     int env_mode = 0;
     if (in_step && !has_pmi) {
         if (!opts->env_bootstrap) {
-            pthread_cond_destroy(&d->cv);
-            pthread_mutex_destroy(&d->mu);
-            free(d);
+            qa_dist__free(d);
             return QA_ERR(e, "srun started %d task(s) without a PMI plugin (srun --mpi=none, or Slurm without PMIx): MPI "
                           "cannot form the job; launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun, or "
                           "set QALIGN_DIST_ENV_BOOTSTRAP=1 to run without MPI (collectives over NCCL only)", step_tasks);
@@ -431,9 +174,7 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
         if (ws == 1 && in_step && step_tasks > 1) { /* an MPI that started N singletons */
             if (!opts->env_bootstrap) {
                 MPI_Finalize();
-                pthread_cond_destroy(&d->cv);
-                pthread_mutex_destroy(&d->mu);
-                free(d);
+                qa_dist__free(d);
                 return QA_ERR(e, "srun started %d tasks but MPI sees a world of 1 (Slurm without PMIx?): launch with "
                               "`srun --mpi=pmix` (see `srun --mpi=list`) or mpirun, or set QALIGN_DIST_ENV_BOOTSTRAP=1 "
                               "to bootstrap NCCL from SLURM_PROCID/SLURM_NTASKS", step_tasks);
@@ -443,10 +184,10 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
     }
     if (env_mode) {
         d->mpi_world = 0;
-        d->rank = env_int("SLURM_PROCID", 0);
+        d->rank = qa_dist__env_int("SLURM_PROCID", 0);
         d->size = step_tasks;
-        d->local_rank = env_int("SLURM_LOCALID", 0);
-        d->local_size = env_int("SLURM_STEP_TASKS_PER_NODE", env_int("SLURM_NTASKS_PER_NODE", 1));
+        d->local_rank = qa_dist__env_int("SLURM_LOCALID", 0);
+        d->local_size = qa_dist__env_int("SLURM_STEP_TASKS_PER_NODE", qa_dist__env_int("SLURM_NTASKS_PER_NODE", 1));
         if (d->local_size < d->local_rank + 1) d->local_size = d->local_rank + 1;
         snprintf(d->ident, sizeof d->ident, "slurm-env%s", d->mpi_up ? "" : " (no MPI)");
     }
@@ -475,8 +216,8 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
             snprintf(d->ident, sizeof d->ident, "mpi/none(local rank 0)");
             for (int i = 0; vars[i]; i++) {
                 if (getenv(vars[i])) {
-                    d->local_rank = env_int(vars[i], 0);
-                    d->local_size = env_int(sizes[i], 1);
+                    d->local_rank = qa_dist__env_int(vars[i], 0);
+                    d->local_size = qa_dist__env_int(sizes[i], 1);
                     snprintf(d->ident, sizeof d->ident, "mpi/env:%s", vars[i]);
                     break;
                 }
@@ -490,21 +231,7 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
     d->host.d = d;
     qa_dist__host_comm_setup(&d->host);
 
-    if (opts->handle_signals) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_stop_signal;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART;
-        g_stop_flag = &d->stop_sig;
-        sigaction(SIGUSR1, &sa, &d->old_usr1);
-        sigaction(SIGTERM, &sa, &d->old_term);
-        d->handlers_installed = 1;
-    }
-
-    if (pthread_create(&d->wd_thread, NULL, wd_main, d) == 0) d->wd_running = 1;
-    else fprintf(stderr, "qalign: rank %d: warning: no watchdog thread (%s): collectives have no deadline\n",
-                 d->rank, strerror(errno));
+    qa_dist__start(d, opts);
 
     if (!opts->quiet && d->rank == 0)
         fprintf(stderr, "qalign: dist: %d rank(s) [%s], mode %s, collective deadline %s%.0f s, MPI thread level %d\n",
@@ -517,124 +244,11 @@ int qa_dist_init(qa_dist **out, int *argc, char ***argv, const qa_dist_opts *opt
 
 void qa_dist_finalize(qa_dist *d) {
     if (!d) return;
-    if (d->wd_running) {
-        pthread_mutex_lock(&d->mu);
-        d->wd_quit = 1;
-        pthread_cond_signal(&d->cv);
-        pthread_mutex_unlock(&d->mu);
-        pthread_join(d->wd_thread, NULL);
-        d->wd_running = 0;
-    }
-    if (d->handlers_installed) {
-        sigaction(SIGUSR1, &d->old_usr1, NULL);
-        sigaction(SIGTERM, &d->old_term, NULL);
-        if (g_stop_flag == &d->stop_sig) g_stop_flag = NULL;
-    }
+    qa_dist__stop(d);
     if (d->comm != MPI_COMM_NULL) QA_MPI_CHECK(d, "finalize", MPI_Comm_free(&d->comm));
     if (d->ctl != MPI_COMM_NULL) QA_MPI_CHECK(d, "finalize", MPI_Comm_free(&d->ctl));
     if (d->mpi_up) QA_MPI_CHECK(d, "finalize", MPI_Finalize());
-    free(d->scratch);
-    pthread_cond_destroy(&d->cv);
-    pthread_mutex_destroy(&d->mu);
-    free(d);
-}
-
-void *qa_dist__scratch(qa_dist *d, size_t bytes) {
-    if (bytes > d->scratch_bytes) {
-        free(d->scratch);
-        d->scratch = qa_malloc(bytes);
-        d->scratch_bytes = bytes;
-    }
-    return d->scratch;
-}
-
-/* ---------------------------------------------------------------- fixed-order sums */
-
-void qa_dist__tree_sum_f32s(float *parts, int p, size_t len, size_t stride) {
-    for (int s = 1; s < p; s *= 2)
-        for (int i = 0; i + s < p; i += 2 * s) {
-            float *a = parts + (size_t)i * stride;
-            const float *b = parts + (size_t)(i + s) * stride;
-            for (size_t k = 0; k < len; k++) a[k] = a[k] + b[k];
-        }
-}
-
-void qa_dist_tree_sum_f32(float *parts, int p, size_t n) { qa_dist__tree_sum_f32s(parts, p, n, n); }
-
-static void tree_sum_f64s(double *parts, int p, size_t len, size_t stride) {
-    for (int s = 1; s < p; s *= 2)
-        for (int i = 0; i + s < p; i += 2 * s) {
-            double *a = parts + (size_t)i * stride;
-            const double *b = parts + (size_t)(i + s) * stride;
-            for (size_t k = 0; k < len; k++) a[k] = a[k] + b[k];
-        }
-}
-
-void qa_dist_tree_sum_f64(double *parts, int p, size_t n) { tree_sum_f64s(parts, p, n, n); }
-
-static void *host_alloc(void *ctx, size_t bytes) { (void)ctx; return qa_malloc(bytes); }
-static void host_release(void *ctx, void *p) { (void)ctx; free(p); }
-static void host_copy(void *ctx, float *dst, const float *src, size_t n) { (void)ctx; memcpy(dst, src, n * sizeof(float)); }
-static void host_add(void *ctx, float *a, const float *b, size_t n) {
-    (void)ctx;
-    for (size_t k = 0; k < n; k++) a[k] = a[k] + b[k];
-}
-static void host_zero(void *ctx, float *dst, size_t n) { (void)ctx; memset(dst, 0, n * sizeof(float)); }
-
-void qa_dist_tree_init_mem(qa_dist_tree *t, size_t n, const qa_dist_tree_mem *mem) {
-    memset(t, 0, sizeof *t);
-    t->n = n;
-    if (mem) t->mem = *mem;
-    else t->mem = (qa_dist_tree_mem){NULL, host_alloc, host_release, host_copy, host_add, host_zero};
-}
-void qa_dist_tree_init(qa_dist_tree *t, size_t n) { qa_dist_tree_init_mem(t, n, NULL); }
-
-void qa_dist_tree_push(qa_dist_tree *t, const float *x) {
-    size_t n = t->n;
-    const qa_dist_tree_mem *M = &t->mem;
-    if (!t->level[0]) t->level[0] = M->alloc(M->ctx, n * sizeof(float));
-    t->pushes++;
-    if (!t->used[0]) {
-        M->copy(M->ctx, t->level[0], x, n);
-        t->used[0] = 1;
-        return;
-    }
-    M->add(M->ctx, t->level[0], x, n);
-    t->used[0] = 0; /* the carry lives in level[l-1] from here on */
-    for (int l = 1; l < 48; l++) {
-        if (!t->level[l]) t->level[l] = M->alloc(M->ctx, n * sizeof(float));
-        if (!t->used[l]) {
-            float *tmp = t->level[l];
-            t->level[l] = t->level[l - 1];
-            t->level[l - 1] = tmp;
-            t->used[l] = 1;
-            return;
-        }
-        M->add(M->ctx, t->level[l], t->level[l - 1], n);
-        t->used[l] = 0;
-    }
-    QA_ASSERT(0, "qa_dist_tree: more than 2^48 pushes");
-}
-
-void qa_dist_tree_result(qa_dist_tree *t, float *out) {
-    size_t n = t->n;
-    const qa_dist_tree_mem *M = &t->mem;
-    int have = 0;
-    for (int l = 0; l < 48; l++) {
-        if (!t->used[l]) continue;
-        if (!have) M->copy(M->ctx, out, t->level[l], n);
-        else M->add(M->ctx, out, t->level[l], n); /* older (higher) + out: IEEE addition commutes */
-        have = 1;
-        t->used[l] = 0;
-    }
-    if (!have) M->zero(M->ctx, out, n);
-    t->pushes = 0;
-}
-
-void qa_dist_tree_free(qa_dist_tree *t) {
-    for (int l = 0; l < 48; l++)
-        if (t->level[l]) t->mem.release(t->mem.ctx, t->level[l]);
-    memset(t, 0, sizeof *t);
+    qa_dist__free(d);
 }
 
 /* ---------------------------------------------------------------- host collectives */
@@ -672,7 +286,7 @@ static void det_sum(qa_dist *d, void *buf, size_t n, int is_f64, const char *pha
         char *base = (char *)buf + off * es;
         void *parts = qa_dist__scratch(d, (size_t)p * chunk * es + es);
         QA_MPI_CHECK(d, phase, MPI_Alltoallv(base, cnt, dsp, dt, parts, rcnt, rdsp, dt, d->comm));
-        if (is_f64) tree_sum_f64s(parts, p, (size_t)cnt[me], chunk);
+        if (is_f64) qa_dist__tree_sum_f64s(parts, p, (size_t)cnt[me], chunk);
         else qa_dist__tree_sum_f32s(parts, p, (size_t)cnt[me], chunk);
         memcpy(base + (size_t)dsp[me] * es, parts, (size_t)cnt[me] * es);
         QA_MPI_CHECK(d, phase, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base, cnt, dsp, dt, d->comm));
@@ -748,12 +362,6 @@ void qa_dist_allreduce_i64(qa_dist *d, int64_t *buf, size_t n, qa_dist_op op, co
     qa_dist__coll_end(d);
 }
 
-int qa_dist_all_true(qa_dist *d, int ok, const char *phase) {
-    int64_t v = ok ? 1 : 0;
-    qa_dist_allreduce_i64(d, &v, 1, QA_DIST_MIN, phase);
-    return v != 0;
-}
-
 void qa_dist_gather_blobs(qa_dist *d, const void *buf, size_t n, qa_dist_blobs *out, const char *phase) {
     memset(out, 0, sizeof *out);
     int p = d->size, me = d->rank;
@@ -820,17 +428,6 @@ void qa_dist_blobs_free(qa_dist_blobs *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* ---------------------------------------------------------------- graceful stop */
-
-int qa_dist_stop_requested(const qa_dist *d) { return (int)d->stop_sig; }
-void qa_dist_request_stop(qa_dist *d, int why) { d->stop_sig = why ? why : -1; }
-
-int qa_dist_agree_stop(qa_dist *d) {
-    int64_t v = d->stop_sig != 0;
-    qa_dist_allreduce_i64(d, &v, 1, QA_DIST_MAX, "agree-stop");
-    return v != 0;
-}
-
 /* ---------------------------------------------------------------- the "mpi" communicator */
 
 static void host_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const char *phase) {
@@ -860,65 +457,3 @@ void qa_dist__host_comm_setup(qa_comm *c) {
 
 qa_comm *qa_dist_host_comm(qa_dist *d) { return &d->host; }
 
-/* ---------------------------------------------------------------- the "staged" communicator */
-
-typedef struct staged_impl {
-    qa_comm_stage st;
-    void *buf;
-    size_t cap;
-} staged_impl;
-
-static void staged_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const char *phase) {
-    staged_impl *x = c->impl;
-    if (c->d->size == 1 || n == 0) return; /* a sum over one rank: nothing to move */
-    size_t bytes = n * qa_dtype_size(dt);
-    if (x->cap < bytes) {
-        free(x->buf);
-        x->buf = qa_malloc(bytes);
-        x->cap = bytes;
-    }
-    x->st.d2h(x->st.ctx, x->buf, buf, bytes);
-    host_allreduce_sum(&c->d->host, x->buf, n, dt, phase);
-    x->st.h2d(x->st.ctx, buf, x->buf, bytes);
-}
-static void staged_destroy(qa_comm *c) {
-    staged_impl *x = c->impl;
-    free(x->buf);
-    free(x);
-    free(c);
-}
-
-int qa_dist_staged_comm(qa_dist *d, const qa_comm_stage *stage, qa_comm **out, qa_err *e) {
-    *out = NULL;
-    if (!stage || !stage->d2h || !stage->h2d) return QA_ERR(e, "qa_dist_staged_comm: a stage needs d2h and h2d");
-    qa_comm *c = qa_calloc(1, sizeof *c);
-    staged_impl *x = qa_calloc(1, sizeof *x);
-    x->st = *stage;
-    c->backend = "staged";
-    c->on_device = 1;
-    c->d = d;
-    c->allreduce_sum = staged_allreduce_sum;
-    c->barrier = host_barrier;
-    c->destroy = staged_destroy;
-    c->impl = x;
-    *out = c;
-    return 0;
-}
-void qa_comm_allreduce_sum(qa_comm *c, void *buf, size_t n, qa_dtype dt, const char *phase) {
-    c->allreduce_sum(c, buf, n, dt, phase);
-}
-void qa_comm_barrier(qa_comm *c, const char *phase) { c->barrier(c, phase); }
-const char *qa_comm_backend(const qa_comm *c) { return c->backend; }
-int qa_comm_on_device(const qa_comm *c) { return c->on_device; }
-void qa_comm_free(qa_comm *c) {
-    if (c && c->destroy) c->destroy(c);
-}
-
-#ifndef QALIGN_HAVE_NCCL
-int qa_dist_nccl_comm(qa_dist *d, qa_comm **out, qa_err *e) {
-    (void)d;
-    *out = NULL;
-    return QA_ERR(e, "this build has no NCCL backend: it needs a CUDA build with NCCL (configure with -DQALIGN_CUDA=ON on a machine with the CUDA "
-                  "toolkit and NCCL); use qa_dist_host_comm for host buffers");
-}
-#endif

@@ -114,13 +114,13 @@ _Noreturn static void nccl_timeout(nccl_impl *x, const char *phase, double dl) {
 }
 
 static ncclResult_t nccl_wait_ready(nccl_impl *x, const char *phase) {
-    double t0 = qa_dist__now(), dl = qa_dist_get_deadline(x->d);
+    double t0 = qa_now_s(), dl = qa_dist_get_deadline(x->d);
     for (;;) {
         ncclResult_t st = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(x->comm, &st);
         if (r != ncclSuccess) return r;
         if (st != ncclInProgress) return st;
-        double el = qa_dist__now() - t0;
+        double el = qa_now_s() - t0;
         if (dl > 0 && el > dl) nccl_timeout(x, phase, dl);
         nap(el);
     }
@@ -128,7 +128,7 @@ static ncclResult_t nccl_wait_ready(nccl_impl *x, const char *phase) {
 
 /* Wait until the stream is idle, watching NCCL's asynchronous errors and the deadline. */
 static void nccl_wait_stream(nccl_impl *x, const char *phase) {
-    double t0 = qa_dist__now(), dl = qa_dist_get_deadline(x->d);
+    double t0 = qa_now_s(), dl = qa_dist_get_deadline(x->d);
     for (;;) {
         cudaError_t ce = cudaStreamQuery(x->stream);
         if (ce == cudaSuccess) return;
@@ -136,7 +136,7 @@ static void nccl_wait_stream(nccl_impl *x, const char *phase) {
         ncclResult_t st = ncclSuccess;
         QA_NCCL_CHECK(x, phase, ncclCommGetAsyncError(x->comm, &st));
         if (st != ncclSuccess && st != ncclInProgress) nccl_fail(x, phase, "asynchronous NCCL operation", st, __FILE__, __LINE__);
-        double el = qa_dist__now() - t0;
+        double el = qa_now_s() - t0;
         if (dl > 0 && el > dl) nccl_timeout(x, phase, dl);
         nap(el);
     }
@@ -312,7 +312,7 @@ static int id_by_file(qa_dist *d, ncclUniqueId *id, qa_err *e) {
             return qa_err_prefix(e, "rank 0: the NCCL id (set QALIGN_NCCL_ID_DIR to a directory all nodes share)");
         return 0;
     }
-    double t0 = qa_dist__now(), dl = d->deadline_s > 0 ? d->deadline_s : 600;
+    double t0 = qa_now_s(), dl = d->deadline_s > 0 ? d->deadline_s : 600;
     qa_err le = {0};
     for (;;) {
         char *buf = NULL;
@@ -324,7 +324,7 @@ static int id_by_file(qa_dist *d, ncclUniqueId *id, qa_err *e) {
             free(buf);
             if (ok) return 0;   /* a shorter file is rank 0's rename not yet seen: wait */
         }
-        if (qa_dist__now() - t0 > dl)
+        if (qa_now_s() - t0 > dl)
             return QA_ERR(e, "rank %d: no NCCL id from rank 0 in %s after %.0f s: is QALIGN_NCCL_ID_DIR shared by all "
                           "nodes?%s%s", d->rank, path, dl, le.msg[0] ? " Last error: " : "", le.msg);
         usleep(50 * 1000);

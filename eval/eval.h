@@ -22,8 +22,9 @@
 #ifndef QA_EVAL_H
 #define QA_EVAL_H
 #include "common/qa_err.h"
+#include "common/qa_log.h"
 #include "dist/dist.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/model.h"
 
 #include <stddef.h>
@@ -154,7 +155,6 @@ int qa_eval_label_tokens_opt(const qa_tokenizer *tok, const char *word, unsigned
                              qa_err *e);
 
 /* ---- running ---------------------------------------------------------------------------------- */
-typedef void (*qa_eval_log_fn)(void *ctx, const char *line);
 
 typedef struct qa_eval_run_opts {
     uint64_t seed;           /* tie-breaking coin (default 0) */
@@ -166,7 +166,7 @@ typedef struct qa_eval_run_opts {
     const char *model_id;    /* recorded in results.json (e.g. the model directory) */
     const char *adapter_id;  /* NULL = base model */
     const char *precision;   /* e.g. "weights bf16, compute fp32 (cpu)"; NULL = derived from the model */
-    qa_eval_log_fn log;      /* progress lines on rank 0 (NULL = quiet) */
+    qa_log_fn log;           /* progress lines on rank 0 (NULL = quiet) */
     void *log_ctx;
 } qa_eval_run_opts;
 void qa_eval_run_opts_default(qa_eval_run_opts *o);
@@ -225,7 +225,7 @@ typedef struct qa_eval_dump_opts {
                                 the hidden states of every layer for them */
     int last, mean;          /* pools to write: last prompt position, mean over positions (default both) */
     const char *model_id, *adapter_id, *precision, *tokenizer_id; /* recorded in the file */
-    qa_eval_log_fn log;      /* progress lines on rank 0 (NULL = quiet) */
+    qa_log_fn log;           /* progress lines on rank 0 (NULL = quiet) */
     void *log_ctx;
 } qa_eval_dump_opts;
 void qa_eval_dump_opts_default(qa_eval_dump_opts *o);

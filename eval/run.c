@@ -1,6 +1,7 @@
 /* run.c — qa_eval_run: plan (rank 0), sharded computation with the prefix KV cache and label-only
  * logits, gather on rank 0, scoring (paper-protocol.md §6.5) and accuracies. */
 #include "eval/eval_internal.h"
+#include "common/qa_clock.h"
 #include "common/qa_log.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -16,12 +17,6 @@ void qa_eval_run_opts_default(qa_eval_run_opts *o) {
     o->batch_rows = 16;
     o->batch_tokens = 16384;
     o->prefix_cache = 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 #define logf_(o, ...) qa_logf((o)->log, (o)->log_ctx, __VA_ARGS__)
@@ -496,7 +491,7 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
     if (o.batch_rows <= 0) o.batch_rows = 16;
     if (o.batch_tokens <= 0) o.batch_tokens = 16384;
     const int P = d ? qa_dist_size(d) : 1, me = d ? qa_dist_rank(d) : 0;
-    const double t0 = now_s();
+    const double t0 = qa_now_s();
     int ok = 1;
     if (qa_tok_vocab_size(tok) > m->cfg.vocab) {
         QA_ERR(e, "the tokenizer has %d ids but the model's vocabulary is %d: it is not this model's tokenizer",
@@ -679,7 +674,7 @@ int qa_eval_run(const qa_eval_suite *s, qa_model *m, const qa_lora *lora, const 
     for (int t = 0; t < s->n_tasks; t++) r->avg += r->task_avg[t] / s->n_tasks;
     free(cnt);
     plan_free(&pl);
-    r->seconds = now_s() - t0;
+    r->seconds = qa_now_s() - t0;
     r->items_per_s = r->seconds > 0 ? r->n_items / r->seconds : 0;
     return 0;
 }

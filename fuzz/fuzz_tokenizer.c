@@ -1,7 +1,7 @@
-/* fuzz_tokenizer.c — tokenizer.json (io/tok_load.c) and, when it loads, encoding and decoding of texts
- * in several scripts (io/tok_encode.c, io/tok_decode.c). */
+/* fuzz_tokenizer.c — tokenizer.json (tokenizer/tok_load.c) and, when it loads, encoding and decoding of
+ * texts in several scripts (tokenizer/tok_encode.c, tokenizer/tok_decode.c). */
 #include "fuzz_util.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>

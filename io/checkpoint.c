@@ -59,8 +59,8 @@ static void default_log(void *ctx, const char *msg) {
     fflush(stderr);
 }
 
-static void logf_(qa_ckpt_log_fn log, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void logf_(qa_ckpt_log_fn log, void *ctx, const char *fmt, ...) {
+static void logf_(qa_log_fn log, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(qa_log_fn log, void *ctx, const char *fmt, ...) {
     char buf[QA_ERR_MSG + 512];
     va_list ap;
     va_start(ap, fmt);
@@ -795,7 +795,7 @@ int qa_ckpt_read_state(qa_ckpt *c, const qa_ckpt_state *st, qa_err *e) {
 }
 
 /* ---- load latest ------------------------------------------------------------------------------ */
-int qa_ckpt_load_latest(const char *run_dir, const qa_ckpt_state *st, qa_ckpt **out, qa_ckpt_log_fn log, void *log_ctx,
+int qa_ckpt_load_latest(const char *run_dir, const qa_ckpt_state *st, qa_ckpt **out, qa_log_fn log, void *log_ctx,
                         qa_err *e) {
     *out = NULL;
     char *dir = qa_ckpt_dir(run_dir);

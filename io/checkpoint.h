@@ -33,6 +33,7 @@
 #ifndef QA_CHECKPOINT_H
 #define QA_CHECKPOINT_H
 #include "common/qa_err.h"
+#include "common/qa_log.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -102,15 +103,12 @@ typedef struct qa_ckpt_meta {
     uint32_t checksum;          /* load only */
 } qa_ckpt_meta;
 
-/* Warnings (fallbacks, deletions) go through this; NULL prints "qalign: warning: <msg>" on stderr. */
-typedef void (*qa_ckpt_log_fn)(void *ctx, const char *msg);
-
 typedef struct qa_ckpt_save_opts {
     int keep_last;       /* keep the newest K checkpoints (≥ 1); 0 = keep all */
     int64_t keep_every;  /* also keep steps that are multiples of this forever; 0 = none */
     int deflate;         /* 0 = raw; 1..9 = shuffle + deflate level */
     int no_verify;       /* 1 = skip re-reading the file before the rename (not recommended) */
-    qa_ckpt_log_fn log;
+    qa_log_fn log;       /* warnings (fallbacks, deletions); NULL prints "qalign: warning: <msg>" on stderr */
     void *log_ctx;
 } qa_ckpt_save_opts;
 
@@ -161,7 +159,7 @@ int qa_ckpt_read_state(qa_ckpt *c, const qa_ckpt_state *st, qa_err *e);
  * into it (a shape / name mismatch is an error, not a fallback). On 1 *out holds the open handle
  * (close it). Returns 1 = loaded, 0 = no checkpoint at all, -1 = error (all corrupt: the message
  * lists them; a newer format_version; a state mismatch). */
-int qa_ckpt_load_latest(const char *run_dir, const qa_ckpt_state *st, qa_ckpt **out, qa_ckpt_log_fn log,
+int qa_ckpt_load_latest(const char *run_dir, const qa_ckpt_state *st, qa_ckpt **out, qa_log_fn log,
                         void *log_ctx, qa_err *e);
 
 /* The checkpoints of a directory (run_dir/checkpoints), sorted by step ascending. Temporaries

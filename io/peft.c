@@ -19,52 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *MOD_NAME[QA_LORA_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                  "gate_proj", "up_proj", "down_proj"};
-
-const char *qa_lora_module_name(int m) { return m >= 0 && m < QA_LORA_N_MODULES ? MOD_NAME[m] : "?"; }
-const char *qa_lora_module_parent(int m) { return m <= QA_LORA_O ? "self_attn" : "mlp"; }
-int qa_lora_module_from_name(const char *name) {
-    for (int m = 0; m < QA_LORA_N_MODULES; m++) if (!strcmp(MOD_NAME[m], name)) return m;
-    return -1;
-}
-
-void qa_lora_module_dims(const qa_hf_config *c, int m, int *in, int *out) {
-    int H = c->hidden, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim, I = c->intermediate;
-    switch (m) {
-    case QA_LORA_Q: *in = H; *out = q; break;
-    case QA_LORA_K: case QA_LORA_V: *in = H; *out = kv; break;
-    case QA_LORA_O: *in = q; *out = H; break;
-    case QA_LORA_GATE: case QA_LORA_UP: *in = H; *out = I; break;
-    case QA_LORA_DOWN: *in = I; *out = H; break;
-    default: *in = *out = 0;
-    }
-}
-
-int qa_lora_parse_modules(const char *list, unsigned *mask, qa_err *e) {
-    *mask = 0;
-    if (!strcmp(list, "all")) { *mask = QA_LORA_MASK_ALL; return 0; }
-    char *s = qa_strdup(list), *save = NULL;
-    for (char *tok = strtok_r(s, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-        int m = qa_lora_module_from_name(tok);
-        if (m < 0) {
-            QA_ERR(e, "unknown LoRA target module '%s' (use q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj "
-                   "or all)", tok);
-            free(s);
-            return -1;
-        }
-        *mask |= QA_LORA_BIT(m);
-    }
-    free(s);
-    if (!*mask) return QA_ERR(e, "empty LoRA target module list '%s'", list);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- adapter_config.json */
 
 /* The module key PEFT matches against: "model.layers.{l}.{self_attn|mlp}.{name}". */
 static void module_key(char *buf, size_t n, int layer, int m) {
-    snprintf(buf, n, "model.layers.%d.%s.%s", layer, qa_lora_module_parent(m), MOD_NAME[m]);
+    snprintf(buf, n, "model.layers.%d.%s.%s", layer, qa_lora_module_parent(m), qa_lora_module_name(m));
 }
 static int suffix_match(const char *key, const char *t) {
     size_t lk = strlen(key), lt = strlen(t);
@@ -228,25 +187,26 @@ int qa_peft_config_load(qa_peft_config *cfg, const char *path, qa_err *e) {
 
 /* ---------------------------------------------------------------- adapters */
 
-int qa_peft_alloc(qa_peft_adapter *a, const qa_hf_config *c, const qa_peft_config *cfg, qa_err *e) {
+int qa_peft_alloc(qa_peft_adapter *a, const qa_peft_shape *sh, const qa_peft_config *cfg, qa_err *e) {
     memset(a, 0, sizeof *a);
     if (cfg->r < 1) return QA_ERR(e, "LoRA rank r = %d must be >= 1", cfg->r);
     if (!(cfg->module_mask & QA_LORA_MASK_ALL)) return QA_ERR(e, "LoRA adapter targets no module");
     a->cfg = *cfg;
     a->cfg.module_mask &= QA_LORA_MASK_ALL;
-    a->n_layers = c->n_layers;
+    a->n_layers = sh->n_layers;
     size_t n = 0;
     for (int m = 0; m < QA_LORA_N_MODULES; m++) {
-        qa_lora_module_dims(c, m, &a->in_features[m], &a->out_features[m]);
+        a->in_features[m] = sh->in_features[m];
+        a->out_features[m] = sh->out_features[m];
         if (a->cfg.module_mask & QA_LORA_BIT(m))
             n += (size_t)cfg->r * ((size_t)a->in_features[m] + (size_t)a->out_features[m]);
     }
-    a->n_params = n * (size_t)c->n_layers;
+    a->n_params = n * (size_t)sh->n_layers;
     a->params = qa_calloc(a->n_params, sizeof(float));
-    a->A = qa_calloc((size_t)c->n_layers * QA_LORA_N_MODULES, sizeof *a->A);
-    a->B = qa_calloc((size_t)c->n_layers * QA_LORA_N_MODULES, sizeof *a->B);
+    a->A = qa_calloc((size_t)sh->n_layers * QA_LORA_N_MODULES, sizeof *a->A);
+    a->B = qa_calloc((size_t)sh->n_layers * QA_LORA_N_MODULES, sizeof *a->B);
     float *p = a->params;
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < sh->n_layers; l++)
         for (int m = 0; m < QA_LORA_N_MODULES; m++) {
             if (!(a->cfg.module_mask & QA_LORA_BIT(m))) continue;
             a->A[l * QA_LORA_N_MODULES + m] = p;
@@ -267,10 +227,10 @@ void qa_peft_free(qa_peft_adapter *a) {
 
 static void tensor_name(char *buf, size_t n, int layer, int m, char ab) {
     snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, qa_lora_module_parent(m),
-             MOD_NAME[m], ab);
+             qa_lora_module_name(m), ab);
 }
 
-int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_err *e) {
+int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_peft_shape *sh, qa_err *e) {
     memset(a, 0, sizeof *a);
     char *cfg_path = qa_path_join(dir, "adapter_config.json");
     char *st_path = qa_path_join(dir, "adapter_model.safetensors");
@@ -286,10 +246,10 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
     }
     if (!rc) rc = qa_st_open(&st, st_path, e);
     if (rc) { free(cfg_path); free(st_path); return -1; }
-    rc = qa_peft_alloc(a, c, &cfg, e);
+    rc = qa_peft_alloc(a, sh, &cfg, e);
     char name[160];
     size_t used = 0;
-    for (int l = 0; l < c->n_layers && !rc; l++)
+    for (int l = 0; l < sh->n_layers && !rc; l++)
         for (int m = 0; m < QA_LORA_N_MODULES && !rc; m++) {
             if (!(a->cfg.module_mask & QA_LORA_BIT(m))) continue;
             for (int k = 0; k < 2 && !rc; k++) {
@@ -301,7 +261,7 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
                 rc = qa_st_get(&st, name, 2, shape, &t, e);
                 if (rc) {
                     if (!qa_st_find(&st, name))
-                        qa_err_prefix(e, "adapter targets %s (r = %d) in every layer", MOD_NAME[m], cfg.r);
+                        qa_err_prefix(e, "adapter targets %s (r = %d) in every layer", qa_lora_module_name(m), cfg.r);
                     break;
                 }
                 float *dst = k ? qa_peft_B(a, l, m) : qa_peft_A(a, l, m);
@@ -316,7 +276,7 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
     if (!rc && used != st.n_tensors) {
         for (size_t i = 0; i < st.n_tensors; i++) {
             int known = 0;
-            for (int l = 0; l < c->n_layers && !known; l++)
+            for (int l = 0; l < sh->n_layers && !known; l++)
                 for (int m = 0; m < QA_LORA_N_MODULES && !known; m++)
                     for (int k = 0; k < 2 && !known; k++) {
                         if (!(a->cfg.module_mask & QA_LORA_BIT(m))) continue;
@@ -325,7 +285,7 @@ int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_
                     }
             if (!known) {
                 rc = QA_ERR(e, "%s: unexpected tensor '%s' (not a LoRA A/B of the targeted modules of a %d-layer model)",
-                            st_path, st.tensors[i].name, c->n_layers);
+                            st_path, st.tensors[i].name, sh->n_layers);
                 break;
             }
         }
@@ -358,7 +318,7 @@ static char *config_json(const qa_peft_adapter *a) {
     json_object_set_new(o, "revision", json_null());
     json_t *tm = json_array();
     for (int m = 0; m < QA_LORA_N_MODULES; m++)
-        if (a->cfg.module_mask & QA_LORA_BIT(m)) json_array_append_new(tm, json_string(MOD_NAME[m]));
+        if (a->cfg.module_mask & QA_LORA_BIT(m)) json_array_append_new(tm, json_string(qa_lora_module_name(m)));
     json_object_set_new(o, "target_modules", tm);
     json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
     json_object_set_new(o, "use_dora", json_false());

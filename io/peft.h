@@ -7,34 +7,24 @@
  * On disk tensors are named
  *     base_model.model.model.layers.{l}.{self_attn|mlp}.{q_proj|...}.lora_{A|B}.weight
  * Reading accepts F32 / F64 / BF16 / F16 tensors (converted to f32) and checks that every targeted
- * module of every layer has both A and B with the shapes the base config implies, and that the file
- * holds nothing else. adapter_config.json: unknown keys are ignored; non-default values of features
+ * module of every layer has both A and B with the shapes of the base model (qa_peft_shape), and that
+ * the file holds nothing else. adapter_config.json: unknown keys are ignored; non-default values of features
  * qalign does not implement (rank/alpha patterns, DoRA, rsLoRA, layers_to_transform, bias,
  * fan_in_fan_out, modules_to_save, ...) are rejected naming the key.
  */
 #ifndef QA_PEFT_H
 #define QA_PEFT_H
 #include "common/qa_err.h"
-#include "io/hf_config.h"
+#include "common/qa_lora_modules.h"
 #include <stddef.h>
 
-/* The seven linear projections of a decoder layer, in a fixed order. */
-typedef enum qa_lora_module {
-    QA_LORA_Q = 0, QA_LORA_K, QA_LORA_V, QA_LORA_O,   /* self_attn.{q,k,v,o}_proj */
-    QA_LORA_GATE, QA_LORA_UP, QA_LORA_DOWN,           /* mlp.{gate,up,down}_proj */
-    QA_LORA_N_MODULES
-} qa_lora_module;
-#define QA_LORA_BIT(m) (1u << (m))
-#define QA_LORA_MASK_QV (QA_LORA_BIT(QA_LORA_Q) | QA_LORA_BIT(QA_LORA_V))
-#define QA_LORA_MASK_ALL ((1u << QA_LORA_N_MODULES) - 1u)
-
-const char *qa_lora_module_name(int m);    /* "q_proj" ... "down_proj" */
-const char *qa_lora_module_parent(int m);  /* "self_attn" or "mlp" */
-int qa_lora_module_from_name(const char *name); /* "q_proj" -> QA_LORA_Q; -1 if unknown */
-/* in / out features of projection m under config c (q: hidden -> n_heads*head_dim, ...). */
-void qa_lora_module_dims(const qa_hf_config *c, int m, int *in_features, int *out_features);
-/* Parse a comma-separated list "q_proj,v_proj" (or "all") into a module mask; -1 on error. */
-int qa_lora_parse_modules(const char *list, unsigned *mask, qa_err *e);
+/* The shapes an adapter has for one base model: n_layers, and per module m (common/qa_lora_modules.h)
+ * A(l,m) is [r, in_features[m]], B(l,m) [out_features[m], r]. The caller computes them from the base
+ * config (qa_lora_peft_shape, model/model.h): this format knows names and shapes, not the graph. */
+typedef struct qa_peft_shape {
+    int n_layers;
+    int in_features[QA_LORA_N_MODULES], out_features[QA_LORA_N_MODULES];
+} qa_peft_shape;
 
 /* The adapter_config.json fields qalign uses. */
 typedef struct qa_peft_config {
@@ -65,10 +55,10 @@ static inline double qa_peft_scaling(const qa_peft_adapter *a) { return a->cfg.a
 int qa_peft_config_load(qa_peft_config *cfg, const char *path, qa_err *e);
 int qa_peft_config_parse(qa_peft_config *cfg, const char *json_text, const char *name_for_errors, qa_err *e);
 
-/* Allocate a zero-filled adapter for base config c (params zeroed; initialization is the caller's). */
-int qa_peft_alloc(qa_peft_adapter *a, const qa_hf_config *c, const qa_peft_config *cfg, qa_err *e);
-/* Read an adapter directory (adapter_config.json + adapter_model.safetensors) for base config c. */
-int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_hf_config *c, qa_err *e);
+/* Allocate a zero-filled adapter of shape sh (params zeroed; initialization is the caller's). */
+int qa_peft_alloc(qa_peft_adapter *a, const qa_peft_shape *sh, const qa_peft_config *cfg, qa_err *e);
+/* Read an adapter directory (adapter_config.json + adapter_model.safetensors) for a base model of shape sh. */
+int qa_peft_load(qa_peft_adapter *a, const char *dir, const qa_peft_shape *sh, qa_err *e);
 /* Write an adapter directory PEFT can load (F32 tensors, metadata format=pt). A new dir is built in a
  * private staging directory and renamed into place complete. An existing adapter directory (it holds
  * adapter_config.json) or an empty one gets its two adapter files replaced, each atomically; nothing

@@ -25,6 +25,7 @@
 #define QA_OPS_H
 #include "common/qa_dtype.h"
 #include "common/qa_err.h"
+#include "common/qa_rng.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -296,12 +297,7 @@ const qa_ops *qa_ops_open(const char *device, int ordinal, char *desc, size_t de
 #else
 #define QA_HD
 #endif
-static inline QA_HD uint64_t qa_ops_hash64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static inline QA_HD uint64_t qa_ops_hash64(uint64_t z) { return qa_mix64(z + QA_SPLITMIX_GAMMA); }
 static inline QA_HD int qa_dropout_keep(uint64_t key, uint64_t n, uint64_t k, float p) {
     uint64_t h = qa_ops_hash64(key ^ qa_ops_hash64((n << 32) ^ k));
     return (float)((h >> 40) * (1.0 / 16777216.0)) >= p;

@@ -290,10 +290,10 @@ int cmd_eval(int argc, char **argv) {
     char dev_desc[160] = "";
     const qa_ops *ops = ok ? qa_ops_open(backend, qa_dist_local_rank(d), dev_desc, sizeof dev_desc, &e) : NULL;
     if (ok && !ops) ok = 0;
-    const qa_stream_opts so = {.threads = qa_dist_cpu_threads(d, threads)};
     qa_quant quant = QA_QUANT_NONE;
+    const qa_stream_opts so = {.threads = qa_dist_cpu_threads(d, threads)};
     if (ok) ok = qa_quant_parse(quant_s, &quant, &e) == 0;
-    if (ok) { ok = qa_model_load_opts(&m, model_dir, ops, &so, quant, &e) == 0; have_model = ok; }
+    if (ok) { ok = qa_model_load_ex(&m, model_dir, ops, &so, quant, &e) == 0; have_model = ok; }
     if (ok && adapter) {
         ok = qa_eval_load_adapter(&l, &m, adapter, adapter_id, sizeof adapter_id, &e) == 0;
         have_lora = ok;

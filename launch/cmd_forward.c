@@ -96,14 +96,13 @@ int cmd_forward(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(a, "--adapter")) adapter = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--ids")) ids_s = argv[++i];
         else if (i + 1 < argc && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--threads")) {
             long long v;
             if (qa_arg_int("forward", "--threads", argv[++i], 0, 4096, &v)) return 2;
             threads = (int)v;
-        }
-        else if (i + 1 < argc && !strcmp(a, "--logits-out")) logits_out = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--quant")) quant_s = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--top-k")) {
+        } else if (i + 1 < argc && !strcmp(a, "--top-k")) {
             long long v;
             if (qa_arg_int("forward", "--top-k", argv[++i], 1, 1000000, &v)) return 2;
             topk = (int)v;
@@ -130,9 +129,9 @@ int cmd_forward(int argc, char **argv) {
     qa_lora l;
     qa_acts a;
     int have_lora = 0, have_acts = 0;
-    const qa_stream_opts so = {.threads = threads};
     qa_quant quant;
-    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_opts(&m, model_dir, ops, &so, quant, &e)) {
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_ex(&m, model_dir, ops, &so, quant, &e)) {
         qa_err_print(&e);
         free(ids);
         return 1;

@@ -38,10 +38,6 @@ static void info_usage(FILE *f) {
 
 static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
 
-static void mem_row(const char *label, size_t bytes, const char *note) {
-    printf("  %-46s %9.3f GiB %14zu bytes%s%s\n", label, gib((double)bytes), bytes, *note ? "  " : "", note);
-}
-
 /* one of the seven projection weights of a layer (what NF4 quantizes) */
 static int is_projection(const char *name) {
     int li;
@@ -53,6 +49,10 @@ static int is_projection(const char *name) {
         if (!strcmp(tail, want)) return 1;
     }
     return 0;
+}
+
+static void mem_row(const char *label, size_t bytes, const char *note) {
+    printf("  %-46s %9.3f GiB %14zu bytes%s%s\n", label, gib((double)bytes), bytes, *note ? "  " : "", note);
 }
 
 static int parse_pos(const char *s, const char *opt, int *out) {
@@ -124,12 +124,12 @@ int cmd_info(int argc, char **argv) {
     const double nf4_weights = (double)other_bytes + qa_model_proj_nf4_bytes(&c);
     const int use_nf4 = quant != QA_QUANT_NONE || stored_4bit;
 
-    /* memory: what the allocations of model/ make for these shapes (CPU backend; the projections as NF4 with
-     * --quant or a 4-bit checkpoint) */
+    /* memory: what the allocations of model/ make for these shapes (CPU backend) */
     qa_mem_estimate me, mt;
-    const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et, .quant = quant};
+    const int mq = quant != QA_QUANT_NONE ? (int)quant : QA_QUANT_NONE; /* a 4-bit checkpoint is NF4 anyway */
+    const qa_mem_shape se = {.train = 0, .B = eb, .T = et, .max_out = c.vocab, .kv_cap = et, .quant = mq};
     const qa_mem_shape strn = {.train = 1, .B = tb, .T = tt, .max_logit_rows = qa_train_logit_rows(tb, tt),
-                               .lora_modules = mask, .lora_r = r, .quant = quant};
+                               .lora_modules = mask, .lora_r = r, .quant = mq};
     if (qa_model_memory_estimate(&c, &st, NULL, &se, &me, &e) ||
         qa_model_memory_estimate(&c, &st, NULL, &strn, &mt, &e)) {
         qa_err_print(&e);
@@ -224,7 +224,8 @@ int cmd_info(int argc, char **argv) {
                "fp32 absmax per 64) + %.2f GiB as stored (embeddings, head, norms)%s\n", gib(nf4_weights), proj,
                gib((double)other_bytes), stored_4bit ? "; stored 4-bit (bitsandbytes nf4)" : "; --quant nf4");
         printf("\nmemory, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib((double)me.total));
-        mem_row(use_nf4 ? "weights (NF4 projections)" : "weights as the CPU backend holds them", me.weights, "");
+        mem_row(use_nf4 ? "weights as the CPU backend holds them (NF4 projections)" : "weights as the CPU backend holds them",
+                me.weights, "");
         char lab[96];
         snprintf(lab, sizeof lab, "prefix KV cache (%d positions)", et);
         mem_row(lab, me.kv_cache, "f32, every layer's keys and values");

@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "common/qa_rng.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -52,17 +53,12 @@ static void init_usage(FILE *f) {
 
 /* ---------------------------------------------------------------- deterministic N(0,1) */
 
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-#define GOLDEN 0x9e3779b97f4a7c15ull
 static inline float unit_open(uint64_t h) { return ((float)(h >> 40) + 0.5f) * (1.0f / 16777216.0f); }
 /* pair p of the stream `key`: Box-Muller over splitmix64 at counters 2p+1, 2p+2; element 2p gets the
  * cosine branch, 2p+1 the sine branch. float math: the values are rounded to bf16 anyway. */
 static inline void normal_pair(uint64_t key, uint64_t p, float *z0, float *z1) {
-    float u1 = unit_open(mix64(key + (2 * p + 1) * GOLDEN)), u2 = unit_open(mix64(key + (2 * p + 2) * GOLDEN));
+    float u1 = unit_open(qa_mix64(key + (2 * p + 1) * QA_SPLITMIX_GAMMA)),
+          u2 = unit_open(qa_mix64(key + (2 * p + 2) * QA_SPLITMIX_GAMMA));
     float r = sqrtf(-2.0f * logf(u1)), s, c;
     sincosf(6.2831853071795865f * u2, &s, &c);
     *z0 = r * c;
@@ -113,7 +109,7 @@ static int gen_fill(void *vctx, const qa_st_entry *ent, size_t index, uint64_t f
         for (uint64_t i = 0; i < count; i++) o[i] = v;
         return 0;
     }
-    uint64_t key = mix64(ctx->seed ^ mix64(qa_fnv1a64(0, s->name, strlen(s->name))));
+    uint64_t key = qa_mix64(ctx->seed ^ qa_mix64(qa_fnv1a64(0, s->name, strlen(s->name))));
     enum { NT = 2 };
     gen_job jobs[NT];
     pthread_t th[NT];

@@ -84,13 +84,12 @@ int cmd_lens(int argc, char **argv) {
         else if (more && !strcmp(a, "--langs")) o.langs = argv[++i];
         else if (more && !strcmp(a, "--title")) o.title = argv[++i];
         else if (more && (!strcmp(a, "--device") || !strcmp(a, "--backend"))) backend = argv[++i];
+        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
         else if (more && !strcmp(a, "--threads")) {
             long long v;
             if (qa_arg_int("lens", "--threads", argv[++i], 0, 4096, &v)) return 2;
             threads = (int)v;
-        }
-        else if (more && !strcmp(a, "--quant")) quant_s = argv[++i];
-        else if (more && !strcmp(a, "--ymax")) {
+        } else if (more && !strcmp(a, "--ymax")) {
             if (qa_arg_num("lens", "--ymax", argv[++i], 0, 1e6, 1, &o.ymax)) return 2;
         }
         else if (more && !strcmp(a, "--format")) {
@@ -117,9 +116,9 @@ int cmd_lens(int argc, char **argv) {
     const qa_ops *ops = qa_ops_open(backend, 0, NULL, 0, &e);
     if (!ops) goto out;
     if (qa_tok_load(&tok, tok_path, &e)) goto out;
-    const qa_stream_opts so = {.threads = threads};
     qa_quant quant;
-    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_opts(&m, model_dir, ops, &so, quant, &e)) goto out;
+    const qa_stream_opts so = {.threads = threads};
+    if (qa_quant_parse(quant_s, &quant, &e) || qa_model_load_ex(&m, model_dir, ops, &so, quant, &e)) goto out;
     have_model = 1;
     o.log = log_line;
     o.model_id = model_dir;

@@ -11,7 +11,7 @@
 #include "launch/commands.h"
 #include "common/qa_err.h"
 #include "common/qa_mem.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -71,11 +71,6 @@ static int world_from_env(const char **src) {
 /* Per-rank memory of training tc on model config c, rows of row_len tokens, on backend ops: the bytes the
  * run's allocations make (train/mem_estimate.h: qa_model_memory_estimate for the trainer's micro-batch). */
 static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops) {
-    unsigned mask = 0;
-    for (size_t i = 0; i < tc->lora.targets.n; i++) {
-        int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
-        if (m >= 0) mask |= QA_LORA_BIT(m);
-    }
     qa_train_mem m;
     qa_err e = {0};
     if (qa_train_mem_estimate(tc, c, row_len, ops, &m, &e)) {

@@ -1,4 +1,4 @@
-/* lora_peft.c — qa_lora <-> PEFT adapter directories, through io/peft.h. */
+/* lora_peft.c — qa_lora <-> PEFT adapter directories, through io/peft.h; the projections' shapes under a config. */
 #include "model/model.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -8,10 +8,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+void qa_lora_module_dims(const qa_hf_config *c, int m, int *in, int *out) {
+    int H = c->hidden, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim, I = c->intermediate;
+    switch (m) {
+    case QA_LORA_Q: *in = H; *out = q; break;
+    case QA_LORA_K: case QA_LORA_V: *in = H; *out = kv; break;
+    case QA_LORA_O: *in = q; *out = H; break;
+    case QA_LORA_GATE: case QA_LORA_UP: *in = H; *out = I; break;
+    case QA_LORA_DOWN: *in = I; *out = H; break;
+    default: *in = *out = 0;
+    }
+}
+
+void qa_lora_peft_shape(const qa_hf_config *c, qa_peft_shape *sh) {
+    memset(sh, 0, sizeof *sh);
+    sh->n_layers = c->n_layers;
+    for (int m = 0; m < QA_LORA_N_MODULES; m++) qa_lora_module_dims(c, m, &sh->in_features[m], &sh->out_features[m]);
+}
+
 int qa_lora_load_peft(qa_lora *l, const qa_model *m, const char *dir, qa_err *e) {
     qa_peft_adapter ad;
     memset(&ad, 0, sizeof ad);
-    QA_TRY(qa_peft_load(&ad, dir, &m->cfg, e));
+    qa_peft_shape sh;
+    qa_lora_peft_shape(&m->cfg, &sh);
+    QA_TRY(qa_peft_load(&ad, dir, &sh, e));
     if (qa_lora_init(l, m, ad.cfg.module_mask, ad.cfg.r, (float)ad.cfg.alpha, (float)ad.cfg.dropout, e)) {
         qa_peft_free(&ad);
         return qa_err_prefix(e, "adapter %s", dir);
@@ -48,7 +68,9 @@ int qa_lora_save_peft_base(const qa_lora *l, const qa_model *m, const char *base
     strcpy(cfg.task_type, "CAUSAL_LM");
     qa_peft_adapter ad;
     memset(&ad, 0, sizeof ad);
-    QA_TRY(qa_peft_alloc(&ad, &m->cfg, &cfg, e));
+    qa_peft_shape sh;
+    qa_lora_peft_shape(&m->cfg, &sh);
+    QA_TRY(qa_peft_alloc(&ad, &sh, &cfg, e));
     for (int i = 0; i < l->n_layers; i++)
         for (int mod = 0; mod < QA_LORA_N_MODULES; mod++) {
             const qa_lora_mat *t = qa_lora_at(l, i, mod);

@@ -4,6 +4,7 @@
 #include "io/bnb4.h"
 #include "kernels/nf4.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -52,7 +53,6 @@ static int want_proj(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char
     return 0;
 }
 
-/* a float tensor as stored; check_finite: scan its values (loading; the memory estimate reads headers only) */
 static int want(qa_model *m, wreq *r, size_t *n, qa_weight *dst, const char *name, int ndim, int64_t d0, int64_t d1,
                 int check_finite, qa_err *e) {
     int64_t shape[2] = {d0, d1};
@@ -167,9 +167,10 @@ void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, 
     m->ops->memcpy_d2h(m->stream, host_dst, dev_src, n * sizeof(float));
 }
 
-/* The tensors of m->cfg that the model reads, each with the view it fills (m->embed, m->layers[i].wq, ...),
- * the projections as NF4 when quant asks for it or the checkpoint holds them so; m->st open, m->layers
- * allocated. *out: heap array of *n_out requests. */
+/* The tensors of m->cfg that the model reads, each with the view it fills (m->embed, m->layers[i].wq, ...);
+ * the projections as NF4 where quant asks for it or the checkpoint holds them 4-bit. m->st open, m->layers
+ * allocated. check_finite: every float tensor read once for NaN/Inf (a load; not a memory estimate).
+ * *out: heap array of *n requests. */
 static int weight_requests(qa_model *m, qa_quant quant, int check_finite, wreq **out, size_t *n_out, qa_err *e) {
     const qa_hf_config *c = &m->cfg;
     const int D = c->hidden, F = c->intermediate, V = c->vocab, Q = c->n_heads * c->head_dim,
@@ -226,9 +227,9 @@ fail:
  * Views: BF16/F32 with natural alignment stay in the mmap (host memory backend); F16/F64/misaligned are
  * converted once to F32 into the owned block. A device backend uploads everything once into the owned
  * block. Returns the owned block's bytes; *mapped (may be NULL) gets the bytes of the views left in the
- * mmap; m->nf4_bytes and m->quant say what became NF4 (quant: what was asked). */
-static size_t weight_plan(qa_model *m, wreq *req, size_t n, int host, qa_quant quant, size_t *mapped) {
-    size_t owned = 0, map = 0;
+ * mmap, *nf4 (may be NULL) the bytes of the NF4 projections. */
+static size_t weight_plan(wreq *req, size_t n, int host, size_t *mapped, size_t *nf4) {
+    size_t owned = 0, map = 0, q4 = 0;
     for (size_t i = 0; i < n; i++) {
         wreq *r = &req[i];
         const qa_st_tensor *t = r->t;
@@ -237,9 +238,7 @@ static size_t weight_plan(qa_model *m, wreq *req, size_t n, int host, qa_quant q
             owned = (owned + 63) / 64 * 64;
             r->off = owned;
             owned += qa_nf4_bytes((size_t)r->numel);
-            m->nf4_bytes += qa_nf4_bytes((size_t)r->numel);
-            if (r->nf4 == 2 && m->quant == QA_QUANT_NONE) m->quant = r->bnb.nested ? QA_QUANT_NF4_DQ : QA_QUANT_NF4;
-            if (r->nf4 == 1) m->quant = quant;
+            q4 += qa_nf4_bytes((size_t)r->numel);
             continue;
         }
         size_t al = t->dtype == QA_DT_BF16 ? 2 : 4;
@@ -255,6 +254,7 @@ static size_t weight_plan(qa_model *m, wreq *req, size_t n, int host, qa_quant q
         }
     }
     if (mapped) *mapped = map;
+    if (nf4) *nf4 = q4;
     return owned;
 }
 
@@ -267,15 +267,17 @@ static int check_shape(const qa_hf_config *c, const char *what, qa_err *e) {
 }
 
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e) {
-    return qa_model_load_opts(m, dir, ops, NULL, QA_QUANT_NONE, e);
+    return qa_model_load_ex(m, dir, ops, NULL, QA_QUANT_NONE, e);
 }
-
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e) {
+    return qa_model_load_ex(m, dir, ops, so, QA_QUANT_NONE, e);
+}
 int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e) {
-    return qa_model_load_opts(m, dir, ops, NULL, quant, e);
+    return qa_model_load_ex(m, dir, ops, NULL, quant, e);
 }
 
-int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
-                       qa_err *e) {
+int qa_model_load_ex(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
+                     qa_err *e) {
     memset(m, 0, sizeof *m);
     m->ops = ops ? ops : qa_ops_cpu();
     char *cfgpath = qa_path_join(dir, "config.json");
@@ -292,7 +294,12 @@ int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa
     wreq *req = NULL;
     if (weight_requests(m, quant, 1, &req, &n, e)) goto fail;
     const int host = m->ops->host_memory;
-    size_t owned = weight_plan(m, req, n, host, quant, NULL);
+    size_t owned = weight_plan(req, n, host, NULL, &m->nf4_bytes);
+    for (size_t i = 0; i < n; i++) {
+        const wreq *r = &req[i];
+        if (r->nf4 == 2 && m->quant == QA_QUANT_NONE) m->quant = r->bnb.nested ? QA_QUANT_NF4_DQ : QA_QUANT_NF4;
+        if (r->nf4 == 1) m->quant = quant;
+    }
     if (owned) {
         m->owned_bytes = owned;
         m->owned = host ? qa_aligned_alloc(64, owned) : m->ops->alloc(owned, e);
@@ -378,7 +385,7 @@ int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, co
         int rc = weight_requests(&m, (qa_quant)s->quant, 0, &req, &n, e);
         free(m.layers);
         if (rc) return -1;
-        out->weights = weight_plan(&m, req, n, o->host_memory, (qa_quant)s->quant, &mapped) + mapped;
+        out->weights = weight_plan(req, n, o->host_memory, &mapped, NULL) + mapped;
         out->weights_mapped = mapped;
         free(req);
     } else {

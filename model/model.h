@@ -64,18 +64,19 @@ int qa_quant_parse(const char *s, qa_quant *q, qa_err *e);
 const char *qa_quant_name(qa_quant q);
 
 /* Parameters of the seven projections of every layer (what NF4 quantizes) and the bytes they take as NF4 in
- * memory (codes + fp32 absmax: 0.5625 bytes per parameter). */
+ * memory (codes + fp32 absmax: 0.5625 bytes per parameter) — for memory estimates (info, --dry-run). */
 int64_t qa_model_proj_params(const qa_hf_config *c);
 double qa_model_proj_nf4_bytes(const qa_hf_config *c);
 
 /* Load config.json + model.safetensors[.index.json] from dir onto backend ops (NULL = CPU), whose stream
  * is made with so (NULL: defaults; so->threads: the CPU backend's threads, 0 = one per online core), the
  * projections quantized at load when quant != QA_QUANT_NONE. */
-int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
-                       qa_err *e);
-/* qa_model_load_opts with the default stream, as stored. */
+int qa_model_load_ex(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
+                     qa_err *e);
+/* qa_model_load_ex with the default stream, or no quantization: */
+int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e);
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
-/* qa_model_load_opts with the default stream, the projections quantized at load (quant != QA_QUANT_NONE). */
+/* The same with the projections quantized at load (quant != QA_QUANT_NONE). */
 int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e);
 void qa_model_free(qa_model *m);
 /* Copy n floats of backend memory to host (plain memcpy on the CPU). */
@@ -83,7 +84,11 @@ void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, 
 
 /* ---- LoRA ------------------------------------------------------------------------------ */
 /* Modules QA_LORA_Q .. QA_LORA_DOWN, QA_LORA_N_MODULES, QA_LORA_BIT, QA_LORA_MASK_QV/ALL and
- * qa_lora_module_name / qa_lora_module_dims come from io/peft.h (the on-disk format). */
+ * qa_lora_module_name come from common/qa_lora_modules.h (the list as data, shared with io/peft.h). */
+/* in / out features of projection m under config c (q: hidden -> n_heads*head_dim, ...). */
+void qa_lora_module_dims(const qa_hf_config *c, int m, int *in_features, int *out_features);
+/* The shapes of a PEFT adapter for a base model of config c (every module's dims, n_layers). */
+void qa_lora_peft_shape(const qa_hf_config *c, qa_peft_shape *sh);
 /* PEFT on-disk name: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
  * (mlp.{gate,up,down}_proj for the MLP). Returns 0, -1 if buf too small. */
 int qa_lora_peft_name(char *buf, size_t n, int layer, int mod, int is_B);
@@ -313,8 +318,7 @@ typedef struct qa_mem_shape {
     int kv_cap;                               /* eval: positions of the prefix KV cache (0: none) */
     unsigned lora_modules;                    /* adapter targets, QA_LORA_BIT(mod) (0: no adapter) */
     int lora_r;
-    int quant;                                /* qa_quant the projections are loaded with (a 4-bit checkpoint:
-                                                 NF4 whatever is asked) */
+    int quant;                                /* qa_quant of the projections (QA_QUANT_NONE: as stored) */
 } qa_mem_shape;
 
 typedef struct qa_mem_estimate {              /* bytes */

@@ -3,6 +3,7 @@
  * checkpoints/, adapter/, eval/, eval.log); then per model one `qalign eval` of the base model and
  * every new adapter (the model is loaded once), then the report. */
 #include "sweep/sweep_internal.h"
+#include "common/qa_clock.h"
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -14,12 +15,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int write_lock(const qa_sweep *s, int cell, const char *phase, qa_err *e) {
     char buf[128];
@@ -66,7 +61,7 @@ static int train_cell(qa_sweep *s, const qa_sweep_run_opts *o, int i, FILE *f, i
     sw_argv_add(&a, "--config");
     sw_argv_add(&a, cfg);
     int st = 0;
-    double t0 = now_s();
+    double t0 = qa_now_s();
     const char *env[] = {"HDF5_USE_FILE_LOCKING=FALSE", NULL};
     if (!rc) rc = sw_run_logged(sw_argv_get(&a), env, log, &st, e);
     sw_argv_free(&a);
@@ -76,7 +71,7 @@ static int train_cell(qa_sweep *s, const qa_sweep_run_opts *o, int i, FILE *f, i
         *ok = st == 0 && cs.trained;
         if (*ok) {
             fprintf(f, "  trained %s: %lld steps, loss %.4f, %.1f s\n", c->id, (long long)cs.step, cs.last_loss,
-                    now_s() - t0);
+                    qa_now_s() - t0);
         } else {
             char line[400] = "";
             sw_error_line(log, line, sizeof line);
@@ -132,7 +127,7 @@ static int eval_model(qa_sweep *s, const qa_sweep_run_opts *o, int m, const int 
     snprintf(threads, sizeof threads, "OPENBLAS_NUM_THREADS=%d", er->cpus_per_rank);
     const char *env[] = {"HDF5_USE_FILE_LOCKING=FALSE", threads, NULL};
     int st = 0;
-    double t0 = now_s();
+    double t0 = qa_now_s();
     unlink(log);
     int rc = sw_run_logged(sw_argv_get(&a), env, log, &st, e);
     sw_argv_free(&a);
@@ -153,7 +148,7 @@ static int eval_model(qa_sweep *s, const qa_sweep_run_opts *o, int m, const int 
     if (!rc) {
         if (st == 0) {
             fprintf(f, "  evaluated model '%s': %s%d adapter(s) on one load, %.1f s\n", s->models[m].name,
-                    base ? "the base model and " : "", n, now_s() - t0);
+                    base ? "the base model and " : "", n, qa_now_s() - t0);
         } else {
             char line[400] = "";
             sw_error_line(log, line, sizeof line);

@@ -1,6 +1,6 @@
 # io/: safetensors, config.json, PEFT adapters, `qalign info` / `qalign init-model` (labels io, badinput).
 # Fixture tests discover every directory under the golden fixture root (tests/CMakeLists.txt, docs/testing.md).
-qa_test_exe(test_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io.c LIBS qa_io m)
+qa_test_exe(test_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io.c LIBS qa_model qa_io m)
 foreach(c fixtures sharded roundtrip config peft_reject)
   add_test(NAME io_${c} COMMAND test_io ${c} ${QA_FIXTURES_DEFAULT}/hf)
   set_tests_properties(io_${c} PROPERTIES LABELS "io" TIMEOUT 120)
@@ -23,4 +23,4 @@ qa_python_test(io_python_compat io_compat.py ARGS $<TARGET_FILE:test_io_write> $
                LABELS io TIMEOUT 120)
 qa_python_test(io_init_model io_init_model.py ARGS $<TARGET_FILE:qalign> ${QA_FIXTURES_DEFAULT}/hf
                LABELS io TIMEOUT 300 ENVIRONMENT QALIGN_ASSETS=${QALIGN_ASSETS})
-qa_test_exe(test_io_write SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_write.c LIBS qa_io m)
+qa_test_exe(test_io_write SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_write.c LIBS qa_model qa_io m)

@@ -98,7 +98,7 @@ static int run_model(const char *dir, int threads, model_run *r) {
     qa_err e = {0};
     qa_model m;
     const qa_stream_opts so = {.threads = threads};
-    if (qa_model_load_opts(&m, dir, NULL, &so, QA_QUANT_NONE, &e)) { printf("  load: %s\n", e.msg); return -1; }
+    if (qa_model_load_opts(&m, dir, NULL, &so, &e)) { printf("  load: %s\n", e.msg); return -1; }
     const int B = 3, T = 70, N = B * T, V = m.cfg.vocab;
     int32_t *ids = qa_malloc(sizeof(int32_t) * N), *mask = qa_malloc(sizeof(int32_t) * N),
             *seg = qa_malloc(sizeof(int32_t) * N), *pos = qa_malloc(sizeof(int32_t) * N),

@@ -16,7 +16,7 @@
 #include "io/hf_config.h"
 #include "io/peft.h"
 #include "io/safetensors.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/cpu/fastmath.h"
 #include "model/model.h"
 #include "train/data.h"
@@ -590,8 +590,10 @@ static int case_peft_dir(const char *fixtures) {
     qa_err e = {0};
     if (qa_hf_config_load(&hc, cfgp, &e)) { QT_CHECK(0, "fixture config: %s", e.msg); return qt_finish(); }
     qa_peft_config pc = {.r = 2, .alpha = 4, .module_mask = QA_LORA_MASK_QV};
+    qa_peft_shape sh;
+    qa_lora_peft_shape(&hc, &sh);
     qa_peft_adapter a;
-    QT_CHECK(qa_peft_alloc(&a, &hc, &pc, &e) == 0, "alloc");
+    QT_CHECK(qa_peft_alloc(&a, &sh, &pc, &e) == 0, "alloc");
     /* a directory with a user's files */
     char *d = P("results"), *f1 = P("results/paper_draft.tex"), *sub = P("results/figs"), *f2 = P("results/figs/a.png");
     qa_mkdir_p(sub, &e);
@@ -609,13 +611,13 @@ static int case_peft_dir(const char *fixtures) {
     QT_CHECK(qa_peft_save(&a, ad, &e) == 0, "an adapter directory is updated: %s", e.msg);
     QT_CHECK(file_is(readme, "notes"), "its README stays");
     qa_peft_adapter b;
-    QT_CHECK(qa_peft_load(&b, ad, &hc, &e) == 0 && b.params[0] == 0.25f, "the new adapter is there: %s", e.msg);
+    QT_CHECK(qa_peft_load(&b, ad, &sh, &e) == 0 && b.params[0] == 0.25f, "the new adapter is there: %s", e.msg);
     qa_peft_free(&b);
     /* non-finite weights in an adapter are refused at load, naming the tensor */
     a.params[1] = NAN;
     QT_CHECK(qa_peft_save(&a, ad, &e) == 0, "saved a NaN adapter");
     e = (qa_err){0};
-    rc = qa_peft_load(&b, ad, &hc, &e);
+    rc = qa_peft_load(&b, ad, &sh, &e);
     QT_CHECK(rc != 0 && strstr(e.msg, "lora_A") && strstr(e.msg, "NaN"), "a NaN adapter is refused: %s", e.msg);
     if (!rc) qa_peft_free(&b);
     /* lora_alpha 1e308 would overflow every update */

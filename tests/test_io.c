@@ -4,6 +4,7 @@
 #include "testutil.h"
 #include "io/hf_config.h"
 #include "io/peft.h"
+#include "model/model.h"
 #include "io/safetensors.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -16,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* the adapter shapes of a base config (model/: io/peft.h knows no graph) */
+static const qa_peft_shape *shape_of(const qa_hf_config *c, qa_peft_shape *sh) { qa_lora_peft_shape(c, sh); return sh; }
+#define SHAPE(c) shape_of((c), &(qa_peft_shape){0})
 
 static char g_tmp[512];
 static const char *g_root;
@@ -131,7 +136,7 @@ static int test_fixtures(void) {
                 n_adapters++;
                 char *adir = qa_path_join(base, ads[a]);
                 qa_peft_adapter ad, back;
-                int ra = qa_peft_load(&ad, adir, &c, &e);
+                int ra = qa_peft_load(&ad, adir, SHAPE(&c), &e);
                 QT_CHECK(ra == 0, "%s/%s: PEFT adapter loads: %s", dirs[i], ads[a], e.msg);
                 if (!ra) {
                     QT_CHECK(ad.cfg.r > 0 && ad.cfg.module_mask, "%s/%s: r %d, modules 0x%x", dirs[i], ads[a], ad.cfg.r,
@@ -141,7 +146,7 @@ static int test_fixtures(void) {
                     QT_CHECK(qa_peft_save(&ad, out, &e) == 0, "%s/%s: save: %s", dirs[i], ads[a], e.msg);
                     /* save twice: replacing an existing adapter directory */
                     QT_CHECK(qa_peft_save(&ad, out, &e) == 0, "%s/%s: save over existing: %s", dirs[i], ads[a], e.msg);
-                    int rb = qa_peft_load(&back, out, &c, &e);
+                    int rb = qa_peft_load(&back, out, SHAPE(&c), &e);
                     QT_CHECK(rb == 0, "%s/%s: written adapter loads back: %s", dirs[i], ads[a], e.msg);
                     if (!rb) {
                         int same = back.n_params == ad.n_params && back.cfg.r == ad.cfg.r &&
@@ -586,26 +591,26 @@ static int test_peft_reject(void) {
     qa_hf_config_finish(&c);
     qa_peft_config cfg = {.r = 4, .alpha = 8, .module_mask = QA_LORA_MASK_QV};
     qa_peft_adapter a, b;
-    QT_CHECK(qa_peft_alloc(&a, &c, &cfg, &e) == 0, "alloc");
+    QT_CHECK(qa_peft_alloc(&a, SHAPE(&c), &cfg, &e) == 0, "alloc");
     for (size_t i = 0; i < a.n_params; i++) a.params[i] = (float)i * 0.001f;
     char *dir = qa_path_join(g_tmp, "ad");
     QT_CHECK(qa_peft_save(&a, dir, &e) == 0, "save: %s", e.msg);
-    QT_CHECK(qa_peft_load(&b, dir, &c, &e) == 0 && !memcmp(a.params, b.params, a.n_params * 4), "load back");
+    QT_CHECK(qa_peft_load(&b, dir, SHAPE(&c), &e) == 0 && !memcmp(a.params, b.params, a.n_params * 4), "load back");
     qa_peft_free(&b);
     /* a model of another shape: A of q_proj has the wrong in_features */
     qa_hf_config c2 = c;
     c2.hidden = 32; c2.head_dim = 8;
-    QT_CHECK(qa_peft_load(&b, dir, &c2, &e) != 0 && strstr(e.msg, "lora_A.weight") && strstr(e.msg, "q_proj"),
+    QT_CHECK(qa_peft_load(&b, dir, SHAPE(&c2), &e) != 0 && strstr(e.msg, "lora_A.weight") && strstr(e.msg, "q_proj"),
              "shape mismatch names the tensor: %s", e.msg);
     /* a model with more layers: layer 2's tensors are missing */
     c2 = c;
     c2.n_layers = 3;
-    QT_CHECK(qa_peft_load(&b, dir, &c2, &e) != 0 && strstr(e.msg, "layers.2.self_attn.q_proj.lora_A.weight"),
+    QT_CHECK(qa_peft_load(&b, dir, SHAPE(&c2), &e) != 0 && strstr(e.msg, "layers.2.self_attn.q_proj.lora_A.weight"),
              "missing module names the tensor: %s", e.msg);
     /* fewer layers: an unexpected tensor */
     c2 = c;
     c2.n_layers = 1;
-    QT_CHECK(qa_peft_load(&b, dir, &c2, &e) != 0 && strstr(e.msg, "unexpected tensor") && strstr(e.msg, "layers.1."),
+    QT_CHECK(qa_peft_load(&b, dir, SHAPE(&c2), &e) != 0 && strstr(e.msg, "unexpected tensor") && strstr(e.msg, "layers.1."),
              "extra tensor named: %s", e.msg);
     /* a missing lora_B: rewrite the file without it */
     char *sp = qa_path_join(dir, "adapter_model.safetensors");
@@ -626,7 +631,7 @@ static int test_peft_reject(void) {
         rename(sp2, sp);
         free(sp2);
         free(ents);
-        QT_CHECK(qa_peft_load(&b, dir, &c, &e) != 0 && strstr(e.msg, "layers.1.self_attn.v_proj.lora_B.weight"),
+        QT_CHECK(qa_peft_load(&b, dir, SHAPE(&c), &e) != 0 && strstr(e.msg, "layers.1.self_attn.v_proj.lora_B.weight"),
                  "missing lora_B named: %s", e.msg);
     }
     free(sp);

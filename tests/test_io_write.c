@@ -4,6 +4,7 @@
  *   test_io_write adapter MODEL OUT  a deterministic r=4 q/v adapter for MODEL/config.json, saved with qa_peft_save */
 #include "io/hf_config.h"
 #include "io/peft.h"
+#include "model/model.h"
 #include "io/safetensors.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
@@ -12,6 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* the adapter shapes of a base config (model/: io/peft.h knows no graph) */
+static const qa_peft_shape *shape_of(const qa_hf_config *c, qa_peft_shape *sh) { qa_lora_peft_shape(c, sh); return sh; }
+#define SHAPE(c) shape_of((c), &(qa_peft_shape){0})
 
 /* value of element i of tensor k: small integers that every dtype represents exactly */
 static double val(int k, int64_t i) { return (double)((i * 7 + k * 3) % 13) - 6.0; }
@@ -85,7 +90,7 @@ static int do_adapter(const char *model, const char *out) {
     if (rc) { qa_err_print(&e); return 1; }
     qa_peft_config pc = {.r = 4, .alpha = 8, .module_mask = QA_LORA_MASK_QV};
     qa_peft_adapter a;
-    if (qa_peft_alloc(&a, &c, &pc, &e)) { qa_err_print(&e); return 1; }
+    if (qa_peft_alloc(&a, SHAPE(&c), &pc, &e)) { qa_err_print(&e); return 1; }
     /* A(l,m)[i] = B(l,m)[i] = (l * 10 + m) + i / 1024 */
     for (int l = 0; l < a.n_layers; l++)
         for (int m = 0; m < QA_LORA_N_MODULES; m++) {

@@ -8,7 +8,9 @@
  *                              logit rows and adapters; and a forward (+ backward) runs in it
  *   qa_infer_ws_alloc       == .activations (eval) == qa_infer_ws_bytes
  *   qa_kv_cache_alloc       == .kv_cache == qa_kv_cache_bytes
- * and `qalign info --json` and `qalign train --dry-run` (QALIGN_BIN) print the numbers of those allocations. */
+ *   qa_model_load_quant     == .weights with .quant (NF4, NF4-DQ), and the config-only figures (no checkpoint)
+ * and `qalign info --json` and `qalign train --dry-run` (QALIGN_BIN) print the numbers of those allocations
+ * (the dry run padded and padding-free; the sweep sizes its jobs with the dry run's figure, train/mem_estimate.c). */
 #include "model/model.h"
 #include "common/qa_mem.h"
 #include "testutil.h"

@@ -10,7 +10,6 @@
  *                           quantized absmax .dq_absmax (U8), .dq_nested_absmax (F32), .dq_offset (F32 [1]),
  *                           .dq_decoded (F32), and the tables table.nf4_code, table.dq_code. tests/nf4_bnb.py
  *                           compares them with bitsandbytes bit for bit. */
-#include "cpu_stream.h"
 #include "kernels/nf4.h"
 #include "kernels/ops.h"
 #include "io/safetensors.h"
@@ -171,8 +170,12 @@ static void test_multi(int N, int K, int F, int D) {
 
 static int run_ops(void) {
     O = qa_ops_cpu();
+    qa_err e = {0};
     SS[0] = NULL;
-    for (int s = 1; s < NS; s++) SS[s] = qt_cpu_stream(s);
+    for (int s = 1; s < NS; s++) {
+        const qa_stream_opts so = {.threads = s};
+        if (O->stream_create(&SS[s], &so, &e)) { printf("stream: %s\n", e.msg); return 1; }
+    }
     test_format();
     /* (N, K, M): few rows (no packing), rows split, column split, K over several 256-blocks, rows of 160 or
      * 40 (64-blocks straddle rows; 8-runs aligned) and of 36 (8-runs not aligned: the scalar path) */

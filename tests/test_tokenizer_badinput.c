@@ -8,7 +8,7 @@
  * usage: test_tokenizer_badinput TOKENIZER_DIR QALIGN_BINARY [TOKENIZER_FILE ...]
  *   (default files: qwen1_5-qwen2.tokenizer.json mistral-7b-v0.1.tokenizer.json)
  */
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "testutil.h"
 
 #include <stdint.h>

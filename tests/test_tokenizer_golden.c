@@ -6,7 +6,7 @@
  *
  * usage: test_tokenizer_golden GOLDEN.json VECTORS.json TOKENIZER_DIR
  */
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "testutil.h"
 
 #include <jansson.h>

@@ -1,4 +1,4 @@
-# Tokenizer (io/tokenizer.h, `qalign tokenize`): token-exact with Hugging Face `tokenizers`.
+# Tokenizer (tokenizer/tokenizer.h, `qalign tokenize`): token-exact with Hugging Face `tokenizers`.
 #   tokenizer_golden    every case of fixtures/tokenizers/{golden,vectors}.json, threads, vocab round trip
 #   tokenizer_badinput  malformed tokenizer.json, invalid UTF-8, 10 MB lines (API + CLI), CLI input errors
 #   tokenizer_diff      differential test against the `tokenizers` pip package (installs it if missing;
@@ -11,8 +11,8 @@ set(QA_TOK_FIXTURES "${QALIGN_SHARED}/fixtures/tokenizers")
 set(QA_TOK_SKIP_IF_ABSENT [=[[ -f "$0" ] || { echo "tokenizer fixtures: skipped: no $0 (the HF tokenizers fixture set)"; exit 77; }; exec "$@"]=])
 set(QA_TOK_DIR "${QALIGN_ASSETS}/tokenizers")
 
-qa_test_exe(test_tokenizer_golden SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_golden.c LIBS qa_io)
-qa_test_exe(test_tokenizer_badinput SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_badinput.c LIBS qa_io)
+qa_test_exe(test_tokenizer_golden SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_golden.c LIBS qa_tokenizer)
+qa_test_exe(test_tokenizer_badinput SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_badinput.c LIBS qa_tokenizer)
 
 add_test(NAME tokenizer_golden
          COMMAND sh -c "${QA_TOK_SKIP_IF_ABSENT}" ${QA_TOK_FIXTURES}/golden.json $<TARGET_FILE:test_tokenizer_golden>
@@ -35,7 +35,7 @@ if(NOT QALIGN_ASAN)
   unset(CMAKE_REQUIRED_FLAGS)
   unset(CMAKE_REQUIRED_LINK_OPTIONS)
   if(QA_TOK_HAVE_ASAN)
-    file(GLOB _qa_tok_src CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/io/tok_*.c)
+    file(GLOB _qa_tok_src CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tokenizer/tok_*.c)
     add_library(qa_tok_asan STATIC ${_qa_tok_src} ${CMAKE_SOURCE_DIR}/common/qa_err.c
                 ${CMAKE_SOURCE_DIR}/common/qa_mem.c ${CMAKE_SOURCE_DIR}/common/qa_file.c)
     target_include_directories(qa_tok_asan PUBLIC ${CMAKE_SOURCE_DIR})

@@ -2,7 +2,9 @@
 #include "train/data.h"
 
 #include "common/qa_file.h"
+#include "common/qa_clock.h"
 #include "common/qa_mem.h"
+#include "common/qa_rng.h"
 #include "model/model.h"
 
 #include <jansson.h>
@@ -15,22 +17,13 @@
 
 /* ---- random numbers --------------------------------------------------------------------------- */
 
-#define QA_GAMMA 0x9E3779B97F4A7C15ull
-
-uint64_t qa_data_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 qa_data_rng qa_data_rng_stream(uint64_t seed, uint64_t stream) {
-    qa_data_rng r = {qa_data_mix64(seed ^ qa_data_mix64(stream))};
+    qa_data_rng r = {qa_mix64(seed ^ qa_mix64(stream))};
     return r;
 }
 
 uint64_t qa_data_rng_next(qa_data_rng *r) {
-    r->state += QA_GAMMA;
-    return qa_data_mix64(r->state);
+    return qa_splitmix64(&r->state);
 }
 
 uint64_t qa_data_rng_below(qa_data_rng *r, uint64_t m) {
@@ -593,8 +586,7 @@ void qa_data_print_stats(const qa_dataset *d, FILE *f) {
 
 int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err *e) {
     memset(in, 0, sizeof *in);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = qa_now_s();
     char *cfgp = qa_path_join(tc->model.path, "config.json");
     int rc = qa_hf_config_load(&in->hf, cfgp, e);
     if (rc) qa_err_prefix(e, "model.path %s (%s)", tc->model.path, qa_cfg_origin(&tc->cfg, "model.path"));
@@ -618,8 +610,7 @@ int qa_train_inputs_load(qa_train_inputs *in, const qa_train_config *tc, qa_err 
         qa_data_opts_for_model(&o, &in->hf);
         rc = qa_data_build(&in->data, &o, in->has_template ? &in->tpl : NULL, in->tok, e);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    in->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    in->seconds = qa_now_s() - t0;
     if (rc) qa_train_inputs_free(in);
     return rc;
 }

@@ -47,7 +47,7 @@
 #define QA_DATA_H
 #include "common/qa_err.h"
 #include "io/hf_config.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "train/template.h"
 #include "train/train_config.h"
 #include <stdint.h>
@@ -58,7 +58,6 @@ enum { QA_STREAM_SPLIT = 1, QA_STREAM_PACK = 2, QA_STREAM_EPOCH = 16 };
 enum { QA_SPLIT_TRAIN = 0, QA_SPLIT_VAL = 1 };
 
 /* ---- random numbers --------------------------------------------------------------------------- */
-uint64_t qa_data_mix64(uint64_t z);                                      /* the splitmix64 finalizer */
 typedef struct qa_data_rng { uint64_t state; } qa_data_rng;                   /* counter-based splitmix64 */
 qa_data_rng qa_data_rng_stream(uint64_t seed, uint64_t stream);
 uint64_t qa_data_rng_next(qa_data_rng *r);

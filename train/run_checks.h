@@ -1,6 +1,6 @@
 /* run_checks.h — checks the trainer makes before it trusts its inputs: that every rank runs the same
  * configuration on the same data, that a checkpoint's restored state fits the data and the model, and
- * that a run actually trained. Each is called from one place in trainer.c.
+ * that a run actually trained. Each is called from one place in the trainer (trainer.c, run_state.c).
  */
 #ifndef QA_RUN_CHECKS_H
 #define QA_RUN_CHECKS_H

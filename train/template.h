@@ -30,7 +30,7 @@
 #ifndef QA_TEMPLATE_H
 #define QA_TEMPLATE_H
 #include "common/qa_err.h"
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include <stddef.h>
 #include <stdint.h>
 

@@ -2,6 +2,7 @@
  * together (SPMD); the caller returns when every thread is done. Workers spin briefly after a job
  * (ops come back to back) and then sleep on a condition variable, so an idle pool costs nothing. */
 #include "kernels/cpu/cpu_internal.h"
+#include "common/qa_clock.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -33,11 +34,6 @@ struct qa_pool {
 
 typedef struct { qa_pool *p; int tid; } worker_arg;
 
-static double mono(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* spin on *v != old: pause, then yield after a while (another process may need the core) */
 static void wait_change(_Atomic unsigned *v, unsigned old) {
@@ -58,7 +54,7 @@ static void *worker(void *arg) {
         for (int i = 0; atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) {
             CPU_RELAX();
             if ((i & 1023) == 1023) {
-                double t = mono();
+                double t = qa_now_s();
                 if (t0 == 0) t0 = t;
                 else if (t - t0 > 1e-3) break;
             }

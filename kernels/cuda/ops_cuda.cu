@@ -16,6 +16,7 @@
  *   - Attention: kernels/cuda/attn_cuda.cu.
  * Errors: ops record the first failure in the stream; sync returns it. */
 #include "kernels/cuda/cuda_internal.cuh"
+#include "common/qa_clock.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -51,16 +52,11 @@ struct qa_cuda_prof {
     int n;
     prof_entry e[PROF_MAX];
 };
-static double prof_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 void qa_cuda_prof_mark(qa_stream *s, const char *file, int line, const char *label) {
     struct qa_cuda_prof *p = s->prof;
     if (!p) return;
     (void)cudaStreamSynchronize(s->st); /* a failure shows at the next checked sync */
-    double t = prof_now(), dt = t - p->last;
+    double t = qa_now_s(), dt = t - p->last;
     p->last = t;
     const char *lb = label ? label : "";
     int i = 0;
@@ -87,7 +83,7 @@ void qa_cuda_prof_report(qa_stream *s) {
     for (int i = 0; i < p->n; i++) tot += p->e[i].sec;
     qsort(p->e, (size_t)p->n, sizeof p->e[0], prof_cmp);
     fprintf(stderr, "cuda profile (%s): %.3f s in %d call sites over %.3f s of stream life\n",
-            s->fp32 ? "cuda-fp32" : "cuda", tot, p->n, prof_now() - p->t0);
+            s->fp32 ? "cuda-fp32" : "cuda", tot, p->n, qa_now_s() - p->t0);
     fprintf(stderr, "  %8s %7s %10s %9s  %s\n", "ms", "%", "calls", "us/call", "site");
     for (int i = 0; i < p->n && i < 60; i++) {
         const char *f = strrchr(p->e[i].file, '/');
@@ -132,7 +128,7 @@ static int stream_create_mode(qa_stream **out, int fp32, qa_err *e) {
     const char *pe = getenv("QALIGN_CUDA_PROFILE");
     if (pe && *pe && strcmp(pe, "0")) {
         s->prof = (struct qa_cuda_prof *)calloc(1, sizeof *s->prof);
-        if (s->prof) s->prof->last = s->prof->t0 = prof_now();
+        if (s->prof) s->prof->last = s->prof->t0 = qa_now_s();
     }
     *out = s;
     return 0;

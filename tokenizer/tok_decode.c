@@ -1,7 +1,7 @@
 /* tok_decode.c — ids -> text with the decoder chain of the tokenizer.json, as HF `tokenizers`
  * decode(ids, skip_special_tokens) does: id -> token string (ids without a token are skipped),
  * then every decoder step maps the list of strings, then the strings are concatenated. */
-#include "io/tok_internal.h"
+#include "tokenizer/tok_internal.h"
 #include "common/qa_mem.h"
 
 #include <stdlib.h>

@@ -1,10 +1,10 @@
 /* tok_load.c — parse a Hugging Face tokenizer.json into an immutable qa_tokenizer.
  *
- * Only the pieces the Qwen and Llama/Mistral families use (see io/tokenizer.h) are accepted;
+ * Only the pieces the Qwen and Llama/Mistral families use (see tokenizer/tokenizer.h) are accepted;
  * everything else fails with one line naming the file and the JSON key, so that a tokenizer of
  * another kind is never silently tokenized wrongly.
  */
-#include "io/tok_internal.h"
+#include "tokenizer/tok_internal.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 

@@ -1,5 +1,5 @@
 /* tok_util.c — hashing, UTF-8 helpers and the added-token trie used by the tokenizer. */
-#include "io/tok_internal.h"
+#include "tokenizer/tok_internal.h"
 #include "common/qa_mem.h"
 
 #include <stdlib.h>

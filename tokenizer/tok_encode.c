@@ -4,7 +4,7 @@
  *   (3) pre-tokenize (Split regex, ByteLevel, Metaspace), (4) BPE each piece, (5) post-process.
  * All scratch is per call; the tokenizer is only read.
  */
-#include "io/tok_internal.h"
+#include "tokenizer/tok_internal.h"
 #include "common/qa_mem.h"
 
 #include <stdlib.h>

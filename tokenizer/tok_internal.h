@@ -1,12 +1,12 @@
-/* tok_internal.h — the tokenizer's data layout, shared by io/tok_*.c (not a public header).
+/* tok_internal.h — the tokenizer's data layout, shared by tokenizer/tok_*.c (not a public header).
  *
  * Everything here is built once by qa_tok_load and only read afterwards, so a qa_tokenizer can be
- * used by many threads at once. Per-call scratch lives in tok_scratch (io/tok_encode.c).
+ * used by many threads at once. Per-call scratch lives in tok_scratch (tokenizer/tok_encode.c).
  */
 #ifndef QA_TOK_INTERNAL_H
 #define QA_TOK_INTERNAL_H
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "io/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include <pcre2.h>
 #include <stdint.h>
 
@@ -156,10 +156,10 @@ void tok_matcher_add(tok_matcher *m, const char *pat, size_t len, int32_t token)
 int tok_matcher_find(const tok_matcher *m, const char *s, size_t n, size_t from, size_t *start, size_t *end,
                      int32_t *token);
 void tok_matcher_free(tok_matcher *m);
-/* build cp_id and word_map once the model and pre-tokenizers are known (io/tok_encode.c) */
+/* build cp_id and word_map once the model and pre-tokenizers are known (tokenizer/tok_encode.c) */
 void tok_build_caches(qa_tokenizer *t);
 void tok_build_nfc_qc(qa_tokenizer *t);
-/* normalize s[0..n) with the tokenizer's normalizers into a heap string (io/tok_encode.c) */
+/* normalize s[0..n) with the tokenizer's normalizers into a heap string (tokenizer/tok_encode.c) */
 int tok_normalize(const qa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, qa_err *e);
 /* decode one UTF-8 code point of a VALID string; returns its length */
 static inline int tok_utf8_next(const uint8_t *s, uint32_t *cp) {
