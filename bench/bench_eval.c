@@ -82,7 +82,8 @@ int main(int argc, char **argv) {
     qa_eval_selection sel = {data, tasks, langs, limit, QA_EVAL_GOLD_CORRECTED, QA_EVAL_PROMPT_ENGLISH_LABELS,
                              QA_EVAL_SCORING_ENGLISH};
     const qa_stream_opts so = {.threads = threads};
-    if (qa_model_load_opts(&m, model, NULL, &so, &e) || qa_tok_load(&tok, tp, &e) || qa_eval_suite_load(&s, &sel, &e)) {
+    if (qa_model_load_opts(&m, model, NULL, &so, &e) || qa_tok_load(&tok, tp, &e) ||
+        qa_eval_suite_load(&s, &sel, &e)) {
         qa_err_print(&e);
         return 1;
     }

@@ -224,14 +224,16 @@ int cmd_info(int argc, char **argv) {
                "fp32 absmax per 64) + %.2f GiB as stored (embeddings, head, norms)%s\n", gib(nf4_weights), proj,
                gib((double)other_bytes), stored_4bit ? "; stored 4-bit (bitsandbytes nf4)" : "; --quant nf4");
         printf("\nmemory, evaluation at batch %d x seq %d:  %.2f GiB\n", eb, et, gib((double)me.total));
-        mem_row(use_nf4 ? "weights as the CPU backend holds them (NF4 projections)" : "weights as the CPU backend holds them", me.weights, "");
+        mem_row(use_nf4 ? "weights as the CPU backend holds them (NF4 projections)" : "weights as the CPU backend holds them",
+                me.weights, "");
         char lab[96];
         snprintf(lab, sizeof lab, "prefix KV cache (%d positions)", et);
         mem_row(lab, me.kv_cache, "f32, every layer's keys and values");
         mem_row("inference workspace", me.activations, "f32, one layer at a time, full-vocabulary logits per row");
         printf("memory, LoRA training at micro-batch %d x seq %d, r=%d on %s:  %.2f GiB\n", tb, tt, r, mods,
                gib((double)mt.total));
-        mem_row(use_nf4 ? "frozen weights (NF4 projections: QLoRA)" : "frozen weights as the CPU backend holds them", mt.weights, "");
+        mem_row(use_nf4 ? "frozen weights (NF4 projections: QLoRA)" : "frozen weights as the CPU backend holds them",
+                mt.weights, "");
         snprintf(lab, sizeof lab, "adapter: %" PRId64 " params", adapter_params);
         mem_row(lab, mt.lora, "f32 weights and gradients");
         mem_row("AdamW m and v", mt.optimizer, "f32");

@@ -2,9 +2,9 @@
  *
  * Configuration: schema defaults (the paper's recipe, train/train_config.c) < --config files in order
  * < --set key=value in order. --dry-run resolves everything a run needs (config, model config.json,
- * tokenizer, template, the tokenized/split/packed data), prints it with step counts and a memory
- * estimate, and exits (train_dry_run). Otherwise run_training starts the ranks (dist/) and runs the
- * loop of train/train.h.
+ * tokenizer, template, the tokenized/split/packed data), prints it with step counts and the memory the
+ * run allocates per rank (qa_model_memory_estimate), and exits (train_dry_run). Otherwise run_training
+ * starts the ranks (dist/) and runs the loop of train/train.h.
  *
  * Exit codes: 0 ok, 1 runtime error (bad data, missing files), 2 usage or configuration error.
  */
@@ -16,7 +16,9 @@
 #include "io/peft.h"
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
+#include "train/mem_estimate.h"
 #include "kernels/ops.h"
+#include "model/model.h"
 #include "train/data.h"
 #include "train/train_config.h"
 #include "dist/dist.h"
@@ -37,10 +39,10 @@ static void train_usage(FILE *f) {
             "or pre-tokenized {\"input_ids\", \"labels\"} with data.template none; docs/training.md).\n"
             "  --config FILE       YAML config (nested mappings or dotted keys); later files override earlier ones\n"
             "  --set key=value     override one key after the files (lists: a,b or [a, b]); repeatable\n"
-            "  --quant Q           = --set model.quant=Q: none, nf4 or nf4-dq (QLoRA: NF4 base, fp32 LoRA)\n"
             "  --threads N         CPU threads per rank, as --set train.threads=N (0: the node's cores / ranks on it)\n"
             "  --device NAME       auto, cpu, cuda, cuda-fp32 or emu, as --set model.device=NAME (--backend: an old\n"
             "                      name)\n"
+            "  --quant Q           none, nf4 or nf4-dq, as --set model.quant=Q (QLoRA: NF4 base, fp32 LoRA)\n"
             "  --dry-run           print the resolved config, data counts, steps and a memory estimate; then exit\n"
             "  --world-size N      ranks assumed by --dry-run (train.grad_accum must be a multiple; default: the\n"
             "                      MPI launcher's OMPI_COMM_WORLD_SIZE / PMI_SIZE, else 1)\n"
@@ -66,54 +68,36 @@ static int world_from_env(const char **src) {
     return 1;
 }
 
-/* Per-rank memory estimate for training tc on model config c, rows of T tokens. */
-static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int rows, int T) {
-    double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers;
-    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
-    double B = rows, r = tc->lora.r;
-    int64_t params = qa_hf_config_param_count(c);
-    double weights = (double)params * 2.0;
-    qa_quant quant = QA_QUANT_NONE;
-    qa_quant_parse(tc->model.quant, &quant, NULL);
-    const int64_t proj = qa_model_proj_params(c);
-    if (quant != QA_QUANT_NONE) weights = (double)(params - proj) * 2.0 + qa_model_proj_nf4_bytes(c);
-    int64_t lora = 0;
-    unsigned mask = 0;
-    for (int i = 0; i < tc->lora.targets.n; i++) {
-        int m = qa_lora_module_from_name(tc->lora.targets.v[i]);
-        if (m < 0 || (mask & QA_LORA_BIT(m))) continue;
-        mask |= QA_LORA_BIT(m);
-        int in, out;
-        qa_lora_module_dims(c, m, &in, &out);
-        lora += (int64_t)tc->lora.r * (in + out);
+/* Per-rank memory of training tc on model config c, rows of row_len tokens, on backend ops: the bytes the
+ * run's allocations make (train/mem_estimate.h: qa_model_memory_estimate for the trainer's micro-batch). */
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops) {
+    qa_train_mem m;
+    qa_err e = {0};
+    if (qa_train_mem_estimate(tc, c, row_len, ops, &m, &e)) {
+        fprintf(stderr, "qalign: warning: no memory estimate: %s\n", e.msg);
+        return;
     }
-    lora *= c->n_layers;
-    double adapter = (double)lora * 16.0;
-    double saved = 4 * H + 2 * q + 2 * kv + 3 * I + r * tc->lora.targets.n;
-    double act = B * T * L * saved * 4.0;
-    double attn = B * nh * (double)T * T * L * 4.0;
-    double logits = B * T * V * 4.0 * 2.0;
-    double total = weights + adapter + act + attn + logits;
-    printf("\nmemory estimate per rank (micro-batch %d x %d tokens): %.2f GiB\n", rows, T, gib(total));
-    if (quant != QA_QUANT_NONE)
-        printf("  base weights       %8.3f GiB  %lld projection params as %s (0.5625 bytes: 4-bit codes + fp32 absmax "
-               "per 64) + %lld params x 2 bytes (embeddings, head, norms; frozen)\n", gib(weights), (long long)proj,
-               qa_quant_name(quant), (long long)(params - proj));
+    const qa_mem_estimate *x = &m.est;
+    printf("\nmemory estimate per rank (micro-batch %d x %d tokens, %s backend, what the allocations make): %.2f GiB\n",
+           m.B, m.T, ops->name, gib((double)x->total));
+    const char *how = x->weights_from_config ? " (from config.json: 2 bytes a parameter; no checkpoint read)"
+                      : x->weights_mapped    ? " (views of the mmap'd checkpoint)"
+                                             : " (uploaded once)";
+    if (m.quant != QA_QUANT_NONE)
+        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, projections as %s (4-bit codes + fp32 absmax per "
+               "64)%s\n", gib((double)x->weights), x->weights, qa_quant_name(m.quant), how);
     else
-        printf("  base weights       %8.3f GiB  %lld params x 2 bytes (BF16/F16 as stored; frozen)\n", gib(weights),
-               (long long)params);
-    printf("  LoRA               %8.3f GiB  %lld params x 16 bytes (f32 param, grad, AdamW m and v)\n", gib(adapter),
-           (long long)lora);
-    printf("  activations        %8.3f GiB  tokens x layers x (4H + 2q + 2kv + 3I + r*targets) f32 kept for backward\n",
-           gib(act));
-    printf("  attention probs    %8.3f GiB  micro-batch x heads x T^2 x layers f32 (upper bound; less if recomputed)\n",
-           gib(attn));
-    printf("  logits + grad      %8.3f GiB  tokens x vocab %d x f32 x 2\n", gib(logits), c->vocab);
-    printf("  (not counted: the optimizer's temporaries, the allocator's slack, the MPI/NCCL buffers of %lld LoRA "
-           "floats)\n", (long long)lora);
+        printf("  base weights     %8.3f GiB  %12zu bytes  frozen, as the backend holds them%s\n", gib((double)x->weights),
+               x->weights, how);
+    printf("  LoRA             %8.3f GiB  %12zu bytes  %lld params: f32 weights and grads\n", gib((double)x->lora),
+           x->lora, (long long)m.lora_params);
+    printf("  AdamW m, v       %8.3f GiB  %12zu bytes  f32\n", gib((double)x->optimizer), x->optimizer);
+    printf("  activations      %8.3f GiB  %12zu bytes  the workspace: %d layers of saved tensors, logits of %d rows, "
+           "gradient scratch\n", gib((double)x->activations), x->activations, c->n_layers, m.logit_rows);
+    printf("  (not counted: the gradient tree of several micro-batches per rank and the all-reduce buffers, each at most "
+           "%lld floats a level; host bookkeeping)\n", (long long)m.lora_params);
 }
 
-/* The dry run: everything a run resolves, printed; no model weights are read. */
 /* What the run would refuse, refused by --dry-run too: a checkpoint.dir that cannot be a directory qalign
  * writes into, a missing lora.init_adapter (the device is opened by train_dry_run itself). The weights
  * are not read: a dry run plans a model from its config.json alone. 0 = fine. */
@@ -154,6 +138,7 @@ static int dry_run_refusals(const qa_train_config *tc) {
     return 0;
 }
 
+/* The dry run: everything a run resolves, printed; no model weights are read (the safetensors header only). */
 static int train_dry_run(const qa_train_config *tc, int world, const char *world_src) {
     char *y = qa_train_config_dump(tc, QA_CFG_YAML, 1);
     printf("# resolved configuration (comments: where a value came from)\n%s\n", y);
@@ -174,7 +159,8 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     printf("model: %s (%s, %d layers, hidden %d, vocab %d)\n", tc->model.path, in.hf.model_type, in.hf.n_layers,
            in.hf.hidden, in.hf.vocab);
     char dev[160];
-    if (!qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e)) {
+    const qa_ops *ops = qa_ops_open(tc->model.device, 0, dev, sizeof dev, &e);
+    if (!ops) {
         fprintf(stderr, "qalign: error: model.device %s (%s): %s\n", tc->model.device,
                 qa_cfg_origin(&tc->cfg, "model.device"), e.msg);
         qa_train_inputs_free(&in);
@@ -221,9 +207,9 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
     else
         printf("  checkpoints               at the end only, in %s\n", tc->checkpoint.dir);
 
-    int rows, T;
-    qa_data_batch_shape(&in.data, tc->train.micro_batch, &rows, &T);
-    print_memory(tc, &in.hf, rows, T);
+    int one, row_len; /* tokens per row: a micro-batch of one row has the row length, padding-free or not */
+    qa_data_batch_shape(&in.data, 1, &one, &row_len);
+    print_memory(tc, &in.hf, row_len, ops);
     qa_train_inputs_free(&in);
     return 0;
 }
@@ -287,16 +273,13 @@ int cmd_train(int argc, char **argv) {
         } else if ((m = OPT("--set"))) {
             if (m < 0) goto missing;
             sets[n_sets++] = val;
-        } else if ((m = OPT("--quant"))) {
-            if (m < 0) goto missing;
-            static char qset[64];
-            snprintf(qset, sizeof qset, "model.quant=%s", val);
-            sets[n_sets++] = qset;
-        } else if ((m = OPT("--threads")) || (m = OPT("--device")) || (m = OPT("--backend"))) {
+        } else if ((m = OPT("--threads")) || (m = OPT("--device")) || (m = OPT("--backend")) || (m = OPT("--quant"))) {
             /* shorthands, applied in their place among the --set: --threads N = --set train.threads=N,
-             * --device NAME (--backend: its old name) = --set model.device=NAME */
+             * --device NAME (--backend: its old name) = --set model.device=NAME, --quant Q = --set model.quant=Q */
             if (m < 0) goto missing;
-            const char *key = !strncmp(a, "--threads", 9) ? "train.threads" : "model.device";
+            const char *key = !strncmp(a, "--threads", 9) ? "train.threads"
+                              : !strncmp(a, "--quant", 7) ? "model.quant"
+                                                          : "model.device";
             size_t len = strlen(key) + strlen(val) + 2;
             char *kv = malloc(len);
             if (!kv) {
@@ -351,9 +334,9 @@ int cmd_train(int argc, char **argv) {
     }
     rc = run_training(&tc, &argc, &argv);
 done:
-    free(sets);
     for (int i = 0; i < n_owned; i++) free(owned[i]);
     free(owned);
+    free(sets);
     qa_train_config_free(&tc);
     return rc;
 }

@@ -388,6 +388,12 @@ int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, co
         out->weights = weight_plan(req, n, o->host_memory, &mapped, NULL) + mapped;
         out->weights_mapped = mapped;
         free(req);
+    } else {
+        const int64_t params = qa_hf_config_param_count(c);
+        out->weights_from_config = 1;
+        out->weights = s->quant != QA_QUANT_NONE
+                           ? (size_t)(params - qa_model_proj_params(c)) * 2 + (size_t)qa_model_proj_nf4_bytes(c)
+                           : (size_t)params * 2;
     }
     if (r > 0) {
         out->optimizer = 2 * qa_lora_n_params(c, s->lora_modules, r) * sizeof(float);

@@ -322,7 +322,10 @@ typedef struct qa_mem_shape {
 } qa_mem_shape;
 
 typedef struct qa_mem_estimate {              /* bytes */
-    size_t weights;                           /* frozen weights as the backend holds them (0 without st) */
+    size_t weights;                           /* frozen weights as the backend holds them; without st: from
+                                                 config.json at 2 bytes a parameter (BF16/F16 as stored), the
+                                                 projections at qa_model_proj_nf4_bytes when quantized */
+    int weights_from_config;                  /* 1: no checkpoint header was given (st NULL) */
     size_t weights_mapped;                    /* of which views into the safetensors mmap (host backend) */
     size_t lora;                              /* LoRA params + grads + the norm's reduction slot */
     size_t optimizer;                         /* AdamW m and v */
@@ -332,8 +335,9 @@ typedef struct qa_mem_estimate {              /* bytes */
 } qa_mem_estimate;
 
 /* The memory estimate every caller uses (qalign info, train --dry-run, sweep planning): model config c,
- * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: weights not counted), on
- * backend ops (NULL: CPU), for shape s. 0, or -1 + error for an unsupported shape. */
+ * its checkpoint st (open, header only: dtypes and alignment of the views; NULL: a model planned from its
+ * config.json alone, weights_from_config), on backend ops (NULL: CPU), for shape s. 0, or -1 + error for an
+ * unsupported shape. */
 int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, const qa_ops *ops,
                              const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e);
 

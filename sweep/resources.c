@@ -1,12 +1,15 @@
 /* resources.c — sizing the cells: the data plan (steps, row length) as `qalign train --dry-run`
- * computes it, the memory estimate (train/mem_estimate.h for training, the formula of `qalign info`
- * for evaluation), a time estimate from FLOPs and an assumed throughput, and the jobs' resources;
- * cells with equal resources form one group (one job array). */
+ * computes it, the memory estimate (what the allocations make, model/'s qa_model_memory_estimate: for
+ * training through train/mem_estimate.h as the dry run, for evaluation as `qalign info`), a time estimate
+ * from FLOPs and an assumed throughput, and the jobs' resources; cells with equal resources form one group
+ * (one job array). */
 #include "sweep/sweep_internal.h"
 
 #include "common/qa_file.h"
 #include "common/qa_mem.h"
 #include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "model/model.h"
 #include "train/data.h"
 #include "train/template.h"
 #include "train/mem_estimate.h"
@@ -17,18 +20,6 @@
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 #define MIB (1024.0 * 1024.0)
-
-/* evaluation working set at rows x seq tokens: launch/cmd_info.c's evaluation estimate, with the logits
- * of the last position only (qalign eval scores the token after the prompt) */
-static double eval_estimate(const qa_hf_config *c, int rows, int seq) {
-    double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers, q = (double)c->n_heads * c->head_dim,
-           kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
-    double weights = (double)qa_hf_config_param_count(c) * 2.0;
-    double kvc = 2.0 * L * kv * rows * seq * 2.0;
-    double act = (double)rows * seq * (4 * H + q + 2 * kv + 3 * I) * 4.0 + (double)rows * nh * seq * seq * 4.0;
-    double logits = (double)rows * V * 4.0;
-    return weights + kvc + act + logits;
-}
 
 int qa_sweep_estimate_memory(const char *model_dir, const char *cell_yaml, int seq_len, int eval_batch,
                              qa_sweep_mem *out, qa_err *e) {
@@ -41,15 +32,24 @@ int qa_sweep_estimate_memory(const char *model_dir, const char *cell_yaml, int s
     qa_train_config tc;
     qa_train_config_init(&tc);
     rc = qa_cfg_load_text(&tc.cfg, cell_yaml, strlen(cell_yaml), "the cell's config", e);
+    qa_train_mem m;
+    if (!rc) rc = qa_train_mem_estimate(&tc, &hc, seq_len, NULL, &m, e); /* the dry run's figure */
     if (!rc) {
-        qa_train_mem m;
-        qa_train_mem_estimate(&tc, &hc, seq_len, &m);
-        out->train_per_rank = m.total;
-        out->weights = m.weights;
-        /* qalign eval bounds a forward at --batch-tokens 16384 padded tokens */
-        int rows = eval_batch, seq = 16384 / (eval_batch > 0 ? eval_batch : 1);
+        out->train_per_rank = (double)m.est.total;
+        out->weights = (double)m.est.weights;
+        /* evaluation: qalign info's estimate (the inference workspace and a prefix cache of seq positions) at
+         * the rows of one forward; qalign eval bounds a forward at --batch-tokens 16384 padded tokens */
+        int rows = eval_batch > 0 ? eval_batch : 1, seq = 16384 / rows;
         if (seq > 4096) seq = 4096;
-        out->eval_per_rank = eval_estimate(&hc, rows, seq);
+        const qa_mem_shape es = {.train = 0, .B = rows, .T = seq, .max_out = hc.vocab, .kv_cap = seq,
+                                 .quant = m.quant};
+        qa_safetensors st;
+        qa_err ignore = {0};
+        const int have_st = qa_st_open_dir(&st, model_dir, &ignore) == 0;
+        qa_mem_estimate ev;
+        rc = qa_model_memory_estimate(&hc, have_st ? &st : NULL, NULL, &es, &ev, e);
+        if (have_st) qa_st_close(&st);
+        if (!rc) out->eval_per_rank = (double)ev.total;
     }
     qa_train_config_free(&tc);
     return rc;

@@ -191,7 +191,7 @@ int qa_sweep_size(qa_sweep *s, qa_sbuf *errs);
 typedef struct qa_sweep_mem {
     double train_per_rank;   /* bytes */
     double eval_per_rank;    /* bytes */
-    double weights;          /* bytes of the stored weights */
+    double weights;          /* bytes of the frozen weights as held (NF4 projections with model.quant) */
 } qa_sweep_mem;
 int qa_sweep_estimate_memory(const char *model_dir, const char *cell_yaml, int seq_len, int eval_batch,
                              qa_sweep_mem *out, qa_err *e);

@@ -8,9 +8,9 @@
  *                              logit rows and adapters; and a forward (+ backward) runs in it
  *   qa_infer_ws_alloc       == .activations (eval) == qa_infer_ws_bytes
  *   qa_kv_cache_alloc       == .kv_cache == qa_kv_cache_bytes
- * and `qalign info --json` (QALIGN_BIN) prints the numbers of those allocations. `qalign train --dry-run` still
- * prints the formula estimate the sweep sizes its jobs with (train/mem_estimate.c); check_dry_run is the check
- * it must pass once both use qa_model_memory_estimate (QALIGN_MEMORY_DRY_RUN=1 runs it). */
+ *   qa_model_load_quant     == .weights with .quant (NF4, NF4-DQ), and the config-only figures (no checkpoint)
+ * and `qalign info --json` and `qalign train --dry-run` (QALIGN_BIN) print the numbers of those allocations
+ * (the dry run padded and padding-free; the sweep sizes its jobs with the dry run's figure, train/mem_estimate.c). */
 #include "model/model.h"
 #include "common/qa_mem.h"
 #include "testutil.h"
@@ -78,6 +78,40 @@ static void check_model(const char *dir, const qa_ops *base) {
     } else {
         QT_CHECK(est.weights == loaded && loaded == m.owned_bytes && est.weights_mapped == 0,
                  "%s %s: weights %zu bytes == the uploaded block %zu", bn, dir, est.weights, loaded);
+    }
+
+    /* the projections quantized at load (NF4, NF4 with double-quantized absmax): codes + absmax in the owned
+     * block, the rest as stored */
+    for (int q = QA_QUANT_NF4; q <= QA_QUANT_NF4_DQ; q++) {
+        qa_model mq;
+        qa_mem_estimate eq;
+        qa_err eq_e = {0};
+        qa_mem_shape qs = {.train = 1, .B = 1, .T = 1, .quant = q};
+        reset();
+        const int lrc = qa_model_load_quant(&mq, dir, ops, (qa_quant)q, &e);
+        const size_t qloaded = ALLOCATED;
+        const int erc = qa_model_memory_estimate(c, &m.st, ops, &qs, &eq, &eq_e);
+        QT_CHECK((lrc == 0) == (erc == 0), "%s %s %s: load %s, estimate %s (%s%s)", bn, dir, qa_quant_name((qa_quant)q),
+                 lrc ? "fails" : "works", erc ? "fails" : "works", lrc ? e.msg : "", erc ? eq_e.msg : "");
+        if (lrc || erc) continue;
+        QT_CHECK(mq.nf4_bytes > 0 && eq.weights == eq.weights_mapped + mq.owned_bytes &&
+                 (base->host_memory ? qloaded == 0 : (qloaded == mq.owned_bytes && eq.weights_mapped == 0)),
+                 "%s %s %s: weights %zu bytes == mapped %zu + owned %zu (NF4 %zu; backend allocations %zu)", bn, dir,
+                 qa_quant_name((qa_quant)q), eq.weights, eq.weights_mapped, mq.owned_bytes, mq.nf4_bytes, qloaded);
+        qa_model_free(&mq);
+    }
+    /* a model planned from its config.json alone: 2 bytes a parameter, NF4 projections as qa_model_proj_nf4_bytes */
+    {
+        qa_mem_estimate ec;
+        qa_mem_shape cs = {.train = 1, .B = 1, .T = 1};
+        qa_model_memory_estimate(c, NULL, ops, &cs, &ec, &e);
+        const int64_t P = qa_hf_config_param_count(c);
+        QT_CHECK(ec.weights_from_config && ec.weights == (size_t)P * 2, "%s: config-only weights %zu == %lld x 2",
+                 bn, ec.weights, (long long)P);
+        cs.quant = QA_QUANT_NF4;
+        qa_model_memory_estimate(c, NULL, ops, &cs, &ec, &e);
+        QT_CHECK(ec.weights == (size_t)(P - qa_model_proj_params(c)) * 2 + (size_t)qa_model_proj_nf4_bytes(c),
+                 "%s: config-only NF4 weights %zu", bn, ec.weights);
     }
 
     /* adapters */
@@ -364,7 +398,7 @@ int main(void) {
     QT_CHECK(n > 0, "a fixture model under %s", root);
     if (first[0]) {
         check_info(first);
-        if (getenv("QALIGN_MEMORY_DRY_RUN")) check_dry_run(first);
+        check_dry_run(first);
     }
     return qt_finish();
 }

@@ -116,8 +116,9 @@ int main(int argc, char **argv) {
         QT_CHECK(rc == 0 && strstr(out, "device: \"emu\"   # --set") && strstr(out, "threads: 4   # --set"),
                  "--backend=emu after --set model.device=cpu wins; --set train.threads=4 after --threads=1 wins");
         rc = run_train("--device emu --dry-run");
-        QT_CHECK(rc == 0 && strstr(out, "device: emu (model.device emu, --set"),
-                 "--dry-run --device emu: the dry run plans for the emulated device");
+        QT_CHECK(rc == 0 && strstr(out, "device: emu (model.device emu, --set") &&
+                 strstr(out, "emu backend, what the allocations make)"),
+                 "--dry-run --device emu: the memory of the emulated device");
         rc = run_train("--device tpu --dry-run");
         QT_CHECK(rc == 2 && strstr(out, "model.device") && strstr(out, "tpu"), "--device tpu: exit 2 naming model.device");
         rc = run_train("--device");

@@ -666,11 +666,14 @@ void qa_microbatch_view(const qa_microbatch *b, qa_batch *v) {
     v->labels = b->loss_labels;
 }
 
+void qa_data_batch_shape_of(int padding_free, int micro_batch, int row_len, int *B, int *T) {
+    if (row_len < 1) row_len = 1;
+    *B = padding_free ? 1 : micro_batch;
+    *T = padding_free ? micro_batch * row_len : row_len;
+}
+
 void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T) {
-    int t = d->packing ? d->row_len : d->max_len;
-    if (t < 1) t = 1;
-    *B = d->padding_free ? 1 : micro_batch;
-    *T = d->padding_free ? micro_batch * t : t;
+    qa_data_batch_shape_of(d->padding_free, micro_batch, d->packing ? d->row_len : d->max_len, B, T);
 }
 
 /* padding-free: rows row_ids[0..count) end to end in row 0 of b */

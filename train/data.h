@@ -194,6 +194,9 @@ void qa_microbatch_alloc(qa_microbatch *b, int cap_B, int cap_T);
 /* The largest micro-batch of micro_batch rows of d: *B rows of *T tokens (padded rows: micro_batch rows of
  * row_len with packing, of the longest example without; padding-free: one row of micro_batch times that). */
 void qa_data_batch_shape(const qa_dataset *d, int micro_batch, int *B, int *T);
+/* The same from the settings alone: rows of row_len tokens (packing: the pack length; else the longest
+ * example), padding_free as data.padding_free. The memory estimate sizes with it. */
+void qa_data_batch_shape_of(int padding_free, int micro_batch, int row_len, int *B, int *T);
 void qa_microbatch_free(qa_microbatch *b);
 /* The model's view of a micro-batch (model/model.h qa_batch: pointers into b, valid while b lives). */
 struct qa_batch;

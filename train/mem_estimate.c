@@ -1,31 +1,30 @@
-/* mem_estimate.c — see mem_estimate.h (the formula of `qalign train --dry-run`). */
+/* mem_estimate.c — see mem_estimate.h. */
 #include "train/mem_estimate.h"
 
-#include "model/model.h"
+#include "io/peft.h"
+#include "io/safetensors.h"
+#include "train/data.h"
+#include "train/train.h"
 
 #include <string.h>
 
-void qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int T, qa_train_mem *m) {
+int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops,
+                          qa_train_mem *m, qa_err *e) {
     memset(m, 0, sizeof *m);
-    double H = c->hidden, I = c->intermediate, V = c->vocab, L = c->n_layers;
-    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, nh = c->n_heads;
-    double B = tc->train.micro_batch, r = tc->lora.r;
-    m->params = qa_hf_config_param_count(c);
-    m->weights = (double)m->params * 2.0;
-    unsigned mask = 0;
-    for (int i = 0; i < tc->lora.targets.n; i++) {
+    QA_TRY(qa_quant_parse(tc->model.quant, &m->quant, e));
+    for (int i = 0; i < (int)tc->lora.targets.n; i++) {
         int mod = qa_lora_module_from_name(tc->lora.targets.v[i]);
-        if (mod < 0 || (mask & QA_LORA_BIT(mod))) continue;
-        mask |= QA_LORA_BIT(mod);
-        int in, out;
-        qa_lora_module_dims(c, mod, &in, &out);
-        m->lora_params += (int64_t)tc->lora.r * (in + out);
+        if (mod >= 0) m->lora_modules |= QA_LORA_BIT(mod);
     }
-    m->lora_params *= c->n_layers;
-    m->adapter = (double)m->lora_params * 16.0;
-    double saved = 4 * H + 2 * q + 2 * kv + 3 * I + r * tc->lora.targets.n;
-    m->activations = B * T * L * saved * 4.0;
-    m->attention = B * nh * (double)T * T * L * 4.0;
-    m->logits = B * T * V * 4.0 * 2.0;
-    m->total = m->weights + m->adapter + m->activations + m->attention + m->logits;
+    m->lora_params = (int64_t)qa_lora_n_params(c, m->lora_modules, tc->lora.r);
+    qa_data_batch_shape_of(tc->data.padding_free, tc->train.micro_batch, row_len, &m->B, &m->T);
+    m->logit_rows = qa_train_logit_rows(m->B, m->T);
+    const qa_mem_shape s = {.train = 1, .B = m->B, .T = m->T, .max_logit_rows = m->logit_rows,
+                            .lora_modules = m->lora_modules, .lora_r = tc->lora.r, .quant = m->quant};
+    qa_safetensors st;
+    qa_err ignore = {0}; /* no checkpoint (a model planned from its config.json): weights from c */
+    const int have_st = tc->model.path && tc->model.path[0] && qa_st_open_dir(&st, tc->model.path, &ignore) == 0;
+    int rc = qa_model_memory_estimate(c, have_st ? &st : NULL, ops, &s, &m->est, e);
+    if (have_st) qa_st_close(&st);
+    return rc;
 }
