@@ -12,19 +12,9 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 1) return 0;
-    void *img = NULL;
-    size_t len = 0;
-    if (h5prog_build(data + 1, size - 1, &img, &len)) return 0;
     char path[600];
-    snprintf(path, sizeof path, "%s/dump.h5", fz_dir());
-    fz_write(fz_dir(), "dump.h5", img, len);
+    if (h5prog_write_input(data, size, "dump.h5", path, sizeof path)) return 0;
     qa_err e = {0};
-    char *sc = qa_h5_sidecar_path(path);
-    if (data[0] & 1) qa_h5_sidecar_write(path, qa_crc32c(0, img, len), len, &e);
-    else remove(sc);
-    free(sc);
-    free(img);
     qa_actdump d;
     if (qa_actdump_open(&d, path, &e)) return 0;
     if (d.n * (int64_t)d.hidden <= (1 << 20)) {

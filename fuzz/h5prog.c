@@ -1,5 +1,6 @@
 /* h5prog.c — see h5prog.h. */
 #include "h5prog.h"
+#include "fuzz_util.h"
 #include "common/qa_file.h"
 #include "io/h5util.h"
 
@@ -497,5 +498,21 @@ int h5prog_emit(const char *h5path, uint8_t **out, size_t *n) {
     H5Fclose(f);
     *out = w.p;
     *n = w.n;
+    return 0;
+}
+
+int h5prog_write_input(const uint8_t *data, size_t size, const char *name, char *path, size_t pathsz) {
+    if (size < 1) return -1;
+    void *img = NULL;
+    size_t len = 0;
+    if (h5prog_build(data + 1, size - 1, &img, &len)) return -1;
+    snprintf(path, pathsz, "%s/%s", fz_dir(), name);
+    fz_write(fz_dir(), name, img, len);
+    qa_err e = {0};
+    char *sc = qa_h5_sidecar_path(path);
+    if (data[0] & 1) qa_h5_sidecar_write(path, qa_crc32c(0, img, len), len, &e);
+    else remove(sc);
+    free(sc);
+    free(img);
     return 0;
 }

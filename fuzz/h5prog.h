@@ -29,4 +29,8 @@
 int h5prog_build(const uint8_t *prog, size_t n, void **img, size_t *len);
 /* The program that rebuilds a trusted HDF5 file (for seeds): heap *out of *n bytes. 0 or -1. */
 int h5prog_emit(const char *h5path, uint8_t **out, size_t *n);
+/* A fuzz input as a file on disk: the file built from the program data[1..size) written to
+ * fz_dir()/name (its path in path[pathsz]), with its whole-file checksum sidecar when data[0] is odd and
+ * none otherwise. 0, or -1 when the input is empty or HDF5 refused the program. */
+int h5prog_write_input(const uint8_t *data, size_t size, const char *name, char *path, size_t pathsz);
 #endif

@@ -95,6 +95,35 @@ static const void *operand(qa_stream *s, char **cur, const float *x, size_t n) {
 }
 /* scratch bytes of an operand copy of n elements */
 static inline size_t op_bytes(const qa_stream *s, size_t n) { return s->fp32 ? 0 : qa_cuda_round(2 * n); }
+/* One block of queries [i0, i1) and the keys [j0, i1) it sees (j0 > 0 with a sliding window); score rows
+ * padded to ld = pad8(nk) elements, blk = nq * ld elements per product. */
+typedef struct qblock {
+    int i0, i1, nq, j0, nk, ld;
+    long long blk;
+} qblock;
+static qblock qblock_at(int i0, int QB, int T, int window) {
+    qblock k;
+    k.i0 = i0;
+    k.i1 = i0 + QB < T ? i0 + QB : T;
+    k.nq = k.i1 - i0;
+    k.j0 = window > 0 && i0 - window + 1 > 0 ? i0 - window + 1 : 0;
+    k.nk = k.i1 - k.j0;
+    k.ld = pad8(k.nk);
+    k.blk = (long long)k.nq * k.ld;
+    return k;
+}
+/* S_z = scale Q_z[i0:i1] K_z[j0:i1]ᵀ in fp32 for the Z = nb * H products of rows b0 .. b0+nb-1 (qb, kb: the
+ * operand copies of q and k; S offsets relative to the chunk: z * blk) */
+static void block_scores(qa_stream *s, const qa_attn_desc *d, int Z, int b0, const qblock *k, const char *qb,
+                         const char *kb, float *S, parr p) {
+    const int H = d->n_heads, hd = d->head_dim, grp = H / d->n_kv_heads, ldq = H * hd, ldk = d->n_kv_heads * hd;
+    const int es = op_esz(s);
+    const cudaDataType_t et = op_type(s);
+    fill_ptrs(s, Z, H, b0, ps(qb + (size_t)es * k->i0 * ldq, es, (long long)d->T * ldq, hd, 1, 0),
+              ps(kb + (size_t)es * k->j0 * ldk, es, (long long)d->T * ldk, hd, grp, 0), ps(S, 4, 0, 0, 1, k->blk), p);
+    qa_cuda_gemm_rm_batched(s, 0, 1, k->nq, k->nk, hd, d->scale, p.a, et, ldq, p.b, et, ldk, 0.0f, p.c, CUDA_R_32F,
+                            k->ld, Z);
+}
 /* The batched products take operands 16-byte aligned at every head offset: head_dim a multiple of 8. */
 static int head_dim_ok(qa_stream *s, int hd, const char *op) {
     if (hd % 8 == 0) return 1;
@@ -169,16 +198,10 @@ void qa_cuda_attention_fwd(qa_stream *s, const qa_attn_desc *d, const float *q, 
     for (int b0 = 0; b0 < B; b0 += BC) {
         const int nb = B - b0 < BC ? B - b0 : BC, Z = nb * H;
         for (int i0 = 0; i0 < T; i0 += QB) {
-            const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0;
-            int j0 = d->window > 0 ? i0 - d->window + 1 : 0;
-            if (j0 < 0) j0 = 0;
-            const int nk = i1 - j0, ld = pad8(nk);
-            const long long blk = (long long)nq * ld;
-            /* S_z = scale Q_z[i0:i1] K_z[j0:i1]ᵀ (S/P offsets are relative to the chunk: z * blk) */
-            fill_ptrs(s, Z, H, b0, ps(qb + (size_t)es * i0 * ldq, es, Tq, hd, 1, 0),
-                      ps(kb + (size_t)es * j0 * ldk, es, Tk, hd, grp, 0), ps(S, 4, 0, 0, 1, blk), p1);
-            qa_cuda_gemm_rm_batched(s, 0, 1, nq, nk, hd, d->scale, p1.a, et, ldq, p1.b, et, ldk, 0.0f, p1.c, CUDA_R_32F,
-                                    ld, Z);
+            const qblock blkq = qblock_at(i0, QB, T, d->window);
+            const int nq = blkq.nq, j0 = blkq.j0, nk = blkq.nk, ld = blkq.ld;
+            const long long blk = blkq.blk;
+            block_scores(s, d, Z, b0, &blkq, qb, kb, S, p1); /* S/P offsets are relative to the chunk: z * blk */
             if (s->fp32)
                 k_softmax_fwd<float><<<qa_cuda_blocks((size_t)Z * nq, 8), 256, 0, s->st>>>(
                     Z, H, b0, T, i0, nq, j0, nk, ld, d->window, d->key_mask, d->segment, S, (float *)P, lse);
@@ -287,16 +310,11 @@ void qa_cuda_attention_bwd(qa_stream *s, const qa_attn_desc *d, const float *q, 
     for (int b0 = 0; b0 < B; b0 += BC) {
         const int nb = B - b0 < BC ? B - b0 : BC, Z = nb * H;
         for (int i0 = 0; i0 < T; i0 += QB) {
-            const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0;
-            int j0 = d->window > 0 ? i0 - d->window + 1 : 0;
-            if (j0 < 0) j0 = 0;
-            const int nk = i1 - j0, ld = pad8(nk);
-            const long long blk = (long long)nq * ld;
+            const qblock blkq = qblock_at(i0, QB, T, d->window);
+            const int nq = blkq.nq, j0 = blkq.j0, nk = blkq.nk, ld = blkq.ld;
+            const long long blk = blkq.blk;
             /* S = scale Q Kᵀ ; dP = dO Vᵀ */
-            fill_ptrs(s, Z, H, b0, ps(qb + (size_t)es * i0 * ldq, es, Tq, hd, 1, 0),
-                      ps(kb + (size_t)es * j0 * ldk, es, Tk, hd, grp, 0), ps(S, 4, 0, 0, 1, blk), pS);
-            qa_cuda_gemm_rm_batched(s, 0, 1, nq, nk, hd, d->scale, pS.a, et, ldq, pS.b, et, ldk, 0.0f, pS.c, CUDA_R_32F,
-                                    ld, Z);
+            block_scores(s, d, Z, b0, &blkq, qb, kb, S, pS);
             fill_ptrs(s, Z, H, b0, ps(gb + (size_t)es * i0 * ldq, es, Tq, hd, 1, 0),
                       ps(vb + (size_t)es * j0 * ldk, es, Tk, hd, grp, 0), ps(dP, 4, 0, 0, 1, blk), pdP);
             qa_cuda_gemm_rm_batched(s, 0, 1, nq, nk, hd, 1.0f, pdP.a, et, ldq, pdP.b, et, ldk, 0.0f, pdP.c, CUDA_R_32F,
