@@ -351,7 +351,7 @@ static int set_list(qa_cfg *c, int i, const qa_strlist *items, const char *where
 static int unknown_key(const qa_cfg *c, const char *key, const char *where, qa_err *e) {
     const char *s = qa_cfg_suggest(c, key);
     if (s) return QA_ERR(e, "unknown key '%s' in %s; did you mean '%s'?", key, where, s);
-    return QA_ERR(e, "unknown key '%s' in %s (qalign <command> --help-config lists the keys)", key, where);
+    return QA_ERR(e, "unknown key '%s' in %s (qalign train --help-config lists the training keys)", key, where);
 }
 
 static int set_value_at(qa_cfg *c, const char *key, const char *value, const char *origin, const char *where,

@@ -1,9 +1,10 @@
 /* cmd_adapter.c — `qalign export-peft` and `qalign merge`: adapters out of qalign.
  *
- *   qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--model DIR]
- *       a training checkpoint (step_N.h5, or a run directory: its newest valid checkpoint) as a
- *       PEFT adapter directory (adapter_config.json + adapter_model.safetensors, F32).
- *   qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same]
+ *   qalign export-peft CKPT_OR_RUN_DIR OUT_DIR [--best] [--model DIR] [--force]
+ *       a training checkpoint (step_N.h5, or a run directory: its newest valid checkpoint; --best: the
+ *       step of the lowest validation loss) as a PEFT adapter directory (adapter_config.json +
+ *       adapter_model.safetensors, F32).
+ *   qalign merge --model DIR --adapter CKPT_OR_PEFT_DIR --out DIR [--dtype bf16|f16|f32|same] [--quant nf4|nf4-dq]
  *       a merged model directory (W + alpha/r·B·A) that loads like the original.
  */
 #include "launch/commands.h"
@@ -29,7 +30,7 @@ static void export_usage(FILE *f) {
                "       qalign export-peft RUN_DIR OUT_DIR --best [--model DIR] [--force]\n\n"
                "Write the LoRA adapter of a training checkpoint as a PEFT adapter directory\n"
                "(adapter_config.json + adapter_model.safetensors in F32), loadable with\n"
-               "peft.PeftModel.from_pretrained(base, OUT_DIR) and with qalign --adapter OUT_DIR.\n"
+               "peft.PeftModel.from_pretrained(base, OUT_DIR) and with qalign eval|forward --adapter OUT_DIR.\n"
                "OUT_DIR may be new, empty or an adapter directory (its two adapter files are replaced, nothing\n"
                "else in it is touched); any other existing directory is refused unless --force.\n\n"
                "  CKPT_OR_RUN_DIR  checkpoints/step_N.h5, or a run directory (its newest valid checkpoint)\n"

@@ -1,4 +1,4 @@
-/* cmd_eval_compare.c — `qalign eval-compare BEFORE AFTER [--out FILE]`: the before/after table. */
+/* cmd_eval_compare.c — `qalign eval-compare BEFORE AFTER [--out FILE] [--labels B,A]`: the before/after table. */
 #include "launch/commands.h"
 
 #include "common/qa_err.h"

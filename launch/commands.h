@@ -1,5 +1,6 @@
-/* commands.h — the qalign subcommands. Each lives in launch/cmd_<name>.c and returns the
- * process exit code (0 ok, 1 runtime error, 2 usage error). */
+/* commands.h — the qalign subcommands. Each lives in launch/cmd_<name>.c (ckpt-info in cmd_ckpt_info.c,
+ * eval-compare in cmd_eval_compare.c, ...; export-peft and merge share cmd_adapter.c, version is in main.c)
+ * and returns the process exit code (0 ok, 1 runtime error, 2 usage error). */
 #ifndef QA_COMMANDS_H
 #define QA_COMMANDS_H
 typedef struct qa_command {

@@ -1,18 +1,22 @@
 /* model.h — the decoder-only transformer (llama / mistral / qwen2) with LoRA, as HF computes it.
  *
  * Ownership (docs/architecture.md):
- *   qa_model   config + frozen weights as typed views {dtype, data}. On the CPU backend BF16/F32
- *              tensors point straight into the safetensors mmap (no second copy); F16/F64 (or
- *              misaligned) tensors are converted once into one owned F32 block; NF4 projections
- *              (quantized at load, or read from a 4-bit checkpoint) live in the owned block. On a
- *              device backend the weights are uploaded once, keeping their dtype.
- *   qa_lora    LoRA adapter: parameters, gradients, AdamW m and v in four matching contiguous
- *              fp32 blocks of n_params floats (flat: all-reduce / checkpoint one buffer), with
- *              per-(layer, module) views A [r, in] and B [out, r] into each block.
- *   qa_acts    activations workspace for a (B, T): one contiguous block with typed views;
- *              holds hidden states, logits, saved tensors for backward and gradients.
- * All float pointers inside qa_lora / qa_acts are backend memory (host memory on the CPU
- * backend); use qa_model_to_host to read them portably.
+ *   qa_model   config + frozen weights as typed views {dtype, data} (model.c). On the CPU backend
+ *              BF16/F32 tensors point straight into the safetensors mmap (no second copy); F16/F64
+ *              (or misaligned) tensors are converted once into the one owned block (F32); NF4
+ *              projections (quantized at load, or read from a 4-bit checkpoint) live in the owned
+ *              block too. On a device backend every weight is uploaded once into the owned block,
+ *              keeping its dtype (F16/F64/misaligned as F32, NF4 as its block).
+ *   qa_lora    LoRA adapter (lora.c): parameters, gradients, AdamW m and v in four matching
+ *              contiguous fp32 blocks of n_params floats (flat: all-reduce / checkpoint one buffer),
+ *              then the double of the gradient-norm reduction, all one allocation; per-(layer,
+ *              module) views A [r, in] and B [out, r] into the params and grads blocks.
+ *   qa_acts    training / forward workspace for a (B, T) (workspace.c): one contiguous block with
+ *              typed views; holds hidden states, logits, saved tensors for backward and gradients.
+ *   qa_infer_ws, qa_kv_cache, qa_head_rows   evaluation (infer.c): its workspace (the same carve as
+ *              qa_acts, one layer set), the prefix KV cache and a subset of lm_head rows.
+ * All float pointers inside qa_lora / qa_acts / qa_infer_ws / qa_kv_cache / qa_head_rows are backend
+ * memory (host memory on the CPU backend) unless marked host; use qa_model_to_host to read them.
  *
  * Semantics (formats.md §3): positions default to 0..T-1 per row regardless of padding;
  * hidden[0] = embeddings, hidden[i] = output of layer i, hidden[L] = after the final norm;
@@ -48,7 +52,8 @@ typedef struct qa_model {
     qa_weight final_norm;                     /* [D] */
     qa_weight lm_head;                        /* [V, D] (== embed when tied) */
     qa_layer_weights *layers;                 /* [n_layers] */
-    void *owned;                              /* F32 conversions (host) / uploaded weights (device) */
+    void *owned;                              /* F32 conversions and NF4 projections (host backend) /
+                                                 every weight, uploaded (device backend) */
     size_t owned_bytes;
     int quant;                                /* qa_quant of the projections (QA_QUANT_NONE: as stored) */
     size_t nf4_bytes;                         /* bytes of the NF4 projections (codes + fp32 absmax) */
@@ -73,13 +78,13 @@ double qa_model_proj_nf4_bytes(const qa_hf_config *c);
  * projections quantized at load when quant != QA_QUANT_NONE. */
 int qa_model_load_ex(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_quant quant,
                      qa_err *e);
-/* qa_model_load_ex with the default stream, or no quantization: */
+/* Shorthands of qa_model_load_ex: _opts without quantization, qa_model_load with the default stream and
+ * no quantization, _quant with the default stream. */
 int qa_model_load_opts(qa_model *m, const char *dir, const qa_ops *ops, const qa_stream_opts *so, qa_err *e);
 int qa_model_load(qa_model *m, const char *dir, const qa_ops *ops, qa_err *e);
-/* The same with the projections quantized at load (quant != QA_QUANT_NONE). */
 int qa_model_load_quant(qa_model *m, const char *dir, const qa_ops *ops, qa_quant quant, qa_err *e);
 void qa_model_free(qa_model *m);
-/* Copy n floats of backend memory to host (plain memcpy on the CPU). */
+/* Copy n floats of backend memory to host, synchronously (ops->memcpy_d2h; a plain copy on the CPU). */
 void qa_model_to_host(const qa_model *m, float *host_dst, const float *dev_src, size_t n);
 
 /* ---- LoRA ------------------------------------------------------------------------------ */
@@ -342,11 +347,14 @@ int qa_model_memory_estimate(const qa_hf_config *c, const qa_safetensors *st, co
                              const qa_mem_shape *s, qa_mem_estimate *out, qa_err *e);
 
 /* ---- merge ------------------------------------------------------------------------------ */
-/* Write a merged model directory out_dir: every tensor of m's checkpoint (model_dir) with
+/* Write a merged model directory out_dir (merge.c): every tensor of m's checkpoint (model_dir) with
  * W' = W + (alpha/r)·B·A on the projections l targets (B·A in f64, the sum in f32). out_dtype
  * QA_DT_INVALID: each projection keeps its dtype, everything else byte for byte, config.json copied;
  * otherwise every floating tensor is written as out_dtype and config.json's torch_dtype (and dtype)
- * set to match. Plus generation_config.json and the tokenizer files. CPU backend only. */
+ * set to match. An NF4 base (m->quant != QA_QUANT_NONE) is merged into its dequantized projections,
+ * written BF16 (or out_dtype); the 4-bit companion tensors and config.json's quantization_config go.
+ * Plus generation_config.json and the tokenizer files (tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json) where model_dir has them. CPU backend only (m loaded with ops NULL). */
 int qa_model_merge_lora(const qa_model *m, const qa_lora *l, const char *model_dir, const char *out_dir,
                         qa_dtype out_dtype, qa_err *e);
 #endif

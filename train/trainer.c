@@ -391,7 +391,7 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if (t->coord) {
         char *ad = qa_path_join(tc->checkpoint.dir, "adapter");
         rc = qa_lora_save_peft_base(&t->l, &t->m, tc->model.path, ad, e);
-        if (!rc) qa_train__log(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign --adapter)", ad);
+        if (!rc) qa_train__log(t, "adapter written: %s (PEFT layout; load it with PeftModel.from_pretrained or qalign eval --adapter)", ad);
         free(ad);
     }
     if (!rc && t->coord) rc = qa_best_export(&t->best, &t->m, t->step, e); /* RUN_DIR/adapter-best */
