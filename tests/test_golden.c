@@ -223,7 +223,7 @@ static void run_base(fx *f, qa_model *m) {
     } else die_err("forward last", &e);
 
     /* loss and d loss / d inputs_embeds through the frozen model */
-    qa_train_opts to = {1.0f, 0, 1};
+    qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 1};
     qa_loss loss;
     if (qa_model_forward_backward(m, NULL, &a, &b, &to, &loss, &e)) { die_err("forward_backward", &e); goto out; }
     int ok;
@@ -275,7 +275,7 @@ static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     } else die_err("lora forward", &e);
 
     qa_adamw opt = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f};
-    qa_train_opts to = {1.0f, 0, 0};
+    qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 0};
     qa_loss loss;
     int ok;
     for (int step = 1; step <= 2; step++) {
