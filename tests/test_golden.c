@@ -258,7 +258,7 @@ out:
 static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     qa_err e = {0};
     const int V = m->cfg.vocab, N = f->B * f->T;
-    char path[1024], prefix[128], nm[256];
+    char path[2048], prefix[300], nm[400];
     snprintf(path, sizeof path, "%s/adapter_%s_init", dir, tag);
     snprintf(prefix, sizeof prefix, "lora_%s", tag);
     qa_lora l;
