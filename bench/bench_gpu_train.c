@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
         }
         qa_batch b = {B, T, ids, NULL, NULL, NULL, labels};
         qa_adamw opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f};
-        qa_train_opts to = {1.0f, 0, 0};
+        qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 0};
         qa_fwd_opts fo = {QA_LOGITS_ALL, NULL, 0};
         qa_loss loss = {0};
         double *dt = qa_malloc(sizeof(double) * (size_t)steps);

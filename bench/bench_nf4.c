@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N; i++) { ids[i] = (int32_t)((i * 7919) % V); labels[i] = i % T < T / 2 ? -100 : ids[i]; }
     qa_batch b = {B, T, ids, NULL, NULL, NULL, labels};
     qa_fwd_opts fo = {QA_LOGITS_LAST, NULL, 0};
-    qa_train_opts to = {1, 0, 0};
+    qa_train_opts to = {.grad_scale = 1, .dropout_key = 0, .want_embed_grad = 0};
     qa_loss loss[2];
 
     /* the frozen linears alone: gate_proj shape [F, D] at N rows and at 1 row */

@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     }
     qa_infer_batch ib = {B, T, ids, len, NULL};
     qa_adamw opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f};
-    qa_train_opts to = {1, 0, 0};
+    qa_train_opts to = {.grad_scale = 1, .dropout_key = 0, .want_embed_grad = 0};
     long base = rss_kb();
     double best = 1e30, best_cpu = 1e30, first_loss = 0;
     for (int s = 0; s <= steps; s++) {

@@ -70,10 +70,10 @@ static int world_from_env(const char **src) {
 
 /* Per-rank memory of training tc on model config c, rows of row_len tokens, on backend ops: the bytes the
  * run's allocations make (train/mem_estimate.h: qa_model_memory_estimate for the trainer's micro-batch). */
-static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops) {
+static void print_memory(const qa_train_config *tc, const qa_hf_config *c, int row_len, int world, const qa_ops *ops) {
     qa_train_mem m;
     qa_err e = {0};
-    if (qa_train_mem_estimate(tc, c, row_len, ops, &m, &e)) {
+    if (qa_train_mem_estimate(tc, c, row_len, world, ops, &m, &e)) {
         fprintf(stderr, "qalign: warning: no memory estimate: %s\n", e.msg);
         return;
     }
@@ -190,6 +190,9 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
            tc->train.grad_accum / world);
     if (tc->data.padding_free)
         printf("  micro-batch layout        padding-free: the rows end to end in one row, no padding computed\n");
+    if (tc->train.fuse_micro_batches)
+        printf("  fused micro-batches       a rank's %d micro-batches as one forward/backward of %d rows, each "
+               "micro-batch's loss its own token mean\n", tc->train.grad_accum / world, qa_train_rows_per_pass(tc, world));
     printf("  steps per epoch           %lld (%lld training rows%s)\n", (long long)p.steps_per_epoch,
            (long long)p.rows_per_epoch, tc->data.packing ? ", packed" : ", one example each");
     printf("  total steps               %lld (%s)\n", (long long)p.total_steps,
@@ -209,7 +212,7 @@ static int train_dry_run(const qa_train_config *tc, int world, const char *world
 
     int one, row_len; /* tokens per row: a micro-batch of one row has the row length, padding-free or not */
     qa_data_batch_shape(&in.data, 1, &one, &row_len);
-    print_memory(tc, &in.hf, row_len, ops);
+    print_memory(tc, &in.hf, row_len, world, ops);
     qa_train_inputs_free(&in);
     return 0;
 }

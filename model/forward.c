@@ -152,7 +152,78 @@ int qa_model_logit_lens(qa_model *m, qa_acts *a, int layer, const int32_t *rows,
     return m->ops->sync(m->stream, e);
 }
 
-/* ---- backward -------------------------------------------------------------------------- */
+/* ---- loss and backward ----------------------------------------------------------------- */
+/* The labelled positions of b (t predicts labels[t+1]) into in->rows_host / targets_host; their count, or
+ * -1 + error for a label outside the vocabulary. */
+static int64_t labelled_positions(const qa_model *m, qa_acts *a, const qa_batch *b, qa_err *e) {
+    qa_acts_int *in = a->in;
+    const int V = m->cfg.vocab;
+    int M = 0;
+    for (int i = 0; i < b->B; i++)
+        for (int t = 0; t + 1 < b->T; t++) {
+            int32_t y = b->labels[(size_t)i * b->T + t + 1];
+            if (y == -100) continue;
+            if (y < 0 || y >= V) {
+                QA_ERR(e, "labels[%d][%d] = %d is outside the vocabulary [0, %d) (use -100 to ignore)", i, t + 1, y, V);
+                return -1;
+            }
+            in->rows_host[M] = i * b->T + t;
+            in->targets_host[M] = y;
+            M++;
+        }
+    return M;
+}
+
+static int check_train_batch(const qa_model *m, const qa_acts *a, const qa_batch *b, const char *what, qa_err *e) {
+    if (a->mode != QA_ACTS_TRAIN) return QA_ERR(e, "%s needs a workspace allocated with QA_ACTS_TRAIN", what);
+    if (!b->labels) return QA_ERR(e, "%s: batch has no labels", what);
+    if ((int64_t)b->B * b->T > a->N)
+        return QA_ERR(e, "batch [%d, %d] does not fit the workspace ([%d, %d])", b->B, b->T, a->B, a->T);
+    (void)m;
+    return 0;
+}
+
+/* Cross-entropy of the labelled rows [r0, r1) of in->rows_host over chunks of the logits buffer: the sum of
+ * the per-row losses (accumulated in row order into *sum); with dscale != 0 also the backward of
+ * dscale * sum into ws->dxn (which the caller zeroed). */
+static void loss_rows(qa_model *m, qa_acts *a, int r0, int r1, float dscale, double *sum) {
+    const qa_hf_config *c = &m->cfg;
+    const qa_ops *ops = m->ops;
+    qa_stream *st = m->stream;
+    qa_acts_int *in = a->in;
+    qa_ws_core *core = &in->core;
+    const int D = c->hidden, V = c->vocab, L = c->n_layers, C = a->max_logit_rows;
+    for (int q0 = r0; q0 < r1; q0 += C) {
+        const int nr = r1 - q0 < C ? r1 - q0 : C;
+        ops->memcpy_h2d(st, core->rows, in->rows_host + q0, sizeof(int32_t) * nr);
+        ops->memcpy_h2d(st, in->targets, in->targets_host + q0, sizeof(int32_t) * nr);
+        ops->gather_rows(st, nr, D, a->hidden[L], core->rows, core->rowbuf);
+        ops->linear_fwd(st, nr, D, V, 0, core->rowbuf, m->lm_head, (qa_weight){0}, a->logits);
+        ops->cross_entropy_fwd(st, nr, V, a->logits, in->targets, in->row_loss, in->row_lse);
+        ops->memcpy_d2h(st, in->loss_host, in->row_loss, sizeof(float) * nr);
+        for (int i = 0; i < nr; i++) *sum += in->loss_host[i];
+        if (dscale == 0.0f) continue;
+        ops->cross_entropy_bwd(st, nr, V, dscale, a->logits, in->targets, in->row_lse, a->logits);
+        ops->linear_bwd(st, nr, D, V, 0, a->logits, m->lm_head, core->rowbuf);
+        ops->scatter_add_rows(st, nr, D, core->rowbuf, core->rows, core->lw.dxn);
+    }
+}
+
+int qa_model_loss(qa_model *m, const qa_lora *lora, qa_acts *a, const qa_batch *b, qa_loss *out, qa_err *e) {
+    memset(out, 0, sizeof *out);
+    a->n_logit_rows = 0;
+    QA_TRY(check_train_batch(m, a, b, "qa_model_loss", e));
+    const int64_t M = labelled_positions(m, a, b, e);
+    if (M < 0) return -1;
+    QA_TRY(run_layers(m, lora, a, b, 0.0f, 0, e));
+    double sum = 0;
+    loss_rows(m, a, 0, (int)M, 0.0f, &sum);
+    out->n_tokens = M;
+    out->loss_sum = sum;
+    out->loss = M ? sum / M : 0;
+    return m->ops->sync(m->stream, e);
+}
+
 int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b, const qa_train_opts *opts,
                               qa_loss *out, qa_err *e) {
     const qa_hf_config *c = &m->cfg;
@@ -161,47 +232,44 @@ int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_b
     qa_acts_int *in = a->in;
     memset(out, 0, sizeof *out);
     a->n_logit_rows = 0;
-    if (a->mode != QA_ACTS_TRAIN) return QA_ERR(e, "forward_backward needs a workspace allocated with QA_ACTS_TRAIN");
-    if (!b->labels) return QA_ERR(e, "forward_backward: batch has no labels");
-    const int N = b->B * b->T, D = c->hidden, V = c->vocab, L = c->n_layers;
-    if (N > a->N) return QA_ERR(e, "batch [%d, %d] does not fit the workspace ([%d, %d])", b->B, b->T, a->B, a->T);
+    QA_TRY(check_train_batch(m, a, b, "forward_backward", e));
+    const int N = b->B * b->T, D = c->hidden, L = c->n_layers;
+    const int n_groups = opts && opts->n_groups > 0 ? opts->n_groups : 0;
+    for (int g = 0; g < n_groups; g++)
+        if (!opts->group_end || opts->group_end[g] < (g ? opts->group_end[g - 1] : 0) ||
+            (g + 1 == n_groups && opts->group_end[g] != N))
+            return QA_ERR(e, "forward_backward: loss group %d of %d ends at %lld: group ends must ascend to the "
+                             "batch's %d positions", g, n_groups, opts->group_end ? (long long)opts->group_end[g] : -1LL,
+                          N);
     /* labelled positions: t predicts labels[t+1] */
-    int M = 0;
-    for (int i = 0; i < b->B; i++)
-        for (int t = 0; t + 1 < b->T; t++) {
-            int32_t y = b->labels[(size_t)i * b->T + t + 1];
-            if (y == -100) continue;
-            if (y < 0 || y >= V)
-                return QA_ERR(e, "labels[%d][%d] = %d is outside the vocabulary [0, %d) (use -100 to ignore)", i,
-                              t + 1, y, V);
-            in->rows_host[M] = i * b->T + t;
-            in->targets_host[M] = y;
-            M++;
-        }
+    const int64_t M64 = labelled_positions(m, a, b, e);
+    if (M64 < 0) return -1;
+    const int M = (int)M64;
     float p = lora ? lora->dropout : 0.0f;
     uint64_t call = opts ? opts->dropout_key : 0;
     float gscale = opts && opts->grad_scale != 0 ? opts->grad_scale : 1.0f;
     QA_TRY(run_layers(m, lora, a, b, p, call, e));
     out->n_tokens = M;
 
-    /* loss and d(final hidden), over chunks of the logits buffer */
+    /* loss and d(final hidden), over chunks of the logits buffer, group by group (one group: the batch) */
     qa_ws_core *core = &in->core;
     qa_layer_ws *ws = &core->lw;
     ops->memset0(st, ws->dxn, sizeof(float) * (size_t)N * D);
     double sum = 0;
-    const int C = a->max_logit_rows;
-    for (int r0 = 0; r0 < M; r0 += C) {
-        int nr = M - r0 < C ? M - r0 : C;
-        ops->memcpy_h2d(st, core->rows, in->rows_host + r0, sizeof(int32_t) * nr);
-        ops->memcpy_h2d(st, in->targets, in->targets_host + r0, sizeof(int32_t) * nr);
-        ops->gather_rows(st, nr, D, a->hidden[L], core->rows, core->rowbuf);
-        ops->linear_fwd(st, nr, D, V, 0, core->rowbuf, m->lm_head, (qa_weight){0}, a->logits);
-        ops->cross_entropy_fwd(st, nr, V, a->logits, in->targets, in->row_loss, in->row_lse);
-        ops->memcpy_d2h(st, in->loss_host, in->row_loss, sizeof(float) * nr);
-        for (int i = 0; i < nr; i++) sum += in->loss_host[i];
-        ops->cross_entropy_bwd(st, nr, V, gscale / (float)M, a->logits, in->targets, in->row_lse, a->logits);
-        ops->linear_bwd(st, nr, D, V, 0, a->logits, m->lm_head, core->rowbuf);
-        ops->scatter_add_rows(st, nr, D, core->rowbuf, core->rows, ws->dxn);
+    if (!n_groups) {
+        loss_rows(m, a, 0, M, gscale / (float)M, &sum);
+    } else {
+        int r0 = 0;
+        for (int g = 0; g < n_groups; g++) {
+            int r1 = r0;
+            while (r1 < M && in->rows_host[r1] < opts->group_end[g]) r1++;
+            double gs = 0;
+            if (r1 > r0) loss_rows(m, a, r0, r1, gscale / (float)(r1 - r0), &gs);
+            if (opts->group_loss_sum) opts->group_loss_sum[g] = gs;
+            if (opts->group_tokens) opts->group_tokens[g] = r1 - r0;
+            sum += gs;
+            r0 = r1;
+        }
     }
     out->loss_sum = sum;
     out->loss = M ? sum / M : 0;

@@ -296,6 +296,15 @@ typedef struct qa_train_opts {
     float grad_scale;                         /* grads += grad_scale * d(mean loss)/dθ (0 -> 1) */
     uint64_t dropout_key;                     /* LoRA dropout stream for this call (vary per step) */
     int want_embed_grad;                      /* fill a->d_embeds */
+    /* Loss groups (several micro-batches computed as one batch): 0 = one group, the whole batch. Group g
+     * holds the labelled positions p = b*T + t (p predicts labels[p+1]) with group_end[g-1] <= p <
+     * group_end[g] (group_end[-1] = 0, ascending, the last = B*T); each group's loss is the mean over its
+     * own positions, and grads += grad_scale * sum_g d(mean loss of g)/dθ — the gradient the groups give
+     * as separate calls, summed. */
+    int n_groups;
+    const int64_t *group_end;                 /* [n_groups] host */
+    double *group_loss_sum;                   /* [n_groups] host, out: sum of CE per group (or NULL) */
+    int64_t *group_tokens;                    /* [n_groups] host, out: labelled positions per group (or NULL) */
 } qa_train_opts;
 
 typedef struct qa_loss {
@@ -309,6 +318,10 @@ typedef struct qa_loss {
  * forward are left in a->hidden (with dropout applied if any). */
 int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_batch *b,
                               const qa_train_opts *opts, qa_loss *out, qa_err *e);
+/* The loss alone: the forward of qa_model_forward_backward (no dropout) and the same cross-entropy sums,
+ * no backward, no gradients touched. Needs a QA_ACTS_TRAIN workspace (its logits buffer in chunks). out
+ * equals what qa_model_forward_backward reports for the same batch without dropout, bit for bit. */
+int qa_model_loss(qa_model *m, const qa_lora *lora, qa_acts *a, const qa_batch *b, qa_loss *out, qa_err *e);
 /* ---- memory ----------------------------------------------------------------------------- */
 /* What a run holds in backend memory, each figure from the code that allocates it: the weight views
  * qa_model_load makes on that backend, qa_lora_init's block, and the workspace carves run dry

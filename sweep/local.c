@@ -123,9 +123,9 @@ static int eval_model(qa_sweep *s, const qa_sweep_run_opts *o, int m, const int 
         sw_argv_addf(&a, "%s/eval", c->run_dir);
     }
     sw_eval_options(s, er->device, &a);
-    char threads[64];
-    snprintf(threads, sizeof threads, "OPENBLAS_NUM_THREADS=%d", er->cpus_per_rank);
-    const char *env[] = {"HDF5_USE_FILE_LOCKING=FALSE", threads, NULL};
+    sw_argv_add(&a, "--threads"); /* the CPU backend's pool: the group's cores per rank */
+    sw_argv_addf(&a, "%d", er->cpus_per_rank);
+    const char *env[] = {"HDF5_USE_FILE_LOCKING=FALSE", NULL};
     int st = 0;
     double t0 = qa_now_s();
     unlink(log);

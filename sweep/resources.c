@@ -33,7 +33,8 @@ int qa_sweep_estimate_memory(const char *model_dir, const char *cell_yaml, int s
     qa_train_config_init(&tc);
     rc = qa_cfg_load_text(&tc.cfg, cell_yaml, strlen(cell_yaml), "the cell's config", e);
     qa_train_mem m;
-    if (!rc) rc = qa_train_mem_estimate(&tc, &hc, seq_len, NULL, &m, e); /* the dry run's figure */
+    if (!rc) rc = qa_train_mem_estimate(&tc, &hc, seq_len, 1, NULL, &m, e); /* the dry run's figure (one rank: the
+                                                                                most rows a fused pass holds) */
     if (!rc) {
         out->train_per_rank = (double)m.est.total;
         out->weights = (double)m.est.weights;

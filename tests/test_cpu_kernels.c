@@ -118,7 +118,7 @@ static int run_model(const char *dir, int threads, model_run *r) {
     qa_acts a;
     if (!rc) rc = qa_acts_alloc(&a, &m, &l, B, T, QA_ACTS_TRAIN, 50, &e);
     qa_batch b = {B, T, ids, mask, pos, seg, lab};
-    qa_train_opts to = {1.0f, 1234, 1};
+    qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 1234, .want_embed_grad = 1};
     qa_loss out;
     if (!rc) rc = qa_model_forward_backward(&m, &l, &a, &b, &to, &out, &e);
     if (!rc) {

@@ -613,7 +613,7 @@ static void test_badinput(void) {
         unload(&L);
     }
     /* the CLI: exit codes and messages */
-    char cmd[8192], out[65536];
+    char cmd[16384], out[65536];
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --tasks snli --langs en --out %s/o 2>&1", QALIGN, MISTRAL,
              dir, dir);
     int rc = qt_run(cmd, out, sizeof out);

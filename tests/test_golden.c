@@ -223,7 +223,7 @@ static void run_base(fx *f, qa_model *m) {
     } else die_err("forward last", &e);
 
     /* loss and d loss / d inputs_embeds through the frozen model */
-    qa_train_opts to = {1.0f, 0, 1};
+    qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 1};
     qa_loss loss;
     if (qa_model_forward_backward(m, NULL, &a, &b, &to, &loss, &e)) { die_err("forward_backward", &e); goto out; }
     int ok;
@@ -258,7 +258,7 @@ out:
 static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     qa_err e = {0};
     const int V = m->cfg.vocab, N = f->B * f->T;
-    char path[1024], prefix[128], nm[256];
+    char path[2048], prefix[300], nm[400];
     snprintf(path, sizeof path, "%s/adapter_%s_init", dir, tag);
     snprintf(prefix, sizeof prefix, "lora_%s", tag);
     qa_lora l;
@@ -275,7 +275,7 @@ static void run_adapter(fx *f, qa_model *m, const char *dir, const char *tag) {
     } else die_err("lora forward", &e);
 
     qa_adamw opt = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f};
-    qa_train_opts to = {1.0f, 0, 0};
+    qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 0};
     qa_loss loss;
     int ok;
     for (int step = 1; step <= 2; step++) {

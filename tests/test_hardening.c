@@ -775,7 +775,7 @@ static double total_loss(qa_model *m, const qa_dataset *d, int mbs, int64_t *n_t
         qa_data_fill_batch(d, QA_SPLIT_TRAIN, ids, cnt, &mb);
         qa_batch v;
         qa_microbatch_view(&mb, &v);
-        qa_train_opts to = {1.0f, 0, 0};
+        qa_train_opts to = {.grad_scale = 1.0f};
         qa_loss lo;
         if (qa_model_forward_backward(m, NULL, &a, &v, &to, &lo, &e)) { printf("fwd: %s\n", e.msg); sum = NAN; break; }
         sum += lo.loss_sum;

@@ -169,7 +169,7 @@ static void check_model(const char *dir, const qa_ops *base) {
                 int rc;
                 if (mode == QA_ACTS_TRAIN) {
                     qa_loss lo;
-                    qa_train_opts to = {1, 77, 1};
+                    qa_train_opts to = {.grad_scale = 1, .dropout_key = 77, .want_embed_grad = 1};
                     rc = qa_model_forward_backward(&m, (qa_lora *)lp, &w, &b, &to, &lo, &e);
                 } else {
                     qa_fwd_opts fo = {shp[s].rows ? QA_LOGITS_LAST : QA_LOGITS_ALL, NULL, 0};
@@ -328,14 +328,17 @@ static void check_dry_run(const char *dir) {
     }
     fprintf(f, "]\n");
     fclose(f);
-    /* padded rows (3 per micro-batch) and padding-free (the 3 rows end to end in one: qa_data_batch_shape) */
+    /* padded rows (3 per micro-batch), padding-free (the 3 rows end to end in one: qa_data_batch_shape) and fused
+     * (train.fuse_micro_batches: the 3 micro-batches of a step as one pass of 9 padded rows) */
     int T0 = 0; /* the padded row length */
-    for (int pf = 0; pf < 2; pf++) {
+    for (int v = 0; v < 3; v++) {
+        const int pf = v == 1, fused = v == 2;
+        const char *what = pf ? " padding-free" : fused ? " fused" : "";
         snprintf(cmd, sizeof cmd, "'%s' train --set model.path='%s' --set data.files='%s' --set data.template=none "
                                   "--set data.val_fraction=0 --set train.micro_batch=3 --set train.grad_accum=3 "
                                   "--set lora.targets=q_proj,down_proj --set lora.r=4 --device cpu "
-                                  "--set data.padding_free=%s --dry-run 2>&1",
-                 bin, dir, data, pf ? "true" : "false");
+                                  "--set data.padding_free=%s --set train.fuse_micro_batches=%s --dry-run 2>&1",
+                 bin, dir, data, pf ? "true" : "false", fused ? "true" : "false");
         int st;
         char *out = run_capture(cmd, &st);
         int B = 0, T = 0, rows = 0;
@@ -348,9 +351,10 @@ static void check_dry_run(const char *dir) {
         if ((p = strstr(out, "\n  LoRA"))) sscanf(p, "\n  LoRA %*f GiB %lld", &lora);
         if ((p = strstr(out, "\n  AdamW m, v"))) sscanf(p, "\n  AdamW m, v %*f GiB %lld", &opt);
         if (!pf) T0 = T;
-        QT_CHECK(st == 0 && B == (pf ? 1 : 3) && T > 0 && (!pf || T == 3 * T0) && rows == (B * T > 2048 ? 2048 : B * T),
-                 "train --dry-run%s printed the shape (micro-batch %d x %d, %d logit rows; status %d)%s%s",
-                 pf ? " padding-free" : "", B, T, rows, st, st ? "\n" : "", st ? out : "");
+        QT_CHECK(st == 0 && B == (pf ? 1 : fused ? 9 : 3) && T > 0 && (!pf || T == 3 * T0) && (!fused || T == T0) &&
+                     rows == (B * T > 2048 ? 2048 : B * T),
+                 "train --dry-run%s printed the shape (micro-batch %d x %d, %d logit rows; status %d)%s%s", what, B, T,
+                 rows, st, st ? "\n" : "", st ? out : "");
         if (B > 0 && T > 0 && rows > 0) {
             qa_lora l;
             reset();
@@ -359,8 +363,8 @@ static void check_dry_run(const char *dir) {
             qa_acts a;
             reset();
             qa_acts_alloc(&a, &m, &l, B, T, QA_ACTS_TRAIN, rows, &e);
-            QT_CHECK(act == (long long)ALLOCATED, "train --dry-run%s: activations %lld == allocated %zu",
-                     pf ? " padding-free" : "", act, ALLOCATED);
+            QT_CHECK(act == (long long)ALLOCATED, "train --dry-run%s: activations %lld == allocated %zu", what, act,
+                     ALLOCATED);
             QT_CHECK(lora + opt == (long long)lb, "train --dry-run: LoRA %lld + AdamW %lld == allocated %zu", lora, opt,
                      lb);
             qa_acts_free(&a);

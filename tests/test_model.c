@@ -33,7 +33,7 @@ static void make_batch(const qa_model *m, int32_t *ids, int32_t *mask, int32_t *
 static double loss_of(qa_model *m, qa_lora *l, qa_acts *a, const qa_batch *b, uint64_t key) {
     qa_err e = {0};
     qa_loss out;
-    qa_train_opts o = {1.0f, key, 0};
+    qa_train_opts o = {.grad_scale = 1.0f, .dropout_key = key};
     if (qa_model_forward_backward(m, l, a, b, &o, &out, &e)) { printf("  %s\n", e.msg); return NAN; }
     return out.loss;
 }
@@ -73,7 +73,7 @@ static void test_dropout_grad(qa_model *m) {
              "LoRA grads with dropout 0.2 (chunked loss) vs finite differences along a direction: %.6e vs %.6e", gd, fd);
     /* grad_scale: two half-scaled accumulations == one full */
     qa_lora_zero_grad(&l);
-    qa_train_opts o = {0.5f, key, 0};
+    qa_train_opts o = {.grad_scale = 0.5f, .dropout_key = key};
     qa_loss out;
     qa_model_forward_backward(m, &l, &a, &b, &o, &out, &e);
     qa_model_forward_backward(m, &l, &a, &b, &o, &out, &e);
@@ -83,6 +83,69 @@ static void test_dropout_grad(qa_model *m) {
              "loss = loss_sum / n_tokens (%lld tokens)", (long long)out.n_tokens);
     free(g);
     free(dir);
+    qa_acts_free(&a);
+    qa_lora_free(&l);
+}
+
+/* Loss groups (fused micro-batches): a batch of two rows with a group per row gives each row's loss and the
+ * gradient of the two rows run as separate calls; qa_model_loss gives forward_backward's loss bit for bit
+ * and touches no gradient; group ends that do not ascend to B*T are refused. */
+static void test_loss_groups(qa_model *m) {
+    qa_err e = {0};
+    qa_lora l;
+    QT_CHECK(!qa_lora_init(&l, m, QA_LORA_MASK_ALL, 4, 8.0f, 0.0f, &e), "lora init: %s", e.msg);
+    qa_lora_init_params(&l, 11);
+    for (size_t i = 0; i < l.n_params; i++) l.params[i] += 0.05f * frand();
+    qa_acts a;
+    QT_CHECK(!qa_acts_alloc(&a, m, &l, B, T, QA_ACTS_TRAIN, 5, &e), "train workspace (5 logit rows: chunked loss)");
+    int32_t ids[B * T], mask[B * T], labels[B * T];
+    make_batch(m, ids, mask, labels);
+    qa_batch both = {B, T, ids, mask, NULL, NULL, labels};
+    qa_batch r0 = {1, T, ids, mask, NULL, NULL, labels}, r1 = {1, T, ids + T, mask + T, NULL, NULL, labels + T};
+    qa_loss o0, o1, og;
+    qa_train_opts half = {.grad_scale = 0.5f};
+    qa_lora_zero_grad(&l);
+    QT_CHECK(!qa_model_forward_backward(m, &l, &a, &r0, &half, &o0, &e) &&
+             !qa_model_forward_backward(m, &l, &a, &r1, &half, &o1, &e), "separate rows: %s", e.msg);
+    float *g = qa_malloc(sizeof(float) * l.n_params);
+    memcpy(g, l.grads, sizeof(float) * l.n_params);
+    const int64_t ends[2] = {T, 2 * T};
+    double gsum[2] = {-1, -1};
+    int64_t gtok[2] = {-1, -1};
+    qa_train_opts grouped = {.grad_scale = 0.5f, .n_groups = 2, .group_end = ends, .group_loss_sum = gsum,
+                             .group_tokens = gtok};
+    qa_lora_zero_grad(&l);
+    QT_CHECK(!qa_model_forward_backward(m, &l, &a, &both, &grouped, &og, &e), "grouped: %s", e.msg);
+    const double gerr = qt_rel_err_f32(l.grads, g, l.n_params);
+    QT_CHECK(gtok[0] == o0.n_tokens && gtok[1] == o1.n_tokens && fabs(gsum[0] - o0.loss_sum) <= 1e-6 * o0.loss_sum &&
+             fabs(gsum[1] - o1.loss_sum) <= 1e-6 * o1.loss_sum && og.n_tokens == o0.n_tokens + o1.n_tokens,
+             "a group per row == the rows as separate calls: tokens %lld/%lld vs %lld/%lld, loss sums %.9f/%.9f vs "
+             "%.9f/%.9f", (long long)gtok[0], (long long)gtok[1], (long long)o0.n_tokens, (long long)o1.n_tokens,
+             gsum[0], gsum[1], o0.loss_sum, o1.loss_sum);
+    QT_CHECK(gerr < 1e-5, "grouped gradient == the separate calls' (each its own token mean) summed: rel %.2e", gerr);
+    /* the same batch as one group (one token mean over both rows) gives another gradient: the groups matter */
+    qa_lora_zero_grad(&l);
+    qa_train_opts one = {.grad_scale = 1.0f};
+    qa_model_forward_backward(m, &l, &a, &both, &one, &og, &e);
+    QT_CHECK(qt_rel_err_f32(l.grads, g, l.n_params) > 1e-3, "one token mean over both rows differs from the mean "
+             "of the row means (rel %.2e)", qt_rel_err_f32(l.grads, g, l.n_params));
+    /* qa_model_loss == forward_backward's loss, and no gradient changes */
+    memcpy(g, l.grads, sizeof(float) * l.n_params);
+    qa_loss ol;
+    QT_CHECK(!qa_model_loss(m, &l, &a, &both, &ol, &e), "qa_model_loss: %s", e.msg);
+    QT_CHECK(ol.loss_sum == og.loss_sum && ol.n_tokens == og.n_tokens && ol.loss == og.loss &&
+             !memcmp(g, l.grads, sizeof(float) * l.n_params),
+             "qa_model_loss == forward_backward's loss bit for bit (%.17g vs %.17g), gradients untouched",
+             ol.loss_sum, og.loss_sum);
+    /* group ends that do not cover the batch */
+    const int64_t bad[2][2] = {{T, T + 1}, {T + 2, T}};
+    for (int i = 0; i < 2; i++) {
+        qa_train_opts ob = {.grad_scale = 1.0f, .n_groups = 2, .group_end = bad[i]};
+        qa_err be = {0};
+        QT_CHECK(qa_model_forward_backward(m, &l, &a, &both, &ob, &og, &be) != 0 && strstr(be.msg, "loss group"),
+                 "group ends {%lld, %lld} refused: %s", (long long)bad[i][0], (long long)bad[i][1], be.msg);
+    }
+    free(g);
     qa_acts_free(&a);
     qa_lora_free(&l);
 }
@@ -205,7 +268,7 @@ static void test_bad_inputs(qa_model *m) {
     ids[5] = 1;
     labels[7] = m->cfg.vocab + 3;
     qa_loss lo;
-    qa_train_opts to = {1, 0, 0};
+    qa_train_opts to = {.grad_scale = 1, .dropout_key = 0, .want_embed_grad = 0};
     expect_err(qa_model_forward_backward(m, NULL, &at, &b, &to, &lo, &e), &e, "labels[0][7]", "label outside vocab");
     labels[7] = -100;
     expect_err(qa_model_forward_backward(m, NULL, &a, &b, &to, &lo, &e), &e, "QA_ACTS_TRAIN", "backward on an inference workspace");
@@ -244,6 +307,7 @@ int main(void) {
     if (qa_model_load(&m, dir, NULL, &e)) { QT_CHECK(0, "load %s: %s", dir, e.msg); return qt_finish(); }
     printf("model %s\n", dir);
     test_dropout_grad(&m);
+    test_loss_groups(&m);
     test_packing(&m);
     test_dtypes(&m, dir);
     test_bad_inputs(&m);

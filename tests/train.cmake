@@ -30,6 +30,13 @@ if(QA_MPIEXEC)
   _qa_train_test(train_signal "train;mpi" 300 signal)
 endif()
 
+# train.fuse_micro_batches: a rank's micro-batches as one pass, each its own token mean == the separate micro-batches
+# (padded, padding-free, 2 ranks under mpirun; resume exact); skipped, exit 77, without numpy / safetensors
+add_test(NAME train_fused COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_fused.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS}
+         "${QA_TEST_PYTHON}")
+set_tests_properties(train_fused PROPERTIES LABELS "train;mpi" TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT "QALIGN_TEMPLATES=${CMAKE_SOURCE_DIR}/configs/templates;QA_MPIRUN=${QA_MPIRUN_STR};${QA_MPI_ENV}")
+
 # the multilingual evaluation during training (eval.every / eval.at_end)
 add_test(NAME train_eval_hook COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_eval_hook.sh $<TARGET_FILE:qalign> ${QALIGN_ASSETS})
 set_tests_properties(train_eval_hook PROPERTIES LABELS "train;eval" TIMEOUT 300

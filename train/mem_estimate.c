@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops,
-                          qa_train_mem *m, qa_err *e) {
+int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int row_len, int world,
+                          const qa_ops *ops, qa_train_mem *m, qa_err *e) {
     memset(m, 0, sizeof *m);
     QA_TRY(qa_quant_parse(tc->model.quant, &m->quant, e));
     for (int i = 0; i < (int)tc->lora.targets.n; i++) {
@@ -17,7 +17,7 @@ int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int 
         if (mod >= 0) m->lora_modules |= QA_LORA_BIT(mod);
     }
     m->lora_params = (int64_t)qa_lora_n_params(c, m->lora_modules, tc->lora.r);
-    qa_data_batch_shape_of(tc->data.padding_free, tc->train.micro_batch, row_len, &m->B, &m->T);
+    qa_data_batch_shape_of(tc->data.padding_free, qa_train_rows_per_pass(tc, world), row_len, &m->B, &m->T);
     m->logit_rows = qa_train_logit_rows(m->B, m->T);
     const qa_mem_shape s = {.train = 1, .B = m->B, .T = m->T, .max_logit_rows = m->logit_rows,
                             .lora_modules = m->lora_modules, .lora_r = tc->lora.r, .quant = m->quant};

@@ -22,9 +22,10 @@ typedef struct qa_train_mem {
 } qa_train_mem;
 
 /* tc: a finished config (model.path, model.quant, lora.*, train.micro_batch, data.padding_free); c: the model's
- * config.json; row_len: tokens per row (the pack length, or the longest example); ops: the backend (NULL: CPU).
+ * config.json; row_len: tokens per row (the pack length, or the longest example); world: ranks (the rows of a
+ * pass with train.fuse_micro_batches; 1 gives the largest); ops: the backend (NULL: CPU).
  * The weights come from the checkpoint header at model.path when there is one, else from c
  * (est.weights_from_config). 0, or -1 + error (a bad model.quant, an unsupported shape). */
-int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int row_len, const qa_ops *ops,
-                          qa_train_mem *m, qa_err *e);
+int qa_train_mem_estimate(const qa_train_config *tc, const qa_hf_config *c, int row_len, int world,
+                          const qa_ops *ops, qa_train_mem *m, qa_err *e);
 #endif

@@ -83,6 +83,65 @@ static const int64_t *epoch_order(qa_trainer *t) {
     return t->order;
 }
 
+/* The dropout stream of micro-batch k of the current step. */
+static uint64_t dropout_key(const qa_trainer *t, int k) {
+    return qa_mix64(((uint64_t)t->tc->train.seed << 40) ^ ((uint64_t)t->step << 16) ^ (uint64_t)k);
+}
+
+/* train.fuse_micro_batches: this rank's micro-batches [k_lo, k_hi) of the step as one batch, one loss group
+ * per micro-batch (its own token mean, / K), into l->grads; losses[k] and toks[2k], toks[2k+1] as the
+ * separate micro-batches report them. */
+static int fused_pass(qa_trainer *t, const int64_t *order, int64_t rows, double *losses, int64_t *toks, qa_err *e) {
+    const int mbsz = t->tc->train.micro_batch, n = t->k_hi - t->k_lo;
+    const qa_rows *R = &t->ds.rows[QA_SPLIT_TRAIN];
+    int64_t *ids = qa_malloc(sizeof *ids * (size_t)t->pass_rows);
+    int64_t *ends = qa_calloc((size_t)n * 4, sizeof *ends), *gtok = ends + n, *rtok = ends + 2 * n,
+            *cnt = ends + 3 * n;
+    double *gsum = qa_calloc((size_t)n, sizeof *gsum);
+    int count = 0;
+    for (int j = 0; j < n; j++) {
+        int64_t a = t->cursor + (int64_t)(t->k_lo + j) * mbsz, b = a + mbsz;
+        if (b > rows) b = rows;
+        for (int64_t r = a; r < b; r++) {
+            ids[count++] = order[r];
+            rtok[j] += R->len[order[r]];
+        }
+        cnt[j] = b > a ? b - a : 0;
+    }
+    qa_lora_zero_grad(&t->l);
+    int rc = 0;
+    if (count > 0) {
+        qa_data_fill_batch(&t->ds, QA_SPLIT_TRAIN, ids, count, &t->mb);
+        /* group j ends after its rows: padded rows of T tokens, or (padding-free) its tokens end to end */
+        int64_t end = 0;
+        for (int j = 0; j < n; j++) {
+            end += t->ds.padding_free ? rtok[j] : cnt[j] * t->mb.T;
+            ends[j] = end;
+        }
+        ends[n - 1] = (int64_t)t->mb.B * t->mb.T; /* padding-free with every row empty: the one padding token */
+        qa_batch view;
+        qa_microbatch_view(&t->mb, &view);
+        qa_train_opts to = {.grad_scale = 1.0f / (float)t->K, .dropout_key = dropout_key(t, t->k_lo),
+                            .n_groups = n, .group_end = ends, .group_loss_sum = gsum, .group_tokens = gtok};
+        qa_loss lo;
+        qa_dist_note(t->d, "forward/backward");
+        rc = qa_model_forward_backward(&t->m, &t->l, &t->acts, &view, &to, &lo, e);
+        if (rc) qa_err_prefix(e, "rank %d, step %lld, micro-batches %d..%d (fused)", t->rank, (long long)t->step + 1,
+                              t->k_lo, t->k_hi - 1);
+        for (int j = 0; j < n && !rc; j++) {
+            const int k = t->k_lo + j;
+            if (!cnt[j]) continue;
+            losses[k] = gtok[j] ? gsum[j] / (double)gtok[j] : 0.0;
+            toks[2 * k] = rtok[j];
+            toks[2 * k + 1] = gtok[j];
+        }
+    }
+    free(ids);
+    free(ends);
+    free(gsum);
+    return rc;
+}
+
 int qa_train__step(qa_trainer *t, double *loss_out, int64_t *tok_out, double *gnorm_out, int *skipped, qa_err *e) {
     const qa_train_config *tc = t->tc;
     int64_t rows = t->plan.rows_per_epoch;
@@ -92,7 +151,14 @@ int qa_train__step(qa_trainer *t, double *loss_out, int64_t *tok_out, double *gn
     double *losses = qa_calloc((size_t)K, sizeof *losses);
     int64_t *toks = qa_calloc((size_t)K * 2, sizeof *toks);
     qa_lora *l = &t->l;
-    for (int k = t->k_lo; k < t->k_hi; k++) {
+    if (tc->train.fuse_micro_batches) {
+        if (fused_pass(t, order, rows, losses, toks, e)) {
+            free(losses); free(toks);
+            return -1;
+        }
+        qa_dist_tree_push(&t->tree, l->grads);
+    }
+    for (int k = t->k_lo; k < t->k_hi && !tc->train.fuse_micro_batches; k++) {
         int64_t a = t->cursor + (int64_t)k * mbsz, b = a + mbsz;
         if (b > rows) b = rows;
         qa_lora_zero_grad(l);
@@ -101,7 +167,7 @@ int qa_train__step(qa_trainer *t, double *loss_out, int64_t *tok_out, double *gn
             qa_batch view;
             qa_microbatch_view(&t->mb, &view);
             qa_train_opts to = {.grad_scale = 1.0f / (float)K,
-                                .dropout_key = qa_mix64(((uint64_t)tc->train.seed << 40) ^ ((uint64_t)t->step << 16) ^ (uint64_t)k),
+                                .dropout_key = dropout_key(t, k),
                                 .want_embed_grad = 0};
             qa_loss lo;
             qa_dist_note(t->d, "forward/backward");
@@ -155,14 +221,12 @@ int qa_train__step(qa_trainer *t, double *loss_out, int64_t *tok_out, double *gn
 }
 
 /* Validation: mean token cross-entropy over the whole validation split (global token mean), with the
- * adapter as it is after the step and no dropout. The gradients it leaves behind are discarded (every
- * training micro-batch starts from zeroed gradients). */
+ * adapter as it is after the step and no dropout: the forward alone (qa_model_loss), in batches of the
+ * rows one training pass holds. */
 int qa_train__validate(qa_trainer *t, double *val_loss, qa_err *e) {
     const qa_rows *R = &t->ds.rows[QA_SPLIT_VAL];
-    int mbsz = t->tc->train.micro_batch;
+    const int mbsz = t->pass_rows;
     double acc[2] = {0, 0};
-    float dropout = t->l.dropout;
-    t->l.dropout = 0.0f;
     int64_t nb = (R->n_rows + mbsz - 1) / mbsz;
     int64_t *ids = qa_malloc((size_t)mbsz * sizeof *ids);
     qa_dist_note(t->d, "validation");
@@ -172,19 +236,16 @@ int qa_train__validate(qa_trainer *t, double *val_loss, qa_err *e) {
         qa_data_fill_batch(&t->ds, QA_SPLIT_VAL, ids, cnt, &t->mb);
         qa_batch view;
         qa_microbatch_view(&t->mb, &view);
-        qa_train_opts to = {.grad_scale = 1.0f, .dropout_key = 0, .want_embed_grad = 0};
         qa_loss lo;
-        if (qa_model_forward_backward(&t->m, &t->l, &t->acts, &view, &to, &lo, e) == 0) {
+        if (qa_model_loss(&t->m, &t->l, &t->acts, &view, &lo, e) == 0) {
             acc[0] += lo.loss_sum;
             acc[1] += (double)lo.n_tokens;
         } else {
             free(ids);
-            t->l.dropout = dropout;
             return qa_err_prefix(e, "rank %d: validation", t->rank);
         }
     }
     free(ids);
-    t->l.dropout = dropout;
     qa_dist_allreduce_f64(t->d, acc, 2, QA_DIST_SUM, "validation loss");
     *val_loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
     return 0;

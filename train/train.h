@@ -10,6 +10,10 @@
  *   qa_dist_tree, then the deterministic all-reduce over ranks), so the bits of the summed
  *   gradient — and hence of every loss and of the adapter — do not depend on P when K/P is a
  *   power of two. LoRA dropout masks are keyed by (seed, step, k), not by rank.
+ *   train.fuse_micro_batches: a rank's K/P micro-batches run as one forward/backward whose loss
+ *   keeps a group per micro-batch (each its own token mean, divided by K): the same gradient as
+ *   the separate micro-batches summed, with the summation inside the GEMMs instead of the tree, so
+ *   its bits depend on P (rounding), and the dropout masks are keyed by (seed, step, first k).
  *
  * Per step: forward/backward of this rank's micro-batches → one flat all-reduce of all LoRA
  * gradients → finite check (a non-finite step is skipped and counted; 5 in a row abort) →
@@ -47,6 +51,13 @@ typedef struct qa_train_result {
 static inline int qa_train_logit_rows(int micro_batch, int T) {
     int64_t n = (int64_t)micro_batch * T;
     return n > 2048 ? 2048 : (int)n;
+}
+
+/* Rows one forward/backward of the trainer holds on each of world ranks: train.micro_batch, or with
+ * train.fuse_micro_batches the rank's grad_accum / world micro-batches together. */
+static inline int qa_train_rows_per_pass(const qa_train_config *tc, int world) {
+    const int per_rank = world > 0 && tc->train.grad_accum >= world ? tc->train.grad_accum / world : 1;
+    return tc->train.micro_batch * (tc->train.fuse_micro_batches ? per_rank : 1);
 }
 
 /* Train per a finished config (qa_train_config_finish). Collective over all ranks of d.

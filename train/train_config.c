@@ -60,6 +60,9 @@ static const qa_cfg_key KEYS[] = {
       "[1,)"),
     K("train.grad_accum", QA_CFG_INT, train.grad_accum, "4",
       "micro-batches per optimizer step, counted over all ranks (a multiple of the rank count)", NULL, "[1,)"),
+    K("train.fuse_micro_batches", QA_CFG_BOOL, train.fuse_micro_batches, "false",
+      "compute a rank's micro-batches of a step as one forward/backward (fewer, larger GEMMs), each micro-batch's "
+      "loss still its own token mean: the same step, rounding apart (memory: that many rows at once)", NULL, NULL),
     K("train.lr", QA_CFG_FLOAT, train.lr, "5e-5", "peak learning rate (AdamW)", NULL, "[0,10]"),
     K("train.weight_decay", QA_CFG_FLOAT, train.weight_decay, "0", "AdamW decoupled weight decay", NULL, "[0,)"),
     K("train.warmup_ratio", QA_CFG_FLOAT, train.warmup_ratio, "0.1",

@@ -48,6 +48,8 @@ typedef struct qa_train_config {
         int micro_batch;       /* rows per forward/backward */
         int grad_accum;        /* micro-batches per optimizer step over all ranks (global batch =
                                   micro_batch * grad_accum rows, whatever the rank count) */
+        int fuse_micro_batches; /* a rank's micro-batches of a step as one forward/backward, each still
+                                   normalized by its own token count (qa_train_opts loss groups) */
         double lr;
         double weight_decay;
         double warmup_ratio;   /* warmup steps = ceil(ratio * total steps) */

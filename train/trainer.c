@@ -254,11 +254,16 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
     if ((rc = agree(t, qa_train__reduction_setup(t, e), "gradient all-reduce setup", e))) goto out;
 
     int cap_B, cap_T;
-    qa_data_batch_shape(&t->ds, tc->train.micro_batch, &cap_B, &cap_T);
+    t->pass_rows = qa_train_rows_per_pass(tc, t->world);
+    qa_data_batch_shape(&t->ds, t->pass_rows, &cap_B, &cap_T);
     qa_microbatch_alloc(&t->mb, cap_B, cap_T);
     int logit_rows = qa_train_logit_rows(cap_B, cap_T);
     rc = qa_acts_alloc(&t->acts, &t->m, &t->l, cap_B, cap_T, QA_ACTS_TRAIN, logit_rows, e);
     if (!rc) t->acts_ready = 1;
+    else if (tc->train.fuse_micro_batches)
+        qa_err_prefix(e, "rank %d: the activation workspace for %d fused micro-batches of %d rows (%d x %d tokens) on %s "
+                      "(set train.fuse_micro_batches false, or lower train.micro_batch)", t->rank, t->K / t->world,
+                      tc->train.micro_batch, cap_B, cap_T, t->device_desc);
     else qa_err_prefix(e, "rank %d: the activation workspace for train.micro_batch %d (%d x %d tokens) on %s (lower "
                        "train.micro_batch and raise train.grad_accum to keep the global batch, or lower data.pack_length "
                        "/ data.cutoff)", t->rank, tc->train.micro_batch, cap_B, cap_T, t->device_desc);
@@ -285,10 +290,10 @@ int qa_train_run(const qa_train_config *tc, qa_dist *d, qa_train_result *res, qa
 
     const int64_t total = t->plan.total_steps;
     qa_train__log(t, "training: %lld steps (%lld per epoch, %d epoch(s)), warmup %lld, %d ranks x %d micro-batches of %d rows "
-           "per step, %zu LoRA parameters (r=%d, alpha=%g), %d thread(s) per rank%s",
+           "per step%s, %zu LoRA parameters (r=%d, alpha=%g), %d thread(s) per rank%s",
            (long long)total, (long long)t->plan.steps_per_epoch, t->plan.epochs, (long long)t->plan.warmup_steps,
-           t->world, t->K / t->world, tc->train.micro_batch, t->l.n_params, t->l.r, (double)t->l.alpha, threads,
-           resumed >= 0 ? " (resumed)" : "");
+           t->world, t->K / t->world, tc->train.micro_batch, tc->train.fuse_micro_batches ? " (fused: one pass)" : "",
+           t->l.n_params, t->l.r, (double)t->l.alpha, threads, resumed >= 0 ? " (resumed)" : "");
 
     double t_loop = qa_now_s();
     int consecutive_skips = 0;

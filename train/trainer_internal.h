@@ -52,6 +52,7 @@ typedef struct qa_trainer {
     qa_train_plan plan;
     int K;                 /* micro-batches per optimizer step, all ranks */
     int k_lo, k_hi;        /* this rank's micro-batches [k_lo, k_hi) */
+    int pass_rows;         /* rows of one forward/backward (qa_train_rows_per_pass); validation batches too */
     int64_t *order;        /* epoch order of training rows */
     int order_epoch;
     /* position */

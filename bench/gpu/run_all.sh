@@ -315,12 +315,17 @@ if [ -n "$Q" ] && [ -d "$WORK/assets" ] && ! skipped recipe && [ "$(tmo 150)" -g
         --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe-pf/metrics.jsonl" "$WORK/recipe.plan" \
         paper_recipe_mistral7b_padding_free
     fi
-    # the same 16 examples per step as one micro-batch of 16 (one mean over the step's tokens instead of
-    # the mean of 4 micro-batch means: a different normalization, timed as the alternative it is)
+    # the step's 4 micro-batches as one pass of 16 rows, each micro-batch still its own token mean
+    # (train.fuse_micro_batches: the same step, rounding apart), padded and padding-free
     if [ "$(tmo 40)" -ge 40 ]; then
-      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe16" --set train.micro_batch=16 --set train.grad_accum=1 \
-        --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe16/metrics.jsonl" "$WORK/recipe.plan" \
-        paper_recipe_mistral7b_mb16
+      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe-fused" --set train.fuse_micro_batches=true \
+        --set train.max_steps=12 && python3 bench/gpu/extrapolate.py "$WORK/recipe-fused/metrics.jsonl" \
+        "$WORK/recipe.plan" paper_recipe_mistral7b_fused
+    fi
+    if [ "$(tmo 40)" -ge 40 ]; then
+      "$Q" train "${A[@]}" --set checkpoint.dir="$WORK/recipe-fpf" --set train.fuse_micro_batches=true \
+        --set data.padding_free=true --set train.max_steps=12 && python3 bench/gpu/extrapolate.py \
+        "$WORK/recipe-fpf/metrics.jsonl" "$WORK/recipe.plan" paper_recipe_mistral7b_fused_padding_free
     fi
     # where a recipe step's time goes (every launch synchronized: slower than the timed run)
     if ! skipped profile && [ "$(tmo 40)" -ge 40 ]; then
