@@ -128,13 +128,14 @@ int qa_train__checkpoint(qa_trainer *t, qa_err *e) {
     return 0;
 }
 
-/* Keys that fix what a step and the data cursor mean: changing one between a checkpoint and its
- * resume changes the run (the resume is then not the continuation of the same run). */
+/* Keys that fix what a step and the data cursor mean, or where its sums happen (data.padding_free,
+ * train.fuse_micro_batches: the same step, rounding apart): changing one between a checkpoint and its
+ * resume changes the run (the resume is then not the continuation of the same run, bit for bit). */
 static const char *const RESUME_KEYS[] = {"data.files", "data.max_examples", "data.val_fraction", "data.template",
                                           "data.cutoff", "data.packing", "data.pack_length", "train.micro_batch",
                                           "train.grad_accum", "train.seed", "lora.dropout", "train.lr",
                                           "train.schedule", "train.warmup_ratio", "train.weight_decay",
-                                          "train.max_grad_norm"};
+                                          "train.max_grad_norm", "data.padding_free", "train.fuse_micro_batches"};
 
 /* Warn (rank 0) about every RESUME_KEYS value that differs from the checkpoint's recorded config. */
 static void warn_config_changes(const qa_trainer *t, const char *ckpt_path, const char *yaml) {
