@@ -217,8 +217,11 @@ static void op_checksum(hid_t f) {
     for (size_t i = 0; i < c.n; i++) {
         uint32_t v = 0;
         hid_t d = H5Dopen2(f, c.paths[i], H5P_DEFAULT);
-        hid_t a = H5Aopen(d, "crc32c", H5P_DEFAULT);
-        H5Aread(a, H5T_NATIVE_UINT32, &v);
+        hid_t a = H5Aopen(d, "crc32c", H5P_DEFAULT), sp = H5Aget_space(a), ty = H5Aget_type(a);
+        /* the program may have made "crc32c" an array or a string: only a scalar integer is read (0 otherwise) */
+        if (H5Sget_simple_extent_npoints(sp) == 1 && H5Tget_class(ty) == H5T_INTEGER) H5Aread(a, H5T_NATIVE_UINT32, &v);
+        H5Tclose(ty);
+        H5Sclose(sp);
         H5Aclose(a);
         H5Dclose(d);
         uint8_t le[5] = {0, (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
