@@ -91,9 +91,10 @@ void qa_cuda_gemm_rm_batched(qa_stream *s, int ta, int tb, int M, int Nc, int K,
                              const void *const *B, cudaDataType_t bt, int ldb, float beta,
                              void *const *C, cudaDataType_t ct, int ldc, int count);
 
-/* kernels/cuda/nf4_cuda.cu: frozen linears with an NF4 weight block w [M, K] (codes then fp32 absmax) */
-void qa_cuda_nf4_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, const void *w, float *y);
-void qa_cuda_nf4_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, const void *w, float *dx);
+/* kernels/cuda/nf4_cuda.cu: frozen linears with an NF4 weight block w [M, K] (codes then fp32 absmax): bwd 0
+ * out [N, M] = beta * out + in [N, K] Wᵀ (no bias), bwd 1 out [N, K] = beta * out + in [N, M] W */
+void qa_cuda_nf4_linear(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, const void *w,
+                        float *out);
 /* bytes of the chunk buffer the NF4 GEMM dequantizes into (bf16, or fp32 for the fp32 mode) */
 size_t qa_cuda_nf4_chunk_bytes(int M, int K, int fp32);
 /* y [N, M] = beta * y + xb [N, K] Wᵀ with the bf16 operand already made (the fused forward ops); wc: a scratch

@@ -90,32 +90,19 @@ void qa_cuda_nf4_gemm_bf16(qa_stream *s, int N, int K, int M, float beta, const 
     nf4_gemm(s, 0, 0, N, K, M, beta, xb, w, wc, y);
 }
 
-/* y [N, M] = beta * y + x [N, K] Wᵀ (W NF4 [M, K]; no bias: the caller adds it) */
-void qa_cuda_nf4_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, const void *w, float *y) {
+/* W NF4 [M, K]: forward out [N, M] = beta * out + in [N, K] Wᵀ (no bias: the caller adds it), backward
+ * out [N, K] = beta * out + in [N, M] W; in converted to bf16 (fp32 on a cuda-fp32 stream) */
+void qa_cuda_nf4_linear(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, const void *w,
+                        float *out) {
     if (s->fp32) {
         void *wc = qa_cuda_scratch(s, qa_cuda_nf4_chunk_bytes(M, K, 1));
-        if (wc) nf4_gemm(s, 0, 1, N, K, M, beta, x, w, wc, y);
+        if (wc) nf4_gemm(s, bwd, 1, N, K, M, beta, in, w, wc, out);
         return;
     }
-    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * (size_t)N * K) +
-                                               qa_cuda_nf4_chunk_bytes(M, K, 0));
+    const size_t n_in = (size_t)N * (bwd ? M : K);
+    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * n_in) + qa_cuda_nf4_chunk_bytes(M, K, 0));
     if (!cur) return;
-    __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * (size_t)N * K);
-    qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
-    nf4_gemm(s, 0, 0, N, K, M, beta, xb, w, cur, y);
-}
-
-/* dx [N, K] = beta * dx + dy [N, M] W (W NF4 [M, K]) */
-void qa_cuda_nf4_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, const void *w, float *dx) {
-    if (s->fp32) {
-        void *wc = qa_cuda_scratch(s, qa_cuda_nf4_chunk_bytes(M, K, 1));
-        if (wc) nf4_gemm(s, 1, 1, N, K, M, beta, dy, w, wc, dx);
-        return;
-    }
-    char *cur = (char *)qa_cuda_scratch(s, qa_cuda_round(sizeof(__nv_bfloat16) * (size_t)N * M) +
-                                               qa_cuda_nf4_chunk_bytes(M, K, 0));
-    if (!cur) return;
-    __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * (size_t)N * M);
-    qa_cuda_to_bf16(s, db, dy, (size_t)N * M);
-    nf4_gemm(s, 1, 0, N, K, M, beta, db, w, cur, dx);
+    __nv_bfloat16 *ib = (__nv_bfloat16 *)qa_cuda_carve(&cur, sizeof(__nv_bfloat16) * n_in);
+    qa_cuda_to_bf16(s, ib, in, n_in);
+    nf4_gemm(s, bwd, 0, N, K, M, beta, ib, w, cur, out);
 }

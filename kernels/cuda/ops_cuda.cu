@@ -517,46 +517,39 @@ __global__ void k_add_bias(int N, int M, qa_dtype dt, const void *__restrict__ b
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         y[i] += wload(dt, b, i % M);
 }
-static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, qa_weight W, qa_weight bias,
-                          float *y) {
-    if (N <= 0 || M <= 0) return;
-    if (K <= 0) {
-        k_scale_mat<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, beta, y, M);
+/* The frozen linear's two products, W [M, K]: forward out [N, M] = beta * out + in [N, K] Wᵀ, backward
+ * out [N, K] = beta * out + in [N, M] W. BF16 W: in converted to bf16 for the tensor cores (fp32 rows on a
+ * cuda-fp32 stream); NF4 W: dequantized in chunks (nf4_cuda.cu); F32 W: an fp32 GEMM. */
+static void linear_product(qa_stream *s, int bwd, int N, int K, int M, float beta, const float *in, qa_weight W,
+                           float *out) {
+    const int I = bwd ? M : K, O = bwd ? K : M; /* in [N, I], out [N, O] */
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) {
+        k_scale_mat<<<qa_cuda_blocks((size_t)N * O, 256), 256, 0, s->st>>>(N, O, beta, out, O);
         QC_LAUNCH(s);
     } else if (W.dtype == QA_DT_NF4) {
-        qa_cuda_nf4_linear_fwd(s, N, K, M, beta, x, W.data, y);
+        qa_cuda_nf4_linear(s, bwd, N, K, M, beta, in, W.data, out);
     } else if (W.dtype == QA_DT_BF16 && s->fp32) {
-        linear_fp32_rows(s, 0, N, K, M, beta, x, W.data, y);
+        linear_fp32_rows(s, bwd, N, K, M, beta, in, W.data, out);
     } else if (W.dtype == QA_DT_BF16) {
-        __nv_bfloat16 *xb = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * K);
-        if (!xb) return;
-        qa_cuda_to_bf16(s, xb, x, (size_t)N * K);
-        qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, xb, CUDA_R_16BF, K, W.data, CUDA_R_16BF, K, beta, y, CUDA_R_32F, M);
+        __nv_bfloat16 *ib = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * I);
+        if (!ib) return;
+        qa_cuda_to_bf16(s, ib, in, (size_t)N * I);
+        qa_cuda_gemm_rm(s, 0, !bwd, N, O, I, 1.0f, ib, CUDA_R_16BF, I, W.data, CUDA_R_16BF, K, beta, out, CUDA_R_32F, O);
     } else {
-        qa_cuda_gemm_rm(s, 0, 1, N, M, K, 1.0f, x, CUDA_R_32F, K, W.data, CUDA_R_32F, K, beta, y, CUDA_R_32F, M);
+        qa_cuda_gemm_rm(s, 0, !bwd, N, O, I, 1.0f, in, CUDA_R_32F, I, W.data, CUDA_R_32F, K, beta, out, CUDA_R_32F, O);
     }
-    if (bias.data) {
+}
+static void cu_linear_fwd(qa_stream *s, int N, int K, int M, float beta, const float *x, qa_weight W, qa_weight bias,
+                          float *y) {
+    linear_product(s, 0, N, K, M, beta, x, W, y);
+    if (bias.data && N > 0 && M > 0) {
         k_add_bias<<<qa_cuda_blocks((size_t)N * M, 256), 256, 0, s->st>>>(N, M, bias.dtype, bias.data, y);
         QC_LAUNCH(s);
     }
 }
 static void cu_linear_bwd(qa_stream *s, int N, int K, int M, float beta, const float *dy, qa_weight W, float *dx) {
-    if (N <= 0 || K <= 0) return;
-    if (M <= 0) {
-        k_scale_mat<<<qa_cuda_blocks((size_t)N * K, 256), 256, 0, s->st>>>(N, K, beta, dx, K);
-        QC_LAUNCH(s);
-    } else if (W.dtype == QA_DT_NF4) {
-        qa_cuda_nf4_linear_bwd(s, N, K, M, beta, dy, W.data, dx);
-    } else if (W.dtype == QA_DT_BF16 && s->fp32) {
-        linear_fp32_rows(s, 1, N, K, M, beta, dy, W.data, dx);
-    } else if (W.dtype == QA_DT_BF16) {
-        __nv_bfloat16 *db = (__nv_bfloat16 *)qa_cuda_scratch(s, sizeof(__nv_bfloat16) * (size_t)N * M);
-        if (!db) return;
-        qa_cuda_to_bf16(s, db, dy, (size_t)N * M);
-        qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, db, CUDA_R_16BF, M, W.data, CUDA_R_16BF, K, beta, dx, CUDA_R_32F, K);
-    } else {
-        qa_cuda_gemm_rm(s, 0, 0, N, K, M, 1.0f, dy, CUDA_R_32F, M, W.data, CUDA_R_32F, K, beta, dx, CUDA_R_32F, K);
-    }
+    linear_product(s, 1, N, K, M, beta, dy, W, dx);
 }
 
 /* ---- fused forms (kernels/ops.h): fewer passes over the fp32 activations ------------------------- */
