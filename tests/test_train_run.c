@@ -352,6 +352,24 @@ static long long latest_step(const char *run) {
     return s;
 }
 
+/* The newest committed step file (what a resume picks when it is valid): newer than `latest` when a kill lands
+ * between a step file's rename and the pointer's update. */
+static long long newest_step(const char *run) {
+    char *d = qa_path_join(run, "checkpoints");
+    DIR *dd = opendir(d);
+    free(d);
+    if (!dd) return -1;
+    long long best = -1;
+    struct dirent *de;
+    while ((de = readdir(dd))) {
+        long long s;
+        char tail[8] = "";
+        if (sscanf(de->d_name, "step_%lld.h%7s", &s, tail) == 2 && !strcmp(tail, "5") && s > best) best = s;
+    }
+    closedir(dd);
+    return best;
+}
+
 static int count_tmp(const char *run) {
     char *d = qa_path_join(run, "checkpoints");
     DIR *dd = opendir(d);
@@ -1038,9 +1056,10 @@ static void case_kill(int victim) {
     rc = sh("%s ckpt-info --brief %s", bin, run);
     QT_CHECK(rc == 0, "qalign ckpt-info: a valid checkpoint remains (exit %d)", rc);
     if (rc) show_output();
-    long long at = latest_step(run);
+    long long at = newest_step(run);
     char *ck = qa_path_join(run, "checkpoints");
-    printf("  newest checkpoint: step %lld; temporaries left: %d\n", at, count_tmp(run));
+    printf("  newest checkpoint: step %lld ('latest' names step %lld); temporaries left: %d\n", at, latest_step(run),
+           count_tmp(run));
     free(ck);
     /* resume to a few steps past it; the same from scratch must give the same bits */
     char extra2[256];
@@ -1051,6 +1070,12 @@ static void case_kill(int victim) {
     rc = train(2, ref, extra2);
     QT_CHECK(rc == 0, "straight run of %lld steps (exit %d)", at + 6, rc);
     same_run("killed + resumed vs straight", ref, run, (int)at + 6);
+    /* a resume from a checkpoint past the run's length is refused, naming both */
+    snprintf(extra2, sizeof extra2, "--set train.max_steps=%lld --set checkpoint.every=10", at + 2);
+    rc = train(0, run, extra2);
+    QT_CHECK(rc == 1 && strstr(out, "past this run's") && strstr(out, "train.max_steps"),
+             "a resume from step %lld with train.max_steps %lld is refused (exit %d)", at + 6, at + 2, rc);
+    if (rc != 1) show_output();
     free(latest); free(run); free(log); free(ref);
 }
 

@@ -130,6 +130,10 @@ int qa_train_resume_check(const qa_ckpt_meta *m, const char *ckpt_path, const qa
     if (m->step < 0 || m->epoch < 0 || m->epoch > m->step || m->epoch > INT32_MAX / 2)
         return QA_ERR(e, "%s: epoch %lld does not fit step %lld (every epoch takes at least one step): damaged or not "
                       "written by qalign", ckpt_path, (long long)m->epoch, (long long)m->step);
+    if (m->step > plan->total_steps)
+        return QA_ERR(e, "%s: the checkpoint is at step %lld, past this run's %lld steps (train.max_steps / train.epochs): "
+                      "raise them to continue the run, or use a new checkpoint.dir for a shorter one", ckpt_path,
+                      (long long)m->step, (long long)plan->total_steps);
     if (m->optim_step < 0 || m->optim_step > m->step || m->skipped_steps < 0 || m->skipped_steps > m->step)
         return QA_ERR(e, "%s: AdamW step %lld / skipped steps %lld are outside [0, step %lld]: damaged or not written by "
                       "qalign", ckpt_path, (long long)m->optim_step, (long long)m->skipped_steps, (long long)m->step);
