@@ -1,5 +1,6 @@
 #include "common/qa_mem.h"
 #include "common/qa_err.h"
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,4 +33,10 @@ char *qa_strndup(const char *s, size_t n) {
     memcpy(d, s, n);
     d[n] = 0;
     return d;
+}
+char *qa_key_join(const char *prefix, const char *key) {
+    if (!prefix) return qa_strdup(key);
+    char *full = qa_malloc(strlen(prefix) + strlen(key) + 2);
+    sprintf(full, "%s.%s", prefix, key);
+    return full;
 }

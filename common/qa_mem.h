@@ -8,4 +8,6 @@ void *qa_realloc(void *p, size_t n);
 void *qa_aligned_alloc(size_t align, size_t n); /* free with free() */
 char *qa_strdup(const char *s) __attribute__((returns_nonnull));
 char *qa_strndup(const char *s, size_t n) __attribute__((returns_nonnull));
+/* "prefix.key" (heap), or a copy of key when prefix is NULL: the dotted name of a nested config key */
+char *qa_key_join(const char *prefix, const char *key) __attribute__((returns_nonnull));
 #endif

@@ -515,14 +515,7 @@ static int load_mapping(load_ctx *L, yaml_node_t *m, const char *prefix, qa_err 
         char where[700];
         where_at(where, sizeof where, L->name, kn);
         if (!kn || kn->type != YAML_SCALAR_NODE) return QA_ERR(e, "%s: a mapping key must be a plain name", where);
-        char *k = scalar_text(kn);
-        char *full;
-        if (prefix) {
-            full = qa_malloc(strlen(prefix) + strlen(k) + 2);
-            sprintf(full, "%s.%s", prefix, k);
-        } else {
-            full = qa_strdup(k);
-        }
+        char *k = scalar_text(kn), *full = qa_key_join(prefix, k);
         free(k);
         int rc = 0;
         int i = qa_cfg_find(c, full);

@@ -174,12 +174,11 @@ static int64_t labelled_positions(const qa_model *m, qa_acts *a, const qa_batch 
     return M;
 }
 
-static int check_train_batch(const qa_model *m, const qa_acts *a, const qa_batch *b, const char *what, qa_err *e) {
+static int check_train_batch(const qa_acts *a, const qa_batch *b, const char *what, qa_err *e) {
     if (a->mode != QA_ACTS_TRAIN) return QA_ERR(e, "%s needs a workspace allocated with QA_ACTS_TRAIN", what);
     if (!b->labels) return QA_ERR(e, "%s: batch has no labels", what);
     if ((int64_t)b->B * b->T > a->N)
         return QA_ERR(e, "batch [%d, %d] does not fit the workspace ([%d, %d])", b->B, b->T, a->B, a->T);
-    (void)m;
     return 0;
 }
 
@@ -212,7 +211,7 @@ static void loss_rows(qa_model *m, qa_acts *a, int r0, int r1, float dscale, dou
 int qa_model_loss(qa_model *m, const qa_lora *lora, qa_acts *a, const qa_batch *b, qa_loss *out, qa_err *e) {
     memset(out, 0, sizeof *out);
     a->n_logit_rows = 0;
-    QA_TRY(check_train_batch(m, a, b, "qa_model_loss", e));
+    QA_TRY(check_train_batch(a, b, "qa_model_loss", e));
     const int64_t M = labelled_positions(m, a, b, e);
     if (M < 0) return -1;
     QA_TRY(run_layers(m, lora, a, b, 0.0f, 0, e));
@@ -232,7 +231,7 @@ int qa_model_forward_backward(qa_model *m, qa_lora *lora, qa_acts *a, const qa_b
     qa_acts_int *in = a->in;
     memset(out, 0, sizeof *out);
     a->n_logit_rows = 0;
-    QA_TRY(check_train_batch(m, a, b, "forward_backward", e));
+    QA_TRY(check_train_batch(a, b, "forward_backward", e));
     const int N = b->B * b->T, D = c->hidden, L = c->n_layers;
     const int n_groups = opts && opts->n_groups > 0 ? opts->n_groups : 0;
     for (int g = 0; g < n_groups; g++)

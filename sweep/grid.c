@@ -179,13 +179,7 @@ static void load_settings(gctx *g, yaml_node_t *m, const char *prefix) {
             g->n += sw_problem(g->errs, "%s (line %d): a key must be a plain name", g->file, line_of(kn));
             continue;
         }
-        char *k = scalar_dup(kn), *full;
-        if (prefix) {
-            full = qa_malloc(strlen(prefix) + strlen(k) + 2);
-            sprintf(full, "%s.%s", prefix, k);
-        } else {
-            full = qa_strdup(k);
-        }
+        char *k = scalar_dup(kn), *full = qa_key_join(prefix, k);
         free(k);
         int structured = 0;
         for (int i = 0; !prefix && i < N_STRUCT; i++) structured |= !strcmp(full, STRUCT_KEYS[i]);
@@ -232,13 +226,7 @@ static void load_train_sets(gctx *g, yaml_node_t *m, const char *prefix, const c
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = node(g, p->key), *vn = node(g, p->value);
         if (!kn || kn->type != YAML_SCALAR_NODE) continue;
-        char *k = scalar_dup(kn), *full;
-        if (prefix) {
-            full = qa_malloc(strlen(prefix) + strlen(k) + 2);
-            sprintf(full, "%s.%s", prefix, k);
-        } else {
-            full = qa_strdup(k);
-        }
+        char *k = scalar_dup(kn), *full = qa_key_join(prefix, k);
         free(k);
         char where[1200];
         snprintf(where, sizeof where, "%s %s (line %d)", g->file, what, line_of(kn));

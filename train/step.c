@@ -157,8 +157,7 @@ int qa_train__step(qa_trainer *t, double *loss_out, int64_t *tok_out, double *gn
             return -1;
         }
         qa_dist_tree_push(&t->tree, l->grads);
-    }
-    for (int k = t->k_lo; k < t->k_hi && !tc->train.fuse_micro_batches; k++) {
+    } else for (int k = t->k_lo; k < t->k_hi; k++) {
         int64_t a = t->cursor + (int64_t)k * mbsz, b = a + mbsz;
         if (b > rows) b = rows;
         qa_lora_zero_grad(l);
