@@ -12,11 +12,7 @@
 set -u
 Q=$1 ASSETS=$2 PY=${3:-python3}
 . "$(dirname "$0")/train_runs_lib.sh"
-tr_python_or_skip
-d=$(mktemp -d)
-trap 'rm -rf "$d"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+tr_begin
 tr_setup 5 2 4 3
 tr_run sep; r1=$?
 tr_run fused --set train.fuse_micro_batches=true; r2=$?

@@ -10,11 +10,7 @@
 set -u
 Q=$1 ASSETS=$2 PY=${3:-python3}
 . "$(dirname "$0")/train_runs_lib.sh"
-tr_python_or_skip
-d=$(mktemp -d)
-trap 'rm -rf "$d"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+tr_begin
 tr_setup 3 4 2 0
 tr_run pad; r1=$?
 tr_run flat --set data.padding_free=true; r2=$?

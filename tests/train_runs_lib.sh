@@ -1,13 +1,20 @@
 # train_runs_lib.sh — sourced by the tests that compare whole `qalign train` runs (train_padding_free.sh,
 # train_fused.sh): a Qwen2-shaped random model on the paper's SNLI zh+es question data, one example per row,
 # LoRA on every projection, and comparisons of two runs' metrics.jsonl and adapters.
-# Needs: Q (qalign), ASSETS, PY (a Python with numpy and safetensors), d (the scratch directory).
+# Needs: Q (qalign), ASSETS, PY (a Python with numpy and safetensors); tr_begin makes d (the scratch directory).
 
-# tr_python_or_skip: exit 77 (skipped) without a Python that has numpy and safetensors
-tr_python_or_skip() {
+# tr_begin: exit 77 (skipped) without a Python that has numpy and safetensors; else the scratch directory $d
+# (removed at exit) and fail=0, which `check` sets to 1
+tr_begin() {
   [ -n "$PY" ] && "$PY" -c 'import numpy, safetensors' 2>/dev/null ||
     { echo "SKIP: no Python with numpy and safetensors ('${PY:-none}'; scripts/setup.sh makes .venv)"; exit 77; }
+  d=$(mktemp -d)
+  trap 'rm -rf "$d"' EXIT
+  fail=0
 }
+
+# check NAME COMMAND: "ok: NAME" when COMMAND (eval'd) succeeds, else "FAIL: NAME" and fail=1
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
 # tr_setup SEED MICRO_BATCH GRAD_ACCUM CHECKPOINT_EVERY: the model in $d/m and the config $d/c.yaml (6 steps,
 # validation every 3)
